@@ -1,0 +1,91 @@
+"""The interfaces every connector implements. Domain code depends on these, never on a platform."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Protocol, runtime_checkable
+
+from .types import (
+    AppointmentBatch,
+    Contact,
+    CrmUser,
+    Deal,
+    DealUpdate,
+    FieldValue,
+    FileRef,
+    NewContact,
+    NewDeal,
+    NewTask,
+    NoteRef,
+    OAuthToken,
+    StageRef,
+    TaskRef,
+)
+
+__all__ = ["AppointmentSource", "CrmClient", "TokenSource"]
+
+
+@runtime_checkable
+class CrmClient(Protocol):
+    """One instance per portal. Every write that creates something takes an idempotency key: calling it
+    twice with the same key creates one thing and returns it both times."""
+
+    def get_deal(self, deal_id: str) -> Deal:
+        """The deal with its custom fields; `Rejected` (status 404) if it does not exist."""
+        ...
+
+    def update_deal_fields(self, deal_id: str, fields: dict[str, FieldValue]) -> None:
+        """Set only the given fields; others keep their values. Idempotent by nature."""
+        ...
+
+    def update_deals(self, updates: Sequence[DealUpdate]) -> None:
+        """Batch form of update_deal_fields; connectors split to the platform's batch size."""
+        ...
+
+    def move_deal(self, deal_id: str, stage: StageRef, *, loss_reason: str | None = None) -> None:
+        """Move to a stage, also across pipelines. Idempotent by nature."""
+        ...
+
+    def create_deal(self, deal: NewDeal, *, idempotency_key: str) -> Deal: ...
+
+    def find_contacts_by_phone(self, phone_e164: str) -> list[Contact]:
+        """Exact matches on a normalised phone only; an empty list when none."""
+        ...
+
+    def create_contact(self, contact: NewContact, *, idempotency_key: str) -> Contact: ...
+
+    def add_note(self, deal_id: str, text: str, *, idempotency_key: str) -> NoteRef: ...
+
+    def create_task(self, task: NewTask, *, idempotency_key: str) -> TaskRef: ...
+
+    def list_users(self) -> list[CrmUser]: ...
+
+    def set_responsible(self, deal_id: str, user_id: str) -> None: ...
+
+    def attach_file(
+        self, deal_id: str, name: str, content: bytes, mime_type: str, *, idempotency_key: str
+    ) -> FileRef: ...
+
+    def notify_user(self, user_id: str, text: str, *, idempotency_key: str) -> None: ...
+
+
+class TokenSource(Protocol):
+    """Where a connector gets and stores its OAuth token. Refresh tokens rotate on every refresh, so a
+    refresh must happen under `refresh_lock()` after re-reading the token."""
+
+    def get(self) -> OAuthToken | None: ...
+
+    def save(self, token: OAuthToken) -> None: ...
+
+    def refresh_lock(self) -> AbstractContextManager[None]: ...
+
+    def mark_reauth_required(self, reason: str) -> None: ...
+
+
+class AppointmentSource(Protocol):
+    """A MIS feed of appointments, read incrementally from an opaque cursor."""
+
+    def fetch(self, cursor: str | None) -> AppointmentBatch: ...
+
+    def iter_all(self, cursor: str | None) -> Iterator[AppointmentBatch]: ...

@@ -1,0 +1,192 @@
+"""Neutral, platform-free values that cross the connector boundary.
+
+Money is integer minor units; datetimes are timezone-aware; ids are strings because amoCRM uses integers
+and Bitrix24 uses strings, and we never do arithmetic on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+__all__ = [
+    "AppUninstalled",
+    "Appointment",
+    "AppointmentBatch",
+    "Contact",
+    "CrmEvent",
+    "CrmUser",
+    "Deal",
+    "DealCreated",
+    "DealStageChanged",
+    "DealUpdate",
+    "FieldValue",
+    "FileRef",
+    "NewContact",
+    "NewDeal",
+    "NewTask",
+    "NoteRef",
+    "OAuthToken",
+    "RobotCall",
+    "StageRef",
+    "TaskRef",
+]
+
+FieldValue = str | int | bool | date | None | tuple[str, ...]
+"""A custom-field value as we exchange it: scalars, dates, or a tuple for multi-value (enum ids, phones)."""
+
+
+@dataclass(frozen=True)
+class StageRef:
+    pipeline_id: str
+    stage_id: str
+
+
+@dataclass(frozen=True)
+class Deal:
+    id: str
+    name: str
+    stage: StageRef
+    responsible_user_id: str | None = None
+    price_minor: int | None = None
+    fields: Mapping[str, FieldValue] = field(default_factory=dict)
+    contact_ids: tuple[str, ...] = ()
+    is_closed: bool = False
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class NewDeal:
+    name: str
+    stage: StageRef
+    responsible_user_id: str | None = None
+    price_minor: int | None = None
+    fields: Mapping[str, FieldValue] = field(default_factory=dict)
+    contact_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DealUpdate:
+    deal_id: str
+    fields: Mapping[str, FieldValue]
+
+
+@dataclass(frozen=True)
+class Contact:
+    id: str
+    name: str
+    phones: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+    responsible_user_id: str | None = None
+
+
+@dataclass(frozen=True)
+class NewContact:
+    name: str
+    phones: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+    responsible_user_id: str | None = None
+
+
+@dataclass(frozen=True)
+class NoteRef:
+    id: str
+    deal_id: str
+
+
+@dataclass(frozen=True)
+class NewTask:
+    deal_id: str
+    responsible_user_id: str
+    text: str
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    id: str
+    deal_id: str
+
+
+@dataclass(frozen=True)
+class CrmUser:
+    id: str
+    name: str
+    email: str | None = None
+    is_active: bool = True
+    is_admin: bool = False
+    # Bitrix24 IS_ONLINE / timeman; amoCRM has no presence, so its connector reports None.
+    is_online: bool | None = None
+
+
+@dataclass(frozen=True)
+class FileRef:
+    id: str
+    deal_id: str
+    name: str
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class OAuthToken:
+    access_token: str
+    refresh_token: str | None
+    expires_at: datetime | None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+# Events parsed from webhooks / robot calls. Parsers return one of these, None (ignored) or raise
+# UnsupportedEvent / AnomalousPayload.
+@dataclass(frozen=True)
+class CrmEvent:
+    portal_external_id: str
+    occurred_at: datetime | None
+
+
+@dataclass(frozen=True)
+class DealCreated(CrmEvent):
+    deal_id: str
+
+
+@dataclass(frozen=True)
+class DealStageChanged(CrmEvent):
+    deal_id: str
+    stage: StageRef
+    previous: StageRef | None = None
+
+
+@dataclass(frozen=True)
+class RobotCall(CrmEvent):
+    deal_id: str
+    action: str
+    params: Mapping[str, str] = field(default_factory=dict)
+    user_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AppUninstalled(CrmEvent):
+    clean: bool = False
+
+
+@dataclass(frozen=True)
+class Appointment:
+    """A visit as a MIS reports it; the MIS id plus `changed_at` order the versions of one visit."""
+
+    mis_id: str
+    status: str
+    starts_at: datetime
+    ends_at: datetime | None
+    patient_name: str
+    patient_phone: str | None
+    doctor: str | None = None
+    branch: str | None = None
+    changed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AppointmentBatch:
+    appointments: tuple[Appointment, ...]
+    rejects: tuple[Mapping[str, str], ...]
+    next_cursor: str | None

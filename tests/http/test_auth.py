@@ -1,0 +1,102 @@
+"""API keys: hashed at rest, 401 for anything forged, roles enforced, portals isolated."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from widget_server.apikeys import issue_api_key
+from widget_server.models import ApiKey, OutboxJob, Portal
+
+
+def test_key_is_stored_only_as_a_hash(rt, portal):
+    with rt.db.transaction() as s:
+        issued = issue_api_key(s, s.get(Portal, portal.id), role="staff", name="robot")
+    with rt.db.engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT prefix, key_hash FROM api_keys").all()
+    assert len(rows) == 1
+    prefix, key_hash = rows[0]
+    assert issued.plaintext.startswith(f"cb_{prefix}_")
+    secret = issued.plaintext.split("_", 2)[2]
+    assert secret not in key_hash and issued.plaintext != key_hash
+
+
+def test_valid_key_authenticates_with_its_role(admin, portal):
+    response = admin.get("/api/v1/portal")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["slug"] == portal.slug
+    assert body["your_roles"] == ["admin", "finance", "staff", "viewer"]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "Basic dXNlcjpwYXNz",
+        "Bearer ",
+        "Bearer not-a-key",
+        "Bearer cb_ZZZZZZZZ_" + "A" * 43,
+    ],
+)
+def test_missing_or_forged_credentials_get_401(client, header):
+    headers = {"Authorization": header} if header is not None else {}
+    response = client.get("/api/v1/portal", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "Authorization" in response.get_json()["error"]["fields"]
+
+
+def test_forged_secret_for_a_real_prefix_is_401_and_changes_nothing(admin, rt):
+    prefix = admin.key.split("_")[1]
+    forged = f"cb_{prefix}_" + "B" * 43
+    response = admin.client.post(
+        "/api/v1/deals/7/notes", json={"text": "x"}, headers={"Authorization": f"Bearer {forged}"}
+    )
+    assert response.status_code == 401
+    with rt.db.transaction() as s:
+        assert s.scalars(select(OutboxJob)).all() == []
+        assert s.scalar(select(ApiKey.last_used_at)) is None
+
+
+def test_revoked_key_is_401(admin, rt):
+    with rt.db.transaction() as s:
+        s.scalar(select(ApiKey)).revoked_at = s.scalar(select(ApiKey)).created_at
+    assert admin.get("/api/v1/portal").status_code == 401
+
+
+def test_role_is_enforced(make_api, portal):
+    viewer = make_api(portal, "viewer")
+    response = viewer.get("/api/v1/outbox")
+    assert response.status_code == 403
+    assert response.get_json()["error"]["code"] == "missing_role"
+    assert viewer.post("/api/v1/deals/1/notes", json={"text": "x"}).status_code == 403
+    finance = make_api(portal, "finance")
+    assert (
+        finance.post("/api/v1/deals/1/notes", json={"text": "x"}).status_code == 403
+    )  # finance is not staff
+
+
+def test_uninstalled_portal_key_is_refused(admin, rt, portal):
+    with rt.db.transaction() as s:
+        s.get(Portal, portal.id).status = "uninstalled"
+    assert admin.get("/api/v1/portal").status_code == 403
+
+
+def test_a_portal_cannot_see_another_portals_outbox(make_portal, make_api, rt):
+    clinic_a, clinic_b = make_portal(slug="clinic-a"), make_portal(slug="clinic-b")
+    staff_a, admin_b = make_api(clinic_a, "staff"), make_api(clinic_b, "admin")
+    created = staff_a.post("/api/v1/deals/5/notes", json={"text": "А"})
+    assert created.status_code == 202
+    job_id = created.get_json()["id"]
+    assert admin_b.get(f"/api/v1/outbox/{job_id}").status_code == 404
+    assert admin_b.post(f"/api/v1/outbox/{job_id}/retry").status_code == 404
+    assert admin_b.get("/api/v1/outbox").get_json() == []
+    with rt.db.transaction() as s:
+        assert s.get(OutboxJob, job_id).portal_id == clinic_a.id
+
+
+def test_last_used_is_recorded_on_success(admin, rt):
+    admin.get("/api/v1/portal")
+    with rt.db.transaction() as s:
+        assert s.scalar(select(ApiKey.last_used_at)) is not None

@@ -1,0 +1,66 @@
+"""API keys: `cb_<prefix>_<secret>`. The prefix finds the row; only a SHA-256 of the whole key is stored.
+
+A plain hash is enough here (no salt, no slow KDF) because the secret is 256 random bits, not a password.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import string
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .models import ROLES, ApiKey, Portal, utcnow
+
+__all__ = ["IssuedKey", "issue_api_key", "parse_api_key", "resolve_api_key", "revoke_api_key"]
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    record: ApiKey
+    plaintext: str
+
+
+def _hash(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def issue_api_key(session: Session, portal: Portal, *, role: str, name: str) -> IssuedKey:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+    prefix = "".join(secrets.choice(_ALPHABET) for _ in range(8))
+    plaintext = f"cb_{prefix}_{secrets.token_urlsafe(32)}"
+    record = ApiKey(portal_id=portal.id, name=name, prefix=prefix, key_hash=_hash(plaintext), role=role)
+    session.add(record)
+    session.flush()
+    return IssuedKey(record=record, plaintext=plaintext)
+
+
+def parse_api_key(plaintext: str) -> str | None:
+    """The prefix of a well-formed key, else None."""
+    parts = plaintext.split("_", 2)
+    if len(parts) != 3 or parts[0] != "cb" or len(parts[1]) != 8 or len(parts[2]) < 20:
+        return None
+    return parts[1]
+
+
+def resolve_api_key(session: Session, plaintext: str) -> ApiKey | None:
+    """The active key matching `plaintext`, or None. Constant-time on the secret."""
+    prefix = parse_api_key(plaintext)
+    if prefix is None:
+        return None
+    record = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    if record is None or not hmac.compare_digest(record.key_hash, _hash(plaintext)):
+        return None
+    return record if record.is_active else None
+
+
+def revoke_api_key(session: Session, record: ApiKey) -> None:
+    if record.revoked_at is None:
+        record.revoked_at = utcnow()

@@ -1,0 +1,36 @@
+"""The `clinicbridge` command: run the service, its workers and scheduler, and administer portals."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..config import ConfigError
+from .admin import apikey, db, portal, tokens
+from .demo import demo
+from .processes import cron, run, up, worker
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """ClinicBridge: deal-card widgets, robots and MIS sync for clinics on amoCRM and Bitrix24."""
+
+
+for command in (run, worker, cron, up, db, portal, apikey, tokens, demo):
+    cli.add_command(command)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except ConfigError as exc:
+        click.echo(f"configuration error — {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)

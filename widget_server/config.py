@@ -1,0 +1,169 @@
+"""Settings read from the environment, with embedded defaults for a laptop.
+
+Every setting is validated once at start-up: a bad value stops the process with a message that names the
+variable, instead of failing later inside a request.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from babel.numbers import is_currency
+from cryptography.fernet import Fernet
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_INSTANCE_PATH = PROJECT_ROOT / "instance"
+
+MEMORY_REDIS_URL = "memory://"
+"""REDIS_URL value that runs jobs in-process on an embedded fake Redis (no worker, no schedule)."""
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+    def __init__(self, variable: str, reason: str) -> None:
+        super().__init__(f"{variable}: {reason}")
+        self.variable = variable
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str
+    secret_key: str
+    token_encryption_keys: tuple[str, ...]
+    public_base_url: str
+    default_timezone: str
+    default_currency: str
+    instance_path: Path
+    log_level: str = "INFO"
+    testing: bool = False
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def jobs_in_process(self) -> bool:
+        return self.redis_url == MEMORY_REDIS_URL
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _read_or_create_secret(path: Path, make: Callable[[], str]) -> str:
+    """Generate a secret into instance/ on first run so a restart keeps sessions and decryptable tokens."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = make()
+    # O_EXCL: two processes starting together must not each write a different key.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value
+
+
+def _check_database_url(value: str) -> str:
+    try:
+        url = make_url(value)
+    except ArgumentError as exc:
+        raise ConfigError("DATABASE_URL", f"not a database URL ({exc})") from None
+    backend = url.get_backend_name()
+    if backend not in {"sqlite", "postgresql"}:
+        raise ConfigError("DATABASE_URL", f"backend must be sqlite or postgresql, got {backend!r}")
+    if backend == "postgresql" and url.get_driver_name() not in {"psycopg", "psycopg2"}:
+        raise ConfigError("DATABASE_URL", "use postgresql+psycopg:// (psycopg 3)")
+    return value
+
+
+def _check_redis_url(value: str) -> str:
+    if value == MEMORY_REDIS_URL:
+        return value
+    scheme = urlsplit(value).scheme
+    if scheme not in {"redis", "rediss", "unix"}:
+        raise ConfigError(
+            "REDIS_URL", f"scheme must be redis://, rediss://, unix:// or memory://, got {value!r}"
+        )
+    return value
+
+
+def _check_base_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ConfigError("PUBLIC_BASE_URL", f"must be an absolute http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("DEFAULT_TIMEZONE", f"unknown IANA timezone {value!r}") from None
+    return value
+
+
+def _check_currency(value: str) -> str:
+    code = value.upper()
+    if len(code) != 3 or not is_currency(code):
+        raise ConfigError("DEFAULT_CURRENCY", f"not an ISO 4217 currency code: {value!r}")
+    return code
+
+
+def _check_encryption_keys(value: str) -> tuple[str, ...]:
+    keys = tuple(k.strip() for k in value.split(",") if k.strip())
+    if not keys:
+        raise ConfigError("TOKEN_ENCRYPTION_KEY", "empty; give one or more comma-separated Fernet keys")
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            raise ConfigError(
+                "TOKEN_ENCRYPTION_KEY", f"key #{position} is not a url-safe base64 32-byte Fernet key"
+            ) from None
+    return keys
+
+
+def _check_log_level(value: str) -> str:
+    level = value.upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigError("LOG_LEVEL", f"must be DEBUG, INFO, WARNING or ERROR, got {value!r}")
+    return level
+
+
+def load_settings(environ: Mapping[str, str] | None = None, instance_path: Path | None = None) -> Settings:
+    """Build Settings from the environment; raise ConfigError naming the first bad variable."""
+    env = os.environ if environ is None else environ
+    instance = Path(env.get("CLINICBRIDGE_INSTANCE_PATH") or instance_path or DEFAULT_INSTANCE_PATH)
+
+    database_url = env.get("DATABASE_URL") or f"sqlite:///{instance / 'clinicbridge.sqlite3'}"
+    secret_key = env.get("SECRET_KEY") or _read_or_create_secret(
+        instance / "secret_key", lambda: secrets.token_urlsafe(48)
+    )
+    if len(secret_key) < 32:
+        raise ConfigError("SECRET_KEY", "must be at least 32 characters")
+    raw_keys = env.get("TOKEN_ENCRYPTION_KEY") or _read_or_create_secret(
+        instance / "token_encryption.key", lambda: Fernet.generate_key().decode()
+    )
+    return Settings(
+        database_url=_check_database_url(database_url),
+        redis_url=_check_redis_url(env.get("REDIS_URL") or "redis://127.0.0.1:6379/0"),
+        secret_key=secret_key,
+        token_encryption_keys=_check_encryption_keys(raw_keys),
+        public_base_url=_check_base_url(env.get("PUBLIC_BASE_URL") or "http://127.0.0.1:5000"),
+        default_timezone=_check_timezone(env.get("DEFAULT_TIMEZONE") or "Europe/Moscow"),
+        default_currency=_check_currency(env.get("DEFAULT_CURRENCY") or "RUB"),
+        instance_path=instance,
+        log_level=_check_log_level(env.get("LOG_LEVEL") or "INFO"),
+    )

@@ -1,0 +1,21 @@
+"""HTTP layer: one blueprint per caller (widget API, hooks, health), all answering errors as JSON."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from .api_deals import deals_api
+from .api_outbox import outbox_api
+from .api_portal import portal_api
+from .health import health
+from .hooks import hooks
+from .lifecycle import install_lifecycle
+from .openapi import openapi_blueprint
+
+__all__ = ["register_http"]
+
+
+def register_http(app: Flask) -> None:
+    install_lifecycle(app)
+    for blueprint in (health, portal_api, deals_api, outbox_api, hooks, openapi_blueprint):
+        app.register_blueprint(blueprint)

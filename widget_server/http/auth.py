@@ -1,0 +1,103 @@
+"""Who is calling: the portal and the roles come from a credential, never from the request body.
+
+Server-to-server callers use per-portal API keys (`Authorization: Bearer cb_…`). The CRM widgets' own
+proofs (amoCRM's disposable JWT, Bitrix24's placement auth) plug in here as further authenticators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import ParamSpec, TypeVar
+
+from flask import g, request
+
+from ..apikeys import resolve_api_key
+from ..errors import Forbidden, Unauthorized
+from ..models import Portal, implied_roles, utcnow
+from .lifecycle import db_session
+
+__all__ = ["Principal", "current_portal", "current_principal", "requires"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Principal:
+    portal_id: int
+    roles: frozenset[str]
+    actor: str
+    """Stable label for audit columns: "apikey:<id>" or "user:<crm user id>"."""
+    via: str
+    """Where the action came from: api, widget, robot, scheduler."""
+    crm_user_id: str | None = None
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+
+def _authenticate() -> tuple[Principal, object]:
+    header = request.headers.get("Authorization", "")
+    scheme, _, credential = header.partition(" ")
+    if not header:
+        raise Unauthorized("Authorization header missing", fields={"Authorization": ["missing"]})
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise Unauthorized(
+            "Authorization must be 'Bearer <api key>'", fields={"Authorization": ["not a bearer credential"]}
+        )
+    session = db_session()
+    record = resolve_api_key(session, credential.strip())
+    if record is None:
+        raise Unauthorized("API key unknown or revoked", fields={"Authorization": ["unknown or revoked key"]})
+    portal = session.get(Portal, record.portal_id)
+    if portal is None or portal.status == "uninstalled":
+        raise Forbidden("portal is uninstalled", fields={"Authorization": ["portal uninstalled"]})
+    g.portal = portal
+    return Principal(
+        portal_id=portal.id, roles=implied_roles([record.role]), actor=f"apikey:{record.id}", via="api"
+    ), record
+
+
+def requires(role: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Authenticate the request and demand `role` (admin implies every role)."""
+
+    def decorate(view: Callable[P, R]) -> Callable[P, R]:
+        @wraps(view)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            principal, record = _authenticate()
+            g.principal = principal
+            if not principal.has(role):
+                raise Forbidden(f"this action needs the {role} role", code="missing_role")
+            _touch(record)
+            # End the authentication read: on SQLite every transaction holds the write lock, and the
+            # idempotency claim or a connector call must not wait behind this request's own session.
+            db_session().commit()
+            return view(*args, **kwargs)
+
+        wrapper.required_role = role  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def _touch(record: object) -> None:
+    # last_used_at is advisory: written in its own short transaction so the view's unit of work stays
+    # its own, and at most once a minute so reads don't all become writes.
+    from ..models import ApiKey
+
+    if not isinstance(record, ApiKey):
+        return
+    now = utcnow()
+    if record.last_used_at is not None and (now - record.last_used_at).total_seconds() < 60:
+        return
+    record.last_used_at = now
+
+
+def current_principal() -> Principal:
+    return g.principal
+
+
+def current_portal() -> Portal:
+    return g.portal

@@ -1,0 +1,63 @@
+"""Process one stored inbound event: parse it with its source's parser and record the outcome."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from connectors.errors import AnomalousPayload, UnsupportedEvent
+from connectors.types import CrmEvent
+
+from .. import runtime
+from ..models import InboxEvent, Portal, utcnow
+from ..sandbox.hooks import parse_hook as parse_sandbox_hook
+from .joblog import logged_job
+
+__all__ = ["EVENT_REACTIONS", "PARSERS", "process_inbox_event"]
+
+log = logging.getLogger(__name__)
+# Zulip keeps unsupported events in their own log so that they are reviewed, not lost in the noise.
+unsupported_log = logging.getLogger("widget_server.unsupported_events")
+
+PARSERS: dict[str, Callable[[str, str], CrmEvent | None]] = {
+    "sandbox": parse_sandbox_hook,
+}
+
+EVENT_REACTIONS: dict[type[CrmEvent], list[Callable[[int, CrmEvent], None]]] = {}
+"""Domain features register what they do on an event type (e.g. the ledger on a robot call)."""
+
+
+@logged_job("process_inbox_event")
+def process_inbox_event(event_id: int) -> str:
+    rt = runtime.current()
+    with rt.db.transaction() as session:
+        event = session.get(InboxEvent, event_id)
+        if event is None or event.outcome != "pending":
+            return "skipped"
+        portal = session.get(Portal, event.portal_id)
+        assert portal is not None
+        source, raw, external_id, portal_id = event.source, event.raw_body, portal.external_id, portal.id
+        event.attempts += 1
+
+    outcome, error = "handled", None
+    try:
+        parsed = PARSERS[source](external_id, raw)
+        if parsed is None:
+            outcome = "ignored"
+        else:
+            for reaction in EVENT_REACTIONS.get(type(parsed), []):
+                reaction(portal_id, parsed)
+    except UnsupportedEvent as exc:
+        outcome, error = "unsupported", str(exc)
+        unsupported_log.warning("portal %s: %s", portal_id, exc)
+    except AnomalousPayload as exc:
+        outcome, error = "failed", f"anomalous payload: {exc}"
+    except Exception as exc:
+        log.exception("inbox event %s failed", event_id)
+        outcome, error = "failed", f"{type(exc).__name__}: {exc}"
+
+    with rt.db.transaction() as session:
+        event = session.get(InboxEvent, event_id)
+        assert event is not None
+        event.outcome, event.error, event.processed_at = outcome, error, utcnow()
+    return outcome

@@ -1,0 +1,82 @@
+"""Outbox operations: the JSON payload of a job turned into one CrmClient call.
+
+Every operation is safe to repeat: updates and moves are idempotent by nature, creates pass the job's
+idempotency key to the connector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import Any
+
+from connectors.base import CrmClient
+from connectors.types import FieldValue, NewTask, StageRef
+
+__all__ = ["OPERATIONS", "run_operation"]
+
+
+def _field_value(value: Any) -> FieldValue:
+    if isinstance(value, dict) and set(value) == {"date"}:
+        return date.fromisoformat(value["date"])
+    if isinstance(value, list):
+        return tuple(str(v) for v in value)
+    return value
+
+
+def _add_note(crm: CrmClient, payload: dict[str, Any], key: str) -> dict[str, Any]:
+    note = crm.add_note(str(payload["deal_id"]), payload["text"], idempotency_key=key)
+    return {"note_id": note.id}
+
+
+def _update_deal_fields(crm: CrmClient, payload: dict[str, Any], _key: str) -> dict[str, Any]:
+    crm.update_deal_fields(
+        str(payload["deal_id"]), {k: _field_value(v) for k, v in payload["fields"].items()}
+    )
+    return {}
+
+
+def _move_deal(crm: CrmClient, payload: dict[str, Any], _key: str) -> dict[str, Any]:
+    crm.move_deal(
+        str(payload["deal_id"]),
+        StageRef(str(payload["pipeline_id"]), str(payload["stage_id"])),
+        loss_reason=payload.get("loss_reason"),
+    )
+    return {}
+
+
+def _create_task(crm: CrmClient, payload: dict[str, Any], key: str) -> dict[str, Any]:
+    task = crm.create_task(
+        NewTask(
+            deal_id=str(payload["deal_id"]),
+            responsible_user_id=str(payload["user_id"]),
+            text=payload["text"],
+            due_at=datetime.fromisoformat(payload["due_at"]),
+        ),
+        idempotency_key=key,
+    )
+    return {"task_id": task.id}
+
+
+def _set_responsible(crm: CrmClient, payload: dict[str, Any], _key: str) -> dict[str, Any]:
+    crm.set_responsible(str(payload["deal_id"]), str(payload["user_id"]))
+    return {}
+
+
+def _notify_user(crm: CrmClient, payload: dict[str, Any], key: str) -> dict[str, Any]:
+    crm.notify_user(str(payload["user_id"]), payload["text"], idempotency_key=key)
+    return {}
+
+
+OPERATIONS: dict[str, Callable[[CrmClient, dict[str, Any], str], dict[str, Any]]] = {
+    "add_note": _add_note,
+    "update_deal_fields": _update_deal_fields,
+    "move_deal": _move_deal,
+    "create_task": _create_task,
+    "set_responsible": _set_responsible,
+    "notify_user": _notify_user,
+}
+
+
+def run_operation(crm: CrmClient, operation: str, payload: dict[str, Any], key: str) -> dict[str, Any]:
+    return OPERATIONS[operation](crm, payload, key)

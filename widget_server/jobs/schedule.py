@@ -1,0 +1,72 @@
+"""The periodic schedule: the only place periodic jobs are registered.
+
+Loaded by `clinicbridge cron` (rq's CronScheduler). Intervals are short on purpose: every job is
+idempotent per (portal, period), so a tick that finds nothing to do costs one query.
+"""
+
+from __future__ import annotations
+
+from redis import Redis
+from rq.cron import CronScheduler
+
+from .periodic import purge_idempotency_records, sweep_inbox, sweep_outbox
+
+__all__ = ["PERIODIC_JOBS", "SchedulerAlreadyRunning", "SingletonCronScheduler", "build_scheduler"]
+
+SCHEDULER_LOCK = "cb:scheduler:lock"
+SCHEDULER_LOCK_TTL_S = 90
+"""Longer than the longest sleep between ticks (the shortest interval below), renewed every tick."""
+
+# (function, queue, interval in seconds)
+PERIODIC_JOBS = (
+    (sweep_outbox, "crm", 30),
+    (sweep_inbox, "default", 60),
+    (purge_idempotency_records, "default", 3600),
+)
+
+
+_RENEW_IF_OURS = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+_DELETE_IF_OURS = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class SchedulerAlreadyRunning(RuntimeError):
+    pass
+
+
+class SingletonCronScheduler(CronScheduler):
+    """rq's CronScheduler has no lock: two of them enqueue every job twice. This one holds a Redis lease
+    and refuses to start while another holds it."""
+
+    def acquire(self) -> None:
+        if not self.connection.set(SCHEDULER_LOCK, self.name, nx=True, ex=SCHEDULER_LOCK_TTL_S):
+            holder = self.connection.get(SCHEDULER_LOCK)
+            raise SchedulerAlreadyRunning(f"another scheduler is running ({holder!r}); exactly one may run")
+
+    def enqueue_jobs(self) -> list:  # type: ignore[override]
+        renewed = self.connection.eval(_RENEW_IF_OURS, 1, SCHEDULER_LOCK, self.name, SCHEDULER_LOCK_TTL_S)
+        if not renewed:
+            # The lease lapsed (e.g. a long pause): take it back only if nobody else did.
+            self.acquire()
+        return super().enqueue_jobs()
+
+    def release(self) -> None:
+        self.connection.eval(_DELETE_IF_OURS, 1, SCHEDULER_LOCK, self.name)
+
+
+def build_scheduler(connection: Redis) -> SingletonCronScheduler:
+    scheduler = SingletonCronScheduler(connection=connection)
+    for func, queue_name, interval in PERIODIC_JOBS:
+        scheduler.register(func, queue_name=queue_name, interval=interval, result_ttl=600)
+    return scheduler

@@ -1,0 +1,87 @@
+"""Queue a change for the CRM in the same transaction as the change itself.
+
+The OutboxJob row commits with the user's action, so nothing is lost if Redis or the CRM is down; the rq
+job pushed after commit is only a wake-up call, and the periodic sweep re-sends wake-ups that were lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from .jobs.operations import OPERATIONS
+from .models import OutboxJob
+
+__all__ = ["after_commit", "enqueue_outbox", "wake_outbox_job"]
+
+log = logging.getLogger(__name__)
+
+
+def after_commit(session: Session, action: Callable[[], None]) -> None:
+    """Run `action` once the session's current transaction has committed (never on rollback)."""
+    pending: list[Callable[[], None]] = session.info.setdefault("after_commit", [])
+    pending.append(action)
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    actions = session.info.pop("after_commit", [])
+    for action in actions:
+        try:
+            action()
+        except Exception:
+            # The committed row is the truth; a failed wake-up is retried by the sweep.
+            log.exception("after-commit action failed")
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_commit(session: Session) -> None:
+    session.info.pop("after_commit", None)
+
+
+def enqueue_outbox(
+    session: Session,
+    *,
+    portal_id: int,
+    operation: str,
+    payload: dict[str, Any],
+    idempotency_key: str,
+    deal_id: str | None = None,
+    origin: str | None = None,
+) -> OutboxJob:
+    if operation not in OPERATIONS:
+        raise ValueError(f"operation must be one of {sorted(OPERATIONS)}, got {operation!r}")
+    job = OutboxJob(
+        portal_id=portal_id,
+        operation=operation,
+        payload=payload,
+        idempotency_key=idempotency_key,
+        deal_id=deal_id,
+        origin=origin,
+    )
+    session.add(job)
+    session.flush()
+    job_id = job.id
+    after_commit(session, lambda: wake_outbox_job(job_id))
+    return job
+
+
+def wake_outbox_job(job_id: int) -> None:
+    from . import runtime
+    from .jobs.mirror import mirror_outbox_job
+
+    runtime.current().queue("crm").enqueue(
+        mirror_outbox_job, job_id, job_id=f"outbox-{job_id}-{_wake_nonce()}", result_ttl=300
+    )
+
+
+def _wake_nonce() -> str:
+    # Several wake-ups for one row are harmless (the lease lets one through); a fixed id would make rq
+    # refuse to re-enqueue while an old finished job is still kept.
+    import secrets
+
+    return secrets.token_hex(4)
