@@ -31,7 +31,7 @@ def test_portal_and_apikey_lifecycle(rt, client):
     assert key.startswith("cb_")
     response = client.get("/api/v1/portal", headers={"Authorization": f"Bearer {key}"})
     assert response.status_code == 200
-    assert response.get_json()["your_roles"] == ["finance", "viewer"]
+    assert response.get_json()["your_roles"] == ["finance", "staff", "viewer"]
 
     listed = invoke("apikey", "list", "--portal", "nevsky")
     prefix = key.split("_")[1]

@@ -25,7 +25,10 @@ def test_up_serves_readyz_and_the_demo_key(tmp_path, redis_mode):
 
     result = subprocess.run(
         [sys.executable, "-m", "widget_server.cli.entry", "up", "--check", "--port", str(free_port())],
-        capture_output=True, text=True, env=env, timeout=180,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "readiness:" in result.stdout and "-> ready" in result.stdout

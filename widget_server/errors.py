@@ -4,7 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-__all__ = ["ApiError", "Conflict", "Forbidden", "NotFound", "Unauthorized", "ValidationFailed"]
+__all__ = ["ApiError", "Conflict", "DomainError", "Forbidden", "NotFound", "Unauthorized", "ValidationFailed"]
+
+
+class DomainError(Exception):
+    """A refusal from domain code, which knows nothing of HTTP but says which status fits."""
+
+    status = 422
+    code = "rejected"
+
+    def __init__(self, field: str, reason: str, *, code: str | None = None) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+        if code:
+            self.code = code
+
+    def as_api_error(self) -> ApiError:
+        return ApiError(str(self), code=self.code, status=self.status, fields={self.field: [self.reason]})
 
 
 class ApiError(Exception):

@@ -72,10 +72,14 @@ def enqueue_outbox(
 
 def wake_outbox_job(job_id: int) -> None:
     from . import runtime
-    from .jobs.mirror import mirror_outbox_job
 
+    # By dotted path: domain code that queues CRM changes must not import the job (and with it the
+    # connector registry).
     runtime.current().queue("crm").enqueue(
-        mirror_outbox_job, job_id, job_id=f"outbox-{job_id}-{_wake_nonce()}", result_ttl=300
+        "widget_server.jobs.mirror.mirror_outbox_job",
+        job_id,
+        job_id=f"outbox-{job_id}-{_wake_nonce()}",
+        result_ttl=300,
     )
 
 

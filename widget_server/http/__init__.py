@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from flask import Flask
 
+from .api_catalogue import catalogue_api
 from .api_deals import deals_api
 from .api_outbox import outbox_api
 from .api_portal import portal_api
+from .api_stay import stay_api
 from .health import health
 from .hooks import hooks
 from .lifecycle import install_lifecycle
@@ -17,5 +19,14 @@ __all__ = ["register_http"]
 
 def register_http(app: Flask) -> None:
     install_lifecycle(app)
-    for blueprint in (health, portal_api, deals_api, outbox_api, hooks, openapi_blueprint):
+    for blueprint in (
+        health,
+        portal_api,
+        deals_api,
+        stay_api,
+        catalogue_api,
+        outbox_api,
+        hooks,
+        openapi_blueprint,
+    ):
         app.register_blueprint(blueprint)

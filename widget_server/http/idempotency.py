@@ -22,7 +22,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import runtime
-from ..errors import ApiError, Conflict
+from ..errors import ApiError, Conflict, DomainError
 from ..models import IdempotencyRecord, utcnow
 from .lifecycle import db_session, error_response
 
@@ -132,6 +132,9 @@ def mutation(view: Callable[P, Any]) -> Callable[P, Response]:
         if key is None:
             try:
                 response = _as_response(view(*args, **kwargs))
+            except DomainError as error:
+                session.rollback()
+                raise error.as_api_error() from None
             except BaseException:
                 session.rollback()
                 raise
@@ -151,10 +154,10 @@ def mutation(view: Callable[P, Any]) -> Callable[P, Response]:
         record_id = claimed.id
         try:
             response = _as_response(view(*args, **kwargs))
-        except ApiError as error:
+        except (ApiError, DomainError) as error:
             # A refused request is deterministic for its body: remember the refusal too.
             session.rollback()
-            response = error_response(error)
+            response = error_response(error.as_api_error() if isinstance(error, DomainError) else error)
         except BaseException:
             session.rollback()
             _release(record_id)

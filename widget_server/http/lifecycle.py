@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
 from .. import runtime
-from ..errors import ApiError
+from ..errors import ApiError, DomainError
 from ..logs import log_context
 
 __all__ = ["db_session", "install_lifecycle"]
@@ -81,6 +81,10 @@ def install_lifecycle(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(error: ApiError) -> Response:
         return error_response(error)
+
+    @app.errorhandler(DomainError)
+    def _domain_error(error: DomainError) -> Response:
+        return error_response(error.as_api_error())
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:

@@ -68,6 +68,35 @@ def _notify_user(crm: CrmClient, payload: dict[str, Any], key: str) -> dict[str,
     return {}
 
 
+def _task_for_responsible(crm: CrmClient, payload: dict[str, Any], key: str) -> dict[str, Any]:
+    """A task for whoever is responsible for the deal when the job runs (it may change meanwhile)."""
+    deal = crm.get_deal(str(payload["deal_id"]))
+    if deal.responsible_user_id is None:
+        return {"skipped": "deal has no responsible user"}
+    task = crm.create_task(
+        NewTask(
+            deal_id=deal.id,
+            responsible_user_id=deal.responsible_user_id,
+            text=payload["text"],
+            due_at=datetime.fromisoformat(payload["due_at"]),
+        ),
+        idempotency_key=key,
+    )
+    return {"task_id": task.id}
+
+
+def _sync_stay_fields(crm: CrmClient, payload: dict[str, Any], _key: str) -> dict[str, Any]:
+    """Balance, daily rate and paid-through date as they are now, not as they were when queued."""
+    from .. import runtime
+    from ..ledger.stay_fields import stay_field_values
+
+    with runtime.current().db.transaction() as session:
+        fields = stay_field_values(session, int(payload["account_id"]))
+    if fields:
+        crm.update_deal_fields(str(payload["deal_id"]), fields)
+    return {"fields": sorted(fields)}
+
+
 OPERATIONS: dict[str, Callable[[CrmClient, dict[str, Any], str], dict[str, Any]]] = {
     "add_note": _add_note,
     "update_deal_fields": _update_deal_fields,
@@ -75,6 +104,8 @@ OPERATIONS: dict[str, Callable[[CrmClient, dict[str, Any], str], dict[str, Any]]
     "create_task": _create_task,
     "set_responsible": _set_responsible,
     "notify_user": _notify_user,
+    "task_for_responsible": _task_for_responsible,
+    "sync_stay_fields": _sync_stay_fields,
 }
 
 

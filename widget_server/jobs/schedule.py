@@ -9,6 +9,7 @@ from __future__ import annotations
 from redis import Redis
 from rq.cron import CronScheduler
 
+from .ledger import run_daily_charges, run_expire_holds
 from .periodic import purge_idempotency_records, sweep_inbox, sweep_outbox
 
 __all__ = ["PERIODIC_JOBS", "SchedulerAlreadyRunning", "SingletonCronScheduler", "build_scheduler"]
@@ -22,6 +23,9 @@ PERIODIC_JOBS = (
     (sweep_outbox, "crm", 30),
     (sweep_inbox, "default", 60),
     (purge_idempotency_records, "default", 3600),
+    # Catches up every missed day; cheap when nothing is due, so it can run often.
+    (run_daily_charges, "default", 900),
+    (run_expire_holds, "default", 300),
 )
 
 

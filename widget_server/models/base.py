@@ -24,7 +24,10 @@ NAMING_CONVENTION = {
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    # Through the one clock, so tests that freeze "now" freeze timestamps and expiries consistently.
+    from ..clock import now_utc
+
+    return now_utc()
 
 
 class UtcDateTime(TypeDecorator[datetime]):

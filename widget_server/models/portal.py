@@ -16,14 +16,10 @@ PORTAL_KINDS = ("amocrm", "bitrix24", "sandbox")
 PORTAL_STATUSES = ("active", "needs_reauth", "blocked", "uninstalled")
 
 ROLES = ("viewer", "staff", "finance", "admin")
-"""App roles. admin implies every role; finance and staff each imply viewer (finance is not staff)."""
+"""App roles, each implying the ones before it: staff sees stays without money, finance sees and moves
+money, admin also reverses, overrides and configures."""
 
-_IMPLIES = {
-    "admin": set(ROLES),
-    "finance": {"finance", "viewer"},
-    "staff": {"staff", "viewer"},
-    "viewer": {"viewer"},
-}
+_IMPLIES = {role: set(ROLES[: position + 1]) for position, role in enumerate(ROLES)}
 
 
 def implied_roles(roles: list[str] | tuple[str, ...] | set[str]) -> frozenset[str]:

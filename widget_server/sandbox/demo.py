@@ -50,15 +50,51 @@ def seed_demo(crm: SandboxCrm, *, today: date) -> dict[str, Any]:
 
     # (key, deal name, payer contact, phone as typed, stage, days since admission, birth date, ward, ICD-10)
     patients = (
-        ("orlov", "Орлов Виктор Николаевич", "Елена Орлова (дочь)", "+7 916 123-45-67", "in_stay",
-         12, date(1948, 3, 14), "Палата 3", ("I63.9",)),
-        ("sergeeva", "Сергеева Галина Петровна", "Дмитрий Сергеев (сын)", "8 (903) 555-12-34", "admission",
-         -2, date(1951, 11, 2), None, ("S72.0",)),
-        ("kuznetsov", "Кузнецов Борис Ильич", "Кузнецова Нина (жена)", "+79267008090", WON_STAGE,
-         30, date(1944, 7, 21), "Палата 5", ("I69.3", "G81.9")),
-        ("volkova", "Волкова Людмила Андреевна", "Андрей Волков (сын)", "8 985 234 56 78", LOST_STAGE,
-         -5, date(1956, 1, 30), None, ()),
-    )  # fmt: skip
+        (
+            "orlov",
+            "Орлов Виктор Николаевич",
+            "Елена Орлова (дочь)",
+            "+7 916 123-45-67",
+            "in_stay",
+            12,
+            date(1948, 3, 14),
+            "Палата 3",
+            ("I63.9",),
+        ),
+        (
+            "sergeeva",
+            "Сергеева Галина Петровна",
+            "Дмитрий Сергеев (сын)",
+            "8 (903) 555-12-34",
+            "admission",
+            -2,
+            date(1951, 11, 2),
+            None,
+            ("S72.0",),
+        ),
+        (
+            "kuznetsov",
+            "Кузнецов Борис Ильич",
+            "Кузнецова Нина (жена)",
+            "+79267008090",
+            WON_STAGE,
+            30,
+            date(1944, 7, 21),
+            "Палата 5",
+            ("I69.3", "G81.9"),
+        ),
+        (
+            "volkova",
+            "Волкова Людмила Андреевна",
+            "Андрей Волков (сын)",
+            "8 985 234 56 78",
+            LOST_STAGE,
+            -5,
+            date(1956, 1, 30),
+            None,
+            (),
+        ),
+    )
     contacts: list[str] = []
     deals: list[dict[str, str]] = []
     for key, patient, payer, phone, stage_id, days_in, birth_date, ward, icd in patients:

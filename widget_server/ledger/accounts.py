@@ -1,0 +1,90 @@
+"""Opening, finding and locking stay accounts; tariff history."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..models import Portal, StayAccount, Tariff, TariffAssignment
+from .errors import LedgerConflict, LedgerError, LedgerNotFound
+from .posting import Actor
+
+__all__ = ["find_account", "lock_account", "rate_on", "rate_schedule", "tariff_for"]
+
+
+def find_account(
+    session: Session, portal_id: int, deal_id: str, *, include_closed: bool = True
+) -> StayAccount:
+    """The deal's open account, else (if allowed) its latest closed one; LedgerNotFound otherwise."""
+    accounts = session.scalars(
+        select(StayAccount)
+        .where(StayAccount.portal_id == portal_id, StayAccount.deal_id == deal_id)
+        .order_by(StayAccount.status.desc(), StayAccount.id.desc())  # 'open' sorts after 'closed'
+    ).all()
+    for account in accounts:
+        if account.status == "open" or include_closed:
+            return account
+    raise LedgerNotFound("deal_id", f"no stay account for deal {deal_id}")
+
+
+def lock_account(session: Session, portal_id: int, deal_id: str) -> StayAccount:
+    """The account, locked for this transaction: FOR UPDATE on PostgreSQL; on SQLite the transaction's
+    BEGIN IMMEDIATE already holds the database's single write lock."""
+    account = find_account(session, portal_id, deal_id)
+    locked = session.scalar(select(StayAccount).where(StayAccount.id == account.id).with_for_update())
+    assert locked is not None
+    session.refresh(locked)
+    return locked
+
+
+def tariff_for(session: Session, portal: Portal, tariff_id: int) -> Tariff:
+    tariff = session.get(Tariff, tariff_id)
+    if tariff is None or tariff.portal_id != portal.id:
+        raise LedgerError("tariff_id", f"no tariff {tariff_id} in this portal")
+    if not tariff.active:
+        raise LedgerError("tariff_id", f"tariff {tariff.name!r} is archived")
+    return tariff
+
+
+def rate_schedule(session: Session, account_id: int) -> list[tuple[date, int]]:
+    """(effective_from, daily rate) in date order; for equal dates the latest assignment wins."""
+    rows = session.execute(
+        select(TariffAssignment.effective_from, TariffAssignment.daily_rate_minor)
+        .where(TariffAssignment.account_id == account_id)
+        .order_by(TariffAssignment.effective_from, TariffAssignment.id)
+    ).all()
+    schedule: dict[date, int] = {}
+    for effective_from, rate in rows:
+        schedule[effective_from] = rate
+    return sorted(schedule.items())
+
+
+def rate_on(schedule: list[tuple[date, int]], day: date) -> int:
+    rate = 0
+    for effective_from, value in schedule:
+        if effective_from > day:
+            break
+        rate = value
+    return rate
+
+
+def assign_tariff(
+    session: Session, account: StayAccount, tariff: Tariff, effective_from: date, actor: Actor
+) -> TariffAssignment:
+    if account.status != "open":
+        raise LedgerConflict("account", "the stay is closed")
+    if effective_from < account.admission_date:
+        raise LedgerError("effective_from", "cannot be before the admission date")
+    assignment = TariffAssignment(
+        portal_id=account.portal_id,
+        account_id=account.id,
+        tariff_id=tariff.id,
+        daily_rate_minor=tariff.daily_rate_minor,
+        effective_from=effective_from,
+        created_by=actor.label,
+    )
+    session.add(assignment)
+    session.flush()
+    return assignment

@@ -1,0 +1,170 @@
+"""What the CRM shows of the ledger: a note in the deal's feed per entry, and the deal's balance, daily
+rate and paid-through fields kept current. Both go through the outbox, after our own commit."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime, time
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..models import ExpenseArticle, LedgerEntry, OutboxJob, Portal, StayAccount
+from ..money import format_minor
+from ..outbox import enqueue_outbox
+from .summary import StaySummary
+
+__all__ = ["deal_field_map", "entry_note", "mirror_entries", "queue_low_balance_alert", "queue_stay_sync"]
+
+_TITLES = {
+    "deposit": "Пополнение",
+    "daily_charge": "Ежедневное списание",
+    "charge": "Списание",
+    "purchase": "Закупка",
+    "refund": "Возврат остатка",
+}
+_METHODS = {"cash": "наличные", "card": "карта", "transfer": "перевод", "insurance": "страховая"}
+
+
+def deal_field_map(portal: Portal) -> dict[str, str]:
+    """Our field → CRM field id, from portal settings; unmapped fields are not mirrored."""
+    mapping = (portal.settings or {}).get("deal_fields") or {}
+    return {name: str(field_id) for name, field_id in mapping.items() if field_id}
+
+
+def _date(value) -> str:  # type: ignore[no-untyped-def]
+    return value.strftime("%d.%m.%Y")
+
+
+def entry_note(
+    session: Session, portal: Portal, entry: LedgerEntry, summary: StaySummary, *, latest: bool = True
+) -> str:
+    """The feed note for one entry: what, how much, why, and the balance right after it. The forecast
+    is added only for the latest entry, where it is true."""
+    money = lambda minor: format_minor(minor, entry.currency, portal.locale)  # noqa: E731
+    if entry.kind == "reversal":
+        original = session.get(LedgerEntry, entry.reverses_entry_id)
+        title = f"Сторно записи №{original.seq if original else entry.reverses_entry_id}"
+    else:
+        title = _TITLES[entry.kind]
+    parts = [f"{title} {money(entry.amount_minor)}"]
+    if entry.article_id is not None:
+        article = session.get(ExpenseArticle, entry.article_id)
+        if article is not None:
+            parts[0] += f" — {article.name}"
+    if entry.kind == "daily_charge" and entry.service_date:
+        parts[0] += f" за {_date(entry.service_date)}"
+    if entry.method:
+        parts.append(f"Способ: {_METHODS.get(entry.method, entry.method)}")
+    if entry.payer:
+        parts.append(f"Плательщик: {entry.payer}")
+    if entry.reason:
+        parts.append(f"Основание: {entry.reason}")
+    balance_after = session.scalar(
+        select(func.sum(LedgerEntry.sign * LedgerEntry.amount_minor)).where(
+            LedgerEntry.account_id == entry.account_id, LedgerEntry.seq <= entry.seq
+        )
+    )
+    parts.append(f"Баланс: {money(int(balance_after or 0))}")
+    forecast = summary.forecast
+    if latest and summary.account.status == "open":
+        if forecast.unlimited:
+            parts.append("Срок пребывания не ограничен балансом")
+        elif forecast.paid_through is not None:
+            parts.append(f"Оплачено по {_date(forecast.paid_through)}")
+    return ". ".join(parts)
+
+
+def queue_stay_sync(session: Session, portal: Portal, account: StayAccount) -> OutboxJob | None:
+    """Refresh the deal's ledger fields. The job reads the state when it runs, so one pending sync per
+    account is enough however many entries arrive before it."""
+    if not deal_field_map(portal):
+        return None
+    pending = session.scalar(
+        select(OutboxJob).where(
+            OutboxJob.portal_id == portal.id,
+            OutboxJob.operation == "sync_stay_fields",
+            OutboxJob.deal_id == account.deal_id,
+            OutboxJob.state == "pending",
+            OutboxJob.attempts == 0,
+            OutboxJob.lease_until.is_(None),
+        )
+    )
+    if pending is not None:
+        return pending
+    return enqueue_outbox(
+        session,
+        portal_id=portal.id,
+        operation="sync_stay_fields",
+        payload={"account_id": account.id, "deal_id": account.deal_id},
+        idempotency_key=f"stay-sync:{account.id}:{uuid.uuid4().hex}",
+        deal_id=account.deal_id,
+        origin=f"stay:{account.id}",
+    )
+
+
+def _end_of_workday(portal: Portal, day: date) -> str:
+    return datetime.combine(day, time(18, 0), ZoneInfo(portal.timezone)).isoformat()
+
+
+def queue_low_balance_alert(session: Session, portal: Portal, summary: StaySummary) -> bool:
+    """A task for the responsible manager once per crossing into low balance; re-armed by a top-up."""
+    account = summary.account
+    if not summary.low_balance:
+        account.low_balance_alerted = False
+        return False
+    if account.low_balance_alerted:
+        return False
+    account.low_balance_alerted = True
+    forecast = summary.forecast
+    if forecast.days_of_debt:
+        debt = format_minor(-summary.available_minor, account.currency, portal.locale)
+        text = f"Долг по депозиту пациента: {debt}. Свяжитесь с представителем для пополнения."
+    else:
+        until = _date(forecast.paid_through) if forecast.paid_through else "—"
+        text = (
+            f"Депозит пациента заканчивается: оплачено по {until}. Свяжитесь с представителем "
+            f"{account.representative_name or ''} для пополнения."
+        ).replace("  ", " ")
+    enqueue_outbox(
+        session,
+        portal_id=portal.id,
+        operation="task_for_responsible",
+        payload={"deal_id": account.deal_id, "text": text, "due_at": _end_of_workday(portal, summary.today)},
+        idempotency_key=f"low-balance:{account.id}:{uuid.uuid4().hex}",
+        deal_id=account.deal_id,
+        origin=f"stay:{account.id}",
+    )
+    return True
+
+
+def mirror_entries(
+    session: Session, portal: Portal, account: StayAccount, entries: list[LedgerEntry]
+) -> None:
+    """Notes for new entries (replays add nothing) plus one field sync and the low-balance check."""
+    from .summary import stay_summary
+
+    summary = stay_summary(session, portal, account, recent=0)
+    newest = max((e.seq for e in entries), default=0)
+    for entry in entries:
+        already = session.scalar(
+            select(OutboxJob.id).where(
+                OutboxJob.portal_id == portal.id, OutboxJob.idempotency_key == f"ledger-note:{entry.id}"
+            )
+        )
+        if already is None:
+            enqueue_outbox(
+                session,
+                portal_id=portal.id,
+                operation="add_note",
+                payload={
+                    "deal_id": account.deal_id,
+                    "text": entry_note(session, portal, entry, summary, latest=entry.seq == newest),
+                },
+                idempotency_key=f"ledger-note:{entry.id}",
+                deal_id=account.deal_id,
+                origin=f"entry:{entry.id}",
+            )
+    queue_stay_sync(session, portal, account)
+    queue_low_balance_alert(session, portal, summary)

@@ -1,0 +1,174 @@
+"""The one function that writes ledger entries.
+
+`post_entry` runs inside the caller's transaction with the account already locked (`lock_account`): it
+checks the draft in Python first so that refusals name the field, then assigns the next sequence number,
+chains the hash and inserts. The database constraints repeat the same rules as a last line of defence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..models import ENTRY_KINDS, PAYMENT_METHODS, LedgerEntry, PurchaseRequest, StayAccount, utcnow
+from ..money import MAX_MINOR
+from .chain import CHAINED_FIELDS, GENESIS, entry_hash
+from .errors import LedgerConflict, LedgerError
+
+__all__ = [
+    "Actor",
+    "EntryDraft",
+    "available_minor",
+    "balance_minor",
+    "holds_minor",
+    "post_entry",
+]
+
+_SIGN = {"deposit": 1, "daily_charge": -1, "charge": -1, "purchase": -1, "refund": -1}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts and from where; roles decide what the ledger allows."""
+
+    label: str
+    source: str
+    roles: frozenset[str] = field(default_factory=frozenset)
+
+    def has(self, role: str) -> bool:
+        return role in self.roles
+
+
+@dataclass(frozen=True)
+class EntryDraft:
+    kind: str
+    amount_minor: int
+    entry_date: date
+    idempotency_key: str
+    service_date: date | None = None
+    method: str | None = None
+    payer: str | None = None
+    article_id: int | None = None
+    tariff_id: int | None = None
+    reason: str | None = None
+    reverses_entry_id: int | None = None
+    purchase_request_id: int | None = None
+    overdraft_override: bool = False
+    sign: int | None = None
+    """Only for reversals: the opposite of the reversed entry's sign."""
+
+
+def balance_minor(session: Session, account_id: int) -> int:
+    total = session.scalar(
+        select(func.coalesce(func.sum(LedgerEntry.sign * LedgerEntry.amount_minor), 0)).where(
+            LedgerEntry.account_id == account_id
+        )
+    )
+    return int(total or 0)
+
+
+def holds_minor(session: Session, account_id: int, now: datetime | None = None) -> int:
+    total = session.scalar(
+        select(func.coalesce(func.sum(PurchaseRequest.amount_minor), 0)).where(
+            PurchaseRequest.account_id == account_id,
+            PurchaseRequest.status == "pending",
+            PurchaseRequest.expires_at > (now or utcnow()),
+        )
+    )
+    return int(total or 0)
+
+
+def available_minor(session: Session, account_id: int) -> int:
+    return balance_minor(session, account_id) - holds_minor(session, account_id)
+
+
+def _check(draft: EntryDraft) -> int:
+    if draft.kind not in ENTRY_KINDS:
+        raise LedgerError("kind", f"must be one of {', '.join(ENTRY_KINDS)}, got {draft.kind!r}")
+    if isinstance(draft.amount_minor, bool) or not isinstance(draft.amount_minor, int):
+        raise LedgerError("amount", "must be an integer number of minor units")
+    if draft.amount_minor <= 0:
+        raise LedgerError("amount", "must be greater than zero")
+    if draft.amount_minor > MAX_MINOR:
+        raise LedgerError("amount", "is unrealistically large")
+    if draft.method is not None and draft.method not in PAYMENT_METHODS:
+        raise LedgerError("method", f"must be one of {', '.join(PAYMENT_METHODS)}, got {draft.method!r}")
+    if not draft.idempotency_key or len(draft.idempotency_key) > 200:
+        raise LedgerError("idempotency_key", "1-200 characters required")
+    if draft.kind == "daily_charge" and draft.service_date is None:
+        raise LedgerError("service_date", "required for a daily charge")
+    if draft.kind == "reversal":
+        if draft.reverses_entry_id is None:
+            raise LedgerError("entry_id", "a reversal must name the entry it reverses")
+        if not (draft.reason or "").strip():
+            raise LedgerError("reason", "a reversal needs a reason")
+        if draft.sign not in (1, -1):
+            raise LedgerError("sign", "a reversal's sign must be +1 or -1")
+        return draft.sign
+    return _SIGN[draft.kind]
+
+
+def _same_request(existing: LedgerEntry, draft: EntryDraft, account: StayAccount) -> bool:
+    wanted = asdict(draft)
+    wanted.pop("sign")
+    return existing.account_id == account.id and all(
+        getattr(existing, name) == value for name, value in wanted.items()
+    )
+
+
+def post_entry(session: Session, account: StayAccount, draft: EntryDraft, actor: Actor) -> LedgerEntry:
+    """Append one entry to a locked, open account. A replay of the same idempotency key with the same
+    content returns the stored entry; with different content it is refused."""
+    sign = _check(draft)
+    existing = session.scalar(
+        select(LedgerEntry).where(
+            LedgerEntry.portal_id == account.portal_id, LedgerEntry.idempotency_key == draft.idempotency_key
+        )
+    )
+    if existing is not None:
+        if _same_request(existing, draft, account):
+            return existing
+        raise LedgerConflict(
+            "idempotency_key", "already used for a different entry", code="idempotency_key_reused"
+        )
+    if account.status != "open" and draft.kind != "reversal":
+        raise LedgerConflict("account", "the stay is closed; only an admin reversal is possible")
+
+    last = session.execute(
+        select(LedgerEntry.seq, LedgerEntry.hash)
+        .where(LedgerEntry.account_id == account.id)
+        .order_by(LedgerEntry.seq.desc())
+        .limit(1)
+    ).first()
+    seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    entry = LedgerEntry(
+        portal_id=account.portal_id,
+        account_id=account.id,
+        seq=seq,
+        kind=draft.kind,
+        sign=sign,
+        amount_minor=draft.amount_minor,
+        currency=account.currency,
+        entry_date=draft.entry_date,
+        service_date=draft.service_date,
+        method=draft.method,
+        payer=draft.payer,
+        article_id=draft.article_id,
+        tariff_id=draft.tariff_id,
+        reason=draft.reason,
+        reverses_entry_id=draft.reverses_entry_id,
+        purchase_request_id=draft.purchase_request_id,
+        overdraft_override=draft.overdraft_override,
+        idempotency_key=draft.idempotency_key,
+        actor=actor.label,
+        source=actor.source,
+        created_at=utcnow(),
+        prev_hash=prev_hash,
+    )
+    entry.hash = entry_hash(prev_hash, {name: getattr(entry, name) for name in CHAINED_FIELDS})
+    session.add(entry)
+    session.flush()
+    return entry

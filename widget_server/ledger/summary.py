@@ -1,0 +1,104 @@
+"""The state of a stay as the card shows it: balance, holds, today's rate and the forecast."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..clock import local_today
+from ..forecast import Forecast, forecast_stay
+from ..models import LedgerEntry, Portal, PurchaseRequest, StayAccount
+from .accounts import rate_on, rate_schedule
+from .operations import first_uncharged_day
+from .posting import balance_minor, holds_minor
+from .settings import ledger_settings
+
+__all__ = ["StaySummary", "WhatIf", "stay_summary"]
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    purchase_minor: int = 0
+    tariff_rate_minor: int | None = None
+    tariff_from: date | None = None
+
+
+@dataclass(frozen=True)
+class StaySummary:
+    account: StayAccount
+    today: date
+    balance_minor: int
+    holds_minor: int
+    available_minor: int
+    daily_rate_minor: int
+    forecast: Forecast
+    low_balance: bool
+    first_uncharged: date
+    pending_purchases: list[PurchaseRequest]
+    recent_entries: list[LedgerEntry]
+
+    @property
+    def days_left(self) -> int | None:
+        return self.forecast.days_left(self.today)
+
+
+def stay_summary(
+    session: Session,
+    portal: Portal,
+    account: StayAccount,
+    *,
+    what_if: WhatIf | None = None,
+    recent: int = 10,
+    today: date | None = None,
+) -> StaySummary:
+    today = today or local_today(portal.timezone)
+    balance = balance_minor(session, account.id)
+    holds = holds_minor(session, account.id)
+    schedule = rate_schedule(session, account.id)
+    first_uncharged = first_uncharged_day(session, account)
+    available = balance - holds
+    if what_if is not None:
+        available -= what_if.purchase_minor
+        if what_if.tariff_rate_minor is not None:
+            start = what_if.tariff_from or max(first_uncharged, today + timedelta(days=1))
+            schedule = [(d, r) for d, r in schedule if d < start] + [(start, what_if.tariff_rate_minor)]
+    if account.status == "closed":
+        forecast = Forecast(available, 0, True, None, None, 0)
+    else:
+        forecast = forecast_stay(available, schedule, first_uncharged)
+    days_left = forecast.days_left(today)
+    threshold = ledger_settings(portal).low_balance_days
+    low = account.status == "open" and (
+        forecast.days_of_debt > 0 or (days_left is not None and days_left <= threshold)
+    )
+    pending = list(
+        session.scalars(
+            select(PurchaseRequest)
+            .where(PurchaseRequest.account_id == account.id, PurchaseRequest.status == "pending")
+            .order_by(PurchaseRequest.id)
+        )
+    )
+    entries = list(
+        session.scalars(
+            select(LedgerEntry)
+            .where(LedgerEntry.account_id == account.id)
+            .order_by(LedgerEntry.seq.desc())
+            .limit(recent)
+        )
+    )
+    return StaySummary(
+        account=account,
+        today=today,
+        balance_minor=balance,
+        holds_minor=holds,
+        available_minor=available,
+        daily_rate_minor=rate_on(schedule, today),
+        forecast=forecast,
+        low_balance=low,
+        first_uncharged=first_uncharged,
+        pending_purchases=pending,
+        recent_entries=entries,
+    )
