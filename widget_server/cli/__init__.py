@@ -9,6 +9,7 @@ import click
 from ..config import ConfigError
 from .admin import apikey, db, portal, tokens
 from .demo import demo
+from .ledger import ledger
 from .processes import cron, run, up, worker
 
 __all__ = ["main"]
@@ -19,7 +20,7 @@ def cli() -> None:
     """ClinicBridge: deal-card widgets, robots and MIS sync for clinics on amoCRM and Bitrix24."""
 
 
-for command in (run, worker, cron, up, db, portal, apikey, tokens, demo):
+for command in (run, worker, cron, up, db, portal, apikey, tokens, demo, ledger):
     cli.add_command(command)
 
 

@@ -1,0 +1,107 @@
+"""What the CRM shows: a note per entry, current balance fields, a low-balance task once per crossing."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from sqlalchemy import select
+
+from connectors.types import NewDeal, StageRef
+from widget_server.models import OutboxJob, Portal
+from widget_server.sandbox.crm import SandboxCrm
+
+
+@pytest.fixture
+def crm(rt, clinic) -> SandboxCrm:
+    return SandboxCrm(rt.db, clinic.id, timezone=clinic.timezone)
+
+
+@pytest.fixture
+def deal(crm, rt, clinic) -> str:
+    manager = crm.seed_user("Анна Смирнова", email="anna@example.ru")
+    created = crm.create_deal(
+        NewDeal(name="Петров П. П.", stage=StageRef("corpus-1", "in_stay"), responsible_user_id=manager.id),
+        idempotency_key="deal-1",
+    )
+    with rt.db.transaction() as s:
+        portal = s.get(Portal, clinic.id)
+        portal.settings = {
+            **portal.settings,
+            "deal_fields": {"balance": "F-BAL", "daily_rate": "F-RATE", "paid_through": "F-PAID"},
+        }
+    return created.id
+
+
+def _admit(roles, catalogue, deal, amount="35000.00"):
+    response = roles["finance"].post(f"/api/v1/deals/{deal}/stay", json={
+        "admission_date": "2026-12-01", "tariff_id": catalogue["standard"],
+        "representative": {"name": "Петрова Ольга"},
+        "deposit": {"amount": amount, "method": "card"}})  # fmt: skip
+    assert response.status_code == 201, response.get_json()
+
+
+def test_entries_reach_the_deal_feed_and_fields(roles, catalogue, frozen, crm, deal, jobs):
+    frozen.set_local("2026-12-01 10:00")
+    _admit(roles, catalogue, deal)
+    roles["finance"].post(
+        f"/api/v1/deals/{deal}/stay/charges",
+        json={"amount": "1500.00", "article_id": catalogue["dressing"], "reason": "перевязка"},
+    )
+    jobs()
+    notes = [n.replace("\xa0", " ") for n in crm.notes_for(deal)]
+    assert notes == [
+        "Пополнение 35 000,00 ₽. Способ: карта. Баланс: 35 000,00 ₽. Оплачено по 10.12.2026",
+        "Списание 1 500,00 ₽ — Перевязочный материал. Основание: перевязка. Баланс: 33 500,00 ₽. "
+        "Оплачено по 09.12.2026",
+    ]
+    fields = crm.get_deal(deal).fields
+    assert fields["F-BAL"] == "33500.00"
+    assert fields["F-RATE"] == "3500.00"
+    assert fields["F-PAID"] == date(2026, 12, 9)
+
+
+def test_a_burst_of_entries_needs_one_field_sync(roles, catalogue, frozen, crm, deal, jobs, rt):
+    frozen.set_local("2026-12-01 10:00")
+    _admit(roles, catalogue, deal)
+    for n in range(5):
+        roles["finance"].post(
+            f"/api/v1/deals/{deal}/stay/deposits", json={"amount": "100.00", "method": "cash"}, key=f"d{n}"
+        )
+    with rt.db.transaction() as s:
+        syncs = s.scalars(
+            select(OutboxJob).where(OutboxJob.operation == "sync_stay_fields", OutboxJob.state == "pending")
+        ).all()
+    # Each wake-up ran (and finished) before the next request in this synchronous test, except that rq
+    # jobs only run when we call jobs(): so all six requests found the first sync still pending.
+    assert len(syncs) == 1
+    jobs()
+    assert crm.get_deal(deal).fields["F-BAL"] == "35500.00"
+
+
+def test_low_balance_task_once_per_crossing(roles, catalogue, frozen, crm, deal, jobs):
+    from widget_server.jobs.ledger import run_daily_charges
+
+    frozen.set_local("2026-12-01 10:00")
+    _admit(roles, catalogue, deal, amount="17500.00")  # 5 days: paid through 5 Dec, 4 days left
+    jobs()
+    assert crm.tasks_for(deal) == []
+    frozen.set_local("2026-12-02 10:00")
+    run_daily_charges(now=frozen.now)
+    jobs()
+    tasks = crm.tasks_for(deal)
+    assert len(tasks) == 1
+    assert "оплачено по 05.12.2026" in tasks[0].text  # 3 days left: the threshold
+    frozen.set_local("2026-12-03 10:00")
+    run_daily_charges(now=frozen.now)
+    jobs()
+    assert len(crm.tasks_for(deal)) == 1  # still low: no second task
+    roles["finance"].post(
+        f"/api/v1/deals/{deal}/stay/deposits", json={"amount": "70000.00", "method": "card"}
+    )
+    jobs()
+    roles["finance"].post(
+        f"/api/v1/deals/{deal}/stay/charges", json={"amount": "75000.00", "article_id": catalogue["drugs"]}
+    )
+    jobs()
+    assert len(crm.tasks_for(deal)) == 2  # topped up, then crossed again
