@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from widget_server.cli import cli
-from widget_server.models import ApiKey, Portal, PortalUser
+from widget_server.models import ApiKey, Portal, PortalUser, StayAccount
 
 
 def invoke(*args: str):
@@ -61,6 +61,15 @@ def test_demo_seed_creates_portal_roles_and_a_working_key_and_is_repeatable(rt, 
     new = client.get("/api/v1/portal", headers={"Authorization": f"Bearer {second['api_key']}"})
     assert old.status_code == 401  # a re-run revokes the previous quick-start key
     assert new.status_code == 200 and "admin" in new.get_json()["your_roles"]
+    assert second["stays"] == first["stays"] == 1
+    with rt.db.transaction() as session:
+        deals = session.scalars(select(StayAccount.deal_id)).all()
+    assert len(deals) == 1  # a re-run does not admit twice
+    stay = client.get(
+        f"/api/v1/deals/{deals[0]}/stay", headers={"Authorization": f"Bearer {second['api_key']}"}
+    )
+    body = stay.get_json()
+    assert body["status"] == "open" and body["balance"] == "13000.00"  # 60 000 − 13 days × 3 500 − 1 500
     with rt.db.transaction() as s:
         roles = {tuple(u.roles) for u in s.scalars(select(PortalUser))}
         assert {("admin",), ("finance",), ("staff",), ("viewer",)} <= roles

@@ -59,13 +59,78 @@ def ensure_demo(rt: Runtime) -> dict:
         ):
             revoke_api_key(session, old)
         issued = issue_api_key(session, portal, role="admin", name=QUICKSTART_KEY_NAME)
+        portal.settings = {
+            **(portal.settings or {}),
+            "deal_fields": {
+                "balance": "balance",
+                "daily_rate": "daily_rate_display",
+                "paid_through": "paid_through",
+            },
+            "ledger": {"purchase_threshold_minor": 500_000, "overdraft_minor": 0, "low_balance_days": 3},
+        }
+        stays = _seed_ledger(session, portal, summary, today)
         return {
             "portal_id": portal_id,
             "slug": DEMO_SLUG,
             "deals": len(summary.get("deals", [])),
             "users": len(crm_users),
             "api_key": issued.plaintext,
+            "stays": stays,
         }
+
+
+def _seed_ledger(session, portal: Portal, summary: dict, today) -> int:  # type: ignore[no-untyped-def]
+    """Tariffs, articles and an admitted in-stay patient with a deposit and a few debits."""
+    from datetime import timedelta
+
+    from ..ledger import Actor, Admission, admit, charge
+    from ..ledger.operations import post_daily_charges_for
+    from ..models import ExpenseArticle, StayAccount, Tariff
+
+    def ensure(model, **values):  # type: ignore[no-untyped-def]
+        row = session.scalar(select(model).where(model.portal_id == portal.id, model.name == values["name"]))
+        if row is None:
+            row = model(portal_id=portal.id, **values)
+            session.add(row)
+            session.flush()
+        return row
+
+    standard = ensure(Tariff, name="Стандарт", daily_rate_minor=350_000)
+    ensure(Tariff, name="Комфорт", daily_rate_minor=500_000)
+    dressing = ensure(ExpenseArticle, name="Перевязочный материал", code="DR")
+    ensure(ExpenseArticle, name="Дополнительные лекарства", code="MED")
+    ensure(ExpenseArticle, name="Процедуры", code="PRC")
+    in_stay = [d for d in summary.get("deals", []) if d.get("stage_id") == "in_stay"]
+    actor = Actor(label="demo", source="api", roles=frozenset({"viewer", "staff", "finance", "admin"}))
+    for deal in in_stay:
+        exists = session.scalar(
+            select(StayAccount.id).where(
+                StayAccount.portal_id == portal.id, StayAccount.deal_id == deal["id"]
+            )
+        )
+        if exists is not None:
+            continue
+        account = admit(
+            session,
+            portal,
+            Admission(
+                deal_id=deal["id"],
+                admission_date=today - timedelta(days=12),
+                tariff_id=standard.id,
+                representative_name="Елена Орлова (дочь)",
+                representative_phone="+79161234567",
+                deposit_minor=6_000_000,
+                deposit_method="transfer",
+                deposit_payer="Елена Орлова",
+            ),
+            actor,
+            f"demo:admit:{deal['id']}",
+        )
+        post_daily_charges_for(session, account, today, actor)
+        charge(
+            session, portal, deal["id"], 150_000, dressing.id, "перевязка", actor, f"demo:charge:{deal['id']}"
+        )
+    return len(in_stay)
 
 
 @click.group()
