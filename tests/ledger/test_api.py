@@ -315,3 +315,12 @@ def test_idempotent_charge_replay_returns_the_first_response(roles, admitted, ca
     assert first.get_json() == second.get_json()
     assert second.headers["Idempotent-Replayed"] == "true"
     assert _entries(rt) == 2  # the opening deposit and one charge
+
+
+def test_statement_pdf_is_served_to_finance_only(roles, admitted):
+    response = roles["finance"].get(f"/api/v1/deals/{admitted}/stay/statement.pdf")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/pdf"
+    assert response.data.startswith(b"%PDF")
+    assert "statement-deal-700.pdf" in response.headers["Content-Disposition"]
+    assert roles["staff"].get(f"/api/v1/deals/{admitted}/stay/statement.pdf").status_code == 403

@@ -498,3 +498,23 @@ def _statement(deal_id: str) -> tuple[Portal, StayAccount, list]:
     portal = current_portal()
     account = find_account(db_session(), portal.id, deal_id)
     return portal, account, statement_rows(db_session(), account, kinds)
+
+
+@stay_api.get("/statement.pdf")
+@api_doc(
+    summary="Statement as PDF, in Russian, to hand to the relative",
+    tags=["stay"],
+    query=StatementQuerySchema,
+    errors=(404,),
+)
+@requires("finance")
+def get_statement_pdf(deal_id: str) -> Response:
+    from ..ledger.statement_pdf import render_statement_pdf
+    from ..models import utcnow
+
+    portal, account, rows = _statement(deal_id)
+    summary = stay_summary(db_session(), portal, account, recent=0)
+    pdf = render_statement_pdf(portal, account, rows, summary, generated_at=utcnow())
+    response = Response(pdf, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = f'attachment; filename="statement-deal-{deal_id}.pdf"'
+    return response
