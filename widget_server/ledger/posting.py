@@ -136,6 +136,26 @@ def post_entry(session: Session, account: StayAccount, draft: EntryDraft, actor:
         )
     if account.status != "open" and draft.kind != "reversal":
         raise LedgerConflict("account", "the stay is closed; only an admin reversal is possible")
+    # The unique indexes enforce these two as well; checking first names the field instead of failing
+    # the whole transaction with an IntegrityError.
+    if draft.kind == "daily_charge":
+        charged = session.scalar(
+            select(LedgerEntry.id).where(
+                LedgerEntry.account_id == account.id,
+                LedgerEntry.kind == "daily_charge",
+                LedgerEntry.service_date == draft.service_date,
+            )
+        )
+        if charged is not None:
+            raise LedgerConflict("service_date", f"{draft.service_date} is already charged (entry {charged})")
+    if draft.kind == "reversal":
+        earlier = session.scalar(
+            select(LedgerEntry.id).where(LedgerEntry.reverses_entry_id == draft.reverses_entry_id)
+        )
+        if earlier is not None:
+            raise LedgerConflict(
+                "entry_id", f"entry {draft.reverses_entry_id} was already reversed by entry {earlier}"
+            )
 
     last = session.execute(
         select(LedgerEntry.seq, LedgerEntry.hash)
