@@ -121,6 +121,8 @@ def settings(database_url: str, redis_url: str, tmp_path) -> Settings:  # type: 
         default_currency="RUB",
         instance_path=tmp_path,
         testing=True,
+        # Tests fire bursts (100 replays, 50 concurrent charges); the limit itself has its own test.
+        api_rate_limit=100_000,
     )
 
 

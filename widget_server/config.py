@@ -48,6 +48,8 @@ class Settings:
     default_currency: str
     instance_path: Path
     log_level: str = "INFO"
+    api_rate_limit: int = 50
+    """Requests per second one credential (API key or widget user) may make."""
     testing: bool = False
     extra: Mapping[str, object] = field(default_factory=dict)
 
@@ -142,6 +144,12 @@ def _check_log_level(value: str) -> str:
     return level
 
 
+def _check_positive_int(variable: str, value: str) -> int:
+    if not value.isdigit() or int(value) <= 0:
+        raise ConfigError(variable, f"must be a positive whole number, got {value!r}")
+    return int(value)
+
+
 def load_settings(environ: Mapping[str, str] | None = None, instance_path: Path | None = None) -> Settings:
     """Build Settings from the environment; raise ConfigError naming the first bad variable."""
     env = os.environ if environ is None else environ
@@ -166,4 +174,5 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: Path 
         default_currency=_check_currency(env.get("DEFAULT_CURRENCY") or "RUB"),
         instance_path=instance,
         log_level=_check_log_level(env.get("LOG_LEVEL") or "INFO"),
+        api_rate_limit=_check_positive_int("API_RATE_LIMIT", env.get("API_RATE_LIMIT") or "50"),
     )

@@ -99,3 +99,15 @@ def test_last_used_is_recorded_on_success(admin, rt):
     admin.get("/api/v1/portal")
     with rt.db.transaction() as s:
         assert s.scalar(select(ApiKey.last_used_at)) is not None
+
+
+def test_a_credential_over_its_rate_gets_429_with_retry_after(make_api, portal, rt, monkeypatch):
+    monkeypatch.setattr(rt, "settings", rt.settings.with_overrides(api_rate_limit=3))
+    viewer = make_api(portal, "viewer")
+    statuses = [viewer.get("/api/v1/portal").status_code for _ in range(5)]
+    assert statuses == [200, 200, 200, 429, 429]
+    limited = viewer.get("/api/v1/portal")
+    assert limited.get_json()["error"]["code"] == "rate_limited"
+    assert int(limited.headers["Retry-After"]) >= 1
+    other = make_api(portal, "viewer")  # another credential has its own budget
+    assert other.get("/api/v1/portal").status_code == 200

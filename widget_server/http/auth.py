@@ -6,6 +6,7 @@ proofs (amoCRM's disposable JWT, Bitrix24's placement auth) plug in here as furt
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -13,8 +14,11 @@ from typing import ParamSpec, TypeVar
 
 from flask import g, request
 
+from connectors.ratelimit import RedisRateLimiter
+
+from .. import runtime
 from ..apikeys import resolve_api_key
-from ..errors import Forbidden, Unauthorized
+from ..errors import ApiError, Forbidden, Unauthorized
 from ..models import Portal, implied_roles, utcnow
 from .lifecycle import db_session
 
@@ -68,6 +72,7 @@ def requires(role: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             principal, record = _authenticate()
             g.principal = principal
+            _throttle(principal)
             if not principal.has(role):
                 raise Forbidden(f"this action needs the {role} role", code="missing_role")
             _touch(record)
@@ -80,6 +85,21 @@ def requires(role: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
         return wrapper
 
     return decorate
+
+
+def _throttle(principal: Principal) -> None:
+    """A runaway integration or a stuck retry loop gets 429 instead of starving the clinic's other users.
+    The budget lives in Redis, so it holds across web processes."""
+    rt = runtime.current()
+    limiter = RedisRateLimiter(rt.redis, f"api:{principal.actor}", rt.settings.api_rate_limit, 1.0)
+    wait = limiter.try_acquire()
+    if wait > 0:
+        raise ApiError(
+            f"too many requests for this credential (limit {rt.settings.api_rate_limit}/s); retry shortly",
+            code="rate_limited",
+            status=429,
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
 
 
 def _touch(record: object) -> None:
