@@ -1,0 +1,541 @@
+"""Figures for POST /api/v1/deals/<deal>/stay/charges under concurrent clients against gunicorn.
+
+Run: .venv/bin/python bench/charge_latency_bench.py [--postgres] [--seconds 10 | --requests N] [--clients 16]
+     [--stays 200] [--workers 2] [--gunicorn-arg=...] [--profile [N]]
+
+Setup (not timed): a fresh database (a temp SQLite file, or with --postgres a throw-away PostgreSQL 15 cluster
+with fsync=off), migrated; one clinic portal whose settings map the ledger's deal fields (so a charge also
+queues the field sync, as a connected clinic's does); a finance API key; a tariff; an expense article; and
+--stays admitted stays with large opening deposits, through the ledger's domain functions. A private
+redis-server is started for REDIS_URL; every charge passes the per-key rate limiter (a Redis script), queues
+its CRM note in the outbox and enqueues the wake-up in Redis after commit (nothing consumes the queue: the
+cost measured is the request's own). API_RATE_LIMIT is set far above what the one bench key reaches
+(--api-rate-limit), so the limiter's cost is paid but it refuses nothing; with the default of 50/s, 16
+clients on one key would mostly measure 429s.
+
+Timed: `gunicorn -w <workers> widget_server.wsgi:app` (sync workers, as deployed by default) serves
+--clients threads, each with its own http.client connection (kept alive where the server allows it;
+gunicorn's sync workers close after every response, so those clients reconnect over loopback each time),
+each POSTing {"amount": "10.00", "article_id": …, "reason": "bench"} with a unique Idempotency-Key and the
+finance key, spread round-robin over the stays, after a one-second warm-up. Latency is from sending the
+request to having read the whole response. The clients run on the same machine as the server, so they share
+its cores.
+
+Printed: p50/p95/p99 ms, requests/s, errors by status, whether p95 meets the issue's floor (≤ 25 ms), and the
+CPU each process group used per request during the timed phase (from /proc).
+Afterwards (untimed) the entries are counted against the 201s and the hash chains are verified.
+--profile N: also serve N charges in-process through Flask's test client, one at a time, under cProfile, and
+print where the time goes (the service time of one request, SQL statements and Redis commands per request).
+Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import cProfile
+import http.client
+import itertools
+import json
+import os
+import pstats
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import redis
+from sqlalchemy import event, func, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _support import PgCluster, RedisProc, free_port, percentile
+
+from widget_server.apikeys import issue_api_key
+from widget_server.clock import local_today
+from widget_server.db import Database
+from widget_server.ledger import Actor, Admission, admit, verify_chains
+from widget_server.migrations import upgrade
+from widget_server.models import ExpenseArticle, LedgerEntry, OutboxJob, Portal, Tariff
+from widget_server.portals import create_portal
+
+__all__ = ["main"]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FLOOR_P95_MS = 25.0
+DEPOSIT_MINOR = 10**11  # a billion roubles: no charge in any run is refused for funds
+DEAL_FIELDS = {"balance": "9001", "daily_rate": "9002", "paid_through": "9003"}
+
+
+def _setup(url: str, stays: int) -> dict:
+    upgrade(url)
+    db = Database(url)
+    actor = Actor(label="bench", source="api", roles=frozenset({"staff", "finance", "admin"}))
+    try:
+        with db.transaction() as session:
+            portal = create_portal(
+                session,
+                kind="sandbox",
+                name="Bench clinic",
+                timezone="Europe/Moscow",
+                currency="RUB",
+                slug="bench-charges",
+                settings={"deal_fields": DEAL_FIELDS},
+            )
+            key = issue_api_key(session, portal, role="finance", name="bench").plaintext
+            tariff = Tariff(portal_id=portal.id, name="Стандарт", daily_rate_minor=350_000)
+            article = ExpenseArticle(portal_id=portal.id, name="Перевязочный материал", code="DR")
+            session.add_all([tariff, article])
+            session.flush()
+            portal_id, tariff_id, article_id = portal.id, tariff.id, article.id
+            today = local_today(portal.timezone)
+        deals = [str(500_000 + i) for i in range(stays)]
+        with db.transaction() as session:
+            portal = session.get(Portal, portal_id)
+            for deal in deals:
+                admit(
+                    session,
+                    portal,
+                    Admission(
+                        deal_id=deal,
+                        admission_date=today - timedelta(days=1),
+                        tariff_id=tariff_id,
+                        representative_name="Иванова Мария",
+                        deposit_minor=DEPOSIT_MINOR,
+                        deposit_method="cash",
+                    ),
+                    actor,
+                    f"bench-admit-{deal}",
+                )
+    finally:
+        db.dispose()
+    return {"portal_id": portal_id, "key": key, "article_id": article_id, "deals": deals}
+
+
+def _start_gunicorn(env: dict, port: int, workers: int, extra: list[str], log: Path) -> subprocess.Popen:
+    binary = shutil.which("gunicorn", path=str(ROOT / ".venv" / "bin")) or "gunicorn"
+    argv = [binary, "-w", str(workers), "-b", f"127.0.0.1:{port}", *extra, "widget_server.wsgi:app"]
+    with open(log, "ab") as handle:
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                conn.close()
+                return proc
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"gunicorn did not come up; see {log}")
+        time.sleep(0.2)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _load(
+    port: int, fixture: dict, clients: int, seconds: float, max_requests: int | None, tag: str
+) -> tuple[list[tuple[float, float, object]], float]:
+    """(start, latency s, status or exception name) per request, and the wall time of the phase."""
+    body = json.dumps({"amount": "10.00", "article_id": fixture["article_id"], "reason": "bench"})
+    deals = fixture["deals"]
+    numbers = itertools.count()
+    results: list[tuple[float, float, object]] = []
+    started = time.perf_counter()
+    deadline = started + seconds
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        mine = []
+        while True:
+            n = next(numbers)
+            if (max_requests is not None and n >= max_requests) or time.perf_counter() >= deadline:
+                break
+            headers = {
+                "Authorization": f"Bearer {fixture['key']}",
+                "Content-Type": "application/json",
+                "Idempotency-Key": f"bench-{tag}-{n}",
+            }
+            path = f"/api/v1/deals/{deals[n % len(deals)]}/stay/charges"
+            sent = time.perf_counter()
+            try:
+                conn.request("POST", path, body, headers)
+                response = conn.getresponse()
+                response.read()
+                status: object = response.status
+                if response.will_close:
+                    conn.close()
+            except (OSError, http.client.HTTPException) as exc:
+                status = type(exc).__name__
+                conn.close()
+            mine.append((sent, time.perf_counter() - sent, status))
+        conn.close()
+        results.extend(mine)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results, time.perf_counter() - started
+
+
+def _descendants(root: int) -> list[int]:
+    parents: dict[int, list[int]] = collections.defaultdict(list)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents[ppid].append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(parents.get(pid, []))
+    return found
+
+
+def _cpu(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_snapshot(groups: dict[str, list[int]]) -> dict[str, float]:
+    snapshot = {name: _cpu(pids) for name, pids in groups.items()}
+    own = os.times()
+    snapshot["bench clients (this process)"] = own.user + own.system
+    return snapshot
+
+
+def _report(label: str, results: list[tuple[float, float, object]], wall: float, clients: int) -> int:
+    ok = [latency * 1000 for _, latency, status in results if status == 201]
+    statuses = collections.Counter(status for _, _, status in results)
+    errors = {str(k): v for k, v in statuses.items() if k != 201}
+    print(
+        f"[{label}] {len(results)} requests by {clients} clients in {wall:.1f} s: "
+        f"{len(ok)} × 201, errors by status {errors or '{}'}"
+    )
+    if not ok:
+        return 0
+    p50, p95, p99 = (percentile(ok, q) for q in (0.50, 0.95, 0.99))
+    print(
+        f"[{label}] latency of 201s: p50 {p50:.1f} ms   p95 {p95:.1f} ms   p99 {p99:.1f} ms   "
+        f"max {max(ok):.1f} ms"
+    )
+    print(f"[{label}] throughput {len(ok) / wall:.0f} req/s")
+    verdict = "meets" if p95 <= FLOOR_P95_MS else "MISSES"
+    print(f"[{label}] p95 {p95:.1f} ms {verdict} the ≤ {FLOOR_P95_MS:g} ms floor")
+    return len(ok)
+
+
+def _check(url: str, portal_id: int, created: int, redis_url: str) -> None:
+    db = Database(url)
+    try:
+        with db.sessions() as session:
+            charges = session.scalar(
+                select(func.count())
+                .select_from(LedgerEntry)
+                .where(LedgerEntry.portal_id == portal_id, LedgerEntry.kind == "charge")
+            )
+            outbox = session.scalar(
+                select(func.count()).select_from(OutboxJob).where(OutboxJob.portal_id == portal_id)
+            )
+            checked, breaks = verify_chains(session, portal_id)
+    finally:
+        db.dispose()
+    client = redis.Redis.from_url(redis_url)
+    queued = client.llen("rq:queue:crm")
+    client.close()
+    print(
+        f"  check (untimed): {charges} charge entries for {created} × 201 (incl. warm-up); "
+        f"{outbox} outbox rows; {queued} wake-ups waiting in rq:queue:crm; "
+        f"verify_chains: {checked} entries, {len(breaks)} breaks"
+    )
+
+
+def _caller() -> str:
+    """The innermost widget_server frames that led to a statement: `file:line function`."""
+    frames = [f for f in traceback.extract_stack() if "/widget_server/" in f.filename]
+    names = [f"{Path(f.filename).relative_to(ROOT / 'widget_server')}:{f.lineno} {f.name}" for f in frames]
+    return " < ".join(reversed(names[-2:]))
+
+
+def _profile(env: dict, fixture: dict, count: int) -> None:
+    """Service time of one request, in-process, one at a time: where does it go?"""
+    import logging
+
+    from widget_server import create_app
+    from widget_server import runtime as runtime_module
+
+    app = create_app(
+        {
+            k: v
+            for k, v in env.items()
+            if k in ("DATABASE_URL", "REDIS_URL", "CLINICBRIDGE_INSTANCE_PATH", "API_RATE_LIMIT")
+        }
+    )
+    for handler in logging.getLogger().handlers:  # keep formatting the request log line, drop the output
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(open(os.devnull, "w"))
+    client = app.test_client()
+    rt = runtime_module.current()
+    statements: list[tuple[str, str]] = []
+    trace = {"on": False}
+
+    @event.listens_for(rt.db.engine, "before_cursor_execute")
+    def _count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        where = _caller() if trace["on"] else ""
+        statements.append((" ".join(statement.split())[:90], where))
+
+    redis_calls: list[str] = []
+    original = redis.Redis.execute_command
+    original_pipeline = redis.client.Pipeline.execute
+
+    def counted(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        redis_calls.append(str(args[0]))
+        return original(self, *args, **kwargs)
+
+    def counted_pipeline(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        redis_calls.append(f"pipeline of {len(self.command_stack)}")
+        return original_pipeline(self, *args, **kwargs)
+
+    redis.Redis.execute_command = counted  # type: ignore[method-assign]
+    redis.client.Pipeline.execute = counted_pipeline  # type: ignore[method-assign]
+    body = {"amount": "10.00", "article_id": fixture["article_id"], "reason": "bench"}
+    headers = {"Authorization": f"Bearer {fixture['key']}"}
+    deals = fixture["deals"]
+
+    def one(n: int) -> None:
+        response = client.post(
+            f"/api/v1/deals/{deals[n % len(deals)]}/stay/charges",
+            json=body,
+            headers={**headers, "Idempotency-Key": f"profile-{uuid.uuid4().hex}"},
+        )
+        assert response.status_code == 201, response.get_data(as_text=True)
+
+    try:
+        for n in range(20):  # warm-up: imports, compiled-statement caches, connection pools
+            one(n)
+        redis.Redis.execute_command = original  # type: ignore[method-assign]
+        redis.client.Pipeline.execute = original_pipeline  # type: ignore[method-assign]
+        event.remove(rt.db.engine, "before_cursor_execute", _count)
+        plain: list[float] = []  # timed with no instrumentation at all
+        for n in range(count):
+            started = time.perf_counter()
+            one(n)
+            plain.append((time.perf_counter() - started) * 1000)
+        redis.Redis.execute_command = counted  # type: ignore[method-assign]
+        redis.client.Pipeline.execute = counted_pipeline  # type: ignore[method-assign]
+        event.listen(rt.db.engine, "before_cursor_execute", _count)
+        checkouts = []
+        event.listen(rt.db.engine, "checkout", lambda *_args: checkouts.append(1))
+        statements.clear()
+        trace["on"] = True
+        one(0)
+        traced = list(statements)
+        trace["on"] = False
+        statements.clear()
+        redis_calls.clear()
+        checkouts.clear()
+        for n in range(count):
+            one(n)
+        sql_count = collections.Counter(text.split(None, 1)[0].upper() for text, _ in statements)
+        redis_count = collections.Counter(redis_calls)
+        redis_total = len(redis_calls)
+        checkout_total = len(checkouts)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for n in range(count):
+            one(n)
+        profiler.disable()
+    finally:
+        redis.Redis.execute_command = original  # type: ignore[method-assign]
+        redis.client.Pipeline.execute = original_pipeline  # type: ignore[method-assign]
+
+    print(
+        f"  in-process service time, one request at a time, {count} requests (Flask test client, no HTTP "
+        f"server): p50 {percentile(plain, 0.5):.1f} ms, p95 {percentile(plain, 0.95):.1f} ms, "
+        f"mean {sum(plain) / len(plain):.1f} ms"
+    )
+    print(
+        f"  SQL statements per request: {sum(sql_count.values()) / count:.1f} "
+        f"({', '.join(f'{k} {v / count:.1f}' for k, v in sql_count.most_common())})"
+    )
+    print(
+        f"  Redis round trips per request: {redis_total / count:.1f} "
+        f"({', '.join(f'{k}: {v / count:.1f}' for k, v in redis_count.most_common())})"
+    )
+    pings = (
+        " (each one a pre-ping round trip on PostgreSQL: pool_pre_ping=True)"
+        if "postgresql" in str(rt.db.engine.url)
+        else ""
+    )
+    print(f"  connection-pool checkouts per request: {checkout_total / count:.1f}{pings}")
+    print("  the statements of one request, in order, with the code that issued them:")
+    for number, (text, where) in enumerate(traced, 1):
+        print(f"    {number:2d}. {text:90s}  {where}")
+
+    stats = pstats.Stats(profiler)
+    per = 1000 / count
+    print(
+        f"  cProfile over {count} requests ({stats.total_tt * per:.1f} ms/request under the profiler), "  # type: ignore[attr-defined]
+        "cumulative ms/request of the request's phases:"
+    )
+    phases = [
+        ("auth.py", "_authenticate", "authenticate the API key (+ portal)"),
+        ("idempotency.py", "_claim", "claim the Idempotency-Key (own transaction)"),
+        ("api_stay.py", "_portal", "_portal(): session.merge(portal)"),
+        ("operations.py", "charge", "ledger charge(): lock, article, overdraft, post_entry"),
+        ("accounts.py", "lock_account", "  lock_account (find + FOR UPDATE + refresh)"),
+        ("operations.py", "check_overdraft", "  check_overdraft (balance + holds)"),
+        ("posting.py", "post_entry", "  post_entry (replay check, head, insert)"),
+        ("api_stay.py", "find_account", "find_account again after the charge"),
+        ("mirror.py", "mirror_entries", "mirror_entries: summary, note, sync, low-balance"),
+        ("mirror.py", "entry_note", "  entry_note (article, balance after)"),
+        ("mirror.py", "queue_stay_sync", "  queue_stay_sync"),
+        ("outbox.py", "enqueue_outbox", "  enqueue_outbox (insert + flush)"),
+        ("summary.py", "stay_summary", "stay_summary (called twice: mirror + response)"),
+        ("api_stay.py", "summary_document", "summary_document + marshmallow dump"),
+        ("outbox.py", "_run_after_commit", "after-commit Redis wake-ups (rq enqueue)"),
+        ("session.py", "commit", "SQLAlchemy Session.commit (all transactions, incl. flushes)"),
+    ]
+    found = {}
+    for (filename, _line, name), (_cc, _nc, _tt, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        for suffix, function, _label in phases:
+            if filename.endswith(suffix) and name == function:
+                found[(suffix, function)] = found.get((suffix, function), 0.0) + cumtime
+    for suffix, function, label in phases:
+        if (suffix, function) in found:
+            print(f"    {label:62s} {found[(suffix, function)] * per:6.2f}")
+    areas = {
+        "SQLAlchemy (ORM + Core) own time": ("sqlalchemy",),
+        "database driver own time (sqlite3 / psycopg)": ("sqlite3", "psycopg"),
+        "redis-py / rq own time": ("/redis/", "/rq/"),
+        "marshmallow own time": ("marshmallow",),
+        "flask / werkzeug own time": ("/flask/", "/werkzeug/"),
+    }
+    print("  own time by library (ms/request under the profiler):")
+    for label, needles in areas.items():
+        own = sum(
+            tottime
+            for (filename, _line, name), (_cc, _nc, tottime, _ct, _callers) in stats.stats.items()  # type: ignore[attr-defined]
+            if any(needle in f"{filename}:{name}" for needle in needles)
+        )
+        print(f"    {label:62s} {own * per:6.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--postgres", action="store_true", help="a throw-away PostgreSQL 15 cluster")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--requests", type=int, help="stop after N requests instead of --seconds")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--stays", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds of untimed load first")
+    parser.add_argument(
+        "--api-rate-limit",
+        type=int,
+        default=100_000,
+        help="API_RATE_LIMIT for the server: the per-key limiter still runs on every request, but this "
+        "default is far above what one key reaches here, so no charge is refused with 429",
+    )
+    parser.add_argument("--gunicorn-arg", action="append", default=[], help="extra gunicorn argument")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        nargs="?",
+        const=200,
+        default=0,
+        help="also profile N in-process requests (default 200)",
+    )
+    args = parser.parse_args()
+    seconds = args.seconds if args.requests is None else 3600.0
+
+    with tempfile.TemporaryDirectory(prefix="bench-charges-") as workdir:
+        work = Path(workdir)
+        redis_proc = RedisProc(work)
+        cluster = PgCluster() if args.postgres else None
+        gunicorn = None
+        try:
+            url = cluster.url if cluster else f"sqlite:///{work / 'bench.sqlite3'}"
+            label = "postgresql" if cluster else "sqlite"
+            print(f"[{label}] setup: {args.stays} admitted stays ...", flush=True)
+            fixture = _setup(url, args.stays)
+            env = dict(os.environ)
+            env.update(
+                DATABASE_URL=url,
+                REDIS_URL=redis_proc.url,
+                CLINICBRIDGE_INSTANCE_PATH=str(work / "instance"),
+                API_RATE_LIMIT=str(args.api_rate_limit),
+            )
+            port = free_port()
+            log = work / "gunicorn.log"
+            gunicorn = _start_gunicorn(env, port, args.workers, args.gunicorn_arg, log)
+            print(
+                f"[{label}] gunicorn -w {args.workers} {' '.join(args.gunicorn_arg)} on :{port}; "
+                f"{args.clients} clients; POST /api/v1/deals/<deal>/stay/charges; "
+                f"API_RATE_LIMIT={args.api_rate_limit}/s per key",
+                flush=True,
+            )
+            created = 0
+            if args.warmup > 0:
+                warm, _ = _load(port, fixture, args.clients, args.warmup, None, "warmup")
+                created += sum(1 for *_, status in warm if status == 201)
+            groups = {"gunicorn (master + workers)": _descendants(gunicorn.pid)}
+            groups["redis-server"] = [redis_proc.process.pid]
+            if cluster is not None:
+                groups["postgres (all backends)"] = _descendants(cluster.postmaster_pid())
+            before = _cpu_snapshot(groups)
+            results, wall = _load(port, fixture, args.clients, seconds, args.requests, "run")
+            after = _cpu_snapshot(groups)
+            ok = _report(label, results, wall, args.clients)
+            created += ok
+            if ok:
+                used = {name: after[name] - before[name] for name in after}
+                print(
+                    f"[{label}] CPU per 201 (ms): "
+                    + ", ".join(f"{name} {seconds_ * 1000 / ok:.1f}" for name, seconds_ in used.items())
+                    + f"; total {sum(used.values()):.1f} CPU-s in {wall:.1f} s wall on {os.cpu_count()} CPUs"
+                )
+            _stop(gunicorn)
+            gunicorn = None
+            _check(url, fixture["portal_id"], created, redis_proc.url)
+            if args.profile:
+                _profile(env, fixture, args.profile)
+        finally:
+            if gunicorn is not None:
+                _stop(gunicorn)
+            if cluster is not None:
+                cluster.stop()
+            redis_proc.stop()
+
+
+if __name__ == "__main__":
+    main()
