@@ -16,9 +16,16 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["Database"]
+__all__ = ["READ_ONLY", "Database", "mark_read_only"]
 
 SQLITE_BUSY_TIMEOUT_S = 30
+READ_ONLY = "clinicbridge_read_only"
+"""Execution option: this transaction only reads (SQLite then uses a deferred BEGIN)."""
+
+
+def mark_read_only(session: Session) -> None:
+    """Declare the session's next transaction read-only. Must be called before it runs any statement."""
+    session.connection(execution_options={READ_ONLY: True})
 
 
 class Database:
@@ -36,7 +43,8 @@ class Database:
             )
             _install_sqlite_hooks(self.engine)
         else:
-            self.engine = create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            # pool_recycle instead of pre_ping: a ping is a round trip on every checkout, i.e. every request.
+            self.engine = create_engine(url, echo=echo, pool_recycle=1800, pool_size=10, max_overflow=20)
         self.sessions: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
         # rq forks a work-horse per job: pooled connections must not be shared with the parent.
         os.register_at_fork(after_in_child=self._after_fork)
@@ -74,4 +82,9 @@ def _install_sqlite_hooks(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:  # type: ignore[no-untyped-def]
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers marked read_only (authentication, GET requests) take no write lock: in WAL mode they
+        # run beside the one writer instead of queueing behind it.
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from .jobs.operations import OPERATIONS
 from .models import OutboxJob
 
-__all__ = ["after_commit", "enqueue_outbox", "wake_outbox_job"]
+__all__ = ["after_commit", "enqueue_outbox", "wake_outbox_job", "wake_outbox_jobs"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ def _run_after_commit(session: Session) -> None:
 @event.listens_for(Session, "after_rollback")
 def _drop_after_commit(session: Session) -> None:
     session.info.pop("after_commit", None)
+    session.info.pop("outbox_wake", None)
 
 
 def enqueue_outbox(
@@ -65,20 +66,30 @@ def enqueue_outbox(
     )
     session.add(job)
     session.flush()
-    job_id = job.id
-    after_commit(session, lambda: wake_outbox_job(job_id))
+    # One wake-up per transaction, however many jobs it queued: each rq enqueue is Redis round trips.
+    pending: list[int] | None = session.info.get("outbox_wake")
+    if pending is None:
+        pending = session.info["outbox_wake"] = []
+        after_commit(session, lambda: wake_outbox_jobs(session.info.pop("outbox_wake", [])))
+    pending.append(job.id)
     return job
 
 
 def wake_outbox_job(job_id: int) -> None:
+    wake_outbox_jobs([job_id])
+
+
+def wake_outbox_jobs(job_ids: list[int]) -> None:
     from . import runtime
 
+    if not job_ids:
+        return
     # By dotted path: domain code that queues CRM changes must not import the job (and with it the
     # connector registry).
     runtime.current().queue("crm").enqueue(
-        "widget_server.jobs.mirror.mirror_outbox_job",
-        job_id,
-        job_id=f"outbox-{job_id}-{_wake_nonce()}",
+        "widget_server.jobs.mirror.mirror_outbox_jobs",
+        list(job_ids),
+        job_id=f"outbox-{job_ids[0]}-{_wake_nonce()}",
         result_ttl=300,
     )
 

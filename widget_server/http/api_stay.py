@@ -167,8 +167,9 @@ def summary_document(portal: Portal, summary: StaySummary) -> dict[str, Any]:
 
 def _after(portal: Portal, account: StayAccount, entries: list[LedgerEntry]) -> StaySummary:
     session = db_session()
-    mirror_entries(session, portal, account, entries)
-    return stay_summary(session, portal, account)
+    summary = stay_summary(session, portal, account)
+    mirror_entries(session, portal, summary, entries)
+    return summary
 
 
 @stay_api.post("")
@@ -231,6 +232,12 @@ def get_stay(deal_id: str) -> Any:
     return summary_document(portal, stay_summary(db_session(), portal, account))
 
 
+def _account_of(entry: LedgerEntry) -> StayAccount:
+    account = db_session().get(StayAccount, entry.account_id)  # already in the session: no query
+    assert account is not None
+    return account
+
+
 def _entry_response(portal: Portal, account: StayAccount, entry: LedgerEntry) -> tuple[dict[str, Any], int]:
     summary = _after(portal, account, [entry])
     return {"entry": entry_document(entry), "stay": summary_document(portal, summary)}, 201
@@ -253,7 +260,7 @@ def post_deposit(deal_id: str) -> Any:
         _actor(),
         _key("deposit"),
     )
-    return _entry_response(portal, find_account(db_session(), portal.id, deal_id), entry)
+    return _entry_response(portal, _account_of(entry), entry)
 
 
 @stay_api.post("/charges")
@@ -280,7 +287,7 @@ def post_charge(deal_id: str) -> Any:
         _key("charge"),
         override=body["override"],
     )
-    return _entry_response(portal, find_account(db_session(), portal.id, deal_id), entry)
+    return _entry_response(portal, _account_of(entry), entry)
 
 
 @stay_api.post("/purchases")
@@ -374,7 +381,7 @@ def post_reversal(deal_id: str, entry_id: int) -> Any:
     body = load_body(ReversalSchema())
     portal = _portal()
     entry = reverse(db_session(), portal, deal_id, entry_id, body["reason"], _actor(), _key("reversal"))
-    return _entry_response(portal, find_account(db_session(), portal.id, deal_id), entry)
+    return _entry_response(portal, _account_of(entry), entry)
 
 
 @stay_api.post("/tariff")

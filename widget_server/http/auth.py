@@ -13,13 +13,15 @@ from functools import wraps
 from typing import ParamSpec, TypeVar
 
 from flask import g, request
+from sqlalchemy import update
 
 from connectors.ratelimit import RedisRateLimiter
 
 from .. import runtime
 from ..apikeys import resolve_api_key
+from ..db import mark_read_only
 from ..errors import ApiError, Forbidden, Unauthorized
-from ..models import Portal, implied_roles, utcnow
+from ..models import ApiKey, Portal, implied_roles, utcnow
 from .lifecycle import db_session
 
 __all__ = ["Principal", "current_portal", "current_principal", "requires"]
@@ -70,15 +72,18 @@ def requires(role: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     def decorate(view: Callable[P, R]) -> Callable[P, R]:
         @wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            mark_read_only(db_session())
             principal, record = _authenticate()
             g.principal = principal
             _throttle(principal)
             if not principal.has(role):
                 raise Forbidden(f"this action needs the {role} role", code="missing_role")
             _touch(record)
-            # End the authentication read: on SQLite every transaction holds the write lock, and the
-            # idempotency claim or a connector call must not wait behind this request's own session.
+            # End the authentication read so the view's unit of work is a transaction of its own; a
+            # GET's is read-only too (on SQLite: no write lock, so reads never queue behind writers).
             db_session().commit()
+            if request.method in ("GET", "HEAD"):
+                mark_read_only(db_session())
             return view(*args, **kwargs)
 
         wrapper.required_role = role  # type: ignore[attr-defined]
@@ -103,16 +108,15 @@ def _throttle(principal: Principal) -> None:
 
 
 def _touch(record: object) -> None:
-    # last_used_at is advisory: written in its own short transaction so the view's unit of work stays
-    # its own, and at most once a minute so reads don't all become writes.
-    from ..models import ApiKey
-
+    # last_used_at is advisory: written in its own short transaction, at most once a minute, so that
+    # authentication stays a read.
     if not isinstance(record, ApiKey):
         return
     now = utcnow()
     if record.last_used_at is not None and (now - record.last_used_at).total_seconds() < 60:
         return
-    record.last_used_at = now
+    with runtime.current().db.transaction() as session:
+        session.execute(update(ApiKey).where(ApiKey.id == record.id).values(last_used_at=now))
 
 
 def current_principal() -> Principal:

@@ -18,7 +18,7 @@ from functools import wraps
 from typing import Any, ParamSpec
 
 from flask import Response, g, jsonify, make_response, request
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import runtime
@@ -162,12 +162,16 @@ def mutation(view: Callable[P, Any]) -> Callable[P, Response]:
             session.rollback()
             _release(record_id)
             raise
-        record = session.get(IdempotencyRecord, record_id)
-        assert record is not None
-        record.state = "completed"
-        record.response_status = response.status_code
-        record.response_body = response.get_data(as_text=True)
-        record.completed_at = utcnow()
+        session.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.id == record_id)
+            .values(
+                state="completed",
+                response_status=response.status_code,
+                response_body=response.get_data(as_text=True),
+                completed_at=utcnow(),
+            )
+        )
         session.commit()
         return response
 

@@ -21,7 +21,7 @@ from ..registry import UnsupportedPortal, crm_for
 from .joblog import logged_job
 from .operations import run_operation
 
-__all__ = ["LEASE", "backoff", "mirror_outbox_job"]
+__all__ = ["LEASE", "backoff", "mirror_outbox_job", "mirror_outbox_jobs"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,12 @@ def mirror_outbox_job(job_id: int) -> str:
         log.exception("outbox job %s raised", job_id)
         error = exc
     return _record(job_id, result, error)
+
+
+def mirror_outbox_jobs(job_ids: list[int]) -> str:
+    """The wake-up for all jobs one transaction queued, in order (a note before the field refresh)."""
+    outcomes = [mirror_outbox_job(job_id) for job_id in job_ids]
+    return ",".join(outcomes)
 
 
 def _record(job_id: int, result: dict | None, error: Exception | None) -> str:

@@ -32,10 +32,16 @@ def find_account(
 def lock_account(session: Session, portal_id: int, deal_id: str) -> StayAccount:
     """The account, locked for this transaction: FOR UPDATE on PostgreSQL; on SQLite the transaction's
     BEGIN IMMEDIATE already holds the database's single write lock."""
-    account = find_account(session, portal_id, deal_id)
-    locked = session.scalar(select(StayAccount).where(StayAccount.id == account.id).with_for_update())
-    assert locked is not None
-    session.refresh(locked)
+    locked = session.scalar(
+        select(StayAccount)
+        .where(StayAccount.portal_id == portal_id, StayAccount.deal_id == deal_id)
+        .order_by(StayAccount.status.desc(), StayAccount.id.desc())  # the open one, else the latest closed
+        .limit(1)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if locked is None:
+        raise LedgerNotFound("deal_id", f"no stay account for deal {deal_id}")
     return locked
 
 

@@ -61,11 +61,14 @@ def entry_note(
         parts.append(f"Плательщик: {entry.payer}")
     if entry.reason:
         parts.append(f"Основание: {entry.reason}")
-    balance_after = session.scalar(
-        select(func.sum(LedgerEntry.sign * LedgerEntry.amount_minor)).where(
-            LedgerEntry.account_id == entry.account_id, LedgerEntry.seq <= entry.seq
+    if latest:
+        balance_after = summary.balance_minor
+    else:
+        balance_after = session.scalar(
+            select(func.sum(LedgerEntry.sign * LedgerEntry.amount_minor)).where(
+                LedgerEntry.account_id == entry.account_id, LedgerEntry.seq <= entry.seq
+            )
         )
-    )
     parts.append(f"Баланс: {money(int(balance_after or 0))}")
     forecast = summary.forecast
     if latest and summary.account.status == "open":
@@ -140,17 +143,21 @@ def queue_low_balance_alert(session: Session, portal: Portal, summary: StaySumma
 
 
 def mirror_entries(
-    session: Session, portal: Portal, account: StayAccount, entries: list[LedgerEntry]
+    session: Session, portal: Portal, summary: StaySummary, entries: list[LedgerEntry]
 ) -> None:
-    """Notes for new entries (replays add nothing) plus one field sync and the low-balance check."""
-    from .summary import stay_summary
-
-    summary = stay_summary(session, portal, account, recent=0)
+    """Notes for new entries (replays add nothing) plus one field sync and the low-balance check.
+    `summary` is the stay's state after the entries."""
+    account = summary.account
     newest = max((e.seq for e in entries), default=0)
     for entry in entries:
-        already = session.scalar(
-            select(OutboxJob.id).where(
-                OutboxJob.portal_id == portal.id, OutboxJob.idempotency_key == f"ledger-note:{entry.id}"
+        # An entry posted in this transaction cannot have a note yet; only a replayed one is looked up.
+        already = (
+            None
+            if getattr(entry, "posted_now", False)
+            else session.scalar(
+                select(OutboxJob.id).where(
+                    OutboxJob.portal_id == portal.id, OutboxJob.idempotency_key == f"ledger-note:{entry.id}"
+                )
             )
         )
         if already is None:

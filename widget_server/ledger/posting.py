@@ -191,4 +191,5 @@ def post_entry(session: Session, account: StayAccount, draft: EntryDraft, actor:
     entry.hash = entry_hash(prev_hash, {name: getattr(entry, name) for name in CHAINED_FIELDS})
     session.add(entry)
     session.flush()
+    entry.posted_now = True  # type: ignore[attr-defined]  # lets the mirror skip its replay lookup
     return entry
