@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,6 +16,8 @@ from pathlib import Path
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _support import RedisProc, percentile
 
 from connectors.ratelimit import RedisRateLimiter
 
@@ -29,53 +28,6 @@ RATE_LIMIT = 7
 RATE_WINDOW_S = 1.0
 PROCESSES = 2
 CALLS_PER_PROCESS = 11  # 22 calls at 7/s: about 3 s
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start_redis(workdir: str) -> tuple[subprocess.Popen[bytes], str]:
-    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.05)
-    client.close()
-    return proc, url
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def bench_overhead(url: str) -> None:
@@ -92,7 +44,7 @@ def bench_overhead(url: str) -> None:
     client.close()
     print(f"acquire() overhead, admitted, {OVERHEAD_CALLS} calls over loopback TCP:")
     print(
-        f"  p50 {_percentile(samples, 0.50):.0f} µs   p95 {_percentile(samples, 0.95):.0f} µs   "
+        f"  p50 {percentile(samples, 0.50):.0f} µs   p95 {percentile(samples, 0.95):.0f} µs   "
         f"mean {statistics.fmean(samples):.0f} µs   max {max(samples):.0f} µs"
     )
 
@@ -144,18 +96,18 @@ def bench_two_processes(url: str) -> None:
 
 def main() -> None:
     url = os.environ.get("REDIS_URL")
-    proc = None
+    server = None
     with tempfile.TemporaryDirectory() as workdir:
         if not url:
-            proc, url = _start_redis(workdir)
+            server = RedisProc(workdir)
+            url = server.url
         try:
             print(f"redis: {url}")
             bench_overhead(url)
             bench_two_processes(url)
         finally:
-            if proc is not None:
-                proc.terminate()
-                proc.wait(timeout=10)
+            if server is not None:
+                server.stop()
 
 
 if __name__ == "__main__":

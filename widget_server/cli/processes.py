@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from ..local_redis import LocalRedis, free_port
 from .context import cli_runtime
 
 __all__ = ["cron", "run", "up", "worker"]
@@ -81,44 +81,14 @@ def cron() -> None:
 # --- up ---------------------------------------------------------------------------------------------------
 
 
-def _free_port(preferred: int) -> int:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", preferred))
-            return preferred
-        except OSError:
-            sock.bind(("127.0.0.1", 0))
-            return sock.getsockname()[1]
-
-
 def _start_local_redis(instance: Path) -> tuple[str, subprocess.Popen | None]:
     """REDIS_URL if set; else a private redis-server on loopback without persistence; else memory://."""
     if os.environ.get("REDIS_URL"):
         return os.environ["REDIS_URL"], None
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if shutil.which("redis-server") is None:
         return "memory://", None
-    port = _free_port(6390)
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(instance),
-            "--logfile",
-            str(instance / "redis.log"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return f"redis://127.0.0.1:{port}/0", process
+    server = LocalRedis(instance, port=6390)
+    return server.url, server.process
 
 
 def _wait_ready(url: str, timeout_s: float = 30) -> dict:
@@ -151,7 +121,7 @@ def up(port: int, check: bool) -> None:
     redis_url, redis_process = _start_local_redis(instance)
     env = {**os.environ, "REDIS_URL": redis_url}
     os.environ["REDIS_URL"] = redis_url
-    port = _free_port(port)
+    port = free_port(port)
     base_url = f"http://127.0.0.1:{port}"
     env.setdefault("PUBLIC_BASE_URL", base_url)
     os.environ.setdefault("PUBLIC_BASE_URL", base_url)
