@@ -42,6 +42,10 @@ def test_generated_secrets_persist_across_restarts(tmp_path):
         ("TOKEN_ENCRYPTION_KEY", " , ", "empty"),
         ("SECRET_KEY", "tiny", "at least 32"),
         ("LOG_LEVEL", "LOUD", "must be DEBUG"),
+        ("API_RATE_LIMIT", "0", "positive whole number"),
+        ("AMO_RATE_LIMIT_RPS", "7.5", "at most 7"),
+        ("AMO_RATE_LIMIT_RPS", "fast", "not a number"),
+        ("AMO_RATE_SCOPE", "planet", "must be ip or account"),
     ],
 )
 def test_invalid_settings_fail_naming_the_variable(tmp_path, variable, value, reason):
@@ -63,3 +67,17 @@ def test_create_app_refuses_a_bad_setting(tmp_path):
 
     with pytest.raises(ConfigError, match=r"^DEFAULT_TIMEZONE: "):
         create_app({"DEFAULT_TIMEZONE": "Nowhere/Land", "CLINICBRIDGE_INSTANCE_PATH": str(tmp_path)})
+
+
+def test_amo_credentials_come_in_pairs(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"AMO_CLIENT_ID": "c0ffee"}, instance_path=tmp_path)
+    assert caught.value.variable == "AMO_CLIENT_SECRET"
+    settings = load_settings(
+        {"AMO_CLIENT_ID": "id", "AMO_CLIENT_SECRET": "s", "AMO_RATE_LIMIT_RPS": "7"}, instance_path=tmp_path
+    )
+    assert (settings.amo_client_id, str(settings.amo_rate_limit_rps), settings.amo_rate_scope) == (
+        "id",
+        "7",
+        "ip",
+    )

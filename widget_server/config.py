@@ -7,6 +7,7 @@ variable, instead of failing later inside a request.
 from __future__ import annotations
 
 import os
+from decimal import Decimal, InvalidOperation
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -50,6 +51,13 @@ class Settings:
     log_level: str = "INFO"
     api_rate_limit: int = 50
     """Requests per second one credential (API key or widget user) may make."""
+    amo_client_id: str | None = None
+    amo_client_secret: str | None = None
+    amo_redirect_uri: str | None = None
+    amo_rate_limit_rps: Decimal = Decimal("6.5")
+    """Sustained requests per second to one amoCRM budget; never more than 7 in any one second."""
+    amo_rate_scope: str = "ip"
+    """"ip": one budget for the whole deployment; "account": one per amoCRM account (research §6)."""
     testing: bool = False
     extra: Mapping[str, object] = field(default_factory=dict)
 
@@ -101,11 +109,15 @@ def _check_redis_url(value: str) -> str:
     return value
 
 
-def _check_base_url(value: str) -> str:
+def _check_url(variable: str, value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in {"http", "https"} or not parts.netloc:
-        raise ConfigError("PUBLIC_BASE_URL", f"must be an absolute http(s) URL, got {value!r}")
+        raise ConfigError(variable, f"must be an absolute http(s) URL, got {value!r}")
     return value.rstrip("/")
+
+
+def _check_base_url(value: str) -> str:
+    return _check_url("PUBLIC_BASE_URL", value)
 
 
 def _check_timezone(value: str) -> str:
@@ -150,6 +162,39 @@ def _check_positive_int(variable: str, value: str) -> int:
     return int(value)
 
 
+AMO_MAX_RPS = Decimal(7)
+"""amoCRM refuses more than 7 requests per second (research/amocrm.md §6)."""
+
+
+def _amo_settings(env: Mapping[str, str]) -> dict[str, object]:
+    client_id, client_secret = env.get("AMO_CLIENT_ID") or None, env.get("AMO_CLIENT_SECRET") or None
+    if bool(client_id) != bool(client_secret):
+        missing = "AMO_CLIENT_SECRET" if client_id else "AMO_CLIENT_ID"
+        raise ConfigError(missing, "set AMO_CLIENT_ID and AMO_CLIENT_SECRET together (or neither)")
+    raw_rps = env.get("AMO_RATE_LIMIT_RPS") or "6.5"
+    try:
+        rps = Decimal(raw_rps)
+    except InvalidOperation:
+        raise ConfigError("AMO_RATE_LIMIT_RPS", f"not a number: {raw_rps!r}") from None
+    if not rps.is_finite() or rps <= 0 or rps > AMO_MAX_RPS:
+        raise ConfigError(
+            "AMO_RATE_LIMIT_RPS", f"must be above 0 and at most 7 (amoCRM's limit), got {raw_rps}"
+        )
+    scope = env.get("AMO_RATE_SCOPE") or "ip"
+    if scope not in {"ip", "account"}:
+        raise ConfigError("AMO_RATE_SCOPE", f"must be ip or account, got {scope!r}")
+    redirect = env.get("AMO_REDIRECT_URI") or None
+    if redirect is not None:
+        redirect = _check_url("AMO_REDIRECT_URI", redirect)
+    return {
+        "amo_client_id": client_id,
+        "amo_client_secret": client_secret,
+        "amo_redirect_uri": redirect,
+        "amo_rate_limit_rps": rps,
+        "amo_rate_scope": scope,
+    }
+
+
 def load_settings(environ: Mapping[str, str] | None = None, instance_path: Path | None = None) -> Settings:
     """Build Settings from the environment; raise ConfigError naming the first bad variable."""
     env = os.environ if environ is None else environ
@@ -175,4 +220,5 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: Path 
         instance_path=instance,
         log_level=_check_log_level(env.get("LOG_LEVEL") or "INFO"),
         api_rate_limit=_check_positive_int("API_RATE_LIMIT", env.get("API_RATE_LIMIT") or "50"),
+        **_amo_settings(env),
     )
