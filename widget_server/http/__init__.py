@@ -9,8 +9,10 @@ from .api_deals import deals_api
 from .api_outbox import outbox_api
 from .api_portal import portal_api
 from .api_stay import stay_api
+from .cors import install_cors
 from .health import health
 from .hooks import hooks
+from .install_amocrm import amocrm_install
 from .lifecycle import install_lifecycle
 from .openapi import openapi_blueprint
 
@@ -19,6 +21,7 @@ __all__ = ["register_http"]
 
 def register_http(app: Flask) -> None:
     install_lifecycle(app)
+    install_cors(app)
     for blueprint in (
         health,
         portal_api,
@@ -27,6 +30,7 @@ def register_http(app: Flask) -> None:
         catalogue_api,
         outbox_api,
         hooks,
+        amocrm_install,
         openapi_blueprint,
     ):
         app.register_blueprint(blueprint)

@@ -6,6 +6,7 @@ proofs (amoCRM's disposable JWT, Bitrix24's placement auth) plug in here as furt
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,18 +14,22 @@ from functools import wraps
 from typing import ParamSpec, TypeVar
 
 from flask import g, request
-from sqlalchemy import update
+from sqlalchemy import select, update
 
+from connectors.amocrm.widget_auth import InvalidWidgetToken, audience_for, verify_disposable_token
 from connectors.ratelimit import RedisRateLimiter
 
 from .. import runtime
+from ..amocrm_install import redirect_uri
 from ..apikeys import resolve_api_key
 from ..db import mark_read_only
 from ..errors import ApiError, Forbidden, Unauthorized
-from ..models import ApiKey, Portal, implied_roles, utcnow
+from ..models import ApiKey, Portal, PortalUser, implied_roles, utcnow
 from .lifecycle import db_session
 
 __all__ = ["Principal", "current_portal", "current_principal", "requires"]
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -45,6 +50,9 @@ class Principal:
 
 
 def _authenticate() -> tuple[Principal, object]:
+    widget_token = request.headers.get("X-Auth-Token")
+    if widget_token is not None:
+        return _authenticate_amo_widget(widget_token), None
     header = request.headers.get("Authorization", "")
     scheme, _, credential = header.partition(" ")
     if not header:
@@ -64,6 +72,57 @@ def _authenticate() -> tuple[Principal, object]:
     return Principal(
         portal_id=portal.id, roles=implied_roles([record.role]), actor=f"apikey:{record.id}", via="api"
     ), record
+
+
+def _authenticate_amo_widget(token: str) -> Principal:
+    """The amoCRM widget's disposable JWT: portal and user come only from its verified claims."""
+    rt = runtime.current()
+    settings = rt.settings
+    if not (settings.amo_client_id and settings.amo_client_secret):
+        raise Unauthorized(
+            "amoCRM widget calls are not configured here", fields={"X-Auth-Token": ["not accepted"]}
+        )
+    try:
+        claims = verify_disposable_token(
+            token,
+            client_secret=settings.amo_client_secret,
+            client_id=settings.amo_client_id,
+            audience=audience_for(redirect_uri(rt)),
+        )
+    except InvalidWidgetToken as exc:
+        raise Unauthorized(
+            str(exc), fields={"X-Auth-Token": [str(exc).removeprefix("X-Auth-Token: ")]}
+        ) from None
+    session = db_session()
+    portal = session.scalar(
+        select(Portal).where(Portal.kind == "amocrm", Portal.external_id == claims.account_id)
+    )
+    if portal is None or portal.status == "uninstalled":
+        raise Unauthorized(
+            "no installed amoCRM account for this token", fields={"X-Auth-Token": ["unknown account"]}
+        )
+    if not (portal.domain or "").startswith(f"{claims.subdomain}."):
+        raise Unauthorized(
+            "token subdomain does not match the installed account",
+            fields={"X-Auth-Token": ["subdomain mismatch"]},
+        )
+    user = session.scalar(
+        select(PortalUser).where(PortalUser.portal_id == portal.id, PortalUser.crm_user_id == claims.user_id)
+    )
+    roles = user.granted_roles if user is not None else frozenset()
+    if not roles:
+        raise Forbidden("your amoCRM user has no ClinicBridge role; ask an administrator", code="no_role")
+    if claims.jti and not rt.redis.set(f"cb:amo:jti:{claims.jti}", "1", nx=True, ex=1800):
+        # amo's widget may reuse a token within its 30 minutes (several calls per render): log, don't refuse.
+        log.info("amoCRM widget token %s reused", claims.jti)
+    g.portal = portal
+    return Principal(
+        portal_id=portal.id,
+        roles=roles,
+        actor=f"user:{claims.user_id}",
+        via="widget",
+        crm_user_id=claims.user_id,
+    )
 
 
 def requires(role: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
