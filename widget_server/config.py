@@ -7,10 +7,10 @@ variable, instead of failing later inside a request.
 from __future__ import annotations
 
 import os
-from decimal import Decimal, InvalidOperation
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
