@@ -217,3 +217,10 @@ def test_cors_echoes_only_installed_account_origins(client, installed):
     assert "Access-Control-Allow-Origin" not in other.headers
     evil = client.options("/api/v1/portal", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in evil.headers
+
+
+def test_widget_session_tells_the_panel_who_and_what(client, installed):
+    session = client.get("/api/v1/widget/session", headers={"X-Auth-Token": _widget_token()}).get_json()
+    assert session["user"] == {"crm_user_id": "7001", "name": "Анна"}
+    assert session["portal"]["kind"] == "amocrm"
+    assert session["features"] == {"stay": True, "money": True, "reversal": False, "settings": False}

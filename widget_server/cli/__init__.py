@@ -8,6 +8,7 @@ import click
 
 from ..config import ConfigError
 from .admin import apikey, db, portal, tokens
+from .amocrm import amocrm
 from .demo import demo
 from .ledger import ledger
 from .processes import cron, run, up, worker
@@ -20,7 +21,7 @@ def cli() -> None:
     """ClinicBridge: deal-card widgets, robots and MIS sync for clinics on amoCRM and Bitrix24."""
 
 
-for command in (run, worker, cron, up, db, portal, apikey, tokens, demo, ledger):
+for command in (run, worker, cron, up, db, portal, apikey, tokens, demo, ledger, amocrm):
     cli.add_command(command)
 
 

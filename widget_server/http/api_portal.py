@@ -39,6 +39,41 @@ def get_portal() -> Any:
     return _portal_document()
 
 
+@portal_api.get("/widget/session")
+@api_doc(
+    summary="Who the widget is talking as: portal, user, roles and the features they unlock", tags=["widget"]
+)
+@requires("viewer")
+def widget_session() -> Any:
+    portal, principal = current_portal(), current_principal()
+    user = None
+    if principal.crm_user_id is not None:
+        row = db_session().scalar(
+            select(PortalUser).where(
+                PortalUser.portal_id == portal.id, PortalUser.crm_user_id == principal.crm_user_id
+            )
+        )
+        user = {"crm_user_id": principal.crm_user_id, "name": row.name if row else None}
+    return {
+        "portal": {
+            "slug": portal.slug,
+            "name": portal.name,
+            "kind": portal.kind,
+            "timezone": portal.timezone,
+            "currency": portal.currency,
+            "locale": portal.locale,
+        },
+        "user": user,
+        "roles": sorted(principal.roles),
+        "features": {
+            "stay": principal.has("staff"),
+            "money": principal.has("finance"),
+            "reversal": principal.has("admin"),
+            "settings": principal.has("admin"),
+        },
+    }
+
+
 @portal_api.patch("/portal/settings")
 @api_doc(
     summary="Change portal settings (partial)",
