@@ -171,6 +171,59 @@ class AppUninstalled(CrmEvent):
 
 
 @dataclass(frozen=True)
+class DealUpdated(CrmEvent):
+    """A deal's fields, stage or responsible changed. `fields` holds custom-field values by field id as the
+    hook carried them (text; several values as a tuple); the job re-reads the deal before trusting them."""
+
+    deal_id: str
+    stage: StageRef | None = None
+    responsible_user_id: str | None = None
+    fields: Mapping[str, FieldValue] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DealDeleted(CrmEvent):
+    deal_id: str
+
+
+@dataclass(frozen=True)
+class DealRestored(CrmEvent):
+    """A deleted deal came back from the CRM's recycle bin."""
+
+    deal_id: str
+
+
+@dataclass(frozen=True)
+class ContactChanged(CrmEvent):
+    """A contact was added, updated or deleted (`change`); phones and emails as the hook carried them."""
+
+    contact_id: str
+    change: str
+    phones: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DpAction(CrmEvent):
+    """A pipeline automation (amo Digital Pipeline, Bitrix24 robot-like) fired for a deal at a stage.
+
+    `trigger` is why (lead_added, lead_status_changed, lead_appeared_in_status); `settings` are the values
+    the clinic chose in the action's form, minus our secret."""
+
+    deal_id: str
+    stage: StageRef
+    trigger: str
+    settings: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EventBatch(CrmEvent):
+    """Several events from one delivery (amo puts every changed entity of a moment into one body)."""
+
+    events: tuple[CrmEvent, ...] = ()
+
+
+@dataclass(frozen=True)
 class Appointment:
     """A visit as a MIS reports it; the MIS id plus `changed_at` order the versions of one visit."""
 

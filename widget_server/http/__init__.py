@@ -12,6 +12,7 @@ from .api_stay import stay_api
 from .cors import install_cors
 from .health import health
 from .hooks import hooks
+from .hooks_amocrm import amocrm_hooks
 from .install_amocrm import amocrm_install
 from .lifecycle import install_lifecycle
 from .openapi import openapi_blueprint
@@ -30,6 +31,7 @@ def register_http(app: Flask) -> None:
         catalogue_api,
         outbox_api,
         hooks,
+        amocrm_hooks,
         amocrm_install,
         openapi_blueprint,
     ):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from connectors.amocrm.hooks import parse_account_hook, parse_dp_hook
 from connectors.errors import AnomalousPayload, UnsupportedEvent
-from connectors.types import CrmEvent
+from connectors.types import CrmEvent, EventBatch
 
 from .. import runtime
 from ..models import InboxEvent, Portal, utcnow
@@ -21,6 +22,8 @@ unsupported_log = logging.getLogger("widget_server.unsupported_events")
 
 PARSERS: dict[str, Callable[[str, str], CrmEvent | None]] = {
     "sandbox": parse_sandbox_hook,
+    "amocrm": parse_account_hook,
+    "amocrm_dp": parse_dp_hook,
 }
 
 EVENT_REACTIONS: dict[type[CrmEvent], list[Callable[[int, CrmEvent], None]]] = {}
@@ -45,8 +48,10 @@ def process_inbox_event(event_id: int) -> str:
         if parsed is None:
             outcome = "ignored"
         else:
-            for reaction in EVENT_REACTIONS.get(type(parsed), []):
-                reaction(portal_id, parsed)
+            # One amoCRM delivery carries every entity that changed at that moment.
+            for item in parsed.events if isinstance(parsed, EventBatch) else (parsed,):
+                for reaction in EVENT_REACTIONS.get(type(item), []):
+                    reaction(portal_id, item)
     except UnsupportedEvent as exc:
         outcome, error = "unsupported", str(exc)
         unsupported_log.warning("portal %s: %s", portal_id, exc)
