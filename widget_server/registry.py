@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from connectors.base import CrmClient
 
 from .models import Portal
 from .runtime import Runtime
 
 __all__ = ["UnsupportedPortal", "crm_for"]
+
+log = logging.getLogger(__name__)
 
 
 class UnsupportedPortal(LookupError):
@@ -19,4 +23,48 @@ def crm_for(portal: Portal, runtime: Runtime) -> CrmClient:
         from .sandbox.crm import SandboxCrm
 
         return SandboxCrm(runtime.db, portal.id, timezone=portal.timezone)
+    if portal.kind == "amocrm":
+        return _amocrm(portal, runtime)
     raise UnsupportedPortal(f"no CRM connector for portal kind {portal.kind!r} yet")
+
+
+def _amocrm(portal: Portal, runtime: Runtime) -> CrmClient:
+    from connectors.amocrm.client import AmoCrmClient
+    from connectors.amocrm.idempotency import RedisCreatedStore
+    from connectors.amocrm.limits import amo_http, amo_limiter
+
+    from .amocrm_install import amo_oauth
+    from .tokens import DbTokenSource
+
+    settings = runtime.settings
+    host = portal.domain or ""
+    oauth = amo_oauth(runtime)
+    portal_id = portal.id
+    amo_settings = dict((portal.settings or {}).get("amocrm") or {})
+
+    def blocked(reason: str) -> None:
+        # A non-JSON 403 is amo's nginx: the account or our IP is blocked. Stop calling until an admin
+        # runs `clinicbridge portal unblock`.
+        with runtime.db.transaction() as session:
+            row = session.get(Portal, portal_id)
+            if row is not None and row.status == "active":
+                row.status = "blocked"
+        log.error("amoCRM portal %s blocked: %s", portal_id, reason)
+
+    limiter = amo_limiter(
+        runtime.redis,
+        account_id=portal.external_id,
+        rps=settings.amo_rate_limit_rps,
+        scope=settings.amo_rate_scope,
+    )
+    return AmoCrmClient(
+        base_url=f"https://{host}",
+        tokens=DbTokenSource(runtime, portal_id),
+        refresh=lambda token: oauth.refresh(host, token),
+        http=amo_http(name=f"amocrm:{portal.slug}", limiter=limiter),
+        timezone=portal.timezone,
+        on_blocked=blocked,
+        field_codes=amo_settings.get("field_codes"),
+        reference_fields=amo_settings.get("reference_fields"),
+        created=RedisCreatedStore(runtime.redis, f"cb:amo:created:{portal_id}"),
+    )

@@ -1,4 +1,10 @@
 """amoCRM (Kommo) connector: REST v4 client, OAuth install, widget JWT, webhooks, Digital Pipeline.
 
-Not built yet (issue "amoCRM (Kommo) connector"); see CHECKLIST.md for what it must do.
+See CHECKLIST.md for what is done and what is not.
 """
+
+from .client import AmoCrmClient
+from .hooks import SUPPORTED_EVENTS, parse_account_hook, parse_dp_hook
+from .oauth import AmoOAuth
+
+__all__ = ["SUPPORTED_EVENTS", "AmoCrmClient", "AmoOAuth", "parse_account_hook", "parse_dp_hook"]

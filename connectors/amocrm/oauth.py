@@ -59,6 +59,8 @@ def disconnect_signature_valid(client_id: str, client_secret: str, account_id: s
 
 
 def _token(document: dict[str, Any]) -> OAuthToken:
+    if not isinstance(document.get("access_token"), str) or not document["access_token"]:
+        raise Rejected("amoCRM token endpoint: the answer has no access_token", code="invalid_token_response")
     expires_at = document.get("expires_at")
     if expires_at is not None:
         moment = datetime.fromtimestamp(int(expires_at), UTC)

@@ -98,3 +98,10 @@ def test_disconnect_signature():
     assert disconnect_signature_valid("client-id", "client-secret", "31415926", signature.upper())
     assert not disconnect_signature_valid("client-id", "client-secret", "27182818", signature)
     assert not disconnect_signature_valid("client-id", "client-secret", "31415926", "")
+
+
+@responses.activate
+def test_a_token_answer_without_access_token_is_rejected(oauth):
+    responses.post(TOKEN_URL, json={"token_type": "Bearer"})
+    with pytest.raises(Rejected, match="no access_token"):
+        oauth.exchange_code(HOST, "code")

@@ -1,0 +1,151 @@
+"""Custom-field values between `FieldValue` and amoCRM's `custom_fields_values` (research §5.2).
+
+Reading needs no schema: every value in a v4 entity carries its `field_type`. Writing does, because the
+Python type alone cannot tell a multiselect from a multitext, so the client loads the field definitions
+(`GET /api/v4/leads/custom_fields`) once and encodes by type:
+
+- text-like → ``{"value": str}``; numeric/monetary → ``{"value": int}`` (never a float: money is minor
+  units elsewhere and a float is a bug upstream);
+- checkbox → ``{"value": bool}``; date/birthday/date_time → ``{"value": unix ts}`` of local midnight in
+  the portal's timezone, read back as that `date`;
+- select/radiobutton/multiselect → ``[{"enum_id": int}, …]``, exchanged as a tuple of enum ids (strings);
+- multitext (PHONE, EMAIL) → one value per item;
+- None → ``"values": null``, which clears the field. A field sent replaces all its values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ..errors import Rejected
+from ..types import FieldValue
+
+__all__ = ["ENUM_TYPES", "FieldDef", "decode_fields", "decode_value", "encode_value", "parse_field_defs"]
+
+ENUM_TYPES = frozenset({"select", "multiselect", "radiobutton", "category"})
+NUMBER_TYPES = frozenset({"numeric", "monetary", "price"})
+DATE_TYPES = frozenset({"date", "birthday", "date_time"})
+MULTI_TYPES = frozenset({"multitext"})
+
+
+@dataclass(frozen=True)
+class FieldDef:
+    id: str
+    code: str | None
+    type: str
+    enums: frozenset[str] = frozenset()
+
+
+def parse_field_defs(items: list[Mapping[str, Any]]) -> dict[str, FieldDef]:
+    defs: dict[str, FieldDef] = {}
+    for item in items:
+        enums = frozenset(str(e["id"]) for e in item.get("enums") or () if "id" in e)
+        fid = str(item["id"])
+        defs[fid] = FieldDef(id=fid, code=item.get("code"), type=str(item.get("type")), enums=enums)
+    return defs
+
+
+def _invalid(path: str, why: str) -> Rejected:
+    return Rejected(f"{path}: {why}", status=422, code="invalid", path=path)
+
+
+def _to_date(raw: Any, tz: ZoneInfo) -> date | None:
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int | float) or (isinstance(raw, str) and raw.strip().lstrip("-").isdigit()):
+        return datetime.fromtimestamp(int(raw), tz).date()
+    if isinstance(raw, str):
+        try:
+            parsed = datetime.fromisoformat(raw)
+        except ValueError:
+            return None
+        return (parsed.astimezone(tz) if parsed.tzinfo else parsed).date()
+    return None
+
+
+def _to_int(raw: Any) -> FieldValue:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, int):
+        return raw
+    text = str(raw).strip()
+    try:
+        return int(text)
+    except ValueError:
+        # A fractional amount stays text: rounding it here would hide real data.
+        return text
+
+
+def decode_value(item: Mapping[str, Any], tz: ZoneInfo) -> FieldValue:
+    values = item.get("values") or []
+    if not values:
+        return None
+    kind = item.get("field_type")
+    if kind in ENUM_TYPES:
+        return tuple(str(v["enum_id"]) for v in values if v.get("enum_id") is not None)
+    first = values[0].get("value")
+    if kind == "checkbox":
+        return first is True or (isinstance(first, str) and first.lower() in {"1", "true"})
+    if kind in NUMBER_TYPES:
+        return _to_int(first)
+    if kind in DATE_TYPES:
+        return _to_date(first, tz)
+    if kind in MULTI_TYPES:
+        return tuple(str(v.get("value")) for v in values)
+    return None if first is None else str(first)
+
+
+def decode_fields(
+    items: list[Mapping[str, Any]] | None, tz: ZoneInfo, aliases: Mapping[str, str]
+) -> dict[str, FieldValue]:
+    """Values keyed by field id, plus any alias the caller configured for that id."""
+    by_id = {str(item["field_id"]): decode_value(item, tz) for item in items or () if "field_id" in item}
+    out: dict[str, FieldValue] = dict(by_id)
+    for alias, target in aliases.items():
+        if target in by_id:
+            out[alias] = by_id[target]
+    return out
+
+
+def encode_value(field: FieldDef, value: FieldValue, tz: ZoneInfo, path: str) -> dict[str, Any]:
+    """One `custom_fields_values` item; `Rejected` (422, naming `path`) for a value the type can't take."""
+    if value is None:
+        return {"field_id": int(field.id), "values": None}
+    kind = field.type
+    if isinstance(value, float) or isinstance(value, datetime):
+        raise _invalid(path, f"unsupported value {value!r} for a {kind} field")
+    if kind in ENUM_TYPES:
+        if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+            raise _invalid(path, f"a {kind} field takes a tuple of enum ids, got {value!r}")
+        unknown = [v for v in value if v not in field.enums]
+        if unknown:
+            raise _invalid(path, f"unknown enum id(s) {unknown} for field {field.id}")
+        if kind != "multiselect" and len(value) > 1:
+            raise _invalid(path, f"a {kind} field takes one option, got {len(value)}")
+        if not value:
+            return {"field_id": int(field.id), "values": None}
+        return {"field_id": int(field.id), "values": [{"enum_id": int(v)} for v in value]}
+    if kind == "checkbox":
+        if not isinstance(value, bool):
+            raise _invalid(path, f"a checkbox takes a bool, got {value!r}")
+        return {"field_id": int(field.id), "values": [{"value": value}]}
+    if kind in NUMBER_TYPES:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _invalid(path, f"a {kind} field takes an int, got {value!r}")
+        return {"field_id": int(field.id), "values": [{"value": value}]}
+    if kind in DATE_TYPES:
+        if not isinstance(value, date):
+            raise _invalid(path, f"a {kind} field takes a date, got {value!r}")
+        stamp = int(datetime.combine(value, time(0, 0), tz).timestamp())
+        return {"field_id": int(field.id), "values": [{"value": stamp}]}
+    if kind in MULTI_TYPES:
+        if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+            raise _invalid(path, f"a multitext field takes a tuple of str, got {value!r}")
+        return {"field_id": int(field.id), "values": [{"value": v, "enum_code": "WORK"} for v in value]}
+    if not isinstance(value, str):
+        raise _invalid(path, f"a {kind} field takes a str, got {value!r}")
+    return {"field_id": int(field.id), "values": [{"value": value}]}
