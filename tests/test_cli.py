@@ -119,3 +119,14 @@ def test_db_upgrade_builds_the_schema_on_an_empty_sqlite_file(tmp_path):
         "periodic_runs",
         "alembic_version",
     } <= tables
+
+
+def test_unblock_only_a_blocked_portal(rt, make_portal):
+    portal = make_portal(slug="blocked-clinic")
+    assert invoke("portal", "unblock", "blocked-clinic").exit_code == 1  # active, not blocked
+    with rt.db.transaction() as s:
+        s.get(Portal, portal.id).status = "blocked"
+    result = invoke("portal", "unblock", "blocked-clinic")
+    assert result.exit_code == 0
+    with rt.db.transaction() as s:
+        assert s.get(Portal, portal.id).status == "active"

@@ -33,7 +33,10 @@ def test_token_column_holds_no_plaintext(rt, portal):
             (portal.id,),
         ).scalar_one()
     assert "acc-SECRET-1" not in raw and "ref-SECRET-2" not in raw
-    assert DbTokenSource(rt, portal.id).get() == _token()
+    stored = DbTokenSource(rt, portal.id).get()
+    assert (stored.access_token, stored.refresh_token, stored.expires_at) == (
+        _token().access_token, _token().refresh_token, _token().expires_at)
+    assert stored.extra["scope"] == "crm" and "saved_at" in stored.extra
 
 
 def test_expiry_is_stored_for_scheduling_refreshes(rt, portal):

@@ -6,19 +6,25 @@ cancels what was waiting for the CRM, and keeps the ledger.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
 from connectors.amocrm.oauth import AmoOAuth, fetch_account
+from connectors.amocrm.webhooks import subscribe_webhooks
+from connectors.errors import ConnectorError
 
+from .amocrm_hooks import install_webhook_secret
 from .models import OutboxJob, Portal, utcnow
 from .portals import create_portal
 from .runtime import Runtime
 from .tokens import DbTokenSource
 
 __all__ = ["AmoNotConfigured", "amo_oauth", "complete_install", "redirect_uri", "uninstall"]
+
+log = logging.getLogger(__name__)
 
 
 class AmoNotConfigured(RuntimeError):
@@ -71,7 +77,31 @@ def complete_install(rt: Runtime, host: str, code: str) -> Installed:
         portal.installed_at = utcnow()
         portal_id, slug = portal.id, portal.slug
     DbTokenSource(rt, portal_id).save(token)
+    _subscribe(rt, portal_id, host, token.access_token)
     return Installed(portal_id=portal_id, slug=slug, reinstalled=reinstalled)
+
+
+def _subscribe(rt: Runtime, portal_id: int, host: str, access_token: str) -> None:
+    """Subscribe our hook URL. A refusal (plan or rights, research open question 5) does not fail the
+    install: it is recorded in the portal's settings for the admin to see."""
+    with rt.db.transaction() as session:
+        portal = session.get(Portal, portal_id)
+        assert portal is not None
+        secret = install_webhook_secret(portal)
+        slug = portal.slug
+    prefix = f"{rt.settings.public_base_url}/hooks/amocrm/{slug}/"
+    try:
+        events = subscribe_webhooks(host, access_token, prefix + secret, ours_prefix=prefix)
+        state: dict[str, object] = {"status": "subscribed", "events": events}
+    except ConnectorError as exc:
+        log.warning("amoCRM webhooks not subscribed for portal %s: %s", portal_id, exc)
+        state = {"status": "refused", "reason": str(exc)[:300]}
+    with rt.db.transaction() as session:
+        portal = session.get(Portal, portal_id)
+        assert portal is not None
+        settings = dict(portal.settings or {})
+        settings["amocrm"] = {**(settings.get("amocrm") or {}), "webhooks": state}
+        portal.settings = settings
 
 
 def uninstall(rt: Runtime, portal_id: int) -> bool:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from connectors.errors import RetryLater
 from connectors.types import OAuthToken
 
-from .models import Portal
+from .models import Portal, utcnow
 from .runtime import Runtime
 
 __all__ = ["DbTokenSource"]
@@ -38,7 +38,14 @@ class DbTokenSource:
             portal = session.get(Portal, self._portal_id)
             if portal is None:
                 raise LookupError(f"portal {self._portal_id} is gone")
-            portal.token_ciphertext = self._rt.cipher.encrypt_token(token)
+            # When the pair was obtained drives the keep-alive: amo drops a refresh token unused for 3 months.
+            stamped = OAuthToken(
+                token.access_token,
+                token.refresh_token,
+                token.expires_at,
+                {**dict(token.extra), "saved_at": utcnow().isoformat()},
+            )
+            portal.token_ciphertext = self._rt.cipher.encrypt_token(stamped)
             portal.token_expires_at = token.expires_at
             if portal.status == "needs_reauth":
                 portal.status = "active"

@@ -42,6 +42,27 @@ def amo(amo_rt):
             f"https://{HOST}/oauth2/access_token", json=json.loads((FIXTURES / "token__ok.json").read_text())
         )
         mock.get(f"https://{HOST}/api/v4/account", json=ACCOUNT)
+        mock.get(
+            f"https://{HOST}/api/v4/webhooks",
+            json={
+                "_embedded": {
+                    "webhooks": [
+                        {
+                            "id": 1,
+                            "destination": "https://other-integration.example/hook",
+                            "settings": ["add_lead"],
+                        },
+                        {
+                            "id": 2,
+                            "destination": "http://testserver/hooks/amocrm/amo-clinic/old-secret",
+                            "settings": ["add_lead"],
+                        },
+                    ]
+                }
+            },
+        )
+        mock.delete(f"https://{HOST}/api/v4/webhooks", status=204)
+        mock.post(f"https://{HOST}/api/v4/webhooks", json={"id": 3})
         yield mock
 
 
@@ -69,6 +90,17 @@ def test_button_install_creates_the_portal_with_encrypted_tokens(client, amo, am
     assert (portal.external_id, portal.domain, portal.status) == ("31415926", HOST, "active")
     assert "def50200refresh-token-1" not in portal.token_ciphertext
     assert DbTokenSource(amo_rt, portal.id).get().refresh_token == "def50200refresh-token-1"
+    # Our hook URL is subscribed; only our own old subscription was removed.
+    assert portal.settings["amocrm"]["webhooks"]["status"] == "subscribed"
+    deleted = [json.loads(c.request.body) for c in amo.calls if c.request.method == "DELETE"]
+    assert deleted == [{"destination": "http://testserver/hooks/amocrm/amo-clinic/old-secret"}]
+    [added] = [
+        json.loads(c.request.body)
+        for c in amo.calls
+        if c.request.method == "POST" and "webhooks" in c.request.url
+    ]
+    assert added["destination"].startswith("http://testserver/hooks/amocrm/amo-clinic/")
+    assert "status_lead" in added["settings"]
     # The state was single use.
     again = client.get(f"/install/amocrm/callback?code=c0de&state={state}&referer={HOST}")
     assert again.status_code == 400 and again.get_json()["error"]["fields"]["state"]
@@ -224,3 +256,19 @@ def test_widget_session_tells_the_panel_who_and_what(client, installed):
     assert session["user"] == {"crm_user_id": "7001", "name": "Анна"}
     assert session["portal"]["kind"] == "amocrm"
     assert session["features"] == {"stay": True, "money": True, "reversal": False, "settings": False}
+
+
+def test_a_refused_subscription_does_not_fail_the_install(client, amo_rt):
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.post(
+            f"https://{HOST}/oauth2/access_token", json=json.loads((FIXTURES / "token__ok.json").read_text())
+        )
+        mock.get(f"https://{HOST}/api/v4/account", json=ACCOUNT)
+        mock.get(f"https://{HOST}/api/v4/webhooks", status=403, json={"title": "Forbidden", "status": 403})
+        state = _start(client)
+        assert (
+            client.get(f"/install/amocrm/callback?code=c0de&state={state}&referer={HOST}").status_code == 200
+        )
+    [portal] = _portals(amo_rt)
+    assert portal.status == "active"
+    assert portal.settings["amocrm"]["webhooks"]["status"] == "refused"

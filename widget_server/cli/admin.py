@@ -120,6 +120,18 @@ def portal_show(ref: str) -> None:
     click.echo(json.dumps(document, ensure_ascii=False, indent=2))
 
 
+@portal.command("unblock")
+@click.argument("ref")
+def portal_unblock(ref: str) -> None:
+    """Allow CRM calls again after the platform blocked us (amoCRM's nginx 403) and support cleared it."""
+    with cli_runtime().db.transaction() as session:
+        found = _portal_or_fail(session, ref)
+        if found.status != "blocked":
+            raise click.ClickException(f"REF: portal {found.slug} is {found.status}, not blocked")
+        found.status = "active"
+    click.echo(f"unblocked {ref}")
+
+
 @click.group()
 def apikey() -> None:
     """Server-to-server API keys."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from redis import Redis
 from rq.cron import CronScheduler
 
+from .amocrm import refresh_amo_tokens
 from .ledger import run_daily_charges, run_expire_holds
 from .periodic import purge_idempotency_records, sweep_inbox, sweep_outbox
 
@@ -26,6 +27,7 @@ PERIODIC_JOBS = (
     # Catches up every missed day; cheap when nothing is due, so it can run often.
     (run_daily_charges, "default", 900),
     (run_expire_holds, "default", 300),
+    (refresh_amo_tokens, "crm", 300),
 )
 
 
