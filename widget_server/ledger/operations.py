@@ -30,6 +30,7 @@ __all__ = [
     "discharge",
     "first_uncharged_day",
     "post_daily_charges_for",
+    "post_one_off_debit",
     "reverse",
 ]
 
@@ -175,13 +176,9 @@ def charge(
     _require(actor, "finance", "a one-off charge")
     account = lock_account(session, portal.id, deal_id)
     _article(session, portal, article_id)
-    existing = session.scalar(
-        select(LedgerEntry).where(LedgerEntry.portal_id == portal.id, LedgerEntry.idempotency_key == key)
-    )
-    if existing is None:  # a replay must not be re-judged against today's balance
-        check_overdraft(session, portal, account, amount_minor, actor, override)
-    return post_entry(
+    return post_one_off_debit(
         session,
+        portal,
         account,
         EntryDraft(
             kind="charge",
@@ -194,6 +191,21 @@ def charge(
         ),
         actor,
     )
+
+
+def post_one_off_debit(
+    session: Session, portal: Portal, account: StayAccount, draft: EntryDraft, actor: Actor
+) -> LedgerEntry:
+    """A charge or an immediate purchase: judged against the available balance, except a replay, which
+    must return the first result rather than be re-judged against today's balance."""
+    replay = session.scalar(
+        select(LedgerEntry.id).where(
+            LedgerEntry.portal_id == portal.id, LedgerEntry.idempotency_key == draft.idempotency_key
+        )
+    )
+    if replay is None:
+        check_overdraft(session, portal, account, draft.amount_minor, actor, draft.overdraft_override)
+    return post_entry(session, account, draft, actor)
 
 
 def reverse(

@@ -17,7 +17,7 @@ from ..clock import local_today
 from ..models import LedgerEntry, Portal, PurchaseRequest, utcnow
 from .accounts import lock_account
 from .errors import LedgerConflict, LedgerError, LedgerForbidden
-from .operations import _article, check_overdraft
+from .operations import _article, check_overdraft, post_one_off_debit
 from .posting import Actor, EntryDraft, post_entry
 from .settings import ledger_settings
 
@@ -71,13 +71,9 @@ def request_purchase(
     if replay is not None:
         return replay, None
     if amount_minor <= settings.purchase_threshold_minor:
-        existing = session.scalar(
-            select(LedgerEntry).where(LedgerEntry.portal_id == portal.id, LedgerEntry.idempotency_key == key)
-        )
-        if existing is None:
-            check_overdraft(session, portal, account, amount_minor, actor, override)
-        entry = post_entry(
+        entry = post_one_off_debit(
             session,
+            portal,
             account,
             EntryDraft(
                 kind="purchase",
