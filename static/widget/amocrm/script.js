@@ -41,6 +41,10 @@ define(['jquery'], function ($) {
       $('.cb-panel').html(html);
     }
 
+    function notice(message) {
+      panel('<p class="cb-muted">' + esc(message) + '</p>');
+    }
+
     function showError(message) {
       panel('<p class="cb-error" role="alert">' + esc(message) + '</p>' +
             '<button type="button" class="button-input cb-retry">' + esc(t('retry')) + '</button>');
@@ -66,14 +70,21 @@ define(['jquery'], function ($) {
     function load() {
       var deal = currentDealId();
       panel('<p class="cb-muted">' + esc(t('loading')) + '</p>');
-      api('/api/v1/widget/session').then(function () {
-        if (!deal) { panel('<p class="cb-muted">' + esc(t('no_stay')) + '</p>'); return; }
+      api('/api/v1/widget/session').then(function (session) {
+        // The session says what this user may see; a role without stays gets words, not a failed call.
+        if (!session || !session.features || !session.features.stay) { notice(t('no_role')); return; }
+        if (!deal) { notice(t('no_stay')); return; }
         api('/api/v1/deals/' + encodeURIComponent(deal) + '/stay').then(showStay, function (xhr) {
-          if (xhr && xhr.status === 404) { panel('<p class="cb-muted">' + esc(t('no_stay')) + '</p>'); }
+          var status = xhr && xhr.status;
+          if (status === 404) { notice(t('no_stay')); }
+          else if (status === 403) { notice(t('no_role')); }
           else { showError(t('error')); }
         });
       }, function (xhr) {
-        showError(xhr && xhr.status === 403 ? t('no_role') : t('error'));
+        var status = xhr && xhr.status;
+        if (status === 403) { notice(t('no_role')); }
+        else if (status === 401) { notice(t('signed_out')); }
+        else { showError(t('error')); }
       });
     }
 
