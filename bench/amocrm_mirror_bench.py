@@ -1,0 +1,448 @@
+"""Figures for mirroring to amoCRM: `AmoCrmClient` against the stateful v4 fake over real HTTP, under the
+real Redis budget, as a ratio of amo's ceiling (7 requests/s; 350 entities/s in batches of 50).
+
+Run: .venv/bin/python bench/amocrm_mirror_bench.py [--updates 10000] [--notes 2000] [--workers 3]
+     [--rps 6.5] [--modes sequential,concurrent] [--per-job N] [--gap 11]
+     quick: --updates 500 --notes 40 --gap 2
+
+Setup (not timed): a private redis-server (the limiter's budget and the client's created-store); the fake
+(`bench/fake_amocrm_server.py`) in its own process on 127.0.0.1, enforcing > 7 requests in a 0.99 s
+window → 429; max(--updates, --notes) leads created directly in the fake's state. The client is built as
+`widget_server.registry` builds it (`amo_limiter(scope="ip", rps=--rps)`, `amo_http`, `RedisCreatedStore`)
+except for the session: a `requests` adapter sends its https://clinic.amocrm.ru traffic to the fake.
+
+Timed, per mode:
+  sequential  — one client in this process: one `update_deals` call with all --updates (distinct deals, one
+                text field each; the client PATCHes /api/v4/leads in batches of 50), then --notes
+                `add_note` calls one after another (distinct deals and idempotency keys).
+  concurrent  — --workers processes (as rq workers), each with its own client, all on the SAME
+                `amo_limiter` key; they take jobs from one queue: `update_deals` of 50 updates per job,
+                then one `add_note` per job.
+Each client reads the field definitions once (GET custom_fields) before the clock starts; the budget is
+left idle for --gap seconds (> the limiter's 10 s sustained window) before each phase, so every phase
+starts from the same state.
+
+Printed per phase: entities/s, requests/s (counted by the fake), the ratio to the ceiling, the fake's 429
+count and the most requests it saw in any 1 s (and 0.99 s) window, and client-side failures.
+Ceilings: updates 7 × 50 = 350 entities/s; notes: `add_note` sends ONE note per request (POST
+/api/v4/leads/{id}/notes with a one-element list), so its ceiling is 7 notes/s, and that is the ratio
+printed (amo would take up to 50 notes per request, for 350 notes/s: also printed, for reference).
+With the production default AMO_RATE_LIMIT_RPS=6.5 the best possible ratio is 6.5/7 = 92.9 %.
+The floor: ≥ 90 % of the ceiling and zero 429s.
+
+--per-job N: also N field updates the way `mirror_outbox_job` performs them today: one outbox job per
+update, `crm_for()` building a fresh client per job (so the field definitions are fetched again for every
+job) and `update_deal_fields` PATCHing one lead per request. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import multiprocessing
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _support import RedisProc, free_port
+from fake_amocrm_server import local_session
+
+from connectors.amocrm.client import AmoCrmClient
+from connectors.amocrm.idempotency import RedisCreatedStore
+from connectors.amocrm.limits import amo_http, amo_limiter
+from connectors.errors import ReauthRequired, Rejected, RetryLater
+from connectors.ratelimit import KEY_PREFIX
+from connectors.types import DealUpdate, OAuthToken
+
+__all__ = ["main"]
+
+ROOT = Path(__file__).resolve().parents[1]
+AMO_BASE = "https://clinic.amocrm.ru"
+ACCOUNT_ID = "29876543"
+TEXT_FIELD = "1001"  # the fake's "WARD" text field
+CEILING_RPS = 7
+BATCH = 50
+FLOOR = 0.90
+
+
+class StaticTokens:
+    """A TokenSource holding the fake's one valid token; it never expires, so nothing refreshes."""
+
+    def get(self) -> OAuthToken:
+        return OAuthToken("access-1", "refresh-1", None)
+
+    def save(self, token: OAuthToken) -> None:
+        pass
+
+    def refresh_lock(self) -> Any:
+        return nullcontext()
+
+    def mark_reauth_required(self, reason: str) -> None:
+        raise RuntimeError(f"unexpected re-auth: {reason}")
+
+
+def _failure(exc: Exception) -> str:
+    """A failure's kind and message with its numbers blanked, so alike failures count together."""
+    return f"{type(exc).__name__}: " + re.sub(r"\d+(\.\d+)?", "N", str(exc))[:100]
+
+
+def _clear_pause(redis_url: str) -> None:
+    """A 429 makes PortalHttp pause the shared budget (300 s with the fake's answer): say so, and lift it
+    so the next phase is measured on its own."""
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(f"{KEY_PREFIX}amo:*:pause"):
+        left = client.pttl(key)
+        if left > 0:
+            print(f"  (budget still paused {left / 1000:.0f} s after a 429: lifted for the next phase)")
+        client.delete(key)
+    client.close()
+
+
+def make_client(redis_client: redis.Redis, target: str, rps: Decimal) -> AmoCrmClient:
+    limiter = amo_limiter(redis_client, account_id=ACCOUNT_ID, rps=rps, scope="ip")
+    return AmoCrmClient(
+        base_url=AMO_BASE,
+        tokens=StaticTokens(),
+        refresh=None,
+        http=amo_http(name="amocrm:bench", limiter=limiter, session=local_session(target)),
+        timezone="Europe/Moscow",
+        created=RedisCreatedStore(redis_client, "cb:amo:created:bench:"),
+    )
+
+
+# --- the fake -------------------------------------------------------------------------------------------
+
+
+class Fake:
+    def __init__(self, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = open(log, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "fake_amocrm_server.py"), "--port", str(self.port)],
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"{self.url}/__fake/stats", timeout=2)
+                return
+            except requests.ConnectionError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the fake did not start; see {log}") from None
+                time.sleep(0.1)
+
+    def control(self, method: str, path: str, body: Any = None) -> Any:
+        response = requests.request(method, f"{self.url}/__fake/{path}", json=body, timeout=300)
+        response.raise_for_status()
+        return response.json()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+# --- workers (processes, as rq workers) -----------------------------------------------------------------
+
+
+def _worker(redis_url: str, target: str, rps: str, tasks: Any, ready: Any, results: Any) -> None:
+    redis_client = redis.Redis.from_url(redis_url)
+    client = make_client(redis_client, target, Decimal(rps))
+    done, failures = 0, collections.Counter()
+    try:
+        client.field_defs()  # once per client lifetime, before the clock
+    except (RetryLater, Rejected, ReauthRequired) as exc:
+        failures[_failure(exc)] += 1
+    ready.put(os.getpid())
+    while True:
+        task = tasks.get()
+        if task is None:
+            break
+        kind, payload = task
+        try:
+            if kind == "updates":
+                client.update_deals([DealUpdate(deal, {TEXT_FIELD: value}) for deal, value in payload])
+                done += len(payload)
+            else:
+                deal, text, key = payload
+                client.add_note(deal, text, idempotency_key=key)
+                done += 1
+        except (RetryLater, Rejected, ReauthRequired) as exc:
+            failures[_failure(exc)] += 1
+    results.put((os.getpid(), done, dict(failures), time.monotonic()))
+
+
+class Pool:
+    """--workers spawned processes sharing one queue of jobs and one Redis budget; one pool per phase."""
+
+    def __init__(self, workers: int, redis_url: str, target: str, rps: Decimal) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.tasks = ctx.Queue()
+        self.results = ctx.Queue()
+        ready = ctx.Queue()
+        self.procs = [
+            ctx.Process(target=_worker, args=(redis_url, target, str(rps), self.tasks, ready, self.results))
+            for _ in range(workers)
+        ]
+        for proc in self.procs:
+            proc.start()
+        for _ in self.procs:
+            ready.get(timeout=120)
+
+    def run(self, jobs: list[tuple[str, Any]]) -> tuple[int, dict[str, int], float]:
+        """Queue the jobs; (entities done, failures, wall s from the first job queued to the last done)."""
+        started = time.monotonic()
+        for job in jobs:
+            self.tasks.put(job)
+        for _ in self.procs:
+            self.tasks.put(None)
+        done, failures, ended = 0, collections.Counter(), started
+        for _ in self.procs:
+            _pid, count, failed, finished = self.results.get()
+            done += count
+            failures.update(failed)
+            ended = max(ended, finished)
+        for proc in self.procs:
+            proc.join(timeout=30)
+        return done, dict(failures), ended - started
+
+
+# --- phases ---------------------------------------------------------------------------------------------
+
+
+def _report(
+    label: str,
+    entities: int,
+    done: int,
+    wall: float,
+    stats: dict,
+    failures: dict,
+    ceiling: float,
+    *,
+    rps: Decimal,
+) -> bool:
+    rate = done / wall if wall > 0 else 0.0
+    req_rate = stats["requests"] / wall if wall > 0 else 0.0
+    ratio = rate / ceiling
+    ok = ratio >= FLOOR and stats["throttled"] == 0 and done == entities
+    print(
+        f"  {label:34s} {done}/{entities} in {wall:7.1f} s: {rate:7.1f} entities/s, "
+        f"{stats['requests']} requests = {req_rate:.2f} req/s; ratio to the ceiling "
+        f"({ceiling:g}/s) {ratio:6.1%}  [req/s vs the limiter's {rps} rps: {req_rate / float(rps):.1%}]"
+    )
+    print(
+        f"  {'':34s} 429s: {stats['throttled']}; max requests in any 1 s window: {stats['max_in_1s']} "
+        f"(0.99 s: {stats['max_in_0_99s']}); routes {stats['routes']}; client failures {failures or '{}'}"
+    )
+    if stats["min_span_of_8_s"] is not None:
+        print(
+            f"  {'':34s} arrivals at the fake: tightest 8 consecutive requests span "
+            f"{stats['min_span_of_8_s'] * 1000:.1f} ms; {stats['spans_of_8_under_1s']} runs of 8 within < 1 s"
+        )
+    if stats["requests"] < 30 * float(rps):
+        print(
+            f"  {'':34s} (short phase: under 30 s of budget, where the idle budget's first burst and the "
+            "fence-post count inflate the rate; use the full sizes for figures)"
+        )
+    print(
+        f"  {'':34s} floor ≥ {FLOOR:.0%} and zero 429s: {'MET' if ok else 'NOT MET'}",
+        flush=True,
+    )
+    return ok
+
+
+def _idle(seconds: float) -> None:
+    if seconds > 0:
+        time.sleep(seconds)
+
+
+def run_mode(
+    mode: str, args: argparse.Namespace, fake: Fake, redis_url: str, deals: list[str], rps: Decimal
+) -> dict[str, bool]:
+    verdicts = {}
+    tag = f"{mode}-{rps}-{time.monotonic_ns()}"
+    updates = [(deals[i], f"{tag}:{i}") for i in range(args.updates)]
+    notes = [
+        (deals[i % len(deals)], f"Bench note {i} ({tag})", f"bench-note-{tag}-{i}") for i in range(args.notes)
+    ]
+    client = None
+    if mode == "sequential":
+        _clear_pause(redis_url)
+        client = make_client(redis.Redis.from_url(redis_url), fake.url, rps)
+        client.field_defs()
+    label_mode = "sequential" if mode == "sequential" else f"{args.workers} worker processes"
+
+    if updates:
+        _clear_pause(redis_url)
+        pool = Pool(args.workers, redis_url, fake.url, rps) if client is None else None
+        _idle(args.gap)
+        fake.control("POST", "reset")
+        failures: dict[str, int] = {}
+        if pool is None:
+            assert client is not None
+            started = time.monotonic()
+            try:
+                client.update_deals([DealUpdate(deal, {TEXT_FIELD: value}) for deal, value in updates])
+                done = len(updates)
+            except (RetryLater, Rejected, ReauthRequired) as exc:
+                failures[_failure(exc)] = 1
+                done = 0
+            wall = time.monotonic() - started
+        else:
+            jobs = [("updates", updates[i : i + BATCH]) for i in range(0, len(updates), BATCH)]
+            done, failures, wall = pool.run(jobs)
+        stats = fake.control("GET", "stats")
+        landed = fake.control("GET", f"count?field_id={TEXT_FIELD}&prefix={tag}:")["leads"]
+        verdicts[f"{label_mode}: updates"] = _report(
+            f"[{label_mode}] field updates",
+            len(updates),
+            min(done, landed),
+            wall,
+            stats,
+            failures,
+            CEILING_RPS * BATCH,
+            rps=rps,
+        )
+        print(f"  {'':34s} (the fake holds the new value on {landed} of {len(updates)} deals)")
+
+    if notes:
+        _clear_pause(redis_url)
+        pool = Pool(args.workers, redis_url, fake.url, rps) if client is None else None
+        _idle(args.gap)
+        fake.control("POST", "reset")
+        before = fake.control("GET", "stats")["notes"]
+        failures = collections.Counter()
+        if pool is None:
+            assert client is not None
+            started = time.monotonic()
+            done = 0
+            for deal, text, key in notes:
+                try:
+                    client.add_note(deal, text, idempotency_key=key)
+                    done += 1
+                except (RetryLater, Rejected, ReauthRequired) as exc:
+                    failures[_failure(exc)] += 1
+            wall = time.monotonic() - started
+        else:
+            done, failures, wall = pool.run([("note", n) for n in notes])
+        stats = fake.control("GET", "stats")
+        created = stats["notes"] - before
+        verdicts[f"{label_mode}: notes"] = _report(
+            f"[{label_mode}] notes (1 per request)",
+            len(notes),
+            min(done, created),
+            wall,
+            stats,
+            dict(failures),
+            CEILING_RPS,
+            rps=rps,
+        )
+        print(
+            f"  {'':34s} (the fake holds {created} new notes; against amo's batch ceiling of "
+            f"{CEILING_RPS * BATCH}/s — notes sent 50 per request — this is "
+            f"{(min(done, created) / wall) / (CEILING_RPS * BATCH):.1%})"
+        )
+    return verdicts
+
+
+def run_per_job(
+    count: int, args: argparse.Namespace, fake: Fake, redis_url: str, deals: list[str], rps: Decimal
+) -> None:
+    """Field updates the way the outbox mirrors them today: a fresh client per job, one lead per PATCH."""
+    redis_client = redis.Redis.from_url(redis_url)
+    tag = f"perjob-{time.monotonic_ns()}"
+    _clear_pause(redis_url)
+    _idle(args.gap)
+    fake.control("POST", "reset")
+    started = time.monotonic()
+    done = 0
+    for i in range(count):
+        client = make_client(redis_client, fake.url, rps)  # what crm_for() does for every outbox job
+        try:
+            client.update_deal_fields(deals[i], {TEXT_FIELD: f"{tag}:{i}"})
+            done += 1
+        finally:
+            client.transport._http.session.close()
+    wall = time.monotonic() - started
+    stats = fake.control("GET", "stats")
+    rate = done / wall
+    print(
+        f"  [per outbox job, as today] {done} field updates in {wall:.1f} s: {rate:.2f} entities/s, "
+        f"{stats['requests']} requests ({stats['requests'] / max(done, 1):.1f} per update: "
+        f"{stats['routes']}); "
+        f"ratio to the 350/s ceiling {rate / (CEILING_RPS * BATCH):.2%}; 429s {stats['throttled']}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--updates", type=int, default=10_000, help="field updates on distinct deals")
+    parser.add_argument("--notes", type=int, default=2_000)
+    parser.add_argument("--workers", type=int, default=3, help="processes in the concurrent mode (2-4)")
+    parser.add_argument(
+        "--rps",
+        action="append",
+        help="AMO_RATE_LIMIT_RPS for the limiter (repeatable; default 6.5, the production default)",
+    )
+    parser.add_argument("--modes", default="sequential,concurrent")
+    parser.add_argument("--gap", type=float, default=11.0, help="idle seconds before each timed phase")
+    parser.add_argument("--per-job", type=int, default=0, help="also N updates as the outbox job does them")
+    parser.add_argument("--leads", type=int, default=10_000, help="leads in the fake (at least the updates)")
+    args = parser.parse_args()
+    rates = [Decimal(r) for r in (args.rps or ["6.5"])]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+
+    with tempfile.TemporaryDirectory(prefix="bench-amo-mirror-") as workdir:
+        work = Path(workdir)
+        redis_proc = RedisProc(work)
+        fake = Fake(work / "fake.log")
+        try:
+            count = max(args.leads, args.updates, args.notes, args.per_job, 1)
+            made = fake.control("POST", "leads", {"count": count})
+            deals = [str(i) for i in range(made["first"], made["last"] + 1)]
+            print(
+                f"setup: fake amoCRM at {fake.url} (as {AMO_BASE}) with {len(deals)} leads; private redis "
+                f"{redis_proc.url}; {os.cpu_count()} CPUs",
+                flush=True,
+            )
+            verdicts: dict[str, bool] = {}
+            for rps in rates:
+                print(f"AMO_RATE_LIMIT_RPS={rps} (limiter: ≤ 7 in any 1 s, ≤ {rps}/s over 10 s), scope ip:")
+                for mode in modes:
+                    for key, ok in run_mode(mode, args, fake, redis_proc.url, deals, rps).items():
+                        verdicts[f"rps {rps}, {key}"] = ok
+                if args.per_job:
+                    run_per_job(args.per_job, args, fake, redis_proc.url, deals, rps)
+            if verdicts:
+                print("summary (floor ≥ 90 % of the ceiling, zero 429s):")
+                for key, ok in verdicts.items():
+                    print(f"  {key}: {'MET' if ok else 'NOT MET'}")
+        finally:
+            fake.stop()
+            redis_proc.stop()
+
+
+if __name__ == "__main__":
+    main()
