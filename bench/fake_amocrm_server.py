@@ -21,6 +21,7 @@ Control endpoints (for benches; not part of amo's API) live under `/__fake/` on 
       creates N leads directly in the fake's state (no HTTP per lead, no rate limit);
   GET  /__fake/stats → requests, 429s, max requests in any 1 s (and 0.99 s) window, per-route counts,
       leads/notes held, the first and last request time;
+  GET  /__fake/hits → the arrival time (CLOCK_MONOTONIC, s) of every request since the last reset;
   GET  /__fake/count?field_id=F&prefix=P → how many leads hold a value of field F starting with P;
   POST /__fake/reset → forgets the request log and the 429 count (the entities stay).
 """
@@ -183,6 +184,8 @@ class FakeAmoServer:
             if method == "GET" and path.startswith("/__fake/count?"):
                 query = {k: v[-1] for k, v in parse_qs(urlsplit(path).query).items()}
                 return 200, kind, json.dumps({"leads": self.count(int(query["field_id"]), query["prefix"])})
+            if method == "GET" and path == "/__fake/hits":
+                return 200, kind, json.dumps(sorted(self.fake.hits))
             if method == "GET" and path == "/__fake/stats":
                 return 200, kind, json.dumps(self.stats())
             if method == "POST" and path == "/__fake/reset":

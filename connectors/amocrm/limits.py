@@ -26,6 +26,10 @@ from .const import MAX_RPS
 __all__ = ["AmoLimiter", "amo_http", "amo_is_throttled", "amo_limiter", "amo_limiter_key"]
 
 SUSTAINED_WINDOW_S = 10
+BURST_WINDOW_S = 1.1
+"""7 per 1.1 s rather than per 1.0 s: admission is timed at Redis, arrival at amo, and the network between
+can bunch requests closer together (measured in bench/amocrm_mirror_bench.py: 8 arrivals in 999.3 ms
+with a 1.0 s window). The margin keeps any 1 s window at amo within 7."""
 
 
 def amo_limiter_key(*, account_id: str, scope: str) -> str:
@@ -80,7 +84,7 @@ def amo_limiter(redis: Any, *, account_id: str, rps: Decimal, scope: str = "ip")
     key = amo_limiter_key(account_id=account_id, scope=scope)
     sustained_limit = max(1, math.floor(rate * SUSTAINED_WINDOW_S))
     return AmoLimiter(
-        burst=RedisRateLimiter(redis, key, limit=MAX_RPS, window_s=1.0),
+        burst=RedisRateLimiter(redis, key, limit=MAX_RPS, window_s=BURST_WINDOW_S),
         sustained=RedisRateLimiter(
             redis, f"{key}:sustained", limit=sustained_limit, window_s=float(SUSTAINED_WINDOW_S)
         ),
