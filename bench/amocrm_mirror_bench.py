@@ -2,14 +2,15 @@
 real Redis budget, as a ratio of amo's ceiling (7 requests/s; 350 entities/s in batches of 50).
 
 Run: .venv/bin/python bench/amocrm_mirror_bench.py [--updates 10000] [--notes 2000] [--workers 3]
-     [--rps 6.5] [--modes sequential,concurrent] [--per-job N] [--gap 11]
+     [--rps 6.5] [--modes sequential,concurrent] [--per-job N] [--gap 11] [--leads 10000]
      quick: --updates 500 --notes 40 --gap 2
 
 Setup (not timed): a private redis-server (the limiter's budget and the client's created-store); the fake
-(`bench/fake_amocrm_server.py`) in its own process on 127.0.0.1, enforcing > 7 requests in a 0.99 s
-window → 429; max(--updates, --notes) leads created directly in the fake's state. The client is built as
-`widget_server.registry` builds it (`amo_limiter(scope="ip", rps=--rps)`, `amo_http`, `RedisCreatedStore`)
-except for the session: a `requests` adapter sends its https://clinic.amocrm.ru traffic to the fake.
+(`bench/fake_amocrm_server.py`) in its own process on 127.0.0.1, counting each request when it arrives and
+answering 429 to more than 7 in a 0.99 s window; --leads (10 000) leads created directly in its state.
+The client is built as `widget_server.registry` builds it (`amo_limiter(scope="ip", rps=--rps)`,
+`amo_http`, `RedisCreatedStore`) except for the session: a `requests` adapter sends its
+https://clinic.amocrm.ru traffic to the fake.
 
 Timed, per mode:
   sequential  — one client in this process: one `update_deals` call with all --updates (distinct deals, one
@@ -27,8 +28,11 @@ count and the most requests it saw in any 1 s (and 0.99 s) window, and client-si
 Ceilings: updates 7 × 50 = 350 entities/s; notes: `add_note` sends ONE note per request (POST
 /api/v4/leads/{id}/notes with a one-element list), so its ceiling is 7 notes/s, and that is the ratio
 printed (amo would take up to 50 notes per request, for 350 notes/s: also printed, for reference).
-With the production default AMO_RATE_LIMIT_RPS=6.5 the best possible ratio is 6.5/7 = 92.9 %.
-The floor: ≥ 90 % of the ceiling and zero 429s.
+The limiter itself caps the ratio at min(--rps, 7 / its burst window) / 7 (6.5/7 = 92.9 % with the default
+AMO_RATE_LIMIT_RPS and a 1 s burst window); the configuration read from `amo_limiter` and that cap are
+printed. The floor: ≥ 90 % of the ceiling and zero 429s. A 429 makes `PortalHttp` pause the shared budget
+for the fake's `retry_after` (300 s), so every later call of that phase fails fast: the pause is lifted
+(and reported) before the next phase.
 
 --per-job N: also N field updates the way `mirror_outbox_job` performs them today: one outbox job per
 update, `crm_for()` building a fresh client per job (so the field definitions are fetched again for every
@@ -429,7 +433,16 @@ def main() -> None:
             )
             verdicts: dict[str, bool] = {}
             for rps in rates:
-                print(f"AMO_RATE_LIMIT_RPS={rps} (limiter: ≤ 7 in any 1 s, ≤ {rps}/s over 10 s), scope ip:")
+                probe = amo_limiter(
+                    redis.Redis.from_url(redis_proc.url), account_id=ACCOUNT_ID, rps=rps, scope="ip"
+                )
+                burst, sustained = probe.burst, probe.sustained
+                cap = min(float(rps), burst.limit / burst.window_s)
+                print(
+                    f"AMO_RATE_LIMIT_RPS={rps}: amo_limiter admits ≤ {burst.limit} per {burst.window_s:g} s "
+                    f"and ≤ {sustained.limit} per {sustained.window_s:g} s (scope ip), i.e. at most "
+                    f"{cap:.2f} req/s = {cap / CEILING_RPS:.1%} of the 7/s ceiling:"
+                )
                 for mode in modes:
                     for key, ok in run_mode(mode, args, fake, redis_proc.url, deals, rps).items():
                         verdicts[f"rps {rps}, {key}"] = ok

@@ -21,11 +21,15 @@ threads (each one http.client connection, kept alive where the server allows it 
 close after every response, so clients reconnect over loopback) take the next due request, wait for its
 time and send it. Latency is measured from the DUE time to the end of the response, so a stalled server
 or a late client is charged, not hidden (no coordinated omission); the send lag (due → actually sent)
-is printed too. Clients and server share this machine's CPUs.
+is printed too. The generator's own garbage collector is frozen and off during a phase: its pauses would
+otherwise be charged to the server (with it on, 200 req/s looked like a p99 of seconds). Clients and
+server share this machine's CPUs. The per-second breakdown shows whether slow acks are one stall or a
+steady overload.
 
 Printed: p50/p95/p99/max of the 2xx acks, achieved rate, errors by status, CPU per request by process
 group, and, from the database after the run, "lost" = sent − rows in inbox_events − non-2xx answers.
-The issue's floor: p99 ≤ 20 ms and 0 lost. Nothing is asserted.
+The issue's floor: p99 ≤ 20 ms and 0 lost. Nothing is asserted. Helpers shared with
+`charge_latency_bench.py` (gunicorn start/stop, CPU from /proc) are imported from it.
 """
 
 from __future__ import annotations
