@@ -26,7 +26,7 @@ def test_valid_key_authenticates_with_its_role(admin, portal):
     assert response.status_code == 200
     body = response.get_json()
     assert body["slug"] == portal.slug
-    assert body["your_roles"] == ["admin", "finance", "staff", "viewer"]
+    assert body["your_roles"] == ["admin", "finance", "staff", "supervisor", "viewer"]
 
 
 @pytest.mark.parametrize(
@@ -111,3 +111,19 @@ def test_a_credential_over_its_rate_gets_429_with_retry_after(make_api, portal, 
     assert int(limited.headers["Retry-After"]) >= 1
     other = make_api(portal, "viewer")  # another credential has its own budget
     assert other.get("/api/v1/portal").status_code == 200
+
+
+def test_supervisor_runs_operators_without_seeing_money_and_finance_does_not_run_operators() -> None:
+    from widget_server.models import implied_roles
+
+    assert implied_roles(["supervisor"]) == {"viewer", "staff", "supervisor"}
+    assert "finance" not in implied_roles(["supervisor"])
+    assert "supervisor" not in implied_roles(["finance"])
+    assert implied_roles(["admin"]) >= {"supervisor", "finance"}
+
+
+def test_a_supervisor_key_can_be_issued(portal, make_api) -> None:
+    api = make_api(portal, "supervisor")
+    response = api.get("/api/v1/portal")
+    assert response.status_code == 200
+    assert response.get_json()["your_roles"] == ["staff", "supervisor", "viewer"]

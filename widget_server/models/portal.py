@@ -15,11 +15,19 @@ __all__ = ["PORTAL_KINDS", "PORTAL_STATUSES", "ROLES", "Portal", "PortalUser", "
 PORTAL_KINDS = ("amocrm", "bitrix24", "sandbox")
 PORTAL_STATUSES = ("active", "needs_reauth", "blocked", "uninstalled")
 
-ROLES = ("viewer", "staff", "finance", "admin")
-"""App roles, each implying the ones before it: staff sees stays without money, finance sees and moves
-money, admin also reverses, overrides and configures."""
+ROLES = ("viewer", "staff", "supervisor", "finance", "admin")
+"""App roles. staff sees stays without money and sets only their own shift status; supervisor also runs
+lead distribution (rules, shifts, anyone's status, forced reassignment); finance sees and moves money;
+admin does everything, including reversals, overrides and configuration."""
 
-_IMPLIES = {role: set(ROLES[: position + 1]) for position, role in enumerate(ROLES)}
+# Not a line: a supervisor runs operators but sees no money, and finance does not run operators.
+_IMPLIES: dict[str, frozenset[str]] = {
+    "viewer": frozenset({"viewer"}),
+    "staff": frozenset({"viewer", "staff"}),
+    "supervisor": frozenset({"viewer", "staff", "supervisor"}),
+    "finance": frozenset({"viewer", "staff", "finance"}),
+    "admin": frozenset(ROLES),
+}
 
 
 def implied_roles(roles: list[str] | tuple[str, ...] | set[str]) -> frozenset[str]:
