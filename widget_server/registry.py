@@ -33,6 +33,7 @@ def _amocrm(portal: Portal, runtime: Runtime) -> CrmClient:
     from connectors.amocrm.idempotency import RedisCreatedStore
     from connectors.amocrm.limits import amo_http, amo_limiter
 
+    from .amocrm_hooks import remember_own_write
     from .amocrm_install import amo_oauth
     from .tokens import DbTokenSource
 
@@ -67,4 +68,7 @@ def _amocrm(portal: Portal, runtime: Runtime) -> CrmClient:
         field_codes=amo_settings.get("field_codes"),
         reference_fields=amo_settings.get("reference_fields"),
         created=RedisCreatedStore(runtime.redis, f"cb:amo:created:{portal_id}"),
+        on_write=lambda entity, entity_id, updated_at: remember_own_write(
+            runtime.redis, portal_id, entity, entity_id, updated_at
+        ),
     )

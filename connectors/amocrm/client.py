@@ -75,11 +75,14 @@ class AmoCrmClient(ActivityMixin):
         reference_fields: Mapping[str, str] | None = None,
         created: CreatedStore | None = None,
         phone_region: str = "RU",
+        on_write: Callable[[str, str, int], None] | None = None,
     ) -> None:
         """`field_codes`: our field names → amoCRM field id or `code` (ids are always accepted as keys).
         `reference_fields`: ``{"leads": id, "contacts": id}`` of text fields that hold the create
         reference; without one the reference goes into a tag, and the read-back relies on `query`
-        searching tags, which the docs do not promise (configure the fields at install)."""
+        searching tags, which the docs do not promise (configure the fields at install).
+        `on_write(entity, id, updated_at)` hears the `updated_at` amo gave each of our lead writes, so the
+        webhook echoing it can be told apart from a person's edit (the loop guard)."""
         self.transport = AmoTransport(
             base_url=base_url, tokens=tokens, refresh=refresh, http=http, on_blocked=on_blocked
         )
@@ -88,6 +91,7 @@ class AmoCrmClient(ActivityMixin):
         self.reference_fields = dict(reference_fields or {})
         self.created: CreatedStore = created if created is not None else MemoryCreatedStore()
         self.phone_region = phone_region
+        self.on_write = on_write
         self._field_defs: dict[str, FieldDef] | None = None
         self._loss_reasons: dict[str, int] | None = None
         self._drive_url: str | None = None
@@ -183,9 +187,7 @@ class AmoCrmClient(ActivityMixin):
         lead_id = _id(deal_id, "deal_id")
         values = self._encode(fields, "fields")
         if values:
-            self.transport.send_json(
-                "PATCH", f"/api/v4/leads/{lead_id}", {"custom_fields_values": values}, idempotent=True
-            )
+            self._patch_lead(lead_id, {"custom_fields_values": values})
 
     def update_deals(self, updates: Sequence[DealUpdate]) -> None:
         merged: dict[int, dict[str, dict[str, Any]]] = {}
@@ -201,11 +203,11 @@ class AmoCrmClient(ActivityMixin):
         """PATCH /api/v4/leads; on a gateway timeout resend in halves (§5.1: "on 504, resend smaller")."""
         if len(batch) == 1:
             # One lead is an idempotent write: let PortalHttp retry it on 5xx.
-            self.transport.send_json("PATCH", "/api/v4/leads", batch, idempotent=True)
+            self._heard(self.transport.send_json("PATCH", "/api/v4/leads", batch, idempotent=True))
             return
         try:
             # Not retried whole by PortalHttp: a batch that timed out is better resent smaller.
-            self.transport.send_json("PATCH", "/api/v4/leads", batch, idempotent=False)
+            self._heard(self.transport.send_json("PATCH", "/api/v4/leads", batch, idempotent=False))
         except RetryLater as exc:
             if "HTTP 429" in str(exc) or "rate limit" in str(exc):
                 raise
@@ -240,14 +242,25 @@ class AmoCrmClient(ActivityMixin):
             if stage.stage_id != LOST_STATUS_ID:
                 raise _invalid("loss_reason", f"only the lost stage ({LOST_STATUS_ID}) takes a loss reason")
             body["loss_reason_id"] = self._loss_reason_id(loss_reason)
-        self.transport.send_json("PATCH", f"/api/v4/leads/{lead_id}", body, idempotent=True)
+        self._patch_lead(lead_id, body)
 
     def set_responsible(self, deal_id: str, user_id: str) -> None:
         lead_id = _id(deal_id, "deal_id")
         self._check_user(user_id, "user_id")
-        self.transport.send_json(
-            "PATCH", f"/api/v4/leads/{lead_id}", {"responsible_user_id": int(user_id)}, idempotent=True
-        )
+        self._patch_lead(lead_id, {"responsible_user_id": int(user_id)})
+
+    def _patch_lead(self, lead_id: int, body: dict[str, Any]) -> None:
+        self._heard(self.transport.send_json("PATCH", f"/api/v4/leads/{lead_id}", body, idempotent=True))
+
+    def _heard(self, answer: Any) -> None:
+        """Pass on the `updated_at` of each lead in a PATCH answer (one lead, or `_embedded.leads`)."""
+        if self.on_write is None or not isinstance(answer, Mapping):
+            return
+        embedded = answer.get("_embedded")
+        items = embedded.get("leads") if isinstance(embedded, Mapping) else [answer]
+        for item in items or []:
+            if isinstance(item, Mapping) and item.get("id") is not None and item.get("updated_at"):
+                self.on_write("leads", str(item["id"]), int(item["updated_at"]))
 
     def _reference_value(self, entity: str, ref: str) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
         """(custom field values, tags) that carry the reference of a created entity."""

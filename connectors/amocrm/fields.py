@@ -4,8 +4,8 @@ Reading needs no schema: every value in a v4 entity carries its `field_type`. Wr
 Python type alone cannot tell a multiselect from a multitext, so the client loads the field definitions
 (`GET /api/v4/leads/custom_fields`) once and encodes by type:
 
-- text-like → ``{"value": str}``; numeric/monetary → ``{"value": int}`` (never a float: money is minor
-  units elsewhere and a float is a bug upstream);
+- text-like → ``{"value": str}``; numeric/monetary → ``{"value": int}``, or the exact text of a decimal
+  string ("1234.56"), never a float (a float is a bug upstream);
 - checkbox → ``{"value": bool}``; date/birthday/date_time → ``{"value": unix ts}`` of local midnight in
   the portal's timezone, read back as that `date`;
 - select/radiobutton/multiselect → ``[{"enum_id": int}, …]``, exchanged as a tuple of enum ids (strings);
@@ -15,9 +15,11 @@ Python type alone cannot tell a multiselect from a multitext, so the client load
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -65,6 +67,25 @@ def _to_date(raw: Any, tz: ZoneInfo) -> date | None:
             return None
         return (parsed.astimezone(tz) if parsed.tzinfo else parsed).date()
     return None
+
+
+_DECIMAL_TEXT = re.compile(r"^-?\d{1,15}(\.\d{1,6})?$")
+
+
+def _number(value: FieldValue, kind: str, path: str) -> int | str:
+    """An int, or a decimal string such as the ledger's "35000.00" (money never passes through a float).
+
+    A whole amount goes as an int, which every numeric field takes; a fraction goes as its exact text,
+    which monetary fields keep and which amo otherwise refuses with a validation error naming the field,
+    rather than our rounding it silently."""
+    if isinstance(value, bool):
+        raise _invalid(path, f"a {kind} field takes an int or a decimal string, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if not isinstance(value, str) or not _DECIMAL_TEXT.match(value.strip()):
+        raise _invalid(path, f"a {kind} field takes an int or a decimal string, got {value!r}")
+    number = Decimal(value.strip())
+    return int(number) if number == number.to_integral_value() else format(number.normalize(), "f")
 
 
 def _to_int(raw: Any) -> FieldValue:
@@ -134,9 +155,7 @@ def encode_value(field: FieldDef, value: FieldValue, tz: ZoneInfo, path: str) ->
             raise _invalid(path, f"a checkbox takes a bool, got {value!r}")
         return {"field_id": int(field.id), "values": [{"value": value}]}
     if kind in NUMBER_TYPES:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _invalid(path, f"a {kind} field takes an int, got {value!r}")
-        return {"field_id": int(field.id), "values": [{"value": value}]}
+        return {"field_id": int(field.id), "values": [{"value": _number(value, kind, path)}]}
     if kind in DATE_TYPES:
         if not isinstance(value, date):
             raise _invalid(path, f"a {kind} field takes a date, got {value!r}")

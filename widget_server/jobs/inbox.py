@@ -7,11 +7,13 @@ from collections.abc import Callable
 
 from connectors.amocrm.hooks import parse_account_hook, parse_dp_hook
 from connectors.errors import AnomalousPayload, UnsupportedEvent
-from connectors.types import CrmEvent, EventBatch
+from connectors.types import CrmEvent, DealUpdated, EventBatch
 
 from .. import runtime
+from ..loop_guard import is_echo
 from ..models import InboxEvent, Portal, utcnow
 from ..sandbox.hooks import parse_hook as parse_sandbox_hook
+from .deal_reactions import restore_stay_fields
 from .joblog import logged_job
 
 __all__ = ["EVENT_REACTIONS", "PARSERS", "process_inbox_event"]
@@ -26,8 +28,11 @@ PARSERS: dict[str, Callable[[str, str], CrmEvent | None]] = {
     "amocrm_dp": parse_dp_hook,
 }
 
-EVENT_REACTIONS: dict[type[CrmEvent], list[Callable[[int, CrmEvent], None]]] = {}
-"""Domain features register what they do on an event type (e.g. the ledger on a robot call)."""
+EVENT_REACTIONS: dict[type[CrmEvent], list[Callable[[int, CrmEvent], None]]] = {
+    DealUpdated: [restore_stay_fields],
+}
+"""What each feature does on an event type (e.g. the ledger on a person's edit of its deal fields).
+Reactions never see our own writes' echoes (`loop_guard`)."""
 
 
 @logged_job("process_inbox_event")
@@ -49,7 +54,11 @@ def process_inbox_event(event_id: int) -> str:
             outcome = "ignored"
         else:
             # One amoCRM delivery carries every entity that changed at that moment.
-            for item in parsed.events if isinstance(parsed, EventBatch) else (parsed,):
+            items = parsed.events if isinstance(parsed, EventBatch) else (parsed,)
+            theirs = [item for item in items if not is_echo(source, rt.redis, portal_id, item)]
+            if items and not theirs:
+                outcome = "own_write"
+            for item in theirs:
                 for reaction in EVENT_REACTIONS.get(type(item), []):
                     reaction(portal_id, item)
     except UnsupportedEvent as exc:

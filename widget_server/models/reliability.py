@@ -20,7 +20,8 @@ __all__ = [
     "PeriodicRun",
 ]
 
-INBOX_OUTCOMES = ("pending", "handled", "ignored", "unsupported", "failed")
+INBOX_OUTCOMES = ("pending", "handled", "ignored", "own_write", "unsupported", "failed")
+"""`own_write`: every change the event reports is the echo of our own write to the CRM."""
 OUTBOX_STATES = ("pending", "done", "failed", "cancelled")
 
 

@@ -130,6 +130,42 @@ def test_update_deals_sends_batches_of_50(fake: FakeAmo, world: AmoWorld) -> Non
     assert fake.leads[int(deals[119])]["custom_fields_values"][0]["values"] == [{"value": "119"}]
 
 
+@pytest.mark.parametrize(
+    ("value", "sent"), [("35000.00", 35000), ("1234.50", "1234.5"), ("-12.3", "-12.3"), (7, 7)]
+)
+def test_a_number_field_takes_the_ledger_decimal_strings_exactly(
+    fake: FakeAmo, world: AmoWorld, value: Any, sent: Any
+) -> None:
+    deal = world.make_deal("Орлов")
+    make_client().update_deal_fields(deal, {"1002": value})
+    [body] = bodies(fake, "PATCH", f"/api/v4/leads/{deal}")
+    assert body["custom_fields_values"] == [{"field_id": 1002, "values": [{"value": sent}]}]
+
+
+@pytest.mark.parametrize("value", ["12,30", "1e5", "NaN", "", "12.3.4", True])
+def test_a_number_field_refuses_what_is_not_a_plain_decimal_without_a_call(
+    fake: FakeAmo, world: AmoWorld, value: Any
+) -> None:
+    deal = world.make_deal("Орлов")
+    with pytest.raises(Rejected) as exc:
+        make_client().update_deal_fields(deal, {"1002": value})
+    assert "fields.1002" in str(exc.value)
+    assert not fake.calls("PATCH", f"/api/v4/leads/{deal}")
+
+
+def test_every_lead_write_reports_the_updated_at_amo_gave_it(fake: FakeAmo, world: AmoWorld) -> None:
+    deals = [world.make_deal(f"Д{i}") for i in range(3)]
+    heard: list[tuple[str, str, int]] = []
+    crm = make_client()
+    crm.on_write = lambda entity, entity_id, updated_at: heard.append((entity, entity_id, updated_at))
+
+    crm.update_deal_fields(deals[0], {"1001": "Палата 5"})
+    crm.update_deals([DealUpdate(d, {"1002": 1}) for d in deals[1:]])
+
+    assert [(e, i) for e, i, _ in heard] == [("leads", deals[0]), ("leads", deals[1]), ("leads", deals[2])]
+    assert [ts for *_, ts in heard] == [fake.leads[int(d)]["updated_at"] for d in deals]
+
+
 def test_a_504_batch_is_resent_in_halves(fake: FakeAmo, world: AmoWorld) -> None:
     deals = [world.make_deal(f"Д{i}") for i in range(50)]
     fake.inject(504, 1, method="PATCH", path=r"^/api/v4/leads$")
