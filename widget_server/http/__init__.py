@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from .api_amocrm import amocrm_api
 from .api_catalogue import catalogue_api
 from .api_deals import deals_api
 from .api_outbox import outbox_api
@@ -16,6 +17,7 @@ from .hooks_amocrm import amocrm_hooks
 from .install_amocrm import amocrm_install
 from .lifecycle import install_lifecycle
 from .openapi import openapi_blueprint
+from .widget_static import widget_static
 
 __all__ = ["register_http"]
 
@@ -33,6 +35,8 @@ def register_http(app: Flask) -> None:
         hooks,
         amocrm_hooks,
         amocrm_install,
+        amocrm_api,
         openapi_blueprint,
+        widget_static,
     ):
         app.register_blueprint(blueprint)

@@ -1,5 +1,6 @@
 /*
- * ClinicBridge widget for amoCRM / Kommo (interface_version 2, AMD).
+ * ClinicBridge widget for amoCRM / Kommo (interface_version 2, AMD): a thin shell around the common
+ * panel (static/widget/common/panel.js, an ES module loaded from our server with import()).
  * Every call to our server goes through self.$authorizedAjax, which adds the disposable X-Auth-Token
  * that proves the account and the user (research/amocrm.md §2.4); the panel never trusts its own state.
  * {{BASE_URL}} is replaced by `clinicbridge amocrm widget-zip --base-url …`.
@@ -8,22 +9,20 @@ define(['jquery'], function ($) {
   'use strict';
 
   var BASE_URL = '{{BASE_URL}}';
+  var PANEL_URL = BASE_URL + '/static/widget/common/panel.js';
 
   var CustomWidget = function () {
     var self = this;
-    var area = null;
+    var mounted = null;
 
     function t(key) {
       var texts = self.i18n('panel') || {};
       return texts[key] || key;
     }
 
-    function esc(value) {
-      return $('<div>').text(value == null ? '' : String(value)).html();
-    }
-
-    function api(path, options) {
-      return self.$authorizedAjax($.extend({ url: BASE_URL + path, dataType: 'json' }, options || {}));
+    function locale() {
+      var lang = (window.APP && (APP.lang_id || APP.lang)) || 'ru';
+      return String(lang).toLowerCase().indexOf('en') === 0 ? 'en' : 'ru';
     }
 
     function currentDealId() {
@@ -31,74 +30,77 @@ define(['jquery'], function ($) {
       return card && card.id ? String(card.id) : null;
     }
 
-    function date(iso) {
-      if (!iso) { return ''; }
-      var parts = iso.split('-');
-      return parts[2] + '.' + parts[1] + '.' + parts[0];
+    function parse(text) {
+      try { return text ? JSON.parse(text) : null; } catch (e) { return null; }
     }
 
-    function panel(html) {
-      $('.cb-panel').html(html);
-    }
-
-    function notice(message) {
-      panel('<p class="cb-muted">' + esc(message) + '</p>');
-    }
-
-    function showError(message) {
-      panel('<p class="cb-error" role="alert">' + esc(message) + '</p>' +
-            '<button type="button" class="button-input cb-retry">' + esc(t('retry')) + '</button>');
-    }
-
-    function showStay(stay) {
-      var rows = [];
-      if (stay.money_visible && stay.balance_display) {
-        rows.push('<div class="cb-row"><span>' + esc(t('balance')) + '</span><b class="cb-balance' +
-                  (String(stay.balance).charAt(0) === '-' ? ' cb-debt' : '') + '">' + esc(stay.balance_display) +
-                  '</b></div>');
-      }
-      var forecast = stay.forecast || {};
-      rows.push('<div class="cb-row"><span>' + esc(t('paid_through')) + '</span><b class="cb-paid-through">' +
-                esc(forecast.unlimited ? t('not_limited') : date(forecast.paid_through)) + '</b></div>');
-      if (forecast.days_left != null) {
-        rows.push('<div class="cb-row"><span>' + esc(t('days_left')) + '</span><b>' + esc(forecast.days_left) +
-                  '</b></div>');
-      }
-      panel(rows.join(''));
-    }
-
-    function load() {
-      var deal = currentDealId();
-      panel('<p class="cb-muted">' + esc(t('loading')) + '</p>');
-      api('/api/v1/widget/session').then(function (session) {
-        // The session says what this user may see; a role without stays gets words, not a failed call.
-        if (!session || !session.features || !session.features.stay) { notice(t('no_role')); return; }
-        if (!deal) { notice(t('no_stay')); return; }
-        api('/api/v1/deals/' + encodeURIComponent(deal) + '/stay').then(showStay, function (xhr) {
-          var status = xhr && xhr.status;
-          if (status === 404) { notice(t('no_stay')); }
-          else if (status === 403) { notice(t('no_role')); }
-          else { showError(t('error')); }
+    // The panel's transport: a Promise over $authorizedAjax that resolves {status, data} for 2xx and
+    // rejects {status, data} otherwise (status 0 = the server could not be reached).
+    var transport = {
+      request: function (req) {
+        return new Promise(function (resolve, reject) {
+          var blob = req.responseType === 'blob';
+          var options = {
+            url: BASE_URL + req.path,
+            type: req.method || 'GET',
+            headers: req.headers || {},
+            dataType: blob ? 'binary' : 'json'
+          };
+          if (blob) { options.xhrFields = { responseType: 'blob' }; }
+          if (req.body !== undefined) {
+            options.data = JSON.stringify(req.body);
+            options.contentType = 'application/json';
+          }
+          self.$authorizedAjax(options).then(function (data, textStatus, xhr) {
+            resolve({ status: xhr ? xhr.status : 200, data: data });
+          }, function (xhr) {
+            var text = '';
+            try { text = xhr ? xhr.responseText : ''; } catch (e) { text = ''; }
+            reject({ status: xhr ? xhr.status || 0 : 0, data: parse(text) });
+          });
         });
-      }, function (xhr) {
-        var status = xhr && xhr.status;
-        if (status === 403) { notice(t('no_role')); }
-        else if (status === 401) { notice(t('signed_out')); }
-        else { showError(t('error')); }
-      });
+      }
+    };
+
+    function area() {
+      var nodes = document.querySelectorAll('.cb-panel');
+      return nodes.length ? nodes[nodes.length - 1] : null;
+    }
+
+    function moduleFailed(root) {
+      root.textContent = '';
+      var p = document.createElement('p');
+      p.className = 'cb-error';
+      p.setAttribute('role', 'alert');
+      p.textContent = t('error');
+      var retry = document.createElement('button');
+      retry.type = 'button';
+      retry.className = 'button-input cb-retry';
+      retry.textContent = t('retry');
+      root.appendChild(p);
+      root.appendChild(retry);
+    }
+
+    function mount() {
+      var root = area();
+      if (!root) { return; }
+      root.textContent = t('loading');
+      import(PANEL_URL).then(function (panel) {
+        return panel.mountPanel(root, {
+          transport: transport, dealId: currentDealId(), locale: locale(), shell: 'amocrm'
+        });
+      }).then(function (handle) { mounted = handle; }, function () { moduleFailed(root); });
     }
 
     this.callbacks = {
       render: function () {
-        area = self.system().area;
-        if (area === 'lcard') {
+        if (self.system().area === 'lcard') {
           self.render_template({
             caption: { class_name: 'cb-caption' },
-            body: '<div class="cb-panel" aria-live="polite" style="max-width:100%;min-width:0;' +
-                  'font-size:13px;line-height:1.5"></div>',
+            body: '<div class="cb-panel" style="max-width:100%;min-width:0"></div>',
             render: ''
           });
-          load();
+          mount();
         }
         return true;
       },
@@ -106,7 +108,8 @@ define(['jquery'], function ($) {
         return true;
       },
       bind_actions: function () {
-        $(document).off('click.clinicbridge').on('click.clinicbridge', '.cb-retry', load);
+        // Only the shell's own retry (module failed to load); the panel binds its own elements.
+        $(document).off('click.clinicbridge').on('click.clinicbridge', '.cb-retry', mount);
         return true;
       },
       settings: function () {
@@ -119,11 +122,13 @@ define(['jquery'], function ($) {
         // amo treats the integration as configured only when this resolves true: do so only once our
         // server confirms the token and the account.
         return new Promise(function (resolve) {
-          api('/api/v1/widget/session').then(function () { resolve(true); }, function () { resolve(false); });
+          transport.request({ method: 'GET', path: '/api/v1/widget/session' })
+            .then(function () { resolve(true); }, function () { resolve(false); });
         });
       },
       destroy: function () {
         $(document).off('click.clinicbridge');
+        if (mounted) { mounted.destroy(); mounted = null; }
       }
     };
     return this;

@@ -6,8 +6,9 @@
  *   - an AMD `define`/`require` that hands the module 'jquery';
  *   - the widget host: APP.data.current_card, system(), i18n() from the built i18n/ru.json,
  *     render_template() and $authorizedAjax() (fetch with the X-Auth-Token the test minted, then-able
- *     with jQuery's (data, textStatus, jqXHR) / (jqXHR, textStatus, error) callbacks).
- * The test passes window.__STUB_CONFIG = {token, dealId} through page.add_init_script.
+ *     with jQuery's (data, textStatus, jqXHR) / (jqXHR, textStatus, error) callbacks; type, headers,
+ *     data + contentType, and dataType 'binary' with xhrFields.responseType 'blob' as jQuery 3 does).
+ * The test passes window.__STUB_CONFIG = {token, dealId, userId, lang} through page.add_init_script.
  */
 (function () {
   'use strict';
@@ -15,13 +16,17 @@
   var config = window.__STUB_CONFIG || {};
   var errors = (window.__stubErrors = []);
   var ajaxLog = (window.__ajaxLog = []);
+  var ajaxCalls = (window.__ajaxCalls = []);
   window.addEventListener('error', function (event) { errors.push('error: ' + event.message); });
   window.addEventListener('unhandledrejection', function (event) {
     var reason = event.reason;
     errors.push('unhandled rejection: ' + (reason && reason.stack ? reason.stack : JSON.stringify(reason)));
   });
 
-  window.APP = { data: { current_card: config.dealId == null ? null : { id: config.dealId } } };
+  window.APP = {
+    lang_id: config.lang || 'ru',
+    data: { current_card: config.dealId == null ? null : { id: config.dealId } }
+  };
 
   // --- jQuery subset -------------------------------------------------------------------------------
   var listeners = [];
@@ -122,11 +127,20 @@
   // --- the widget host ------------------------------------------------------------------------------
   function authorizedAjax(options) {
     ajaxLog.push(options.url);
+    var method = options.type || options.method || 'GET';
+    ajaxCalls.push({ method: method, url: options.url, headers: $.extend({}, options.headers || {}) });
+    var headers = $.extend({}, options.headers || {}, { 'X-Auth-Token': config.token, Accept: 'application/json' });
+    if (options.contentType) { headers['Content-Type'] = options.contentType; }
+    var binary = options.dataType === 'binary' && options.xhrFields && options.xhrFields.responseType === 'blob';
     var request = fetch(options.url, {
-      method: options.type || options.method || 'GET',
-      headers: { 'X-Auth-Token': config.token, Accept: 'application/json' },
+      method: method,
+      headers: headers,
+      body: options.data,
       cache: 'no-store'
     }).then(function (response) {
+      if (response.ok && binary) {
+        return response.blob().then(function (blob) { return { data: blob, xhr: { status: response.status } }; });
+      }
       return response.text().then(function (body) {
         var xhr = { status: response.status, responseText: body };
         if (!response.ok) { throw { xhr: xhr, textStatus: 'error', error: response.statusText }; }

@@ -1,0 +1,146 @@
+// The deal-card panel shared by the amoCRM and Bitrix24 shells. A shell calls
+//   mountPanel(root, {transport, dealId, locale: 'ru'|'en', onResize})
+// where `transport.request({method, path, body, headers, responseType})` reaches our /api/v1 with the
+// CRM's proof attached (amo: $authorizedAjax + X-Auth-Token; Bitrix24: fetch + bearer session token).
+// Portal, user and roles come from GET /api/v1/widget/session, never from the shell or local state.
+// Sections are modules ({id, title(t), visible(session), render(ctx)}); invoices and distribution
+// register theirs with registerSection().
+import { errorText, failureBox, h, makeApi, makeFormat, makeTexts } from './core.js';
+import { accountSection, openForm, summarySkeleton } from './sections/account.js';
+import { forecastSection } from './sections/forecast.js';
+import { statementSection } from './sections/statement.js';
+
+export const SECTIONS = [accountSection, statementSection, forecastSection];
+
+export function registerSection(section, position = SECTIONS.length) {
+  if (!SECTIONS.some((s) => s.id === section.id)) SECTIONS.splice(position, 0, section);
+}
+
+const texts = {};
+
+function loadTexts(locale) {
+  texts[locale] = texts[locale] || fetch(new URL(`./i18n/${locale}.json`, import.meta.url)).then((r) => {
+    if (!r.ok) throw new Error(`i18n ${locale}: HTTP ${r.status}`);
+    return r.json();
+  });
+  return texts[locale];
+}
+
+function addStyles(doc) {
+  const href = new URL('./panel.css', import.meta.url).href;
+  if (![...doc.querySelectorAll('link[rel=stylesheet]')].some((l) => l.href === href)) {
+    doc.head.append(h('link', { rel: 'stylesheet', href }));
+  }
+}
+
+export async function mountPanel(root, options) {
+  const locale = options.locale === 'en' ? 'en' : 'ru';
+  addStyles(root.ownerDocument);
+  const api = makeApi(options.transport);
+  const onResize = options.onResize || (() => {});
+  let dictionary;
+  try {
+    dictionary = await loadTexts(locale);
+  } catch {
+    dictionary = {};
+  }
+  const t = makeTexts(dictionary);
+  const shell = h('div', { class: 'cbp', lang: locale, dataset: { shell: options.shell || '' } });
+  const toast = h('div', { class: 'cbp-toast', role: 'status', 'aria-live': 'polite' });
+  const main = h('div', { class: 'cbp-main' }, summarySkeleton(t));
+  shell.append(main, toast);
+  root.replaceChildren(shell);
+  const resizeObserver = typeof ResizeObserver === 'function' ? new ResizeObserver(() => onResize()) : null;
+  resizeObserver?.observe(shell);
+
+  const ctx = {
+    t, api, dealId: options.dealId, cache: {}, stay: null, session: null, current: 'account',
+    errorText: (failure) => errorText(t, failure),
+    failureBox: (failure, retry) => failureBox(t, failure, retry),
+    toast(message, isError) {
+      toast.textContent = message || '';
+      toast.classList.toggle('cbp-toast-error', !!isError);
+    },
+    setStay(stay, message) {
+      ctx.stay = stay;
+      ctx.toast(message);
+      draw();
+    },
+    focusActions() {
+      shell.querySelector('.cbp-action, .cbp-tab[aria-selected=true]')?.focus();
+    },
+  };
+
+  function notice(message, extra) {
+    main.replaceChildren(h('div', { class: 'cbp-notice' }, h('p', { class: 'cbp-muted' }, message), extra || null));
+    onResize();
+  }
+
+  function tabs() {
+    const visible = SECTIONS.filter((s) => s.visible(ctx.session, ctx));
+    if (!visible.some((s) => s.id === ctx.current)) ctx.current = visible[0]?.id;
+    const bar = h('div', { class: 'cbp-tabs', role: 'tablist', 'aria-label': t('title') },
+      visible.map((s) => h('button', {
+        type: 'button', role: 'tab', class: 'cbp-tab', id: `cbp-tab-${s.id}`, 'aria-controls': 'cbp-view',
+        'aria-selected': String(s.id === ctx.current), tabindex: s.id === ctx.current ? 0 : -1,
+        dataset: { section: s.id },
+        onclick: () => { ctx.current = s.id; draw(); shell.querySelector(`#cbp-tab-${s.id}`)?.focus(); },
+        onkeydown: (event) => {
+          const index = visible.indexOf(s);
+          const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
+          if (!step) return;
+          event.preventDefault();
+          ctx.current = visible[(index + step + visible.length) % visible.length].id;
+          draw();
+          shell.querySelector(`#cbp-tab-${ctx.current}`)?.focus();
+        },
+      }, s.title(t))));
+    return { bar, section: visible.find((s) => s.id === ctx.current) };
+  }
+
+  function draw() {
+    const { bar, section } = tabs();
+    const view = h('div', { class: 'cbp-view', id: 'cbp-view', role: 'tabpanel', 'aria-labelledby': `cbp-tab-${ctx.current}` },
+      section ? section.render(ctx) : null);
+    main.replaceChildren(bar, view);
+    onResize();
+  }
+
+  async function load() {
+    main.replaceChildren(summarySkeleton(t));
+    try {
+      ctx.session = await api.get('/api/v1/widget/session');
+    } catch (failure) {
+      if (failure.status === 403) return notice(t('no_role'));
+      if (failure.status === 401) return notice(t('signed_out'));
+      main.replaceChildren(failureBox(t, failure, load));
+      return onResize();
+    }
+    ctx.fmt = makeFormat(locale, ctx.session.portal);
+    if (!ctx.session.features.stay) return notice(t('no_role'));
+    if (!ctx.dealId) return notice(t('no_deal'));
+    try {
+      ctx.stay = await api.get(`/api/v1/deals/${encodeURIComponent(ctx.dealId)}/stay`);
+    } catch (failure) {
+      if (failure.status === 404) {
+        const slot = h('div', { class: 'cbp-form-slot' });
+        const admit = h('button', { type: 'button', class: 'cbp-btn cbp-primary cbp-action', dataset: { action: 'admit' },
+          onclick: () => openForm(ctx, slot, 'admit') }, t('a_admit'));
+        return notice(t('no_stay'), h('div', {}, admit, slot));
+      }
+      if (failure.status === 403) return notice(t('no_role'));
+      main.replaceChildren(failureBox(t, failure, load));
+      return onResize();
+    }
+    draw();
+  }
+
+  await load();
+  return {
+    reload: load,
+    destroy() {
+      resizeObserver?.disconnect();
+      root.replaceChildren();
+    },
+  };
+}

@@ -1,0 +1,296 @@
+"""The common panel inside the amoCRM shell, in headless Chromium over the stub amo deal card.
+
+What the user sees (texts from the panel's i18n) and what the database holds afterwards are both asserted.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from widget_server.models import LedgerEntry, PurchaseRequest, StayAccount
+
+from .conftest import ADMIN, EN, FINANCE, HAVE_CHROMIUM, NO_ROLE, RU, STAFF, VIEWER, plain
+
+if not HAVE_CHROMIUM:
+    pytest.skip("Debian chromium missing (scripts/test.sh installs it)", allow_module_level=True)
+
+from playwright.sync_api import expect
+
+
+def _entries(rt, kind: str | None = None) -> int:  # type: ignore[no-untyped-def]
+    with rt.db.transaction() as s:
+        statement = select(func.count()).select_from(LedgerEntry)
+        if kind:
+            statement = statement.where(LedgerEntry.kind == kind)
+        return s.scalar(statement)
+
+
+def _balance(page) -> str:  # type: ignore[no-untyped-def]
+    return plain(page.locator(".cbp-balance").inner_text())
+
+
+def _form(page, name: str):  # type: ignore[no-untyped-def]
+    page.locator(f'.cbp-action[data-action="{name}"]').click()
+    form = page.locator(f'form[data-form="{name}"]')
+    expect(form).to_be_visible()
+    return form
+
+
+def _field_error(form, name: str):  # type: ignore[no-untyped-def]
+    return form.locator(f'.cbp-field-error[data-field="{name}"]')
+
+
+def test_finance_user_sees_balance_rate_and_paid_through(open_card, live):
+    page = open_card(FINANCE)
+    expect(page.locator(".cbp-balance")).to_be_visible()
+    assert _balance(page) == "35 000,00 ₽"
+    text = plain(page.locator(".cbp").inner_text())
+    assert f"{RU['paid_through']} 10.12.2026" in text  # 35 000 / 3 500 a day from 1 Dec
+    assert f"{RU['daily_rate']} 3 500,00 ₽" in text
+    assert f"{RU['available']} 35 000,00 ₽" in text
+    assert RU["days_left"] in text
+    assert page.locator(".cbp-debt").count() == 0
+    calls = page.evaluate("window.__ajaxLog")
+    assert calls == [f"{live.origin}/api/v1/widget/session", f"{live.origin}/api/v1/deals/501/stay"]
+
+
+def test_seed_000_story_in_the_amo_card(open_card, live, rt):
+    """Top-up → charge (a refused one first, error beside the amount) → purchase → consent → reversal
+    by an admin → discharge with refund: the screen and the ledger agree at every step."""
+    page = open_card(FINANCE)
+    expect(page.locator(".cbp-balance")).to_have_text("35 000,00 ₽")
+
+    form = _form(page, "deposit")
+    form.get_by_label(RU["f_amount"]).fill("15 000,5")
+    form.get_by_role("button", name=RU["a_deposit"]).click()
+    expect(page.locator(".cbp-balance")).to_have_text("50 000,50 ₽")
+    expect(page.locator(".cbp-toast")).to_have_text(RU["done_deposit"])
+    assert _entries(rt, "deposit") == 2
+
+    form = _form(page, "charge")
+    form.get_by_label(RU["f_amount"]).fill("abc")
+    form.get_by_role("button", name=RU["a_charge"]).click()
+    expect(_field_error(form, "amount")).to_have_text(RU["v_amount"])
+    assert live.posts == ["/api/v1/deals/501/stay/deposits"]  # refused in the browser, never sent
+    form.get_by_label(RU["f_amount"]).fill("90000")
+    form.get_by_label(RU["f_article"]).select_option(label="Лекарства")
+    form.get_by_role("button", name=RU["a_charge"]).click()
+    expect(_field_error(form, "amount")).to_have_text(RU["e_insufficient_funds"])
+    expect(_field_error(form, "article_id")).to_be_empty()
+    assert _entries(rt, "charge") == 0
+    form.get_by_label(RU["f_amount"]).fill("1200")
+    form.get_by_label(RU["f_reason"]).fill("Перевязочный материал")
+    form.get_by_role("button", name=RU["a_charge"]).click()
+    expect(page.locator(".cbp-balance")).to_have_text("48 800,50 ₽")
+    assert _entries(rt, "charge") == 1
+
+    form = _form(page, "purchase")
+    form.get_by_label(RU["f_description"]).fill("Противопролежневый матрас")
+    form.get_by_label(RU["f_amount"]).fill("8000")
+    form.get_by_role("button", name=RU["a_purchase"]).click()
+    pending = page.locator(".cbp-pending .cbp-item")
+    expect(pending).to_have_count(1)
+    expect(page.locator(".cbp-available")).to_have_text("40 800,50 ₽")  # held, not yet charged
+    pending.get_by_role("button", name=RU["a_approve"]).click()
+    consent = page.locator('form[data-form="approve"]')
+    consent.get_by_label(RU["f_given_by"]).fill("")
+    consent.get_by_role("button", name=RU["a_approve"]).click()
+    expect(_field_error(consent, "consent.given_by")).to_have_text(RU["v_required"])
+    consent.get_by_label(RU["f_given_by"]).fill("Елена Орлова (дочь)")
+    consent.get_by_role("button", name=RU["a_approve"]).click()
+    expect(page.locator(".cbp-pending")).to_have_count(0)
+    expect(page.locator(".cbp-balance")).to_have_text("40 800,50 ₽")
+    with rt.db.transaction() as s:
+        purchase = s.scalars(select(PurchaseRequest)).one()
+        assert (purchase.status, purchase.consent_by, purchase.consent_channel) == (
+            "approved",
+            "Елена Орлова (дочь)",
+            "phone",
+        )
+
+    # The finance user has no reversal; the admin does, and a reason is required.
+    assert page.get_by_role("button", name=RU["a_reverse"]).count() == 0
+    page = open_card(ADMIN)
+    charge_row = page.locator('.cbp-entries .cbp-item[data-kind="charge"]')
+    charge_row.get_by_role("button").click()
+    reversal = page.locator('form[data-form="reversal"]')
+    reversal.get_by_role("button", name=RU["a_reverse"]).click()
+    expect(_field_error(reversal, "reason")).to_have_text(RU["v_required"])
+    reversal.get_by_label(RU["f_reason"]).fill("Списано по ошибке")
+    reversal.get_by_role("button", name=RU["a_reverse"]).click()
+    expect(page.locator(".cbp-balance")).to_have_text("42 000,50 ₽")
+    assert _entries(rt, "reversal") == 1
+
+    form = _form(page, "discharge")
+    form.get_by_label(RU["f_refund_method"]).select_option("card")
+    form.get_by_role("button", name=RU["a_discharge"]).click()
+    expect(page.locator(".cbp-badge")).to_have_text(RU["status_closed"])
+    expect(page.locator(".cbp-balance")).to_have_text("0,00 ₽")
+    assert page.locator(".cbp-action").count() == 0
+    with rt.db.transaction() as s:
+        account = s.scalars(select(StayAccount)).one()
+        assert account.status == "closed"
+        refund = s.scalars(select(LedgerEntry).where(LedgerEntry.kind == "refund")).one()
+        assert (refund.amount_minor, refund.method) == (4_200_050, "card")
+
+
+def test_double_click_on_charge_posts_one_entry(open_card, live, rt):
+    page = open_card(FINANCE)
+    form = _form(page, "charge")
+    form.get_by_label(RU["f_amount"]).fill("700")
+    form.get_by_label(RU["f_article"]).select_option(label="Лекарства")
+    form.get_by_role("button", name=RU["a_charge"]).dblclick()
+    expect(page.locator(".cbp-balance")).to_have_text("34 300,00 ₽")
+    page.wait_for_timeout(300)
+    assert _entries(rt, "charge") == 1
+    assert live.posts.count("/api/v1/deals/501/stay/charges") <= 2  # at most a replay, never a repeat
+    keys = {
+        c["headers"].get("Idempotency-Key")
+        for c in page.evaluate("window.__ajaxCalls")
+        if c["method"] == "POST"
+    }
+    assert len(keys) == 1 and None not in keys
+
+
+def test_retry_after_a_lost_answer_replays_instead_of_posting_twice(open_card, live, rt):
+    page = open_card(FINANCE)
+    form = _form(page, "deposit")
+    form.get_by_label(RU["f_amount"]).fill("1000")
+    state = {"cut": True}
+
+    def lose_answer(route):  # type: ignore[no-untyped-def]
+        if state["cut"] and route.request.method == "POST":
+            route.fetch()  # the server commits the deposit...
+            route.abort("connectionreset")  # ...but the answer never arrives
+            state["cut"] = False
+        else:
+            route.continue_()
+
+    page.route("**/api/v1/deals/501/stay/deposits", lose_answer)
+    form.get_by_role("button", name=RU["a_deposit"]).click()
+    expect(form.locator(".cbp-form-error")).to_contain_text(RU["error_network"])
+    assert _entries(rt, "deposit") == 2
+    form.locator(".cbp-form-error").get_by_role("button", name=RU["retry"]).click()
+    expect(page.locator(".cbp-balance")).to_have_text("36 000,00 ₽")
+    assert _entries(rt, "deposit") == 2  # the replayed answer, not a second deposit
+
+
+def test_staff_user_sees_status_and_dates_but_no_money(open_card, live):
+    page = open_card(STAFF)
+    expect(page.locator(".cbp-paid-through")).to_have_text("10.12.2026")
+    text = plain(page.locator(".cbp").inner_text())
+    assert page.locator(".cbp-balance").count() == 0 and page.locator(".cbp-action").count() == 0
+    assert RU["balance"] not in text and RU["money_hidden"] in text
+    assert "₽" not in text and "35" not in text and "000" not in text
+    page.get_by_role("tab", name=RU["tab_forecast"]).click()
+    text = plain(page.locator(".cbp").inner_text())
+    assert "₽" not in text and page.locator("svg").count() == 0
+    assert page.get_by_role("tab", name=RU["tab_statement"]).count() == 0
+
+
+def test_user_without_a_role_is_told_to_ask_for_one(open_card, live):
+    for user in (NO_ROLE, VIEWER):
+        page = open_card(user)
+        expect(page.locator(".cbp")).to_contain_text(RU["no_role"])
+        assert page.locator(".cbp-retry").count() == 0  # retrying cannot give a role
+
+
+def test_deal_without_a_stay_offers_admission(open_card, live, rt):
+    page = open_card(FINANCE, deal_id=999)
+    expect(page.locator(".cbp")).to_contain_text(RU["no_stay"])
+    form = _form(page, "admit")
+    form.get_by_label(RU["f_admission_date"]).fill("2026-12-01")
+    form.get_by_label(RU["f_tariff"]).select_option(label="Люкс · 5 000,00 ₽")
+    form.get_by_label(RU["f_deposit_amount"]).fill("10000")
+    form.get_by_label(RU["f_method"]).select_option("cash")
+    form.get_by_role("button", name=RU["a_admit"]).click()
+    expect(page.locator(".cbp-balance")).to_have_text("10 000,00 ₽")
+    expect(page.locator(".cbp-paid-through")).to_have_text("02.12.2026")
+    with rt.db.transaction() as s:
+        assert (
+            s.scalar(select(func.count()).select_from(StayAccount).where(StayAccount.deal_id == "999")) == 1
+        )
+
+
+@pytest.mark.parametrize("outage", ["http-500", "unreachable"])
+def test_outage_shows_an_error_in_words_and_retry_recovers(open_card, live, outage):
+    api = f"{live.origin}/api/**"
+
+    def refuse(route):  # type: ignore[no-untyped-def]
+        route.abort("connectionrefused")
+
+    def cut_off(context):  # type: ignore[no-untyped-def]
+        context.route(api, refuse)  # the API only: the page and the panel module still load
+
+    if outage == "http-500":
+        live.failing["api"] = True
+    page = open_card(FINANCE, before_goto=cut_off if outage == "unreachable" else None)
+    expected = RU["error_server"] if outage == "http-500" else RU["error_network"]
+    expect(page.locator(".cbp-error")).to_have_text(expected)
+    retry = page.get_by_role("button", name=RU["retry"])
+    assert page.locator(".cbp-balance").count() == 0
+    if outage == "http-500":
+        live.failing["api"] = False
+    else:
+        page.context.unroute(api, refuse)
+    retry.click()
+    expect(page.locator(".cbp-balance")).to_have_text("35 000,00 ₽")
+    assert page.locator(".cbp-error").count() == 0
+
+
+def test_statement_filters_and_downloads(open_card, live):
+    live.api(
+        "POST", "/api/v1/deals/501/stay/charges", {"amount": "500.00", "article_id": live.ids["article"]}
+    )
+    page = open_card(FINANCE)
+    page.get_by_role("tab", name=RU["tab_statement"]).click()
+    rows = page.locator(".cbp-table tbody tr")
+    expect(rows).to_have_count(2)  # the opening deposit and the charge
+    page.get_by_label(RU["f_kind"]).select_option("deposit")
+    expect(rows).to_have_count(1)
+    expect(rows.first.locator("td").last).to_have_text("35 000,00 ₽")
+    for label, magic in ((RU["download_csv"], b""), (RU["download_pdf"], b"%PDF")):
+        with page.expect_download() as info:
+            page.get_by_role("button", name=label).click()
+        path = info.value.path()
+        data = open(path, "rb").read()
+        assert data.startswith(magic) and len(data) > 20
+    assert info.value.suggested_filename == "statement-deal-501.pdf"
+
+
+def test_forecast_chart_marks_the_paid_through_date(open_card, live):
+    page = open_card(FINANCE)
+    page.get_by_role("tab", name=RU["tab_forecast"]).click()
+    chart = page.locator("svg.cbp-chart")
+    expect(chart).to_be_visible()
+    assert chart.locator(".cbp-chart-paid").count() == 1
+    expect(chart.locator(".cbp-chart-paid-label")).to_have_text("10.12.2026")
+    expect(page.locator(".cbp-forecast-caption")).to_contain_text("10.12.2026")
+
+
+def test_english_and_keyboard(open_card, live):
+    page = open_card(FINANCE, lang="en")
+    expect(page.locator(".cbp-balance")).to_have_text("35 000,00 ₽")  # money in the portal's locale
+    expect(page.get_by_role("tab", name=EN["tab_account"])).to_be_visible()
+    page.locator(".cbp-tab").first.focus()
+    page.keyboard.press("ArrowRight")
+    expect(page.get_by_role("tab", name=EN["tab_statement"])).to_be_focused()
+    expect(page.locator(".cbp-table")).to_be_visible()
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("Tab")
+    expect(page.locator('.cbp-action[data-action="deposit"]')).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_label(EN["f_amount"])).to_be_focused()
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none"
+
+
+@pytest.mark.parametrize("width", [280, 320])
+def test_panel_fits_a_phone_width(open_card, live, width):
+    page = open_card(FINANCE, width=width)
+    expect(page.locator(".cbp-balance")).to_be_visible()
+    _form(page, "charge")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    box = page.locator(".cbp").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
