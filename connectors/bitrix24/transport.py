@@ -304,8 +304,12 @@ class B24Transport:
         took = time.monotonic() - started
         outer = body.get("result") or {}
         duration = (body.get("time") or {}).get("duration")
-        if max(took, float(duration or 0)) >= SLOW_BATCH_S:
+        slowest = max(took, float(duration or 0))
+        if slowest >= SLOW_BATCH_S:
             self.batch_size = max(1, self.batch_size // 2)
+        elif slowest < SLOW_BATCH_S / 4 and self.batch_size < BATCH_MAX:
+            # Quick again: grow back, or one slow moment would shrink this client's batches for good.
+            self.batch_size = min(BATCH_MAX, self.batch_size * 2)
         results = outer.get("result") or {}
         errors = outer.get("result_error") or {}
         for key, timing in (
