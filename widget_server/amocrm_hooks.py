@@ -4,10 +4,16 @@ Account webhooks are unsigned (research §4.2), so a long random secret in the U
 DP widget hook has no URL of its own per portal, so its secret rides in a hidden DP setting (§3). Both
 are stored as SHA-256 hex only: a database leak must not let anyone post hooks as amo. A secret of 256
 random bits needs no salt or slow hash, since nobody can guess it from its digest.
+
+The DP secret must be handed to the widget again whenever an admin opens a DP action's form, so it is
+derived (HMAC of SECRET_KEY over the account and a generation number) rather than random: nothing
+secret is stored, and bumping the generation rotates it. Changing SECRET_KEY rotates it too; the next
+form the admin opens then carries the new one.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -20,6 +26,7 @@ from .models import Portal
 
 __all__ = [
     "OWN_WRITE_TTL_S",
+    "dp_secret_for",
     "dp_secret_matches",
     "install_dp_secret",
     "install_webhook_secret",
@@ -65,10 +72,39 @@ def install_webhook_secret(portal: Portal) -> str:
     return _install(portal, _WEBHOOK)
 
 
-def install_dp_secret(portal: Portal) -> str:
-    """A new DP secret; the plaintext goes once to the widget, whose `dpSettings()` keeps it in the hidden
-    setting `connectors.amocrm.hooks.DP_SECRET_SETTING`. Rotating it breaks DP actions saved before."""
-    return _install(portal, _DP)
+_DP_GENERATION = "dp_secret_generation"
+
+
+def _derived_dp_secret(secret_key: str, portal: Portal, generation: int) -> str:
+    message = f"amocrm-dp:{portal.kind}:{portal.external_id}:{generation}".encode()
+    digest = hmac.new(secret_key.encode("utf-8"), message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+
+
+def _set_amocrm(portal: Portal, **values: Any) -> None:
+    settings: dict[str, Any] = dict(portal.settings or {})
+    settings["amocrm"] = {**(settings.get("amocrm") or {}), **values}
+    portal.settings = settings  # a new dict: the JSON column only notices assignment
+
+
+def install_dp_secret(portal: Portal, secret_key: str) -> str:
+    """Rotate the portal's DP secret: DP actions saved with the old one stop being accepted until their
+    form is opened and saved again. The caller commits."""
+    generation = int(((portal.settings or {}).get("amocrm") or {}).get(_DP_GENERATION, 0)) + 1
+    secret = _derived_dp_secret(secret_key, portal, generation)
+    _set_amocrm(portal, **{_DP: _digest(secret), _DP_GENERATION: generation})
+    return secret
+
+
+def dp_secret_for(portal: Portal, secret_key: str) -> str:
+    """The DP secret the widget's `dpSettings()` puts into the hidden setting
+    `connectors.amocrm.hooks.DP_SECRET_SETTING`; installed on first use (the caller commits)."""
+    generation = ((portal.settings or {}).get("amocrm") or {}).get(_DP_GENERATION)
+    if isinstance(generation, int):
+        secret = _derived_dp_secret(secret_key, portal, generation)
+        if _matches(portal, _DP, secret):
+            return secret
+    return install_dp_secret(portal, secret_key)
 
 
 def webhook_secret_matches(portal: Portal, candidate: str | None) -> bool:

@@ -102,9 +102,8 @@ def _post(client, portal: Portal, secret: str, body: bytes):  # type: ignore[no-
 
 def _lead_reads(rsps: responses.RequestsMock, lead_id: int) -> int:
     path = f"/api/v4/leads/{lead_id}"
-    return sum(
-        1 for call in rsps.calls if call.request.method == "GET" and call.request.url.split("?")[0].endswith(path)
-    )
+    calls = [call.request for call in rsps.calls]
+    return sum(1 for r in calls if r.method == "GET" and r.url.split("?")[0].endswith(path))
 
 
 def _last_outcome(rt) -> str:  # type: ignore[no-untyped-def]

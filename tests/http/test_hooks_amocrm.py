@@ -381,7 +381,7 @@ def test_secrets_are_stored_hashed_and_a_new_one_replaces_the_old(rt, make_porta
     with rt.db.transaction() as session:
         stored = session.get(Portal, portal.id)
         first = install_webhook_secret(stored)
-        dp = install_dp_secret(stored)
+        dp = install_dp_secret(stored, rt.settings.secret_key)
     with rt.db.transaction() as session:
         stored = session.get(Portal, portal.id)
         assert first not in json.dumps(stored.settings) and dp not in json.dumps(stored.settings)
@@ -411,3 +411,43 @@ def test_own_writes_are_remembered_for_an_hour(redis_client):
     remember_own_write(redis_client, 7, "leads", 15318175, 1763890000, now=1000.0 + 2 * OWN_WRITE_TTL_S)
     assert redis_client.zcard("cb:amo:own:7:leads:15318175") == 1
     assert 0 < redis_client.ttl("cb:amo:own:7:leads:15318175") <= OWN_WRITE_TTL_S
+
+
+def test_the_widget_gets_the_dp_secret_again_and_again_and_a_hook_carrying_it_is_accepted(
+    client, rt, amo, make_api
+):
+    portal, _ = amo
+    admin = make_api(portal, "admin")
+    first = admin.get("/api/v1/amocrm/dp-settings").get_json()
+    again = admin.get("/api/v1/amocrm/dp-settings").get_json()
+    assert first == again  # the same secret each time the admin opens a DP action's form
+    assert first["setting"] == "clinicbridge_secret"
+    assert first["webhook_url"].endswith("/hooks/amocrm/dp")
+    with rt.db.transaction() as session:
+        assert first["secret"] not in json.dumps(session.get(Portal, portal.id).settings)
+
+    body = dp_file("lead_added__json").read_text().replace(DP_FIXTURE_SECRET, first["secret"])
+    assert post_dp(client, "lead_added__json", body=body).status_code == 200
+    assert len(events(rt)) == 1
+
+
+def test_rotating_the_dp_secret_refuses_hooks_with_the_old_one(client, rt, amo, make_api):
+    portal, _ = amo
+    admin = make_api(portal, "admin")
+    old = admin.get("/api/v1/amocrm/dp-settings").get_json()["secret"]
+    new = admin.post("/api/v1/amocrm/dp-settings/rotate", key="rotate-1").get_json()["secret"]
+    assert new != old
+    assert admin.get("/api/v1/amocrm/dp-settings").get_json()["secret"] == new
+
+    stale = dp_file("lead_added__json").read_text().replace(DP_FIXTURE_SECRET, old)
+    assert post_dp(client, "lead_added__json", body=stale).status_code == 403
+    assert events(rt) == []
+
+
+def test_only_admins_of_an_amocrm_portal_get_the_dp_secret(rt, amo, make_api, make_portal):
+    portal, _ = amo
+    assert make_api(portal, "finance").get("/api/v1/amocrm/dp-settings").status_code == 403
+    sandbox = make_portal(slug="sandbox-dp")
+    response = make_api(sandbox, "admin").get("/api/v1/amocrm/dp-settings")
+    assert response.status_code == 409
+    assert response.get_json()["error"]["fields"] == {"portal": ["is sandbox, not amocrm"]}

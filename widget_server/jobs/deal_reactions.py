@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
@@ -21,20 +22,37 @@ __all__ = ["restore_stay_fields"]
 log = logging.getLogger(__name__)
 
 
-def _same(ours: FieldValue, theirs: FieldValue | None) -> bool:
-    """Equal as the CRM would show them: 12300.00 = "12300"; a date = its ISO text; empty = None."""
+def _as_date(value: FieldValue, tz: ZoneInfo) -> date | None:
+    """A date as a hook or a read may carry it: a date, ISO text, dd.mm.yyyy, or a unix time (amo's hooks
+    send date fields as the timestamp of local midnight)."""
+    if isinstance(value, date):
+        return value
+    text = str(value).strip()
+    try:
+        if text.isdigit():
+            return datetime.fromtimestamp(int(text), tz).date()
+        if len(text) >= 10 and text[2] == "." and text[5] == ".":
+            day, month, year = text[:10].split(".")
+            return date(int(year), int(month), int(day))
+        return date.fromisoformat(text[:10])
+    except (ValueError, OverflowError):
+        return None
+
+
+def _same(ours: FieldValue, theirs: FieldValue | None, tz: ZoneInfo) -> bool:
+    """Equal as the CRM would show them: 12300.00 = "12300"; a date in any of its spellings; empty = None."""
     if ours in (None, "") or theirs in (None, ""):
         return ours in (None, "") and theirs in (None, "")
-    if isinstance(ours, date) or isinstance(theirs, date):
-        return str(ours) == str(theirs)[:10]
+    if isinstance(ours, date):
+        return ours == _as_date(theirs, tz)
     try:
         return Decimal(str(ours)) == Decimal(str(theirs))
     except InvalidOperation:
         return str(ours) == str(theirs)
 
 
-def _differing(ours: dict[str, FieldValue], theirs: dict[str, FieldValue]) -> list[str]:
-    return sorted(field for field, value in ours.items() if not _same(value, theirs.get(field)))
+def _differing(ours: dict[str, FieldValue], theirs: dict[str, FieldValue], tz: ZoneInfo) -> list[str]:
+    return sorted(field for field, value in ours.items() if not _same(value, theirs.get(field), tz))
 
 
 def restore_stay_fields(portal_id: int, event: CrmEvent) -> None:
@@ -61,10 +79,11 @@ def restore_stay_fields(portal_id: int, event: CrmEvent) -> None:
         if account_id is None:
             return
         ours = stay_field_values(session, account_id)
-    if not ours or not _differing(ours, {k: v for k, v in event.fields.items() if k in ours}):
+        tz = ZoneInfo(portal.timezone)
+    if not ours or not _differing(ours, {k: v for k, v in event.fields.items() if k in ours}, tz):
         return
     deal = crm_for(portal, rt).get_deal(event.deal_id)
-    changed = _differing(ours, dict(deal.fields))
+    changed = _differing(ours, dict(deal.fields), tz)
     if not changed:
         return
     with rt.db.transaction() as session:
