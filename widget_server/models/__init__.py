@@ -2,6 +2,21 @@
 
 from .apikey import ApiKey
 from .base import Base, utcnow
+from .invoices import (
+    COUNTERPARTY_KINDS,
+    INVOICE_STATUSES,
+    CbrRate,
+    CbrRateDay,
+    Counterparty,
+    CounterpartyRequisites,
+    CreditNote,
+    Invoice,
+    InvoiceCounter,
+    InvoiceDocument,
+    InvoiceLine,
+    InvoicePayment,
+    PaymentAllocation,
+)
 from .ledger import (
     ENTRY_KINDS,
     PAYMENT_METHODS,
@@ -23,8 +38,10 @@ from .reliability import (
 )
 
 __all__ = [
+    "COUNTERPARTY_KINDS",
     "ENTRY_KINDS",
     "INBOX_OUTCOMES",
+    "INVOICE_STATUSES",
     "OUTBOX_STATES",
     "PAYMENT_METHODS",
     "PORTAL_KINDS",
@@ -32,11 +49,22 @@ __all__ = [
     "ROLES",
     "ApiKey",
     "Base",
+    "CbrRate",
+    "CbrRateDay",
+    "Counterparty",
+    "CounterpartyRequisites",
+    "CreditNote",
     "ExpenseArticle",
     "IdempotencyRecord",
     "InboxEvent",
+    "Invoice",
+    "InvoiceCounter",
+    "InvoiceDocument",
+    "InvoiceLine",
+    "InvoicePayment",
     "LedgerEntry",
     "OutboxJob",
+    "PaymentAllocation",
     "PeriodicRun",
     "Portal",
     "PortalUser",
