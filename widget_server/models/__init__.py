@@ -2,6 +2,19 @@
 
 from .apikey import ApiKey
 from .base import Base, utcnow
+from .distribution import (
+    ASSIGNMENT_STATES,
+    OPERATOR_STATES,
+    SHIFT_KINDS,
+    DistributionAssignment,
+    DistributionDecision,
+    DistributionPool,
+    DistributionRule,
+    DistributionRuleVersion,
+    OperatorShift,
+    OperatorState,
+    OperatorStatusEvent,
+)
 from .invoices import (
     COUNTERPARTY_KINDS,
     INVOICE_STATUSES,
@@ -38,15 +51,18 @@ from .reliability import (
 )
 
 __all__ = [
+    "ASSIGNMENT_STATES",
     "COUNTERPARTY_KINDS",
     "ENTRY_KINDS",
     "INBOX_OUTCOMES",
     "INVOICE_STATUSES",
+    "OPERATOR_STATES",
     "OUTBOX_STATES",
     "PAYMENT_METHODS",
     "PORTAL_KINDS",
     "PORTAL_STATUSES",
     "ROLES",
+    "SHIFT_KINDS",
     "ApiKey",
     "Base",
     "CbrRate",
@@ -54,6 +70,11 @@ __all__ = [
     "Counterparty",
     "CounterpartyRequisites",
     "CreditNote",
+    "DistributionAssignment",
+    "DistributionDecision",
+    "DistributionPool",
+    "DistributionRule",
+    "DistributionRuleVersion",
     "ExpenseArticle",
     "IdempotencyRecord",
     "InboxEvent",
@@ -63,6 +84,9 @@ __all__ = [
     "InvoiceLine",
     "InvoicePayment",
     "LedgerEntry",
+    "OperatorShift",
+    "OperatorState",
+    "OperatorStatusEvent",
     "OutboxJob",
     "PaymentAllocation",
     "PeriodicRun",

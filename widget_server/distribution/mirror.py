@@ -1,0 +1,150 @@
+"""What the CRM shows of a decision, through the outbox after our commit: the deal's responsible, a task
+for them due in `take_within_min`, and a note explaining the choice; supervisors get an alert when a lead
+waits for nobody."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..models import DistributionAssignment, DistributionDecision, Portal, PortalUser
+from ..outbox import enqueue_outbox
+from .engine import Outcome
+
+__all__ = ["REASON_TEXT", "decision_note", "queue_assignment_mirror", "queue_supervisor_alert", "short_name"]
+
+REASON_TEXT = {
+    "round_robin": "по очереди",
+    "weighted": "по коэффициенту",
+    "least_loaded": "по загрузке",
+    "random": "случайно (с весами)",
+    "priority_order": "по приоритету",
+    "sticky": "ответственный за контакт",
+    "manual": "вручную",
+    "outside_user": "вне рабочего окна",
+}
+_STATUS_TEXT = {"paused": "на паузе", "off": "не в смене", "absent": "отсутствует", "inactive": "отключён"}
+_TRIGGER_TEXT = {
+    "not_taken": "не взята в работу вовремя",
+    "handover": "передача смены",
+    "force": "переназначение",
+}
+
+
+def short_name(name: str) -> str:
+    """«Иванова Анна» → «Иванова А.»: how the clinics write operators in notes."""
+    parts = name.split()
+    if len(parts) < 2:
+        return name
+    return f"{parts[0]} " + " ".join(f"{p[0]}." for p in parts[1:])
+
+
+def _names(session: Session, ids: set[int]) -> dict[int, PortalUser]:
+    if not ids:
+        return {}
+    return {u.id: u for u in session.scalars(select(PortalUser).where(PortalUser.id.in_(ids)))}
+
+
+def decision_note(
+    users: Mapping[int, PortalUser], decision: DistributionDecision, outcome: Outcome, rule_name: str
+) -> str:
+    chosen = users[decision.chosen_user_id]  # type: ignore[index]
+    reason = REASON_TEXT.get(outcome.reason, outcome.reason)
+    on_shift = sum(1 for c in outcome.candidates if c["status"] == "on_shift")
+    parts = [f"причина: {reason}", f"{on_shift} на смене"]
+    for c in outcome.candidates:
+        if c["status"] in _STATUS_TEXT and c["user_id"] in users:
+            parts.append(f"{short_name(users[c['user_id']].name)} {_STATUS_TEXT[c['status']]}")
+    if decision.trigger in _TRIGGER_TEXT:
+        parts.insert(0, _TRIGGER_TEXT[decision.trigger])
+    return f"Назначено: {short_name(chosen.name)} (правило «{rule_name}», {', '.join(parts)})"
+
+
+def queue_assignment_mirror(
+    session: Session,
+    portal: Portal,
+    assignment: DistributionAssignment,
+    decision: DistributionDecision,
+    doc: Mapping[str, Any],
+    outcome: Outcome,
+) -> None:
+    mirror = doc.get("mirror") or {}
+    ids = {c["user_id"] for c in outcome.candidates} | {decision.chosen_user_id or 0}
+    users = _names(session, ids)
+    chosen = users.get(decision.chosen_user_id or 0)
+    if chosen is None:
+        return
+    key = f"distribution:{decision.id}"
+    common = {"portal_id": portal.id, "deal_id": assignment.deal_id, "origin": f"distribution:{decision.id}"}
+    if mirror.get("responsible", True):
+        enqueue_outbox(
+            session, operation="set_responsible", idempotency_key=f"{key}:responsible",
+            payload={"deal_id": assignment.deal_id, "user_id": chosen.crm_user_id}, **common,
+        )  # fmt: skip
+    if mirror.get("task", True):
+        due = decision.at + timedelta(minutes=int(doc.get("take_within_min", 15)))
+        enqueue_outbox(
+            session, operation="create_task", idempotency_key=f"{key}:task",
+            payload={"deal_id": assignment.deal_id, "user_id": chosen.crm_user_id,
+                     "text": doc.get("task_text"), "due_at": due.isoformat()},
+            **common,
+        )  # fmt: skip
+    if mirror.get("note", True):
+        rule_name = (decision.record.get("rule") or {}).get("name", "")
+        note = decision_note(users, decision, outcome, rule_name)
+        enqueue_outbox(
+            session, operation="add_note", idempotency_key=f"{key}:note",
+            payload={"deal_id": assignment.deal_id, "text": note},
+            **common,
+        )  # fmt: skip
+
+
+def _supervisors(session: Session, portal: Portal, doc: Mapping[str, Any]) -> list[PortalUser]:
+    named = set(doc.get("supervisor_user_ids") or ())
+    users = session.scalars(
+        select(PortalUser)
+        .where(PortalUser.portal_id == portal.id, PortalUser.active.is_(True))
+        .order_by(PortalUser.id)
+    ).all()
+    if named:
+        return [u for u in users if u.id in named]
+    explicit = [u for u in users if "supervisor" in (u.roles or [])]
+    return explicit or [u for u in users if "admin" in (u.roles or [])]
+
+
+def queue_supervisor_alert(
+    session: Session,
+    portal: Portal,
+    assignment: DistributionAssignment,
+    doc: Mapping[str, Any],
+    decision: DistributionDecision,
+    *,
+    task: bool = False,
+) -> None:
+    """One alert when a pool's queue starts (not one per lead); a task when a lead ran out of hops."""
+    for supervisor in _supervisors(session, portal, doc):
+        key = f"distribution:{decision.id}:supervisor:{supervisor.id}"
+        common = {
+            "portal_id": portal.id,
+            "deal_id": assignment.deal_id,
+            "origin": f"distribution:{decision.id}",
+        }
+        if task:
+            enqueue_outbox(
+                session, operation="create_task", idempotency_key=key,
+                payload={"deal_id": assignment.deal_id, "user_id": supervisor.crm_user_id,
+                         "text": "Заявку никто не взял в работу: назначьте ответственного",
+                         "due_at": (decision.at + timedelta(minutes=15)).isoformat()},
+                **common,
+            )  # fmt: skip
+        else:
+            enqueue_outbox(
+                session, operation="notify_user", idempotency_key=key,
+                payload={"user_id": supervisor.crm_user_id,
+                         "text": f"Заявка {assignment.deal_id} ждёт в очереди: никого нет на смене"},
+                **common,
+            )  # fmt: skip

@@ -1,0 +1,585 @@
+"""The one entry point every trigger calls: `assign_deal` (our API, amoCRM DP/webhooks, and the Bitrix24
+robot/event handlers). One serialised decision per pool: the decision, the pool counters, the deal's
+live assignment and the outbox rows commit in the caller's transaction, under a lock on the pool row.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .. import clock
+from ..models import (
+    DistributionAssignment,
+    DistributionDecision,
+    DistributionPool,
+    DistributionRule,
+    DistributionRuleVersion,
+    OperatorShift,
+    OperatorState,
+    Portal,
+    PortalUser,
+)
+from .decisions import decision_hash
+from .engine import MemberView, Outcome, apply_outcome, decide
+from .mirror import queue_assignment_mirror, queue_supervisor_alert
+from .rules import DealContext, match_rule
+from .shifts import ShiftSpec, StatusView, effective_status, in_window
+from .strategies import random_seed
+
+__all__ = [
+    "AssignResult",
+    "assign_deal",
+    "drain_queue",
+    "lock_pool",
+    "mark_taken",
+    "member_views",
+    "record_manual",
+    "redistribute_due",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_HOPS = 2
+"""Reassignments for a lead nobody took before it waits in the queue with a task for a supervisor."""
+
+
+@dataclass(frozen=True)
+class AssignResult:
+    assignment: DistributionAssignment
+    decision: DistributionDecision | None
+    existing: bool = False
+
+    @property
+    def queued(self) -> bool:
+        return self.assignment.state == "queued"
+
+
+def lock_pool(session: Session, portal_id: int, name: str) -> DistributionPool:
+    """The pool row, locked for the rest of the transaction (created on first use)."""
+    query = (
+        select(DistributionPool)
+        .where(DistributionPool.portal_id == portal_id, DistributionPool.name == name)
+        .with_for_update()
+    )
+    pool = session.scalar(query)
+    if pool is not None:
+        return pool
+    try:
+        with session.begin_nested():
+            session.add(DistributionPool(portal_id=portal_id, name=name, state={}, seq=0))
+    except IntegrityError:
+        pass  # created concurrently: lock theirs
+    pool = session.scalar(query)
+    assert pool is not None
+    return pool
+
+
+def _settings(portal: Portal) -> dict[str, Any]:
+    return (portal.settings or {}).get("distribution") or {}
+
+
+def member_views(
+    session: Session,
+    portal: Portal,
+    members: list[dict[str, Any]],
+    state: dict[str, Any],
+    at: datetime,
+    day: str,
+) -> list[MemberView]:
+    ids = [m["user_id"] for m in members]
+    users = {u.id: u for u in session.scalars(select(PortalUser).where(PortalUser.id.in_(ids)))}
+    statuses = {
+        s.user_id: s
+        for s in session.scalars(
+            select(OperatorState).where(OperatorState.portal_id == portal.id, OperatorState.user_id.in_(ids))
+        )
+    }
+    shifts: dict[int, list[ShiftSpec]] = {}
+    for row in session.scalars(
+        select(OperatorShift).where(OperatorShift.portal_id == portal.id, OperatorShift.user_id.in_(ids))
+    ):
+        shifts.setdefault(row.user_id, []).append(ShiftSpec(row.kind, row.spec, row.starts_at, row.ends_at))
+    settings = _settings(portal)
+    mode = settings.get("shift_mode", "hybrid")
+    auto_off = int(settings.get("auto_off_minutes", 30))
+    today = (state.get("today") or {}) if state.get("day") == day else {}
+    open_load = state.get("open") or {}
+    views = []
+    for member in members:
+        uid = member["user_id"]
+        user = users.get(uid)
+        row = statuses.get(uid)
+        view = StatusView(row.state, row.since, row.paused_until, row.last_seen_at) if row else StatusView()
+        status = (
+            effective_status(
+                mode, shifts.get(uid, ()), view, at, default_tz=portal.timezone, auto_off_minutes=auto_off
+            )
+            if user is not None and user.active
+            else "inactive"
+        )
+        views.append(
+            MemberView(
+                user_id=uid,
+                weight=member["weight"],
+                status=status,
+                load=int(open_load.get(str(uid), 0)),
+                today=int(today.get(str(uid), 0)),
+                max_open=member.get("max_open"),
+                max_per_day=member.get("max_per_day"),
+            )
+        )
+    return views
+
+
+def _sticky_ids(session: Session, portal_id: int, crm_ids: tuple[str, ...]) -> list[int]:
+    if not crm_ids:
+        return []
+    rows = dict(
+        session.execute(
+            select(PortalUser.crm_user_id, PortalUser.id).where(
+                PortalUser.portal_id == portal_id, PortalUser.crm_user_id.in_(crm_ids)
+            )
+        ).all()
+    )
+    return [rows[c] for c in crm_ids if c in rows]
+
+
+def _existing(session: Session, portal_id: int, deal_id: str) -> DistributionAssignment | None:
+    return session.scalar(
+        select(DistributionAssignment).where(
+            DistributionAssignment.portal_id == portal_id, DistributionAssignment.deal_id == deal_id
+        )
+    )
+
+
+def _append_decision(
+    session: Session,
+    pool: DistributionPool,
+    *,
+    deal_id: str,
+    version: DistributionRuleVersion | None,
+    trigger: str,
+    strategy: str | None,
+    outcome: Outcome,
+    record: dict[str, Any],
+    previous: int | None,
+    actor: str,
+    at: datetime,
+) -> DistributionDecision:
+    pool.seq += 1
+    decision = DistributionDecision(
+        portal_id=pool.portal_id,
+        pool_id=pool.id,
+        seq=pool.seq,
+        deal_id=deal_id,
+        rule_version_id=version.id if version else None,
+        trigger=trigger,
+        strategy=strategy,
+        chosen_user_id=outcome.chosen,
+        reason=outcome.reason,
+        record=record,
+        previous_decision_id=previous,
+        actor=actor,
+        at=at,
+        prev_hash=pool.last_hash,
+        hash="",
+    )
+    decision.hash = decision_hash(decision)
+    pool.last_hash = decision.hash
+    session.add(decision)
+    session.flush()
+    return decision
+
+
+def _release_load(state: dict[str, Any], user_id: int | None) -> dict[str, Any]:
+    if user_id is None:
+        return state
+    new = {k: (dict(v) if isinstance(v, dict) else v) for k, v in state.items()}
+    opened = new.setdefault("open", {})
+    opened[str(user_id)] = max(0, int(opened.get(str(user_id), 0)) - 1)
+    return new
+
+
+def _decide_into(
+    session: Session,
+    portal: Portal,
+    assignment: DistributionAssignment,
+    rule: DistributionRule,
+    version: DistributionRuleVersion,
+    *,
+    trigger: str,
+    actor: str,
+    at: datetime,
+    exclude: frozenset[int] = frozenset(),
+    queue_on_none: bool = True,
+) -> DistributionDecision:
+    """Decide for `assignment` under its pool's lock and update everything that depends on it."""
+    doc = version.document
+    pool = lock_pool(session, portal.id, rule.pool)
+    tz = doc.get("timezone") or portal.timezone
+    day = at.astimezone(ZoneInfo(tz)).date().isoformat()
+    state = dict(pool.state or {})
+    ctx = DealContext.from_json(assignment.context or {})
+    views = member_views(session, portal, doc["members"], state, at, day)
+    window_open = in_window(doc.get("window"), at, tz)
+    sticky = (
+        []
+        if trigger in ("not_taken", "handover", "force")
+        else _sticky_ids(session, portal.id, ctx.sticky_crm_user_ids)
+    )
+    seed = random_seed(portal.id, assignment.deal_id, version.id)
+    outcome = decide(
+        doc["strategy"],
+        views,
+        state,
+        window_open=window_open,
+        sticky_user_ids=sticky,
+        exclude=exclude,
+        seed=seed,
+    )
+    if outcome.chosen is None and not window_open and doc.get("outside_hours") == "user":
+        outcome = Outcome(int(doc["outside_user_id"]), "outside_user", outcome.candidates, {})
+    if outcome.chosen is None:
+        outcome = Outcome(None, f"queued_{outcome.reason}", outcome.candidates, {})
+    member_ids = {m["user_id"] for m in doc["members"]}
+    record = {
+        "rule": {"id": rule.id, "version": version.version, "name": rule.name},
+        "pool": pool.name,
+        "window_open": window_open,
+        "sticky": sticky,
+        "exclude": sorted(exclude),
+        "seed": seed,
+        "day": day,
+        "state_before": {
+            "last": state.get("last"),
+            "idle": {k: v for k, v in (state.get("idle") or {}).items() if int(k) in member_ids},
+        },
+        "candidates": outcome.candidates,
+    }
+    previous_user = assignment.user_id if assignment.state in ("assigned", "taken") else None
+    if outcome.chosen is not None and previous_user is not None:
+        state = _release_load(state, previous_user)
+    decision = _append_decision(
+        session,
+        pool,
+        deal_id=assignment.deal_id,
+        version=version,
+        trigger=trigger,
+        strategy=doc["strategy"],
+        outcome=outcome,
+        record=record,
+        previous=assignment.decision_id,
+        actor=actor,
+        at=at,
+    )
+    pool.state = apply_outcome(state, outcome, pool.seq, day)
+    assignment.pool_id = pool.id
+    assignment.rule_version_id = version.id
+    assignment.decision_id = decision.id
+    if outcome.chosen is not None:
+        if previous_user is not None and previous_user != outcome.chosen:
+            assignment.earlier_user_ids = [*assignment.earlier_user_ids, previous_user]
+        assignment.user_id = outcome.chosen
+        assignment.state = "assigned"
+        assignment.assigned_at = at
+        assignment.take_by = at + timedelta(minutes=int(doc.get("take_within_min", 15)))
+        assignment.queued_at = None
+        session.flush()
+        queue_assignment_mirror(session, portal, assignment, decision, doc, outcome)
+        # The pool has capacity again for the next in line (a cap freed or a new operator).
+    elif queue_on_none:
+        if previous_user is not None:
+            assignment.earlier_user_ids = [*assignment.earlier_user_ids, previous_user]
+            pool.state = _release_load(pool.state, previous_user)
+        assignment.user_id = None
+        assignment.state = "queued"
+        assignment.queued_at = assignment.queued_at or at
+        session.flush()
+        if not (pool.state or {}).get("queue_alerted"):
+            queue_supervisor_alert(session, portal, assignment, doc, decision)
+            pool.state = {**pool.state, "queue_alerted": True}
+    return decision
+
+
+def assign_deal(
+    session: Session,
+    portal: Portal,
+    deal_id: str,
+    *,
+    trigger: str,
+    context: DealContext | None = None,
+    rule_id: int | None = None,
+    force: bool = False,
+    actor: str = "system",
+    now: datetime | None = None,
+) -> AssignResult:
+    """Assign `deal_id` (or queue it). A repeat for a deal that already has a live assignment returns it
+    untouched; only `force` (a supervisor's) reassigns, excluding the current assignee, as a new decision
+    linked to the previous one. Run it inside the caller's transaction."""
+    at = now or clock.now_utc()
+    context = context or DealContext()
+    existing = _existing(session, portal.id, deal_id)
+    if existing is not None and not force:
+        decision = session.get(DistributionDecision, existing.decision_id) if existing.decision_id else None
+        return AssignResult(existing, decision, existing=True)
+    found = match_rule(session, portal.id, context, rule_id)
+    if found is None:
+        if existing is not None:
+            decision = (
+                session.get(DistributionDecision, existing.decision_id) if existing.decision_id else None
+            )
+            return AssignResult(existing, decision, existing=True)
+        return _unmatched(session, portal, deal_id, context, trigger, actor, at)
+    rule, version = found
+    # Lock first, then look again: a concurrent trigger for the same deal may have won meanwhile.
+    lock_pool(session, portal.id, rule.pool)
+    existing = _existing(session, portal.id, deal_id)
+    if existing is not None and not force:
+        decision = session.get(DistributionDecision, existing.decision_id) if existing.decision_id else None
+        return AssignResult(existing, decision, existing=True)
+    if existing is None:
+        assignment = DistributionAssignment(
+            portal_id=portal.id, deal_id=deal_id, state="queued", trigger=trigger, context=context.as_json(),
+            hops=0, earlier_user_ids=[],
+        )  # fmt: skip
+        session.add(assignment)
+        session.flush()
+        exclude: frozenset[int] = frozenset()
+    else:
+        assignment = existing
+        assignment.trigger = trigger
+        exclude = frozenset({assignment.user_id}) if assignment.user_id is not None else frozenset()
+    decision = _decide_into(
+        session, portal, assignment, rule, version, trigger="force" if force else trigger, actor=actor, at=at,
+        exclude=exclude,
+    )  # fmt: skip
+    return AssignResult(assignment, decision)
+
+
+def _unmatched(
+    session: Session,
+    portal: Portal,
+    deal_id: str,
+    context: DealContext,
+    trigger: str,
+    actor: str,
+    at: datetime,
+) -> AssignResult:
+    """No rule matches: recorded (so the card can say why) and nothing else done."""
+    pool = lock_pool(session, portal.id, "__unmatched__")
+    assignment = DistributionAssignment(
+        portal_id=portal.id, deal_id=deal_id, state="unmatched", trigger=trigger, context=context.as_json(),
+        hops=0, earlier_user_ids=[], pool_id=pool.id,
+    )  # fmt: skip
+    session.add(assignment)
+    decision = _append_decision(
+        session, pool, deal_id=deal_id, version=None, trigger=trigger, strategy=None,
+        outcome=Outcome(None, "no_rule", []), record={"context": context.as_json()}, previous=None,
+        actor=actor, at=at,
+    )  # fmt: skip
+    assignment.decision_id = decision.id
+    session.flush()
+    return AssignResult(assignment, decision)
+
+
+def _rule_of(
+    session: Session, assignment: DistributionAssignment
+) -> tuple[DistributionRule, DistributionRuleVersion] | None:
+    if assignment.rule_version_id is None:
+        return None
+    old = session.get(DistributionRuleVersion, assignment.rule_version_id)
+    if old is None:
+        return None
+    rule = session.get(DistributionRule, old.rule_id)
+    if rule is None or not rule.active:
+        return None
+    # Reassignments follow the rule as it is now.
+    found = match_rule(session, assignment.portal_id, DealContext(), rule.id)
+    return found
+
+
+def drain_queue(session: Session, portal: Portal, *, now: datetime | None = None, limit: int = 500) -> int:
+    """Assign waiting leads oldest first, per pool; a pool stops at its first lead still nobody can take,
+    so a later lead never overtakes an earlier one. Returns how many were assigned."""
+    at = now or clock.now_utc()
+    assigned = 0
+    pools = session.scalars(
+        select(DistributionPool).where(DistributionPool.portal_id == portal.id).order_by(DistributionPool.id)
+    ).all()
+    for pool in pools:
+        lock_pool(session, portal.id, pool.name)
+        waiting = session.scalars(
+            select(DistributionAssignment)
+            .where(DistributionAssignment.pool_id == pool.id, DistributionAssignment.state == "queued")
+            .order_by(DistributionAssignment.queued_at, DistributionAssignment.id)
+            .limit(limit)
+        ).all()
+        for assignment in waiting:
+            found = _rule_of(session, assignment)
+            if found is None:
+                continue
+            rule, version = found
+            probe = _probe(session, portal, rule, version, at, assignment)
+            if not probe:
+                break
+            _decide_into(
+                session, portal, assignment, rule, version, trigger="queue", actor="system", at=at,
+                exclude=frozenset(assignment.earlier_user_ids if assignment.hops >= MAX_HOPS else ()),
+            )  # fmt: skip
+            assigned += 1
+        still = session.scalar(
+            select(DistributionAssignment.id).where(
+                DistributionAssignment.pool_id == pool.id, DistributionAssignment.state == "queued"
+            )
+        )
+        if still is None and (pool.state or {}).get("queue_alerted"):
+            pool.state = {**pool.state, "queue_alerted": False}
+    return assigned
+
+
+def _probe(
+    session: Session,
+    portal: Portal,
+    rule: DistributionRule,
+    version: DistributionRuleVersion,
+    at: datetime,
+    assignment: DistributionAssignment,
+) -> bool:
+    """Would anybody be eligible now? Checked before deciding so a waiting lead leaves no empty decision."""
+    doc = version.document
+    pool = lock_pool(session, portal.id, rule.pool)
+    tz = doc.get("timezone") or portal.timezone
+    day = at.astimezone(ZoneInfo(tz)).date().isoformat()
+    views = member_views(session, portal, doc["members"], dict(pool.state or {}), at, day)
+    exclude = frozenset(assignment.earlier_user_ids if assignment.hops >= MAX_HOPS else ())
+    window_open = in_window(doc.get("window"), at, tz)
+    outcome = decide(doc["strategy"], views, pool.state or {}, window_open=window_open, exclude=exclude)
+    return outcome.chosen is not None
+
+
+def redistribute_due(session: Session, portal: Portal, *, now: datetime | None = None) -> dict[str, int]:
+    """Leads not taken within `take_within_min` go to someone who has not had them (at most MAX_HOPS
+    times, then they wait with a task for a supervisor); leads of an operator whose shift ended or who
+    became absent move at once."""
+    at = now or clock.now_utc()
+    moved = queued = handed = 0
+    rows = session.scalars(
+        select(DistributionAssignment)
+        .where(DistributionAssignment.portal_id == portal.id, DistributionAssignment.state == "assigned")
+        .order_by(DistributionAssignment.assigned_at, DistributionAssignment.id)
+    ).all()
+    for assignment in rows:
+        found = _rule_of(session, assignment)
+        if found is None:
+            continue
+        rule, version = found
+        doc = version.document
+        pool = lock_pool(session, portal.id, rule.pool)
+        tz = doc.get("timezone") or portal.timezone
+        day = at.astimezone(ZoneInfo(tz)).date().isoformat()
+        member = [m for m in doc["members"] if m["user_id"] == assignment.user_id]
+        views = member_views(session, portal, member, pool.state or {}, at, day) if member else []
+        gone = bool(views) and views[0].status in ("off", "absent", "inactive")
+        overdue = assignment.take_by is not None and assignment.take_by <= at
+        if not (gone or overdue):
+            continue
+        exclude = frozenset([*assignment.earlier_user_ids, assignment.user_id or 0])
+        if overdue and not gone and assignment.hops >= MAX_HOPS:
+            _queue_for_supervisor(session, portal, assignment, rule, version, pool, at)
+            queued += 1
+            continue
+        decision = _decide_into(
+            session, portal, assignment, rule, version, trigger="handover" if gone else "not_taken",
+            actor="system", at=at, exclude=exclude,
+        )  # fmt: skip
+        if not gone:
+            assignment.hops += 1
+        if decision.chosen_user_id is None:
+            queued += 1
+        elif gone:
+            handed += 1
+        else:
+            moved += 1
+    return {"redistributed": moved, "handed_over": handed, "queued": queued}
+
+
+def _queue_for_supervisor(
+    session: Session,
+    portal: Portal,
+    assignment: DistributionAssignment,
+    rule: DistributionRule,
+    version: DistributionRuleVersion,
+    pool: DistributionPool,
+    at: datetime,
+) -> None:
+    previous = assignment.user_id
+    outcome = Outcome(None, "queued_not_taken", [], {})
+    decision = _append_decision(
+        session, pool, deal_id=assignment.deal_id, version=version, trigger="not_taken",
+        strategy=version.document["strategy"], outcome=outcome,
+        record={"hops": assignment.hops, "earlier": [*assignment.earlier_user_ids, previous]},
+        previous=assignment.decision_id, actor="system", at=at,
+    )  # fmt: skip
+    pool.state = _release_load(pool.state or {}, previous)
+    if previous is not None:
+        assignment.earlier_user_ids = [*assignment.earlier_user_ids, previous]
+    assignment.user_id = None
+    assignment.state = "queued"
+    assignment.queued_at = at
+    assignment.decision_id = decision.id
+    session.flush()
+    queue_supervisor_alert(session, portal, assignment, version.document, decision, task=True)
+
+
+def mark_taken(session: Session, portal_id: int, deal_id: str, *, now: datetime | None = None) -> bool:
+    """The operator took the lead (left the trigger stage, or marked in the card): no redistribution."""
+    assignment = _existing(session, portal_id, deal_id)
+    if assignment is None or assignment.state != "assigned":
+        return False
+    assignment.state = "taken"
+    assignment.taken_at = now or clock.now_utc()
+    return True
+
+
+def record_manual(
+    session: Session,
+    portal: Portal,
+    deal_id: str,
+    crm_user_id: str,
+    *,
+    actor: str,
+    now: datetime | None = None,
+) -> DistributionDecision | None:
+    """A person reassigned the deal in the CRM: recorded as `manual`, counted as load, not as fairness."""
+    at = now or clock.now_utc()
+    assignment = _existing(session, portal.id, deal_id)
+    user = session.scalar(
+        select(PortalUser).where(PortalUser.portal_id == portal.id, PortalUser.crm_user_id == crm_user_id)
+    )
+    if assignment is None or user is None or assignment.user_id == user.id or assignment.pool_id is None:
+        return None
+    pool = session.get(DistributionPool, assignment.pool_id)
+    assert pool is not None
+    pool = lock_pool(session, portal.id, pool.name)
+    state = _release_load(dict(pool.state or {}), assignment.user_id)
+    outcome = Outcome(user.id, "manual", [], {})
+    decision = _append_decision(
+        session, pool, deal_id=deal_id, version=None, trigger="crm", strategy=None, outcome=outcome,
+        record={"from_user_id": assignment.user_id}, previous=assignment.decision_id, actor=actor, at=at,
+    )  # fmt: skip
+    pool.state = apply_outcome(
+        state, outcome, pool.seq, (pool.state or {}).get("day") or at.date().isoformat()
+    )
+    if assignment.user_id is not None:
+        assignment.earlier_user_ids = [*assignment.earlier_user_ids, assignment.user_id]
+    assignment.user_id, assignment.state, assignment.decision_id = user.id, "taken", decision.id
+    assignment.taken_at = at
+    return decision
