@@ -7,6 +7,7 @@ from flask import Flask
 from .api_amocrm import amocrm_api
 from .api_catalogue import catalogue_api
 from .api_deals import deals_api
+from .api_distribution import distribution_api
 from .api_outbox import outbox_api
 from .api_portal import portal_api
 from .api_stay import stay_api
@@ -30,6 +31,7 @@ def register_http(app: Flask) -> None:
         portal_api,
         deals_api,
         stay_api,
+        distribution_api,
         catalogue_api,
         outbox_api,
         hooks,
