@@ -112,7 +112,7 @@ def _stub_app(origin: str):  # type: ignore[no-untyped-def]
         path = request.path.lstrip("/") or "index.html"
         if path.startswith("widget/"):
             data = widget.get(path.removeprefix("widget/"))
-        elif path in {"index.html", "amo_stub.js"}:
+        elif path == "index.html":
             data = (STUB_DIR / path).read_bytes()
         else:
             data = None

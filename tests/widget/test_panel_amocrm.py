@@ -5,6 +5,8 @@ What the user sees (texts from the panel's i18n) and what the database holds aft
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import func, select
 
@@ -253,8 +255,7 @@ def test_statement_filters_and_downloads(open_card, live):
     for label, magic in ((RU["download_csv"], b""), (RU["download_pdf"], b"%PDF")):
         with page.expect_download() as info:
             page.get_by_role("button", name=label).click()
-        path = info.value.path()
-        data = open(path, "rb").read()
+        data = Path(info.value.path()).read_bytes()
         assert data.startswith(magic) and len(data) > 20
     assert info.value.suggested_filename == "statement-deal-501.pdf"
 

@@ -72,6 +72,8 @@ export const FORMS = {
       fields: [
         { name: 'admission_date', label: t('f_admission_date'), type: 'date', required: true, value: isoToday(ctx.session.portal.timezone) },
         { name: 'tariff_id', label: t('f_tariff'), type: 'select', required: true, options: tariffs.map((x) => ({ value: x.id, label: x.daily_rate ? `${x.name} · ${ctx.fmt.money(x.daily_rate)}` : x.name })) },
+        { name: 'representative.name', label: t('f_representative'), type: 'text', maxLength: 200 },
+        { name: 'representative.phone', label: t('f_representative_phone'), type: 'text', maxLength: 32, placeholder: '+7 …' },
         ...(ctx.session.features.money ? [
           { name: 'deposit.amount', label: t('f_deposit_amount'), type: 'amount' },
           { name: 'deposit.method', label: t('f_method'), type: 'select', options: opts(t, METHODS, 'm') },
@@ -79,6 +81,9 @@ export const FORMS = {
       ],
       send: (v, key) => {
         const body = { admission_date: v.admission_date, tariff_id: Number(v.tariff_id) };
+        if (v['representative.name']) {
+          body.representative = { name: v['representative.name'], ...(v['representative.phone'] ? { phone: v['representative.phone'] } : {}) };
+        }
         if (v['deposit.amount']) body.deposit = { amount: v['deposit.amount'], method: v['deposit.method'] || 'cash' };
         return ctx.api.post(stayPath(ctx), body, key);
       },

@@ -1,4 +1,6 @@
 /*
+ * Stand-in for an amoCRM deal card, used by the demo page (static/widget/demo/amocrm.html, API key of the
+ * sandbox portal) and by the browser tests (tests/widget/amo_stub, a real amo widget JWT).
  * The parts of an amoCRM card page that static/widget/amocrm/script.js touches, and nothing more:
  *   - a jQuery subset: $('<div>').text(x).html(), $(selector).html(str), $(document).on/off with a
  *     namespace and a delegated selector, $.extend (shallow). Anything else throws, so a widget change
@@ -14,6 +16,16 @@
   'use strict';
 
   var config = window.__STUB_CONFIG || {};
+  if (!window.__STUB_CONFIG) {
+    // The demo page passes ?deal=&lang= and #key= (the sandbox portal's API key stands in for amo's JWT).
+    var query = new URLSearchParams(location.search);
+    config = {
+      apiKey: new URLSearchParams(location.hash.slice(1)).get('key') || sessionStorage.getItem('cb-demo-key') || '',
+      dealId: query.get('deal') || null,
+      lang: query.get('lang') === 'en' ? 'en' : 'ru',
+      userId: 0
+    };
+  }
   var errors = (window.__stubErrors = []);
   var ajaxLog = (window.__ajaxLog = []);
   var ajaxCalls = (window.__ajaxCalls = []);
@@ -129,7 +141,8 @@
     ajaxLog.push(options.url);
     var method = options.type || options.method || 'GET';
     ajaxCalls.push({ method: method, url: options.url, headers: $.extend({}, options.headers || {}) });
-    var headers = $.extend({}, options.headers || {}, { 'X-Auth-Token': config.token, Accept: 'application/json' });
+    var proof = config.token ? { 'X-Auth-Token': config.token } : { Authorization: 'Bearer ' + config.apiKey };
+    var headers = $.extend({}, options.headers || {}, proof, { Accept: 'application/json' });
     if (options.contentType) { headers['Content-Type'] = options.contentType; }
     var binary = options.dataType === 'binary' && options.xhrFields && options.xhrFields.responseType === 'blob';
     var request = fetch(options.url, {
@@ -165,9 +178,27 @@
     };
   }
 
+  // Loads script.js the way `widget-zip` ships it for this origin, when the page did not load it already.
+  function loadWidget() {
+    if (window.__widgetModule) { return Promise.resolve(); }
+    return fetch('/static/widget/amocrm/script.js').then(function (r) { return r.text(); }).then(function (code) {
+      return new Promise(function (resolve, reject) {
+        var script = document.createElement('script');
+        script.src = URL.createObjectURL(new Blob([code.split('{{BASE_URL}}').join(location.origin)],
+          { type: 'text/javascript' }));
+        script.onload = resolve;
+        script.onerror = reject;
+        document.head.appendChild(script);
+      });
+    });
+  }
+
   window.amoStub = {
-    start: function () {
-      return fetch('widget/i18n/ru.json').then(function (r) { return r.json(); }).then(function (ru) {
+    start: function (i18nBase) {
+      var lang = config.lang === 'en' ? 'en' : 'ru';
+      return loadWidget().then(function () {
+        return fetch((i18nBase || 'widget/i18n/') + lang + '.json');
+      }).then(function (r) { return r.json(); }).then(function (ru) {
         var Widget = window.__widgetModule;
         if (typeof Widget !== 'function') { throw new Error('script.js did not define a widget constructor'); }
         var widget = new Widget();

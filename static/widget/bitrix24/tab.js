@@ -1,0 +1,63 @@
+// Bitrix24 shell: the CRM_DEAL_DETAIL_TAB placement page (rendered by our server after it verified the
+// placement) carries
+//   <div id="clinicbridge-panel" data-shell="bitrix24" data-api-base="<base>/api/v1" data-deal-id="<ID>"
+//        data-session-token="<token>" data-locale="ru|en"></div>
+// and BX24.js. This module mounts the common panel there; every API call carries the server-issued
+// session token as a bearer credential, so portal and user come from the server's verification.
+import { mountPanel } from '../common/panel.js';
+
+function transportFor(apiBase, token) {
+  // The panel asks for /api/v1/… paths; data-api-base already ends in /api/v1.
+  const origin = apiBase.replace(/\/api\/v1\/?$/, '');
+  return {
+    async request({ method = 'GET', path, body, headers = {}, responseType }) {
+      let response;
+      try {
+        response = await fetch(origin + path, {
+          method,
+          headers: {
+            Accept: 'application/json',
+            Authorization: `Bearer ${token}`,
+            ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}),
+            ...headers,
+          },
+          body: body !== undefined ? JSON.stringify(body) : undefined,
+          cache: 'no-store',
+          credentials: 'omit',
+        });
+      } catch {
+        throw { status: 0, data: null };
+      }
+      if (!response.ok) {
+        let data = null;
+        try { data = await response.json(); } catch { data = null; }
+        throw { status: response.status, data };
+      }
+      const data = responseType === 'blob' ? await response.blob() : await response.json();
+      return { status: response.status, data };
+    },
+  };
+}
+
+export function start(root = document.getElementById('clinicbridge-panel'), bx24 = globalThis.BX24) {
+  if (!root) return Promise.resolve(null);
+  const { apiBase, dealId, sessionToken, locale } = root.dataset;
+  let pending = false;
+  const fit = () => {
+    // Coalesce bursts of resize notifications into one fitWindow per frame.
+    if (!bx24 || pending) return;
+    pending = true;
+    requestAnimationFrame(() => { pending = false; bx24.fitWindow(); });
+  };
+  const mount = () => mountPanel(root, {
+    transport: transportFor(apiBase, sessionToken),
+    dealId: dealId || null,
+    locale: locale === 'en' ? 'en' : 'ru',
+    shell: 'bitrix24',
+    onResize: fit,
+  });
+  if (!bx24) return mount(); // opened outside a Bitrix24 frame (demo, direct link)
+  return new Promise((resolve, reject) => bx24.init(() => mount().then(resolve, reject)));
+}
+
+export const ready = start();
