@@ -25,6 +25,10 @@ def crm_for(portal: Portal, runtime: Runtime) -> CrmClient:
         return SandboxCrm(runtime.db, portal.id, timezone=portal.timezone)
     if portal.kind == "amocrm":
         return _amocrm(portal, runtime)
+    if portal.kind == "bitrix24":
+        from .bitrix24_client import build_client
+
+        return build_client(portal, runtime)
     raise UnsupportedPortal(f"no CRM connector for portal kind {portal.kind!r} yet")
 
 
@@ -52,6 +56,14 @@ def _amocrm(portal: Portal, runtime: Runtime) -> CrmClient:
                 row.status = "blocked"
         log.error("amoCRM portal %s blocked: %s", portal_id, reason)
 
+    def moved(new_host: str) -> None:
+        # The account was renamed or moved: its API, token endpoint and CORS origin live at the new host.
+        with runtime.db.transaction() as session:
+            row = session.get(Portal, portal_id)
+            if row is not None:
+                row.domain = new_host
+        log.warning("amoCRM portal %s moved from %s to %s", portal_id, host, new_host)
+
     limiter = amo_limiter(
         runtime.redis,
         account_id=portal.external_id,
@@ -61,7 +73,7 @@ def _amocrm(portal: Portal, runtime: Runtime) -> CrmClient:
     return AmoCrmClient(
         base_url=f"https://{host}",
         tokens=DbTokenSource(runtime, portal_id),
-        refresh=lambda token: oauth.refresh(host, token),
+        refresh=lambda token: oauth.refresh_following_moves(host, token, on_moved=moved),
         http=amo_http(name=f"amocrm:{portal.slug}", limiter=limiter),
         timezone=portal.timezone,
         on_blocked=blocked,

@@ -8,9 +8,12 @@ which a compliance hook adds.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -60,7 +63,14 @@ def disconnect_signature_valid(client_id: str, client_secret: str, account_id: s
 
 def _token(document: dict[str, Any]) -> OAuthToken:
     if not isinstance(document.get("access_token"), str) or not document["access_token"]:
-        raise Rejected("amoCRM token endpoint: the answer has no access_token", code="invalid_token_response")
+        # amo's problem JSON ({"title", "status", "hint"}) has no `error`, so authlib hands it over as if
+        # it were a token: keep its status, which tells a vanished host (401/404) from a bad answer.
+        status = document.get("status") if isinstance(document.get("status"), int) else None
+        raise Rejected(
+            f"amoCRM token endpoint: the answer has no access_token ({document.get('title') or 'no title'})",
+            status=status,
+            code="invalid_token_response",
+        )
     expires_at = document.get("expires_at")
     if expires_at is not None:
         moment = datetime.fromtimestamp(int(expires_at), UTC)
@@ -134,6 +144,32 @@ class AmoOAuth:
             )
         )
 
+    def refresh_following_moves(
+        self, host: str, token: OAuthToken, on_moved: Callable[[str], None] | None = None
+    ) -> OAuthToken:
+        """Refresh at `host`; if that host no longer knows the account (401/404 that is not a revoked
+        grant), ask amo where it moved, once, and refresh there. The new host is reported to `on_moved`
+        and carried in the token's `extra["account_host"]` so the caller's next request goes there."""
+        try:
+            return self.refresh(host, token)
+        except Rejected as exc:
+            if exc.status not in (401, 404):
+                raise
+            moved_to = current_account_host(token, timeout=self.timeout)
+            if moved_to is None or moved_to == host:
+                raise ReauthRequired(
+                    f"amoCRM {host} no longer accepts the grant ({exc.status}) and names no new host"
+                ) from None
+        fresh = self.refresh(moved_to, token)
+        if on_moved is not None:
+            on_moved(moved_to)
+        return OAuthToken(
+            fresh.access_token,
+            fresh.refresh_token,
+            fresh.expires_at,
+            extra={**(fresh.extra or {}), ACCOUNT_HOST_KEY: moved_to},
+        )
+
     def refresh(self, host: str, token: OAuthToken) -> OAuthToken:
         if not token.refresh_token:
             raise ReauthRequired("no refresh token stored")
@@ -143,6 +179,60 @@ class AmoOAuth:
                 f"https://{host}/oauth2/access_token", refresh_token=token.refresh_token, timeout=self.timeout
             )
         )
+
+
+ACCOUNT_HOST_KEY = "account_host"
+"""Set in a refreshed token's `extra` when the account answered from a new host (moved or renamed)."""
+
+
+def _jwt_claim(access_token: str, claim: str) -> Any:
+    """A claim of amo's access-token JWT, read without verifying it: only a hint of where to ask next,
+    and whatever it names must still pass the host allowlist before anything is sent there."""
+    parts = access_token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        padded = parts[1] + "=" * (-len(parts[1]) % 4)
+        return json.loads(base64.urlsafe_b64decode(padded)).get(claim)
+    except (ValueError, AttributeError):
+        return None
+
+
+def _api_domain(token: OAuthToken) -> str | None:
+    candidate = (token.extra or {}).get("api_domain") or _jwt_claim(token.access_token, "api_domain")
+    if isinstance(candidate, str) and AMO_HOST.match(candidate.lower()):
+        return candidate.lower()
+    return None
+
+
+def current_account_host(token: OAuthToken, *, timeout: float = 15.0) -> str | None:
+    """Where the account lives now (§1.2 "Account moved"): GET {api_domain}/oauth2/account/current/subdomain
+    with the refresh token. None when the token names no api_domain or amo does not say."""
+    api_domain = _api_domain(token)
+    if api_domain is None or not token.refresh_token:
+        return None
+    try:
+        response = requests.get(
+            f"https://{api_domain}/oauth2/account/current/subdomain",
+            headers={"X-Refresh-Token": token.refresh_token, "Accept": "application/json"},
+            timeout=timeout,
+        )
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise RetryLater(f"amoCRM {api_domain} unreachable ({type(exc).__name__})", retry_after=30) from None
+    if response.status_code == 429 or response.status_code >= 500:
+        raise RetryLater(f"amoCRM {api_domain} answered {response.status_code}", retry_after=30)
+    if response.status_code != 200:
+        return None
+    try:
+        document = response.json()
+    except ValueError:
+        return None
+    if not isinstance(document, dict):
+        return None
+    host = str(document.get("domain") or "").lower()
+    if not host and document.get("subdomain") and document.get("top_level_domain"):
+        host = f"{document['subdomain']}.amocrm.{document['top_level_domain']}".lower()
+    return host if AMO_HOST.match(host) else None
 
 
 def fetch_account(host: str, access_token: str, *, timeout: float = 15.0) -> dict[str, Any]:

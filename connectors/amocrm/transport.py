@@ -95,7 +95,14 @@ class AmoTransport:
                 raise self._reauth(str(exc)) from None
             # Persist before use: the old refresh token is spent now (§1.2, Facts 4).
             self._tokens.save(new)
+            self._follow(new)
             return new.access_token
+
+    def _follow(self, token: OAuthToken) -> None:
+        """The account answered from a new host during the refresh: send this client's calls there."""
+        moved = (token.extra or {}).get("account_host")
+        if isinstance(moved, str) and moved != self._host and API_HOST.match(f"https://{moved}"):
+            self.base_url, self._host = f"https://{moved}", moved
 
     # --- requests -----------------------------------------------------------------------------------
 
@@ -115,13 +122,15 @@ class AmoTransport:
             raise Rejected(
                 "amoCRM blocked this portal (403); no calls until unblocked", status=403, code="blocked"
             )
-        url = self.url(path_or_url)
         headers = dict(kwargs.pop("headers", None) or {})
+        # The token first: a refresh may learn that the account moved, and the URL must follow it.
         token = self._access_token()
+        url = self.url(path_or_url)
         headers["Authorization"] = f"Bearer {token}"
         response = self._http.request(method, url, headers=headers, **kwargs)
         if response.status_code == 401:
             headers["Authorization"] = f"Bearer {self._refreshed(token)}"
+            url = self.url(path_or_url)
             response = self._http.request(method, url, headers=headers, **kwargs)
             if response.status_code == 401:
                 raise self._reauth("amoCRM answered 401 with a freshly refreshed token")

@@ -49,3 +49,41 @@ def test_a_note_reaches_the_amo_deal_through_the_outbox(amo_rt, make_api, jobs):
         assert note["params"]["text"] == "Пациент принят в корпус 1"
         assert note["__dp"] is False  # our notes must not fire Digital Pipeline triggers
         assert staff.get(f"/api/v1/outbox/{response.get_json()['id']}").get_json()["state"] == "done"
+
+
+def test_a_moved_account_is_followed_to_its_new_host_and_the_portal_remembers_it(amo_rt, make_portal):
+    import base64
+    from datetime import UTC, datetime, timedelta
+
+    from connectors.types import OAuthToken
+    from widget_server.tokens import DbTokenSource
+
+    claims = base64.urlsafe_b64encode(json.dumps({"api_domain": "api-b.amocrm.ru"}).encode()).decode()
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    expired = OAuthToken(f"e30.{claims.rstrip('=')}.c2ln", "refresh-old", an_hour_ago)
+    portal = make_portal(kind="amocrm", slug="moved", external_id="29876543", domain="clinic.amocrm.ru")
+    DbTokenSource(amo_rt, portal.id).save(expired)
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures/amocrm/oauth"
+    subdomain = json.loads((fixtures / "account_current_subdomain.json").read_text())
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.post("https://clinic.amocrm.ru/oauth2/access_token", status=404)
+        rsps.get("https://api-b.amocrm.ru/oauth2/account/current/subdomain", json=subdomain)
+        rsps.post("https://newclinic.amocrm.ru/oauth2/access_token", json=TOKEN)
+        fake = FakeAmo(rsps, subdomain="newclinic", token=TOKEN["access_token"], rate_limit=None)
+        pipeline = fake.pipelines[0]
+        lead = fake.new_lead("Петров П. П.", pipeline["id"], pipeline["_embedded"]["statuses"][0]["id"])
+
+        deal = crm_for(portal, amo_rt).get_deal(str(lead["id"]))
+        hosts = [(c.request.method, c.request.url.split("?")[0]) for c in rsps.calls]
+
+    assert hosts == [
+        ("POST", "https://clinic.amocrm.ru/oauth2/access_token"),  # the old host no longer knows it
+        ("GET", "https://api-b.amocrm.ru/oauth2/account/current/subdomain"),
+        ("POST", "https://newclinic.amocrm.ru/oauth2/access_token"),
+        ("GET", f"https://newclinic.amocrm.ru/api/v4/leads/{lead['id']}"),
+    ]
+    assert deal.name == "Петров П. П."
+    with amo_rt.db.transaction() as s:
+        assert s.get(Portal, portal.id).domain == "newclinic.amocrm.ru"
+    stored = DbTokenSource(amo_rt, portal.id).get()
+    assert stored.access_token == TOKEN["access_token"] and stored.refresh_token == TOKEN["refresh_token"]

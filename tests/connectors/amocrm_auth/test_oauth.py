@@ -105,3 +105,78 @@ def test_a_token_answer_without_access_token_is_rejected(oauth):
     responses.post(TOKEN_URL, json={"token_type": "Bearer"})
     with pytest.raises(Rejected, match="no access_token"):
         oauth.exchange_code(HOST, "code")
+
+
+# --- account moved (§1.2) ---------------------------------------------------------------------------------
+
+NEW_HOST = "newclinic.amocrm.ru"
+SUBDOMAIN_URL = "https://api-a.amocrm.ru/oauth2/account/current/subdomain"
+
+
+def _jwt(claims: dict) -> str:
+    import base64
+
+    def part(value: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.c2lnbmF0dXJl"
+
+
+MOVED = OAuthToken(_jwt({"account_id": 29842716, "api_domain": "api-a.amocrm.ru"}), "refresh-1", None)
+
+
+@pytest.mark.parametrize(
+    "old_host_answer",
+    [
+        {"status": 404, "body": "<html>Not Found</html>", "content_type": "text/html"},
+        {"status": 401, "json": {"title": "Unauthorized", "type": "about:blank", "status": 401}},
+    ],
+)
+@responses.activate
+def test_a_moved_account_is_found_through_api_domain_and_refreshed_at_its_new_host(oauth, old_host_answer):
+    responses.post(TOKEN_URL, **old_host_answer)
+    responses.get(SUBDOMAIN_URL, json=fixture("account_current_subdomain.json"))
+    responses.post(f"https://{NEW_HOST}/oauth2/access_token", json={**fixture("token__ok.json")})
+    heard: list[str] = []
+
+    new = oauth.refresh_following_moves(HOST, MOVED, on_moved=heard.append)
+
+    assert heard == [NEW_HOST]
+    assert new.extra["account_host"] == NEW_HOST
+    assert new.access_token == fixture("token__ok.json")["access_token"]
+    lookup = responses.calls[1].request
+    assert lookup.headers["X-Refresh-Token"] == "refresh-1"
+    assert "Authorization" not in lookup.headers
+
+
+@responses.activate
+def test_a_revoked_grant_is_not_mistaken_for_a_move(oauth):
+    responses.post(TOKEN_URL, json=fixture("token__invalid_grant.json"), status=400)
+    with pytest.raises(ReauthRequired):
+        oauth.refresh_following_moves(HOST, MOVED)
+    assert len(responses.calls) == 1  # nobody was asked where the account went
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        OAuthToken("not-a-jwt", "refresh-1", None),
+        # An api_domain outside amo's hosts must never receive the refresh token.
+        OAuthToken(_jwt({"api_domain": "evil.example.com"}), "refresh-1", None),
+    ],
+)
+@responses.activate
+def test_without_a_trustworthy_api_domain_a_vanished_host_means_reauth(oauth, token):
+    responses.post(TOKEN_URL, status=404)
+    with pytest.raises(ReauthRequired):
+        oauth.refresh_following_moves(HOST, token)
+    assert [c.request.url for c in responses.calls] == [TOKEN_URL]
+
+
+@responses.activate
+def test_a_foreign_host_in_the_subdomain_answer_is_refused(oauth):
+    responses.post(TOKEN_URL, status=404)
+    responses.get(SUBDOMAIN_URL, json={"id": 1, "domain": "attacker.example.com"})
+    with pytest.raises(ReauthRequired):
+        oauth.refresh_following_moves(HOST, MOVED)
+    assert len(responses.calls) == 2  # the refresh token never went to the foreign host
