@@ -28,7 +28,8 @@ class InvoiceKind:
     required_details: tuple[str, ...] = ()
     required_requisites_ru: tuple[str, ...] = ()
     required_requisites_foreign: tuple[str, ...] = ()
-    template: str = "invoice.html"
+    template: str = ""
+    """Jinja template in invoices/templates; empty: `invoice_{code}.html`, else the plain `base.html`."""
 
 
 KINDS: dict[str, InvoiceKind] = {}

@@ -1,0 +1,127 @@
+"""What the CRM shows of invoices: a note in the deal's feed per issue, payment and credit note, and the
+deal's invoiced / paid / outstanding fields. Queued through the outbox in the same transaction, sent
+after commit by the crm queue (which retries and shows permanent failures to the admin)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..models import CreditNote, Invoice, InvoicePayment, Portal
+from ..money import format_minor
+from ..outbox import enqueue_outbox
+
+__all__ = [
+    "credit_note_text",
+    "issue_text",
+    "payment_text",
+    "queue_credit_note",
+    "queue_issue",
+    "queue_payment",
+]
+
+
+def _money(minor: int, currency: str) -> str:
+    return format_minor(minor, currency, "ru_RU")
+
+
+def issue_text(invoice: Invoice) -> str:
+    """«Выставлен счёт СК-2025-000042 на 1 234,56 EUR = 115 482,22 ₽ по курсу ЦБ РФ 93,5412 на 13.12.2025»."""
+    total = _money(invoice.total_minor, invoice.invoice_currency)
+    if invoice.rate is not None and invoice.rate_date is not None:
+        price = _money(invoice.price_total_minor, invoice.price_currency)
+        rate = f"{Decimal(invoice.rate).quantize(Decimal('0.0001')):f}".replace(".", ",")
+        return (
+            f"Выставлен счёт {invoice.number} на {price} = {total} по курсу ЦБ РФ {rate}"
+            f" на {invoice.rate_date.strftime('%d.%m.%Y')}"
+        )
+    return f"Выставлен счёт {invoice.number} на {total}"
+
+
+def payment_text(payment: InvoicePayment, invoices: list[Invoice]) -> str:
+    verb = "Сторно оплаты" if payment.sign < 0 else ("Оплата" if payment.direction == "in" else "Выплата")
+    day = payment.payment_date.strftime("%d.%m.%Y")
+    parts = [f"{verb} {_money(payment.amount_minor, payment.currency)} от {day}"]
+    if payment.bank_reference:
+        parts.append(f"п/п {payment.bank_reference}")
+    for invoice in invoices:
+        parts.append(
+            f"счёт {invoice.number}: оплачено {_money(invoice.paid_minor, invoice.invoice_currency)},"
+            f" остаток {_money(invoice.outstanding_minor, invoice.invoice_currency)}"
+        )
+    return ". ".join(parts)
+
+
+def credit_note_text(note: CreditNote, invoice: Invoice) -> str:
+    scope = "полностью" if note.full else "по строкам"
+    return (
+        f"Кредит-нота {note.number} к счёту {invoice.number} ({scope})"
+        f" на {_money(note.amount_minor, note.currency)}."
+        f" Основание: {note.reason}. К оплате: {_money(invoice.outstanding_minor, invoice.invoice_currency)}"
+    )
+
+
+def _deal_fields(session: Session, portal: Portal, deal_id: str) -> dict[str, str]:
+    """Mapped deal fields (portal settings `invoices.deal_fields`: invoiced / paid / outstanding → CRM
+    field id) with the deal's totals in the portal currency's invoices; unmapped: nothing is sent."""
+    mapping = ((portal.settings or {}).get("invoices") or {}).get("deal_fields") or {}
+    if not mapping:
+        return {}
+    invoices = session.scalars(
+        select(Invoice).where(
+            Invoice.portal_id == portal.id,
+            Invoice.deal_id == deal_id,
+            Invoice.status.in_(("issued", "partly_paid", "paid")),
+            Invoice.invoice_currency == portal.currency,
+        )
+    ).all()
+    values = {
+        "invoiced": sum(i.due_minor for i in invoices),
+        "paid": sum(i.paid_minor for i in invoices),
+        "outstanding": sum(i.outstanding_minor for i in invoices),
+    }
+    digits = Decimal(1).scaleb(-2)
+    return {
+        str(field_id): str((Decimal(values[name]) * digits).quantize(digits))
+        for name, field_id in mapping.items()
+        if field_id and name in values
+    }
+
+
+def _queue(session: Session, portal: Portal, deal_id: str, text: str, key: str) -> None:
+    enqueue_outbox(
+        session,
+        portal_id=portal.id,
+        operation="add_note",
+        payload={"deal_id": deal_id, "text": text},
+        idempotency_key=f"{key}:note",
+        deal_id=deal_id,
+        origin="invoices",
+    )
+    fields = _deal_fields(session, portal, deal_id)
+    if fields:
+        enqueue_outbox(
+            session,
+            portal_id=portal.id,
+            operation="update_deal_fields",
+            payload={"deal_id": deal_id, "fields": fields},
+            idempotency_key=f"{key}:fields",
+            deal_id=deal_id,
+            origin="invoices",
+        )
+
+
+def queue_issue(session: Session, portal: Portal, invoice: Invoice) -> None:
+    _queue(session, portal, invoice.deal_id, issue_text(invoice), f"invoice:{invoice.id}:issued")
+
+
+def queue_payment(session: Session, portal: Portal, payment: InvoicePayment, invoices: list[Invoice]) -> None:
+    text = payment_text(payment, invoices)
+    for deal_id in sorted({invoice.deal_id for invoice in invoices}):
+        _queue(session, portal, deal_id, text, f"payment:{payment.id}:deal:{deal_id}")
+
+
+def queue_credit_note(session: Session, portal: Portal, note: CreditNote, invoice: Invoice) -> None:
+    _queue(session, portal, invoice.deal_id, credit_note_text(note, invoice), f"credit_note:{note.id}")
