@@ -17,9 +17,7 @@ from .cors import install_cors
 from .health import health
 from .hooks import hooks
 from .hooks_amocrm import amocrm_hooks
-from .hooks_bitrix24 import bitrix24_hooks
 from .install_amocrm import amocrm_install
-from .install_bitrix24 import bitrix24_install
 from .lifecycle import install_lifecycle
 from .openapi import openapi_blueprint
 from .widget_static import widget_static
@@ -45,8 +43,6 @@ def register_http(app: Flask) -> None:
         hooks,
         amocrm_hooks,
         amocrm_install,
-        bitrix24_install,
-        bitrix24_hooks,
         amocrm_api,
         openapi_blueprint,
         widget_static,
