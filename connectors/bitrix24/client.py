@@ -100,12 +100,15 @@ class Bitrix24Client:
         created: CreatedStore | None = None,
         phone_region: str = "RU",
         folder_prefix: str = "Пациент",
+        on_write: Callable[[Deal], None] | None = None,
     ) -> None:
+        """`on_write` sees each deal as the platform answered our write (the loop guard's snapshot)."""
         self.transport = transport
         self.tz = ZoneInfo(timezone)
         self.created: CreatedStore = created if created is not None else MemoryCreatedStore()
         self.phone_region = phone_region
         self.folder_prefix = folder_prefix
+        self._on_write = on_write
         self._field_defs: dict[str, FieldDef] | None = None
         self._stages: dict[int, dict[str, str]] = {}
         self._storage_id: str | None = None
@@ -206,12 +209,19 @@ class Bitrix24Client:
     def get_deal(self, deal_id: str) -> Deal:
         return self._parse_deal(self._item(DEAL, _id(deal_id, "deal_id")))
 
+    def _written(self, result: Any) -> None:
+        item = (result or {}).get("item") if isinstance(result, Mapping) else None
+        if self._on_write is not None and isinstance(item, Mapping) and item.get("id"):
+            self._on_write(self._parse_deal(item))
+
     def _update(self, deal_id: int, fields: Mapping[str, Any]) -> None:
-        self._call(
-            "crm.item.update",
-            self._write(
-                {"entityTypeId": DEAL, "id": deal_id, "fields": dict(fields), "useOriginalUfNames": "Y"}
-            ),
+        self._written(
+            self._call(
+                "crm.item.update",
+                self._write(
+                    {"entityTypeId": DEAL, "id": deal_id, "fields": dict(fields), "useOriginalUfNames": "Y"}
+                ),
+            )
         )
 
     def update_deal_fields(self, deal_id: str, fields: dict[str, FieldValue]) -> None:
@@ -238,6 +248,8 @@ class Bitrix24Client:
             if fields
         ]
         result = self.transport.batch_many(commands)
+        for value in result.result.values():
+            self._written(value)
         if result.errors:
             first = next(iter(result.errors.values()))
             names = ", ".join(f"{k[1:]}: {e.code}" for k, e in result.errors.items())

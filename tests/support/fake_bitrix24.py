@@ -939,7 +939,11 @@ class FakeBitrix24:
         return next(self._ids)
 
     def m_crm_deal_userfield_list(self, params: dict[str, Any]) -> Any:
-        return [{"FIELD_NAME": k, **v} for k, v in self.userfields.items()]
+        return [
+            {"FIELD_NAME": k, "USER_TYPE_ID": v["type"], "MULTIPLE": "Y" if v["isMultiple"] else "N"}
+            for k, v in self.fields.items()
+            if k.startswith("UF_CRM_")
+        ]
 
     def m_feature_get(self, params: dict[str, Any]) -> Any:
         return {"value": "Y" if self.offline_extended else "N"}

@@ -6,10 +6,8 @@ from flask import Flask
 
 from .api_amocrm import amocrm_api
 from .api_catalogue import catalogue_api
-from .api_counterparties import counterparties_api
 from .api_deals import deals_api
 from .api_distribution import distribution_api
-from .api_invoices import deal_invoices_api, invoices_api, rates_api
 from .api_outbox import outbox_api
 from .api_portal import portal_api
 from .api_stay import stay_api
@@ -17,7 +15,9 @@ from .cors import install_cors
 from .health import health
 from .hooks import hooks
 from .hooks_amocrm import amocrm_hooks
+from .hooks_bitrix24 import bitrix24_hooks
 from .install_amocrm import amocrm_install
+from .install_bitrix24 import bitrix24_install
 from .lifecycle import install_lifecycle
 from .openapi import openapi_blueprint
 from .widget_static import widget_static
@@ -36,13 +36,11 @@ def register_http(app: Flask) -> None:
         distribution_api,
         catalogue_api,
         outbox_api,
-        counterparties_api,
-        invoices_api,
-        deal_invoices_api,
-        rates_api,
         hooks,
         amocrm_hooks,
         amocrm_install,
+        bitrix24_install,
+        bitrix24_hooks,
         amocrm_api,
         openapi_blueprint,
         widget_static,

@@ -22,6 +22,7 @@ from connectors.ratelimit import RedisRateLimiter
 from .. import runtime
 from ..amocrm_install import redirect_uri
 from ..apikeys import resolve_api_key
+from ..bitrix24_panel import PANEL_TOKEN_PREFIX, resolve_panel_token
 from ..db import mark_read_only
 from ..errors import ApiError, Forbidden, Unauthorized
 from ..models import ApiKey, Portal, PortalUser, implied_roles, utcnow
@@ -61,6 +62,8 @@ def _authenticate() -> tuple[Principal, object]:
         raise Unauthorized(
             "Authorization must be 'Bearer <api key>'", fields={"Authorization": ["not a bearer credential"]}
         )
+    if credential.strip().startswith(PANEL_TOKEN_PREFIX):
+        return _authenticate_bitrix24_panel(credential.strip()), None
     session = db_session()
     record = resolve_api_key(session, credential.strip())
     if record is None:
@@ -122,6 +125,28 @@ def _authenticate_amo_widget(token: str) -> Principal:
         actor=f"user:{claims.user_id}",
         via="widget",
         crm_user_id=claims.user_id,
+    )
+
+
+def _authenticate_bitrix24_panel(token: str) -> Principal:
+    """The Bitrix24 deal tab's session token, issued after the frame passed `app.info` (bitrix24_panel)."""
+    panel = resolve_panel_token(runtime.current(), token)
+    if panel is None:
+        raise Unauthorized(
+            "panel session unknown or expired", fields={"Authorization": ["unknown or expired"]}
+        )
+    portal = db_session().get(Portal, panel.portal_id)
+    if portal is None or portal.status == "uninstalled":
+        raise Unauthorized("portal is uninstalled", fields={"Authorization": ["portal uninstalled"]})
+    if not panel.roles:
+        raise Forbidden("your Bitrix24 user has no ClinicBridge role; ask an administrator", code="no_role")
+    g.portal = portal
+    return Principal(
+        portal_id=portal.id,
+        roles=frozenset(panel.roles),
+        actor=f"user:{panel.crm_user_id}",
+        via="widget",
+        crm_user_id=panel.crm_user_id,
     )
 
 

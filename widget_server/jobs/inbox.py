@@ -6,13 +6,16 @@ import logging
 from collections.abc import Callable
 
 from connectors.amocrm.hooks import parse_account_hook, parse_dp_hook
+from connectors.bitrix24.events import parse_event as parse_bitrix24_event
+from connectors.bitrix24.events import parse_robot as parse_bitrix24_robot
 from connectors.errors import AnomalousPayload, UnsupportedEvent
-from connectors.types import CrmEvent, DealUpdated, EventBatch
+from connectors.types import CrmEvent, DealUpdated, EventBatch, RobotCall
 
 from .. import runtime
 from ..loop_guard import is_echo
 from ..models import InboxEvent, Portal, utcnow
 from ..sandbox.hooks import parse_hook as parse_sandbox_hook
+from .bitrix24 import run_robot
 from .deal_reactions import restore_stay_fields
 from .joblog import logged_job
 
@@ -26,10 +29,13 @@ PARSERS: dict[str, Callable[[str, str], CrmEvent | None]] = {
     "sandbox": parse_sandbox_hook,
     "amocrm": parse_account_hook,
     "amocrm_dp": parse_dp_hook,
+    "bitrix24": parse_bitrix24_event,
+    "bitrix24_robot": parse_bitrix24_robot,
 }
 
 EVENT_REACTIONS: dict[type[CrmEvent], list[Callable[[int, CrmEvent], None]]] = {
     DealUpdated: [restore_stay_fields],
+    RobotCall: [run_robot],
 }
 """What each feature does on an event type (e.g. the ledger on a person's edit of its deal fields).
 Reactions never see our own writes' echoes (`loop_guard`)."""
