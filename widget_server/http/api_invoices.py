@@ -16,7 +16,7 @@ from ..clock import local_today
 from ..db import mark_read_only
 from ..invoices.counterparties import find_counterparty
 from ..invoices.documents import generate_document, read_document
-from ..invoices.errors import RateUnavailable
+from ..invoices.errors import InvoiceError, RateUnavailable
 from ..invoices.mirror import queue_credit_note, queue_issue, queue_payment
 from ..invoices.operations import (
     Allocation,
@@ -431,22 +431,28 @@ def post_invoice_payment(invoice_id: int) -> Any:
     portal = _portal()
     session = db_session()
     invoice = find_invoice(session, portal.id, invoice_id)
-    payment, invoices = pay(
-        session,
-        portal,
-        invoice.counterparty_id,
-        PaymentInput(
-            payment_date=body["payment_date"],
-            amount=body["amount"],
-            currency=body.get("currency") or invoice.invoice_currency,
-            method=body["method"],
-            bank_reference=body.get("bank_reference"),
-            allocations=[Allocation(invoice.id, body["amount"])],
-        ),
-        _actor(),
-        key_for("payment"),
-        _today(portal),
-    )
+    try:
+        payment, invoices = pay(
+            session,
+            portal,
+            invoice.counterparty_id,
+            PaymentInput(
+                payment_date=body["payment_date"],
+                amount=body["amount"],
+                currency=body.get("currency") or invoice.invoice_currency,
+                method=body["method"],
+                bank_reference=body.get("bank_reference"),
+                allocations=[Allocation(invoice.id, body["amount"])],
+            ),
+            _actor(),
+            key_for("payment"),
+            _today(portal),
+        )
+    except InvoiceError as error:
+        # One invoice, one implicit allocation: name the field the client sent.
+        if error.field.startswith("allocations[0]."):
+            raise type(error)(error.field.removeprefix("allocations[0]."), error.reason) from None
+        raise
     queue_payment(session, portal, payment, invoices)
     return {"payment": payment_document(payment), "invoice": invoice_document(invoices[0])}, 201
 
