@@ -22,7 +22,6 @@ from ..bitrix24_install import rebind
 from ..bitrix24_sync import drain_offline, reconcile, usable_portals
 from ..models import Portal
 from .joblog import logged_job
-from .periodic import claim_period, finish_period
 
 __all__ = [
     "ROBOT_ACTIONS",
@@ -58,6 +57,9 @@ def _slot(now: datetime, minutes: int) -> str:
 
 def _each_portal(job: str, minutes: int, work: Callable[[int], dict[str, Any]]) -> str:
     from ..models import utcnow
+
+    # Imported here: periodic imports the inbox job, which imports this module for its robot reaction.
+    from .periodic import claim_period, finish_period
 
     period = _slot(utcnow(), minutes)
     done = 0
