@@ -10,6 +10,7 @@ from ..config import ConfigError
 from .admin import apikey, db, portal, tokens
 from .amocrm import amocrm
 from .demo import demo
+from .distribution import distribution
 from .documents import documents
 from .ledger import ledger
 from .processes import cron, run, up, worker
@@ -22,7 +23,9 @@ def cli() -> None:
     """ClinicBridge: deal-card widgets, robots and MIS sync for clinics on amoCRM and Bitrix24."""
 
 
-for command in (run, worker, cron, up, db, portal, apikey, tokens, demo, ledger, amocrm, documents):
+for command in (
+    run, worker, cron, up, db, portal, apikey, tokens, demo, ledger, amocrm, distribution, documents
+):
     cli.add_command(command)
 
 

@@ -9,7 +9,15 @@ from connectors.amocrm.hooks import parse_account_hook, parse_dp_hook
 from connectors.bitrix24.events import parse_event as parse_bitrix24_event
 from connectors.bitrix24.events import parse_robot as parse_bitrix24_robot
 from connectors.errors import AnomalousPayload, UnsupportedEvent
-from connectors.types import CrmEvent, DealUpdated, EventBatch, RobotCall
+from connectors.types import (
+    CrmEvent,
+    DealCreated,
+    DealStageChanged,
+    DealUpdated,
+    DpAction,
+    EventBatch,
+    RobotCall,
+)
 
 from .. import runtime
 from ..loop_guard import is_echo
@@ -17,6 +25,12 @@ from ..models import InboxEvent, Portal, utcnow
 from ..sandbox.hooks import parse_hook as parse_sandbox_hook
 from .bitrix24 import run_robot
 from .deal_reactions import restore_stay_fields
+from .distribution import (
+    distribute_on_dp_action,
+    distribute_on_new_deal,
+    distribute_on_stage_change,
+    record_reassignment,
+)
 from .joblog import logged_job
 
 __all__ = ["EVENT_REACTIONS", "PARSERS", "process_inbox_event"]
@@ -34,7 +48,10 @@ PARSERS: dict[str, Callable[[str, str], CrmEvent | None]] = {
 }
 
 EVENT_REACTIONS: dict[type[CrmEvent], list[Callable[[int, CrmEvent], None]]] = {
-    DealUpdated: [restore_stay_fields],
+    DealUpdated: [restore_stay_fields, record_reassignment],
+    DealCreated: [distribute_on_new_deal],
+    DealStageChanged: [distribute_on_stage_change],
+    DpAction: [distribute_on_dp_action],
     RobotCall: [run_robot],
 }
 """What each feature does on an event type (e.g. the ledger on a person's edit of its deal fields).

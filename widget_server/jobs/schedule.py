@@ -10,6 +10,7 @@ from redis import Redis
 from rq.cron import CronScheduler
 
 from .amocrm import refresh_amo_tokens
+from .distribution import run_distribution_sweep
 from .ledger import run_daily_charges, run_expire_holds
 from .periodic import purge_idempotency_records, sweep_inbox, sweep_outbox
 
@@ -28,6 +29,8 @@ PERIODIC_JOBS = (
     (run_daily_charges, "default", 900),
     (run_expire_holds, "default", 300),
     (refresh_amo_tokens, "crm", 300),
+    # Untaken leads move after take_within_min (default 15): a minute's lateness is the precision.
+    (run_distribution_sweep, "default", 60),
 )
 
 

@@ -1,0 +1,170 @@
+"""Lead distribution in the background: the periodic sweep (redistribute untaken leads, hand over leads of
+operators whose shift ended, end silent shifts, drain the queues), the simulator job, and the reactions
+to CRM events (new lead, stage change, DP action, a person's reassignment)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from connectors.types import CrmEvent, DealCreated, DealStageChanged, DealUpdated, DpAction
+
+from .. import clock, runtime
+from ..distribution import DealContext, assign_deal, drain_queue, mark_taken, record_manual, redistribute_due
+from ..distribution.operators import set_status
+from ..distribution.rules import validate_rule
+from ..distribution.simulator import load_history, simulate
+from ..models import DistributionAssignment, OperatorState, Portal, PortalUser
+from ..registry import crm_for
+from .joblog import logged_job
+
+__all__ = [
+    "distribute_on_dp_action",
+    "distribute_on_new_deal",
+    "distribute_on_stage_change",
+    "record_reassignment",
+    "run_distribution_sweep",
+    "simulate_job",
+]
+
+log = logging.getLogger(__name__)
+
+
+def _end_silent_shifts(session: Any, portal: Portal, at: datetime) -> int:
+    """Append the `off` event for operators nobody heard from, so the history (simulator, payroll) says when
+    their day ended; the resolver already treated them as off."""
+    settings = (portal.settings or {}).get("distribution") or {}
+    if settings.get("shift_mode", "hybrid") == "schedule":
+        return 0
+    limit = at - timedelta(minutes=int(settings.get("auto_off_minutes", 30)))
+    ended = 0
+    for row in session.scalars(
+        select(OperatorState).where(OperatorState.portal_id == portal.id, OperatorState.state == "on_shift")
+    ).all():
+        seen = max(filter(None, (row.since, row.last_seen_at)))
+        if seen < limit:
+            user = session.get(PortalUser, row.user_id)
+            set_status(
+                session, portal, user, "off", reason="нет активности", source="auto", actor="system", now=at
+            )
+            ended += 1
+    return ended
+
+
+@logged_job("distribution_sweep")
+def run_distribution_sweep(now: datetime | None = None) -> dict[str, int]:
+    """Safe to run at any time and twice: each step acts on the state as it is now."""
+    at = now or clock.now_utc()
+    totals = {"redistributed": 0, "handed_over": 0, "queued": 0, "drained": 0, "ended": 0}
+    rt = runtime.current()
+    with rt.db.transaction() as session:
+        portal_ids = list(
+            session.scalars(
+                select(DistributionAssignment.portal_id)
+                .where(DistributionAssignment.state.in_(("assigned", "queued")))
+                .distinct()
+            )
+        )
+        portal_ids += [
+            p for p in session.scalars(select(OperatorState.portal_id).distinct()) if p not in portal_ids
+        ]
+    for portal_id in sorted(portal_ids):
+        # One transaction per portal: one clinic's trouble does not hold back another's leads.
+        with rt.db.transaction() as session:
+            portal = session.get(Portal, portal_id)
+            if portal is None or portal.status != "active":
+                continue
+            totals["ended"] += _end_silent_shifts(session, portal, at)
+            for key, value in redistribute_due(session, portal, now=at).items():
+                totals[key] += value
+            totals["drained"] += drain_queue(session, portal, now=at)
+    return totals
+
+
+@logged_job("distribution_simulate")
+def simulate_job(portal_id: int, rules: list[dict[str, Any]], days: int, now_iso: str) -> dict[str, Any]:
+    with runtime.current().db.transaction() as session:
+        portal = session.get(Portal, portal_id)
+        assert portal is not None
+        normalised = [validate_rule(session, portal, rule) for rule in rules]
+        history = load_history(session, portal, days, datetime.fromisoformat(now_iso))
+    return simulate(history, normalised)
+
+
+# --- reactions to CRM events (registered in jobs/inbox.py EVENT_REACTIONS) ----------------------------------
+
+
+def _assign(
+    portal_id: int, deal_id: str, trigger: str, context: DealContext, rule_id: int | None = None
+) -> None:
+    with runtime.current().db.transaction() as session:
+        portal = session.get(Portal, portal_id)
+        if portal is None or portal.status != "active":
+            return
+        assign_deal(session, portal, deal_id, trigger=trigger, context=context, rule_id=rule_id)
+
+
+def distribute_on_new_deal(portal_id: int, event: CrmEvent) -> None:
+    """amoCRM add_lead, Bitrix24 ONCRMDEALADD: the hook has the id only, so the deal is read first."""
+    assert isinstance(event, DealCreated)
+    rt = runtime.current()
+    with rt.db.transaction() as session:
+        portal = session.get(Portal, portal_id)
+        if portal is None or portal.status != "active":
+            return
+        exists = session.scalar(
+            select(DistributionAssignment.id).where(
+                DistributionAssignment.portal_id == portal_id, DistributionAssignment.deal_id == event.deal_id
+            )
+        )
+    if exists is not None:
+        return  # another trigger (DP, robot, API) was first: one decision per lead
+    deal = crm_for(portal, rt).get_deal(event.deal_id)
+    context = DealContext(pipeline_id=deal.stage.pipeline_id, stage_id=deal.stage.stage_id)
+    _assign(portal_id, event.deal_id, "webhook", context)
+
+
+def distribute_on_dp_action(portal_id: int, event: CrmEvent) -> None:
+    """amoCRM Digital Pipeline widget action `distribute`; the rule may be chosen in its settings."""
+    assert isinstance(event, DpAction)
+    if (event.settings or {}).get("action") != "distribute":
+        return  # the DP action of another feature (a deposit, a visit request)
+    raw_rule = (event.settings or {}).get("rule_id")
+    rule_id = int(raw_rule) if raw_rule and str(raw_rule).isdigit() else None
+    context = DealContext(pipeline_id=event.stage.pipeline_id, stage_id=event.stage.stage_id)
+    _assign(portal_id, event.deal_id, f"dp_{event.trigger}", context, rule_id)
+
+
+def distribute_on_stage_change(portal_id: int, event: CrmEvent) -> None:
+    """amoCRM status_lead: a lead that left the stage it was assigned at has been taken into work; a lead
+    without an assignment may now match a rule for its new stage."""
+    assert isinstance(event, DealStageChanged)
+    with runtime.current().db.transaction() as session:
+        assignment = session.scalar(
+            select(DistributionAssignment).where(
+                DistributionAssignment.portal_id == portal_id, DistributionAssignment.deal_id == event.deal_id
+            )
+        )
+        if assignment is not None:
+            if (
+                assignment.state == "assigned"
+                and (assignment.context or {}).get("stage_id") != event.stage.stage_id
+            ):
+                mark_taken(session, portal_id, event.deal_id)
+            return
+    context = DealContext(pipeline_id=event.stage.pipeline_id, stage_id=event.stage.stage_id)
+    _assign(portal_id, event.deal_id, "webhook_status", context)
+
+
+def record_reassignment(portal_id: int, event: CrmEvent) -> None:
+    """A person changed the responsible in the CRM (our own writes' echoes never get here)."""
+    assert isinstance(event, DealUpdated)
+    if not event.responsible_user_id:
+        return
+    with runtime.current().db.transaction() as session:
+        portal = session.get(Portal, portal_id)
+        if portal is not None:
+            record_manual(session, portal, event.deal_id, str(event.responsible_user_id), actor="crm")
