@@ -11,6 +11,7 @@ from rq.cron import CronScheduler
 
 from .amocrm import refresh_amo_tokens
 from .distribution import run_distribution_sweep
+from .invoices import refresh_cbr_rates
 from .ledger import run_daily_charges, run_expire_holds
 from .periodic import purge_idempotency_records, sweep_inbox, sweep_outbox
 
@@ -31,6 +32,8 @@ PERIODIC_JOBS = (
     (refresh_amo_tokens, "crm", 300),
     # Untaken leads move after take_within_min (default 15): a minute's lateness is the precision.
     (run_distribution_sweep, "default", 60),
+    # CBR rates: only days the shared cache lacks (last week, today, tomorrow once published).
+    (refresh_cbr_rates, "default", 3600),
 )
 
 
