@@ -36,6 +36,7 @@ from .shifts import ShiftSpec, StatusView, effective_status, in_window
 __all__ = ["Arrival", "History", "StatusEvent", "load_history", "simulate"]
 
 MAX_DAYS = 90
+NO_SILENCE_LIMIT = 10**8
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,8 @@ def load_history(session: Session, portal: Portal, days: int, now: datetime) -> 
         portal_id=portal.id,
         timezone=portal.timezone,
         shift_mode=settings.get("shift_mode", "hybrid"),
-        auto_off_minutes=int(settings.get("auto_off_minutes", 30)),
+        # Heartbeats are not history; a silent operator's day ends in the log by the sweep's `off` event.
+        auto_off_minutes=NO_SILENCE_LIMIT,
         arrivals=arrivals,
         events=events,
         shifts=shifts,
