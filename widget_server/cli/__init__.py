@@ -9,6 +9,7 @@ import click
 from ..config import ConfigError
 from .admin import apikey, db, portal, tokens
 from .amocrm import amocrm
+from .bitrix24 import bitrix24
 from .demo import demo
 from .distribution import distribution
 from .documents import documents
@@ -27,6 +28,7 @@ for command in (
     run, worker, cron, up, db, portal, apikey, tokens, demo, ledger, amocrm, distribution, documents
 ):
     cli.add_command(command)
+cli.add_command(bitrix24)
 
 
 def main() -> None:

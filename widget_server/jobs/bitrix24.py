@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from connectors.errors import ConnectorError, Rejected
+from connectors.errors import ConnectorError, ReauthRequired, Rejected, RetryLater
 from connectors.types import CrmEvent, RobotCall
 
 from .. import runtime
@@ -27,6 +27,7 @@ __all__ = [
     "ROBOT_ACTIONS",
     "RobotRunFailed",
     "drain_offline_events",
+    "keep_grants_alive",
     "poll_offline_events",
     "rebind_portal",
     "reconcile_deals",
@@ -201,3 +202,34 @@ def _register_echo_check() -> None:
 
 
 _register_echo_check()
+
+
+GRANT_IDLE = timedelta(days=150)
+"""A refresh token lives 180 days (research §1.5); an unused grant is refreshed well before, and only then:
+refreshing on a timer more often risks being blocked as automation."""
+
+
+@logged_job("bitrix24_keep_grants")
+def keep_grants_alive() -> str:
+    from ..bitrix24_client import b24_oauth
+    from ..models import utcnow
+    from ..tokens import DbTokenSource
+
+    rt = runtime.current()
+    now = utcnow()
+    refreshed = 0
+    for portal_id in usable_portals(rt):
+        source = DbTokenSource(rt, portal_id)
+        try:
+            with source.refresh_lock(timeout=5):
+                token = source.get()  # re-read inside the lock: a worker may have just rotated it
+                stamp = (token.extra.get("saved_at") or token.extra.get("refreshed_at")) if token else None
+                if token is None or (stamp and now - datetime.fromisoformat(str(stamp)) < GRANT_IDLE):
+                    continue
+                source.save(b24_oauth(rt).refresh(token))
+                refreshed += 1
+        except ReauthRequired as exc:
+            source.mark_reauth_required(str(exc))
+        except RetryLater:
+            continue
+    return f"refreshed {refreshed}"

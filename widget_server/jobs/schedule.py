@@ -10,6 +10,7 @@ from redis import Redis
 from rq.cron import CronScheduler
 
 from .amocrm import refresh_amo_tokens
+from .bitrix24 import keep_grants_alive, poll_offline_events, reconcile_deals
 from .distribution import run_distribution_sweep
 from .invoices import refresh_cbr_rates
 from .ledger import run_daily_charges, run_expire_holds
@@ -30,6 +31,10 @@ PERIODIC_JOBS = (
     (run_daily_charges, "default", 900),
     (run_expire_holds, "default", 300),
     (refresh_amo_tokens, "crm", 300),
+    # Bitrix24 events are at-most-once: the offline queue every 5 min, a changed-deals sweep every 15.
+    (poll_offline_events, "crm", 300),
+    (reconcile_deals, "crm", 900),
+    (keep_grants_alive, "crm", 86400),
     # Untaken leads move after take_within_min (default 15): a minute's lateness is the precision.
     (run_distribution_sweep, "default", 60),
     # CBR rates: only days the shared cache lacks (last week, today, tomorrow once published).

@@ -1,0 +1,89 @@
+"""Bitrix24 CLI and periodic jobs: rebind, grant keep-alive, re-auth restored by an admin's open."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from click.testing import CliRunner
+
+from connectors.bitrix24.robots import ROBOTS
+from connectors.types import OAuthToken
+from tests.bitrix24.conftest import FRAME_QUERY, form, post_form
+from tests.support.fake_bitrix24 import FakeBitrix24
+from widget_server.cli import cli
+from widget_server.models import Portal, utcnow
+from widget_server.tokens import DbTokenSource
+
+
+def test_cli_rebind_registers_once(rt: Any, installed: int, portal_fake: FakeBitrix24) -> None:
+    for _ in range(2):
+        result = CliRunner().invoke(cli, ["bitrix24", "rebind"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    assert "portal" in result.output and "added 0" in result.output
+    assert (len(portal_fake.placements), len(portal_fake.handlers), len(portal_fake.robots)) == (
+        1,
+        10,
+        len(ROBOTS),
+    )
+
+
+def test_cli_rebind_names_an_unknown_portal(rt: Any) -> None:
+    result = CliRunner().invoke(cli, ["bitrix24", "rebind", "nope"])
+    assert result.exit_code != 0 and "no Bitrix24 portal" in result.output
+
+
+def _age(rt: Any, portal_id: int, days: int) -> None:
+    source = DbTokenSource(rt, portal_id)
+    token = source.get()
+    assert token is not None
+    stamp = (utcnow() - timedelta(days=days)).isoformat()
+    with rt.db.transaction() as session:
+        session.get(Portal, portal_id).token_ciphertext = rt.cipher.encrypt_token(
+            OAuthToken(
+                token.access_token,
+                token.refresh_token,
+                token.expires_at,
+                {**dict(token.extra), "saved_at": stamp, "refreshed_at": stamp},
+            )
+        )
+
+
+def test_grants_idle_150_days_are_refreshed_and_only_those(
+    rt: Any, installed: int, portal_fake: FakeBitrix24
+) -> None:
+    from widget_server.jobs.bitrix24 import keep_grants_alive
+
+    _age(rt, installed, 100)
+    keep_grants_alive()
+    assert portal_fake.refreshes == []
+    _age(rt, installed, 151)
+    keep_grants_alive()
+    assert portal_fake.refreshes == [("oauth.bitrix.info", "admin-refresh-cb")]
+    assert DbTokenSource(rt, installed).get().refresh_token == "refresh-r1"  # type: ignore[union-attr]
+
+
+def test_a_refused_grant_pauses_until_an_admin_opens_the_app(
+    client: Any, rt: Any, installed: int, portal_fake: FakeBitrix24
+) -> None:
+    from connectors.errors import ReauthRequired
+    from widget_server.registry import crm_for
+
+    portal_fake.refresh_tokens.clear()
+    portal_fake.expire("admin-access-cb")
+    with rt.db.transaction() as session:
+        portal = session.get(Portal, installed)
+        session.expunge(portal)
+    try:
+        crm_for(portal, rt).list_users()
+    except ReauthRequired:
+        pass
+    with rt.db.transaction() as session:
+        assert session.get(Portal, installed).status == "needs_reauth"
+
+    page = post_form(
+        client, "/bitrix24/install", form("install_page"), FRAME_QUERY
+    )  # the admin opens the app
+    assert "installFinish" in page.get_data(as_text=True)
+    with rt.db.transaction() as session:
+        assert session.get(Portal, installed).status == "active"
