@@ -51,7 +51,7 @@ def test_manifest_follows_the_documented_schema(archive):
     manifest = json.loads(archive.read("manifest.json"))
     jsonschema.validate(manifest, SCHEMA, format_checker=jsonschema.FormatChecker())
     assert manifest["widget"]["version"] == package_version()
-    assert "lcard-1" in manifest["locations"] and "digital_pipeline" in manifest["locations"]
+    assert {"lcard-1", "digital_pipeline", "advanced_settings"} <= set(manifest["locations"])
     assert manifest["dp"]["webhook_url"] == f"{BASE}/hooks/amocrm/dp"
 
 
@@ -61,6 +61,7 @@ def test_every_i18n_key_the_manifest_names_exists_in_both_languages(archive):
     manifest = json.loads(archive.read("manifest.json"))
     named = {manifest["widget"][k] for k in ("name", "description", "short_description")}
     named |= {field["name"] for field in manifest["dp"]["settings"].values()}
+    named.add(manifest["advanced"]["title"])
     assert named <= _keys(ru)
 
 
@@ -74,9 +75,18 @@ def test_images_have_the_documented_sizes_and_weight(archive):
 def test_script_is_bound_to_this_deployment_and_defines_the_callbacks(archive):
     script = archive.read("script.js").decode()
     assert "{{BASE_URL}}" not in script and f"var BASE_URL = '{BASE}';" in script
-    for callback in ("render:", "init:", "bind_actions:", "settings:", "onSave:", "destroy:"):
+    for callback in (
+        "render:",
+        "init:",
+        "bind_actions:",
+        "settings:",
+        "advancedSettings:",
+        "onSave:",
+        "destroy:",
+    ):
         assert callback in script
     assert "$authorizedAjax" in script and "$.ajax(" not in script
+    assert "PANEL_URL = BASE_URL + '/static/widget/common/panel.js'" in script  # the shared panel
 
 
 def test_the_zip_is_reproducible_and_refuses_a_bad_address():

@@ -10,6 +10,7 @@ from .api_deals import deals_api
 from .api_distribution import distribution_api
 from .api_outbox import outbox_api
 from .api_portal import portal_api
+from .api_settings import settings_api
 from .api_stay import stay_api
 from .cors import install_cors
 from .health import health
@@ -44,5 +45,6 @@ def register_http(app: Flask) -> None:
         amocrm_api,
         openapi_blueprint,
         widget_static,
+        settings_api,
     ):
         app.register_blueprint(blueprint)

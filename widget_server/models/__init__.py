@@ -40,6 +40,7 @@ from .ledger import (
     Tariff,
     TariffAssignment,
 )
+from .panel_settings import PortalSettingsVersion
 from .portal import PORTAL_KINDS, PORTAL_STATUSES, ROLES, Portal, PortalUser, implied_roles
 from .reliability import (
     INBOX_OUTCOMES,
@@ -91,6 +92,7 @@ __all__ = [
     "PaymentAllocation",
     "PeriodicRun",
     "Portal",
+    "PortalSettingsVersion",
     "PortalUser",
     "PurchaseRequest",
     "StayAccount",

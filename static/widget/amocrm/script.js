@@ -81,15 +81,29 @@ define(['jquery'], function ($) {
       root.appendChild(retry);
     }
 
-    function mount() {
-      var root = area();
+    function mount(root, settingsScreen) {
+      root = root && root.nodeType === 1 ? root : area();
       if (!root) { return; }
       root.textContent = t('loading');
       import(PANEL_URL).then(function (panel) {
-        return panel.mountPanel(root, {
-          transport: transport, dealId: currentDealId(), locale: locale(), shell: 'amocrm'
-        });
+        var options = { transport: transport, dealId: currentDealId(), locale: locale(), shell: 'amocrm' };
+        return settingsScreen ? panel.mountSettings(root, options) : panel.mountPanel(root, options);
       }).then(function (handle) { mounted = handle; }, function () { moduleFailed(root); });
+    }
+
+    // The advanced settings page (location advanced_settings) is a whole page: amo gives it
+    // #work-area-<widget code>; the admins' settings screen is mounted there.
+    function mountSettingsPage() {
+      var code = (self.get_settings && self.get_settings().widget_code) || '';
+      var page = document.getElementById('work-area-' + code);
+      if (!page) { return; }
+      var root = document.createElement('div');
+      root.className = 'cb-panel cb-settings-page';
+      root.style.maxWidth = '960px';
+      root.style.padding = '16px';
+      page.textContent = '';
+      page.appendChild(root);
+      mount(root, true);
     }
 
     this.callbacks = {
@@ -109,10 +123,22 @@ define(['jquery'], function ($) {
       },
       bind_actions: function () {
         // Only the shell's own retry (module failed to load); the panel binds its own elements.
-        $(document).off('click.clinicbridge').on('click.clinicbridge', '.cb-retry', mount);
+        $(document).off('click.clinicbridge').on('click.clinicbridge', '.cb-retry', function () { mount(); });
         return true;
       },
       settings: function () {
+        // The modal keeps amo's own install fields; the full settings live on the advanced page.
+        var modal = document.querySelector('.widget_settings_block__descr');
+        if (modal) {
+          var hint = document.createElement('p');
+          hint.className = 'cb-settings-hint';
+          hint.textContent = t('settings_hint');
+          modal.appendChild(hint);
+        }
+        return true;
+      },
+      advancedSettings: function () {
+        mountSettingsPage();
         return true;
       },
       dpSettings: function () {

@@ -4,7 +4,7 @@
 //        data-session-token="<token>" data-locale="ru|en"></div>
 // and BX24.js. This module mounts the common panel there; every API call carries the server-issued
 // session token as a bearer credential, so portal and user come from the server's verification.
-import { mountPanel } from '../common/panel.js';
+import { mountPanel, mountSettings } from '../common/panel.js';
 
 function transportFor(apiBase, token) {
   // The panel asks for /api/v1/… paths; data-api-base already ends in /api/v1.
@@ -41,7 +41,8 @@ function transportFor(apiBase, token) {
 
 export function start(root = document.getElementById('clinicbridge-panel'), bx24 = globalThis.BX24) {
   if (!root) return Promise.resolve(null);
-  const { apiBase, dealId, sessionToken, locale } = root.dataset;
+  // data-view="settings" on the app's main page (DEFAULT placement) mounts the admins' settings screen.
+  const { apiBase, dealId, sessionToken, locale, view } = root.dataset;
   let pending = false;
   const fit = () => {
     // Coalesce bursts of resize notifications into one fitWindow per frame.
@@ -49,7 +50,7 @@ export function start(root = document.getElementById('clinicbridge-panel'), bx24
     pending = true;
     requestAnimationFrame(() => { pending = false; bx24.fitWindow(); });
   };
-  const mount = () => mountPanel(root, {
+  const mount = () => (view === 'settings' ? mountSettings : mountPanel)(root, {
     transport: transportFor(apiBase, sessionToken),
     dealId: dealId || null,
     locale: locale === 'en' ? 'en' : 'ru',

@@ -11,12 +11,17 @@ export function normaliseAmount(raw) {
 
 function checkField(t, field, raw) {
   const value = typeof raw === 'string' ? raw.trim() : raw;
-  if (field.type === 'checkbox') return null;
+  if (field.type === 'checkbox' || field.type === 'heading') return null;
   if (value === '' || value == null) return field.required ? t('v_required') : null;
   if (field.type === 'amount') {
     const amount = normaliseAmount(value);
     if (!AMOUNT.test(amount)) return t('v_amount');
-    if (Number(amount) <= 0) return t('v_positive');
+    if (Number(amount) <= 0 && !field.allowZero) return t('v_positive');
+  }
+  if (field.type === 'integer') {
+    if (!/^\d+$/.test(value)) return t('v_integer');
+    if (field.min != null && Number(value) < field.min) return t('v_min', { min: field.min });
+    if (field.max != null && Number(value) > field.max) return t('v_max', { max: field.max });
   }
   if (field.maxLength && value.length > field.maxLength) return t('v_too_long', { max: field.maxLength });
   return null;
@@ -26,6 +31,7 @@ function readValue(field, input) {
   if (field.type === 'checkbox') return input.checked;
   if (field.type === 'amount') return normaliseAmount(input.value);
   if (field.type === 'datetime') return input.value ? new Date(input.value).toISOString() : '';
+  if (field.type === 'integer') return input.value.trim() === '' ? '' : Number(input.value);
   return input.value.trim();
 }
 
@@ -36,16 +42,17 @@ function control(field, id, errorId) {
   };
   if (field.type === 'select') {
     return h('select', common,
-      field.required ? null : h('option', { value: '' }, '—'),
+      field.required ? null : h('option', { value: '' }, field.emptyLabel || '—'),
       (field.options || []).map((o) => h('option', { value: o.value, selected: String(o.value) === String(field.value ?? '') }, o.label)));
   }
   if (field.type === 'textarea') return h('textarea', { ...common, rows: 2 }, field.value ?? '');
   if (field.type === 'checkbox') {
     return h('input', { ...common, type: 'checkbox', class: 'cbp-check', checked: !!field.value });
   }
-  const type = { amount: 'text', date: 'date', datetime: 'datetime-local' }[field.type] || 'text';
+  const type = { amount: 'text', date: 'date', datetime: 'datetime-local', integer: 'text' }[field.type] || 'text';
+  const inputmode = { amount: 'decimal', integer: 'numeric' }[field.type] || null;
   return h('input', {
-    ...common, type, value: field.value ?? '', inputmode: field.type === 'amount' ? 'decimal' : null,
+    ...common, type, value: field.value ?? '', inputmode,
     autocomplete: 'off', placeholder: field.placeholder,
   });
 }
@@ -64,6 +71,7 @@ export function actionForm(t, spec, onCancel) {
   const submit = h('button', { type: 'submit', class: `cbp-btn cbp-primary${spec.danger ? ' cbp-danger' : ''}` },
     spec.submitLabel);
   const rows = spec.fields.map((field) => {
+    if (field.type === 'heading') return h('h4', { class: 'cbp-form-heading' }, field.label);
     const id = `cbp-${spec.id}-${field.name.replace(/\W/g, '-')}`;
     const errorId = `${id}-error`;
     const input = control(field, id, errorId);
@@ -85,7 +93,10 @@ export function actionForm(t, spec, onCancel) {
     formError.replaceChildren();
   }
 
-  function fieldError(name, message) {
+  function fieldError(wanted, message) {
+    // "roles.7.0" (an item of a list) is shown beside "roles.7".
+    let name = wanted;
+    while (!errors.has(name) && name.includes('.')) name = name.slice(0, name.lastIndexOf('.'));
     const el = errors.get(name);
     if (!el) return false;
     el.textContent = message;
@@ -105,6 +116,7 @@ export function actionForm(t, spec, onCancel) {
     const values = {};
     let firstBad = null;
     for (const field of spec.fields) {
+      if (field.type === 'heading') continue;
       const input = inputs.get(field.name);
       const problem = checkField(t, field, field.type === 'checkbox' ? input.checked : input.value);
       if (problem) {
@@ -134,7 +146,8 @@ export function actionForm(t, spec, onCancel) {
         const known = failure.code && t(`e_${failure.code}`) !== `e_${failure.code}` ? t(`e_${failure.code}`) : null;
         placed = fieldError(spec.fieldMap?.[name] || name, known || reasons.join('; ')) || placed;
       }
-      const unplaced = Object.keys(failure.fields || {}).filter((n) => !errors.has(spec.fieldMap?.[n] || n));
+      const unplaced = Object.keys(failure.fields || {}).filter((n) => ![...errors.keys()].some(
+        (name) => (spec.fieldMap?.[n] || n) === name || (spec.fieldMap?.[n] || n).startsWith(`${name}.`)));
       if (failure.network) showFormError(errorText(t, failure), send); // same key: a replay, never a repeat
       else if (!placed || unplaced.length) showFormError(errorText(t, failure));
     } finally {

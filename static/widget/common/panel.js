@@ -8,9 +8,10 @@
 import { errorText, failureBox, h, makeApi, makeFormat, makeTexts } from './core.js';
 import { accountSection, openForm, summarySkeleton } from './sections/account.js';
 import { forecastSection } from './sections/forecast.js';
+import { logSection, settingsSection } from './sections/settings.js';
 import { statementSection } from './sections/statement.js';
 
-export const SECTIONS = [accountSection, statementSection, forecastSection];
+export const SECTIONS = [accountSection, statementSection, forecastSection, settingsSection, logSection];
 
 export function registerSection(section, position = SECTIONS.length) {
   if (!SECTIONS.some((s) => s.id === section.id)) SECTIONS.splice(position, 0, section);
@@ -53,8 +54,11 @@ export async function mountPanel(root, options) {
   const resizeObserver = typeof ResizeObserver === 'function' ? new ResizeObserver(() => onResize()) : null;
   resizeObserver?.observe(shell);
 
+  // options.sections limits the panel to some sections: the CRM's settings area mounts ['settings', 'log'].
+  const only = options.sections || null;
   const ctx = {
-    t, api, dealId: options.dealId, cache: {}, stay: null, session: null, current: 'account',
+    t, api, dealId: options.dealId, cache: {}, stay: null, session: null, current: only ? only[0] : 'account',
+    resized: () => onResize(),
     errorText: (failure) => errorText(t, failure),
     failureBox: (failure, retry) => failureBox(t, failure, retry),
     toast(message, isError) {
@@ -77,7 +81,7 @@ export async function mountPanel(root, options) {
   }
 
   function tabs() {
-    const visible = SECTIONS.filter((s) => s.visible(ctx.session, ctx));
+    const visible = SECTIONS.filter((s) => (!only || only.includes(s.id)) && s.visible(ctx.session, ctx));
     if (!visible.some((s) => s.id === ctx.current)) ctx.current = visible[0]?.id;
     const bar = h('div', { class: 'cbp-tabs', role: 'tablist', 'aria-label': t('title') },
       visible.map((s) => h('button', {
@@ -117,6 +121,9 @@ export async function mountPanel(root, options) {
       return onResize();
     }
     ctx.fmt = makeFormat(locale, ctx.session.portal);
+    if (only && !only.includes('account')) {
+      return SECTIONS.some((s) => only.includes(s.id) && s.visible(ctx.session, ctx)) ? draw() : notice(t('no_role'));
+    }
     if (!ctx.session.features.stay) return notice(t('no_role'));
     if (!ctx.dealId) return notice(t('no_deal'));
     try {
@@ -136,6 +143,7 @@ export async function mountPanel(root, options) {
   }
 
   await load();
+  ctx.draw = draw;
   return {
     reload: load,
     destroy() {
@@ -143,4 +151,9 @@ export async function mountPanel(root, options) {
       root.replaceChildren();
     },
   };
+}
+
+// The settings screen on its own (amo advanced settings page, Bitrix24 app main page): admins only.
+export function mountSettings(root, options) {
+  return mountPanel(root, { ...options, dealId: null, sections: ['settings', 'log'] });
 }
