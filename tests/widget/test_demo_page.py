@@ -4,10 +4,18 @@ Bitrix24 shell (tab.js over a stubbed BX24), then the amoCRM shell on the same p
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from widget_server.cli.demo import ensure_demo
-from widget_server.models import LedgerEntry, PurchaseRequest, StayAccount
+from widget_server.models import (
+    LedgerEntry,
+    OutboxJob,
+    Portal,
+    PortalSettingsVersion,
+    PortalUser,
+    PurchaseRequest,
+    StayAccount,
+)
 from widget_server.sandbox.models import SandboxDeal
 
 from .conftest import EN, HAVE_CHROMIUM, RU
@@ -138,5 +146,78 @@ def test_both_shells_show_an_in_stay_patient_in_english(browser, live, demo):
         shell = page.frame_locator(frame)
         expect(shell.locator(".cbp-balance")).to_be_visible()
         expect(shell.get_by_role("tab", name=EN["tab_statement"])).to_be_visible()
+    assert errors == []
+    page.context.close()
+
+
+def test_settings_screen_saves_a_full_mapping_and_names_a_refused_setting(browser, live, demo, rt):
+    page, errors = _open(browser, live, demo, demo["in_stay"])
+    screen = page.frame_locator("#settings")
+    form = screen.locator('form[data-form="settings"]')
+    expect(form).to_be_visible()
+    # Pickers hold the sandbox CRM's real ids, not free text.
+    stage = form.get_by_label(RU["s_stage_discharge"])
+    assert "inpatient|won" in stage.locator("option").evaluate_all("os => os.map(o => o.value)")
+    form.get_by_label(RU["s_timezone"]).select_option("Asia/Novosibirsk")
+    form.get_by_label(RU["s_overdraft"]).fill("2 500,00")
+    form.get_by_label(RU["s_field_balance"]).select_option("balance")
+    form.get_by_label(RU["s_stage_admission"]).select_option("inpatient|admission")
+    stage.select_option("inpatient|won")
+    form.get_by_label(RU["s_pipeline_ledger"]).select_option("inpatient")
+    form.get_by_label("Игорь Петров").select_option("finance")
+    form.get_by_label("Олег Сидоров").select_option("")
+    form.get_by_role("button", name=RU["s_save"]).click()
+    expect(screen.locator(".cbp-toast")).to_have_text(RU["s_saved"].replace("{version}", "1"))
+    expect(screen.locator(".cbp-history")).to_contain_text("timezone")
+
+    with rt.db.transaction() as s:
+        portal = s.get(Portal, demo["portal_id"])
+        users = {
+            u.name: u.roles for u in s.scalars(select(PortalUser).where(PortalUser.portal_id == portal.id))
+        }
+        assert portal.timezone == "Asia/Novosibirsk"
+        assert portal.settings["ledger"]["overdraft_minor"] == 250_000
+        assert portal.settings["stages"]["discharge"] == {"pipeline_id": "inpatient", "stage_id": "won"}
+        assert portal.settings["pipelines"]["ledger"] == "inpatient"
+        assert (users["Игорь Петров"], users["Олег Сидоров"]) == (["finance"], [])
+        assert s.scalar(select(func.count()).select_from(PortalSettingsVersion)) == 1
+
+    # The demo's stays are kept in RUB: the server refuses another currency, beside that setting.
+    form = screen.locator('form[data-form="settings"]')
+    form.get_by_label(RU["s_currency"]).select_option("USD")
+    form.get_by_role("button", name=RU["s_save"]).click()
+    expect(form.locator('.cbp-field-error[data-field="currency"]')).to_contain_text("cannot change")
+    with rt.db.transaction() as s:
+        assert s.get(Portal, demo["portal_id"]).currency == "RUB"
+        assert s.scalar(select(func.count()).select_from(PortalSettingsVersion)) == 1
+    assert errors == []
+    page.context.close()
+
+
+def test_log_shows_a_failed_mirror_job_and_retries_it(browser, live, demo, rt):
+    with rt.db.transaction() as s:
+        job = OutboxJob(
+            portal_id=demo["portal_id"],
+            operation="deal.fields",
+            deal_id=demo["in_stay"],
+            payload={},
+            idempotency_key="panel-test-failed",
+            state="failed",
+            attempts=12,
+            last_error="400 Bad Request: field 'balance' is not a number",
+        )
+        s.add(job)
+        s.flush()
+        job_id = job.id
+    page, errors = _open(browser, live, demo, demo["in_stay"])
+    screen = page.frame_locator("#settings")
+    screen.get_by_role("tab", name=RU["tab_log"]).click()
+    item = screen.locator(f'[data-outbox="{job_id}"]')
+    expect(item).to_contain_text("field 'balance' is not a number")
+    item.get_by_role("button", name=RU["log_retry"]).click()
+    expect(screen.locator(".cbp-toast")).to_have_text(RU["log_retried"])
+    expect(item).to_have_count(0)
+    with rt.db.transaction() as s:
+        assert s.get(OutboxJob, job_id).state in {"pending", "done"}
     assert errors == []
     page.context.close()

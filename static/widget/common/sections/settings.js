@@ -116,8 +116,8 @@ export function renderSettings(ctx) {
       ]);
       const spec = settingsSpec(ctx, doc, catalogue, (saved) => load(t('s_saved', { version: saved.version })));
       const form = actionForm(t, spec, () => load());
+      if (message) ctx.toast(message);
       view.replaceChildren(
-        message ? h('p', { class: 'cbp-toast', role: 'status' }, message) : null,
         !catalogue.supported.deal_fields || !catalogue.supported.pipelines ? h('p', { class: 'cbp-warn' }, t('s_unsupported')) : null,
         form,
         h('section', { class: 'cbp-list' }, h('h3', { class: 'cbp-h' }, t('s_catalogues')),
