@@ -36,6 +36,7 @@ from ..models import Portal
 from ..outbox import after_commit
 from .install_bitrix24 import frame_form, not_configured, refused
 from .lifecycle import db_session
+from .openapi import api_doc
 
 __all__ = ["bitrix24_hooks"]
 
@@ -122,6 +123,11 @@ def _store(session: Session, portal: Portal, *, source: str, key: str, event_typ
 
 
 @bitrix24_hooks.post("/events")
+@api_doc(
+    summary="Bitrix24 events (form body; auth[application_token]): stored and acknowledged",
+    tags=["bitrix24"],
+    errors=(400, 404, 410),
+)
 def events() -> Any:
     form = frame_form()
     session = db_session()
@@ -147,6 +153,11 @@ def events() -> Any:
 
 
 @bitrix24_hooks.post("/robots/<name>")
+@api_doc(
+    summary="Bitrix24 robot call (form body): stored by event_token, answered later by bizproc.event.send",
+    tags=["bitrix24"],
+    errors=(400, 404, 410),
+)
 def robot(name: str) -> Any:
     if name not in ROBOTS:
         raise NotFound(f"no robot {name!r}")
@@ -173,6 +184,11 @@ def robot(name: str) -> Any:
 
 
 @bitrix24_hooks.post("/uninstall")
+@api_doc(
+    summary="Bitrix24 ONAPPUNINSTALL: tokens erased, pending CRM work cancelled, data kept",
+    tags=["bitrix24"],
+    errors=(400, 404),
+)
 def app_uninstall() -> Any:
     form = frame_form()
     session = db_session()
@@ -198,6 +214,11 @@ def app_uninstall() -> Any:
 
 
 @bitrix24_hooks.post("/placement/deal-tab")
+@api_doc(
+    summary="Bitrix24 deal-card tab (frame POST verified by app.info): HTML with a panel session token",
+    tags=["bitrix24"],
+    errors=(400, 404, 410),
+)
 def deal_tab() -> Any:
     form = frame_form()
     rt = runtime.current()

@@ -26,6 +26,7 @@ from ..bitrix24_install import InstallRefused, frame_token, rebind, record_insta
 from ..errors import ApiError
 from ..models import Portal
 from .lifecycle import db_session
+from .openapi import api_doc
 
 __all__ = ["bitrix24_install", "frame_form", "refused"]
 
@@ -66,6 +67,11 @@ def _locale() -> str:
 
 
 @bitrix24_install.post("/bitrix24/install")
+@api_doc(
+    summary="Bitrix24 install page (frame POST) or ONAPPINSTALL callback, verified by app.info",
+    tags=["bitrix24"],
+    errors=(400, 503),
+)
 def install() -> Any:
     form = frame_form()
     try:
