@@ -13,6 +13,7 @@ from widget_server.distribution import (
     create_rule,
     redistribute_due,
 )
+from widget_server.distribution.engine import as_dicts
 from widget_server.distribution.operators import add_shift, set_status
 from widget_server.models import DistributionAssignment, DistributionDecision, Portal, PortalUser
 
@@ -131,7 +132,7 @@ def test_seed002_on_leave_gets_none_tasks_handed_over(rt, clinic, crm, operators
     ]
     with rt.db.transaction() as s:
         decision = s.scalar(select(DistributionDecision).order_by(DistributionDecision.id.desc()))
-        ivanova_row = next(c for c in decision.record["candidates"] if c["user_id"] == ivanova)
+        ivanova_row = next(c for c in as_dicts(decision.record["candidates"]) if c["user_id"] == ivanova)
         assert ivanova_row["excluded"] == "absent"
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import func, select, update
 
 from widget_server.cli import cli
 from widget_server.distribution import DealContext, assign_deal, create_rule
+from widget_server.distribution.engine import as_dicts
 from widget_server.distribution.operators import set_status
 from widget_server.distribution.rules import validate_rule
 from widget_server.distribution.simulator import load_history, simulate
@@ -65,7 +66,7 @@ def test_verify_rederives_every_decision_and_names_a_tampered_one(rt, clinic, op
         victim = s.scalar(select(DistributionDecision).where(DistributionDecision.seq == 17))
         others = [
             c
-            for c in victim.record["candidates"]
+            for c in as_dicts(victim.record["candidates"])
             if c["excluded"] is None and c["user_id"] != victim.chosen_user_id
         ]
         # Rewrite the choice and re-seal the hash, as someone covering their tracks would.

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..models import DistributionDecision, DistributionPool
-from .engine import MemberView, decide
+from .engine import MemberView, as_dicts, decide
 
 __all__ = ["Mismatch", "decision_hash", "rederive", "verify_pools"]
 
@@ -43,6 +43,7 @@ def rederive(decision: DistributionDecision) -> tuple[int | None, str]:
     record: dict[str, Any] = decision.record
     if decision.reason in ("manual", "no_rule", "outside_user", "released"):
         return decision.chosen_user_id, decision.reason  # a person's or configuration's choice, not derived
+    candidates = as_dicts(record["candidates"])
     members = [
         MemberView(
             user_id=c["user_id"],
@@ -53,13 +54,13 @@ def rederive(decision: DistributionDecision) -> tuple[int | None, str]:
             max_open=c["max_open"],
             max_per_day=c["max_per_day"],
         )
-        for c in record["candidates"]
+        for c in candidates
     ]
     state = {
         "last": record["state_before"].get("last"),
         "idle": record["state_before"].get("idle") or {},
-        "expected": {str(c["user_id"]): c["expected"] for c in record["candidates"]},
-        "assigned": {str(c["user_id"]): c["assigned"] for c in record["candidates"]},
+        "expected": {str(c["user_id"]): c["expected"] for c in candidates},
+        "assigned": {str(c["user_id"]): c["assigned"] for c in candidates},
     }
     outcome = decide(
         decision.strategy or "round_robin",

@@ -13,7 +13,7 @@ from typing import Any
 
 from .strategies import Candidate, PoolCounters, choose
 
-__all__ = ["MemberView", "Outcome", "apply_outcome", "counters_of", "decide"]
+__all__ = ["CANDIDATE_COLUMNS", "MemberView", "Outcome", "apply_outcome", "as_dicts", "counters_of", "decide"]
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,29 @@ class MemberView:
 class Outcome:
     chosen: int | None
     reason: str
-    candidates: list[dict[str, Any]]
+    candidates: list[list[Any]]
+    """Rows in CANDIDATE_COLUMNS order."""
     shares: Mapping[int, float] = field(default_factory=dict)
+
+
+CANDIDATE_COLUMNS = (
+    "user_id",
+    "status",
+    "weight",
+    "load",
+    "today",
+    "max_open",
+    "max_per_day",
+    "assigned",
+    "expected",
+    "excluded",
+)
+"""The candidate table is stored as rows in this column order: 200 operators per decision make dicts'
+repeated keys most of the record."""
+
+
+def as_dicts(rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    return [dict(zip(CANDIDATE_COLUMNS, row, strict=True)) for row in rows]
 
 
 def counters_of(state: Mapping[str, Any]) -> PoolCounters:
@@ -43,20 +64,6 @@ def counters_of(state: Mapping[str, Any]) -> PoolCounters:
         expected={int(k): float(v) for k, v in (state.get("expected") or {}).items()},
         assigned={int(k): int(v) for k, v in (state.get("assigned") or {}).items()},
     )
-
-
-def _excluded(member: MemberView, *, window_open: bool, exclude: frozenset[int]) -> str | None:
-    if member.status != "on_shift":
-        return member.status
-    if not window_open:
-        return "outside_window"
-    if member.user_id in exclude:
-        return "had_it_before"
-    if member.max_open is not None and member.load >= member.max_open:
-        return "max_open"
-    if member.max_per_day is not None and member.today >= member.max_per_day:
-        return "max_per_day"
-    return None
 
 
 def decide(
@@ -70,36 +77,45 @@ def decide(
     seed: int = 0,
 ) -> Outcome:
     idle = state.get("idle") or {}
-    counters = counters_of(state)
-    table: list[dict[str, Any]] = []
+    all_expected = state.get("expected") or {}
+    all_assigned = state.get("assigned") or {}
+    expected: dict[int, float] = {}
+    assigned: dict[int, int] = {}
+    table: list[list[Any]] = []
     eligible: list[Candidate] = []
-    for member in members:
-        reason = _excluded(member, window_open=window_open, exclude=exclude)
-        uid = member.user_id
+    for m in members:
+        uid = m.user_id
+        key = str(uid)
+        done = int(all_assigned.get(key, 0))
+        share = float(all_expected.get(key, 0.0))
+        # The order of these checks is the reason recorded: the first one that applies.
+        if m.status != "on_shift":
+            reason: str | None = m.status
+        elif not window_open:
+            reason = "outside_window"
+        elif uid in exclude:
+            reason = "had_it_before"
+        elif m.max_open is not None and m.load >= m.max_open:
+            reason = "max_open"
+        elif m.max_per_day is not None and m.today >= m.max_per_day:
+            reason = "max_per_day"
+        else:
+            reason = None
+            expected[uid] = share
+            assigned[uid] = done
+            eligible.append(Candidate(uid, m.weight, m.load, int(idle.get(key, 0))))
         table.append(
-            {
-                "user_id": uid,
-                "status": member.status,
-                "weight": member.weight,
-                "load": member.load,
-                "today": member.today,
-                "max_open": member.max_open,
-                "max_per_day": member.max_per_day,
-                "assigned": (counters.assigned or {}).get(uid, 0),
-                "expected": (counters.expected or {}).get(uid, 0.0),
-                "excluded": reason,
-            }
+            [uid, m.status, m.weight, m.load, m.today, m.max_open, m.max_per_day, done, share, reason]
         )
-        if reason is None:
-            eligible.append(Candidate(uid, member.weight, member.load, int(idle.get(str(uid), 0))))
     if not eligible:
         return Outcome(None, "outside_window" if not window_open else "nobody_eligible", table)
-    eligible_ids = {c.user_id for c in eligible}
-    member_order = [m.user_id for m in members]
-    choice = choose(strategy, eligible, member_order, counters, seed=seed)
-    for sticky in sticky_user_ids:
-        if sticky in eligible_ids:
-            return Outcome(sticky, "sticky", table, choice.shares)
+    counters = PoolCounters(last_user_id=state.get("last"), expected=expected, assigned=assigned)
+    choice = choose(strategy, eligible, [m.user_id for m in members], counters, seed=seed)
+    if sticky_user_ids:
+        eligible_ids = {c.user_id for c in eligible}
+        for sticky in sticky_user_ids:
+            if sticky in eligible_ids:
+                return Outcome(sticky, "sticky", table, choice.shares)
     return Outcome(choice.user_id, choice.reason, table, choice.shares)
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from ..models import DistributionAssignment, DistributionDecision, Portal, PortalUser
 from ..outbox import enqueue_outbox
-from .engine import Outcome
+from .engine import Outcome, as_dicts
 
 __all__ = ["REASON_TEXT", "decision_note", "queue_assignment_mirror", "queue_supervisor_alert", "short_name"]
 
@@ -54,9 +54,10 @@ def decision_note(
 ) -> str:
     chosen = users[decision.chosen_user_id]  # type: ignore[index]
     reason = REASON_TEXT.get(outcome.reason, outcome.reason)
-    on_shift = sum(1 for c in outcome.candidates if c["status"] == "on_shift")
+    candidates = as_dicts(outcome.candidates)
+    on_shift = sum(1 for c in candidates if c["status"] == "on_shift")
     parts = [f"причина: {reason}", f"{on_shift} на смене"]
-    for c in outcome.candidates:
+    for c in candidates:
         if c["status"] in _STATUS_TEXT and c["user_id"] in users:
             parts.append(f"{short_name(users[c['user_id']].name)} {_STATUS_TEXT[c['status']]}")
     if decision.trigger in _TRIGGER_TEXT:
@@ -73,7 +74,7 @@ def queue_assignment_mirror(
     outcome: Outcome,
 ) -> None:
     mirror = doc.get("mirror") or {}
-    ids = {c["user_id"] for c in outcome.candidates} | {decision.chosen_user_id or 0}
+    ids = {row[0] for row in outcome.candidates} | {decision.chosen_user_id or 0}
     users = _names(session, ids)
     chosen = users.get(decision.chosen_user_id or 0)
     if chosen is None:

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..models import DistributionDecision, DistributionPool
+from .engine import as_dicts
 
 __all__ = ["ALGORITHMIC", "fairness", "fairness_csv", "fairness_rows"]
 
@@ -32,7 +33,7 @@ def fairness_rows(decisions: Iterable[DistributionDecision]) -> list[dict[str, A
         )
 
     for decision in decisions:
-        candidates = (decision.record or {}).get("candidates") or []
+        candidates = as_dicts((decision.record or {}).get("candidates") or [])
         for c in candidates:
             weights[c["user_id"]] = c["weight"]
             row(c["user_id"])

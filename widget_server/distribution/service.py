@@ -28,7 +28,7 @@ from ..models import (
     PortalUser,
 )
 from .decisions import decision_hash
-from .engine import MemberView, Outcome, apply_outcome, decide
+from .engine import CANDIDATE_COLUMNS, MemberView, Outcome, apply_outcome, decide
 from .mirror import queue_assignment_mirror, queue_supervisor_alert
 from .rules import DealContext, match_rule
 from .shifts import ShiftSpec, StatusView, effective_status, in_window
@@ -262,6 +262,7 @@ def _decide_into(
             "last": state.get("last"),
             "idle": {k: v for k, v in (state.get("idle") or {}).items() if int(k) in member_ids},
         },
+        "columns": list(CANDIDATE_COLUMNS),
         "candidates": outcome.candidates,
     }
     previous_user = assignment.user_id if assignment.state in ("assigned", "taken") else None

@@ -21,7 +21,7 @@ STRATEGIES = ("round_robin", "weighted", "least_loaded", "random", "priority_ord
 _EPSILON = 1e-9
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Candidate:
     """One eligible member, in the rule's member order."""
 

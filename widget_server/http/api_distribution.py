@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from .. import clock, runtime
 from ..distribution import DealContext, assign_deal, create_rule, update_rule
+from ..distribution.engine import as_dicts
 from ..distribution.operators import add_shift, set_status
 from ..distribution.report import fairness, fairness_csv
 from ..distribution.rules import RuleInvalid, current_version, validate_rule
@@ -88,7 +89,7 @@ def decision_document(decision: DistributionDecision) -> dict[str, Any]:
         "strategy": decision.strategy,
         "chosen_user_id": decision.chosen_user_id,
         "reason": decision.reason,
-        "candidates": (decision.record or {}).get("candidates", []),
+        "candidates": as_dicts((decision.record or {}).get("candidates") or []),
         "previous_decision_id": decision.previous_decision_id,
         "actor": decision.actor,
         "at": decision.at,
