@@ -25,7 +25,10 @@ def _amocrm_echo(client: redis.Redis, portal_id: int, event: CrmEvent) -> bool:
     return is_own_write(client, portal_id, "leads", event.deal_id, int(event.occurred_at.timestamp()))
 
 
-ECHO_CHECKS: dict[str, Callable[[redis.Redis, int, CrmEvent], bool]] = {"amocrm": _amocrm_echo}
+ECHO_CHECKS: dict[str, Callable[[redis.Redis, int, CrmEvent], bool]] = {
+    "amocrm": _amocrm_echo,
+    "amocrm_poll": _amocrm_echo,
+}
 """Inbox source → its echo test. Sources without one have every event treated as a person's."""
 
 

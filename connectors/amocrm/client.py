@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -182,6 +182,13 @@ class AmoCrmClient(ActivityMixin):
         if lead is None:
             raise Rejected(f"deal_id: no such deal {deal_id!r}", status=404, code="NotFound", path="deal_id")
         return parse_deal(lead, self.tz, self.aliases)
+
+    def iter_leads_updated_since(self, since: int) -> Iterator[Mapping[str, Any]]:
+        """Every lead changed at or after unix time `since`, oldest change first, as amo returns them
+        (§5.1 `filter[updated_at][from]`, `order[updated_at]`): the polling fallback for accounts that
+        refuse webhooks."""
+        params = {"filter[updated_at][from]": int(since), "order[updated_at]": "asc"}
+        yield from self.transport.iter_pages("/api/v4/leads", "leads", params)
 
     def update_deal_fields(self, deal_id: str, fields: dict[str, FieldValue]) -> None:
         lead_id = _id(deal_id, "deal_id")

@@ -503,11 +503,14 @@ class FakeAmo:
         return False
 
     def _list_leads(self, *, query: Mapping[str, str], body: Any) -> Reply:
+        since = int(query.get("filter[updated_at][from]", 0))
         items = [
             self._lead_out(lead, query.get("with", ""))
             for _, lead in sorted(self.leads.items())
-            if "query" not in query or self._matches(lead, query["query"])
+            if ("query" not in query or self._matches(lead, query["query"])) and lead["updated_at"] >= since
         ]
+        if query.get("order[updated_at]") in ("asc", "desc"):
+            items.sort(key=lambda lead: lead["updated_at"], reverse=query["order[updated_at]"] == "desc")
         return self._page("/api/v4/leads", "leads", items, query)
 
     def _patch_lead(self, lead_id: str, *, query: Mapping[str, str], body: Any) -> Reply:

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 
 from connectors.amocrm.hooks import parse_account_hook, parse_dp_hook
+from connectors.amocrm.polling import parse_polled_lead
 from connectors.bitrix24.events import parse_event as parse_bitrix24_event
 from connectors.bitrix24.events import parse_robot as parse_bitrix24_robot
 from connectors.errors import AnomalousPayload, UnsupportedEvent
@@ -45,6 +46,7 @@ PARSERS: dict[str, Callable[[str, str], CrmEvent | None]] = {
     "amocrm_dp": parse_dp_hook,
     "bitrix24": parse_bitrix24_event,
     "bitrix24_robot": parse_bitrix24_robot,
+    "amocrm_poll": parse_polled_lead,
 }
 
 EVENT_REACTIONS: dict[type[CrmEvent], list[Callable[[int, CrmEvent], None]]] = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from redis import Redis
 from rq.cron import CronScheduler
 
-from .amocrm import refresh_amo_tokens
+from .amocrm import poll_amo_changes, refresh_amo_tokens
 from .bitrix24 import keep_grants_alive, poll_offline_events, reconcile_deals
 from .distribution import run_distribution_sweep
 from .invoices import refresh_cbr_rates
@@ -31,6 +31,8 @@ PERIODIC_JOBS = (
     (run_daily_charges, "default", 900),
     (run_expire_holds, "default", 300),
     (refresh_amo_tokens, "crm", 300),
+    # Only portals whose account refused our webhooks; a no-op elsewhere.
+    (poll_amo_changes, "crm", 300),
     # Bitrix24 events are at-most-once: the offline queue every 5 min, a changed-deals sweep every 15.
     (poll_offline_events, "crm", 300),
     (reconcile_deals, "crm", 900),
