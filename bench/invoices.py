@@ -56,6 +56,11 @@ RU_REQUISITES = {
     "bik": "044525225",
     "account": "40702810938000000001",
 }
+PARTNER_REQUISITES = {
+    **RU_REQUISITES,
+    "legal_name": "ООО «Лаборатория Гемотест-Партнёр»",
+    "inn": "7702070139",
+}
 FOREIGN = {"legal_name": "EuroCross Assistance GmbH", "address": "Frankfurt am Main", "country": "DE"}
 
 
@@ -101,7 +106,7 @@ KINDS = {
     ),
     "partner_clinic": (
         "partner_clinic",
-        RU_REQUISITES,
+        PARTNER_REQUISITES,
         None,
         "RUB",
         {

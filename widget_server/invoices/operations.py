@@ -318,7 +318,7 @@ def issue(
     invoice.snapshot = {
         "number": number,
         "kind": kind.code,
-        "title": kind.title_ru if language == "ru" else kind.title_en,
+        "title": kind.title_ru if language == "ru" else f"{kind.title_ru} / {kind.title_en}",
         "language": language,
         "deal_id": invoice.deal_id,
         "issue_date": issue_date.isoformat(),

@@ -82,6 +82,46 @@ def template_version(kind_code: str, images: dict[str, str] | None = None) -> st
     return digest.hexdigest()
 
 
+_LABELS = {
+    "of": ("от", "of"),
+    "pay_by": ("Оплатить до", "Payable by"),
+    "pay_partner_by": ("Оплатить клинике-партнёру до", "Pay the partner clinic by"),
+    "payer": ("Плательщик", "Payer"),
+    "payee": ("Получатель платежа", "Payee"),
+    "insurer": ("Страховая компания", "Insurer"),
+    "assistance": ("Ассистирующая компания", "Assistance company"),
+    "name": ("Наименование", "Description"),
+    "code": ("Код", "Code"),
+    "date": ("Дата", "Date"),
+    "qty": ("Кол-во", "Qty"),
+    "price": ("Цена", "Price"),
+    "amount": ("Сумма", "Amount"),
+    "vat": ("НДС", "VAT"),
+    "price_total": ("Итого в валюте цены:", "Total in the price currency:"),
+    "net": ("Без НДС:", "Net of VAT:"),
+    "total": ("Итого к оплате:", "Total due:"),
+    "total_out": ("Итого к перечислению:", "Total to transfer:"),
+    "director": ("Руководитель", "Director"),
+    "accountant": ("Главный бухгалтер", "Chief accountant"),
+    "policy": ("Полис", "Policy"),
+    "gop": ("Гарантийное письмо (GOP)", "Guarantee of payment"),
+    "insured": ("Застрахованный", "Insured person"),
+    "case": ("Номер случая", "Case no."),
+    "period": ("Период лечения", "Treatment period"),
+    "assistance_case": ("Номер случая ассистанса", "Assistance case no."),
+    "partner_invoice": ("Счёт клиники-партнёра", "Partner clinic invoice"),
+    "patient": ("Пациент", "Patient"),
+    "commission": ("Комиссия", "Commission"),
+}
+
+
+def labels(language: str) -> dict[str, str]:
+    """Russian; for an English-speaking counterparty Russian first, English second («Полис / Policy»)."""
+    if language == "en":
+        return {key: f"{ru} / {en}" if key != "of" else ru for key, (ru, en) in _LABELS.items()}
+    return {key: ru for key, (ru, _en) in _LABELS.items()}
+
+
 def _ru_date(value: str | None) -> str | None:
     return date.fromisoformat(value).strftime("%d.%m.%Y") if value else None
 
@@ -145,7 +185,7 @@ def render_html(snapshot: dict[str, Any], images: dict[str, str] | None = None) 
     return (
         _environment()
         .get_template(template_for(snapshot["kind"]))
-        .render(s=_context(snapshot), css=css, images=images or {})
+        .render(s=_context(snapshot), L=labels(snapshot.get("language", "ru")), css=css, images=images or {})
     )
 
 
