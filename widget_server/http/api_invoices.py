@@ -17,7 +17,7 @@ from ..db import mark_read_only
 from ..invoices.counterparties import find_counterparty
 from ..invoices.documents import generate_document, read_document
 from ..invoices.errors import InvoiceError, RateUnavailable
-from ..invoices.mirror import queue_credit_note, queue_issue, queue_payment
+from ..invoices.mirror import queue_credit_note, queue_document, queue_issue, queue_payment
 from ..invoices.operations import (
     Allocation,
     DraftInput,
@@ -225,7 +225,7 @@ def _quotes(prefetched: Quote | None):  # type: ignore[no-untyped-def]
 def _issue_now(session: Any, portal: Portal, invoice_id: int, quote: Quote | None) -> Invoice:
     invoice = issue(session, portal, invoice_id, _actor(), _today(portal), _quotes(quote))
     queue_issue(session, portal, invoice)
-    generate_document(session, portal, invoice, _actor(), _documents_root())
+    queue_document(session, portal, generate_document(session, portal, invoice, _actor(), _documents_root()))
     return invoice
 
 
@@ -413,6 +413,7 @@ def post_document(invoice_id: int) -> Any:
     session = db_session()
     invoice = find_invoice(session, portal.id, invoice_id, lock=True)
     document = generate_document(session, portal, invoice, _actor(), _documents_root())
+    queue_document(session, portal, document)
     return _document_row(document), 201
 
 

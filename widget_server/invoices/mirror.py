@@ -9,7 +9,8 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..models import CreditNote, Invoice, InvoicePayment, Portal
+from ..jobs.operations import OPERATIONS
+from ..models import CreditNote, Invoice, InvoiceDocument, InvoicePayment, Portal
 from ..money import format_minor
 from ..outbox import enqueue_outbox
 
@@ -90,7 +91,27 @@ def _deal_fields(session: Session, portal: Portal, deal_id: str) -> dict[str, st
     }
 
 
-def _queue(session: Session, portal: Portal, deal_id: str, text: str, key: str) -> None:
+def _optional(
+    session: Session, portal: Portal, operation: str, deal_id: str, payload: dict, key: str
+) -> None:
+    """Operations this package adds (`jobs.invoices.INVOICE_OPERATIONS`) go out once they are registered
+    in the outbox's OPERATIONS; until then they are skipped rather than failing the user's action."""
+    if operation not in OPERATIONS:
+        return
+    enqueue_outbox(
+        session,
+        portal_id=portal.id,
+        operation=operation,
+        payload={"deal_id": deal_id, **payload},
+        idempotency_key=key,
+        deal_id=deal_id,
+        origin="invoices",
+    )
+
+
+def _queue(
+    session: Session, portal: Portal, deal_id: str, text: str, key: str, *, notify: bool = False
+) -> None:
     enqueue_outbox(
         session,
         portal_id=portal.id,
@@ -111,17 +132,38 @@ def _queue(session: Session, portal: Portal, deal_id: str, text: str, key: str) 
             deal_id=deal_id,
             origin="invoices",
         )
+    if notify:
+        _optional(session, portal, "notify_deal_responsible", deal_id, {"text": text}, f"{key}:notify")
 
 
 def queue_issue(session: Session, portal: Portal, invoice: Invoice) -> None:
     _queue(session, portal, invoice.deal_id, issue_text(invoice), f"invoice:{invoice.id}:issued")
 
 
+def queue_document(session: Session, portal: Portal, document: InvoiceDocument) -> None:
+    """The PDF to the deal's files (the patient's folder in the CRM)."""
+    _optional(
+        session,
+        portal,
+        "attach_invoice_document",
+        document.deal_id,
+        {"portal_id": portal.id, "invoice_id": document.invoice_id, "version": document.version},
+        f"invoice:{document.invoice_id}:document:{document.version}",
+    )
+
+
 def queue_payment(session: Session, portal: Portal, payment: InvoicePayment, invoices: list[Invoice]) -> None:
     text = payment_text(payment, invoices)
     for deal_id in sorted({invoice.deal_id for invoice in invoices}):
-        _queue(session, portal, deal_id, text, f"payment:{payment.id}:deal:{deal_id}")
+        _queue(session, portal, deal_id, text, f"payment:{payment.id}:deal:{deal_id}", notify=True)
 
 
 def queue_credit_note(session: Session, portal: Portal, note: CreditNote, invoice: Invoice) -> None:
-    _queue(session, portal, invoice.deal_id, credit_note_text(note, invoice), f"credit_note:{note.id}")
+    _queue(
+        session,
+        portal,
+        invoice.deal_id,
+        credit_note_text(note, invoice),
+        f"credit_note:{note.id}",
+        notify=True,
+    )

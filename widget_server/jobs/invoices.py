@@ -7,7 +7,12 @@ an early run changes nothing and a later one completes it. Two runs therefore st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from connectors.base import CrmClient
 
 from .. import runtime
 from ..cbr import rate_set
@@ -44,3 +49,40 @@ def refresh_cbr_rates(now: datetime | None = None, catch_up_days: int = CATCH_UP
         except RateUnavailable:
             failed += 1
     return f"fetched {fetched} failed {failed}"
+
+
+# --- outbox operations for invoices -------------------------------------------------------------------
+# Not yet in jobs/operations.py's OPERATIONS (owned by the lead); `invoices.mirror` queues them only once
+# they are registered there:  OPERATIONS.update(INVOICE_OPERATIONS)
+
+
+def attach_invoice_document(crm: CrmClient, payload: dict[str, Any], key: str) -> dict[str, Any]:
+    """The registered PDF, read back and checked against its sha256, attached to the deal (the
+    connector puts it in the patient's folder: Bitrix24 Disk subfolder, amoCRM drive + attachment note)."""
+    from ..invoices.documents import read_document
+
+    rt = runtime.current()
+    root = Path(rt.settings.instance_path) / "documents"
+    with rt.db.transaction() as session:
+        mark_read_only(session)
+        document, content = read_document(
+            session, int(payload["portal_id"]), int(payload["invoice_id"]), int(payload["version"]), root
+        )
+        name = document.file_name
+    ref = crm.attach_file(str(payload["deal_id"]), name, content, "application/pdf", idempotency_key=key)
+    return {"file_id": ref.id}
+
+
+def notify_deal_responsible(crm: CrmClient, payload: dict[str, Any], key: str) -> dict[str, Any]:
+    """Whoever is responsible for the deal when the job runs gets the text."""
+    deal = crm.get_deal(str(payload["deal_id"]))
+    if deal.responsible_user_id is None:
+        return {"skipped": "deal has no responsible user"}
+    crm.notify_user(deal.responsible_user_id, payload["text"], idempotency_key=key)
+    return {"user_id": deal.responsible_user_id}
+
+
+INVOICE_OPERATIONS: dict[str, Callable[[CrmClient, dict[str, Any], str], dict[str, Any]]] = {
+    "attach_invoice_document": attach_invoice_document,
+    "notify_deal_responsible": notify_deal_responsible,
+}

@@ -1,0 +1,91 @@
+"""Mirror to the CRM on the sandbox portal, after commit, through the outbox: the issued PDF attached to
+the deal, a note per issue/payment/credit note, the deal's money fields, the responsible user notified.
+The two invoice operations are registered here as the lead will register them in OPERATIONS."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from sqlalchemy import select
+
+from connectors.types import NewDeal, StageRef
+from tests.invoices.helpers import PATIENT_PAYER, create
+from widget_server.jobs.invoices import INVOICE_OPERATIONS
+from widget_server.jobs.operations import OPERATIONS
+from widget_server.models import OutboxJob, Portal
+from widget_server.sandbox.crm import SandboxCrm
+
+
+@pytest.fixture
+def invoice_operations(monkeypatch):  # type: ignore[no-untyped-def]
+    for name, operation in INVOICE_OPERATIONS.items():
+        monkeypatch.setitem(OPERATIONS, name, operation)
+
+
+def test_issue_and_payment_reach_the_crm(rt, clinic, roles, frozen, jobs, invoice_operations) -> None:  # type: ignore[no-untyped-def]
+    finance = roles["finance"]
+    with rt.db.transaction() as s:
+        portal = s.get(Portal, clinic.id)
+        portal.settings = {
+            **portal.settings,
+            "invoices": {
+                **portal.settings["invoices"],
+                "deal_fields": {"paid": "UF_PAID", "outstanding": "UF_DUE"},
+            },
+        }
+    crm = SandboxCrm(rt.db, clinic.id, timezone=clinic.timezone)
+    manager = crm.seed_user("Ольга Менеджер", "olga@clinic.example")
+    deal = crm.create_deal(
+        NewDeal(name="Иванова М. П.", stage=StageRef("treatment", "in_care"), responsible_user_id=manager.id),
+        idempotency_key="deal",
+    ).id
+    payer = create(finance, PATIENT_PAYER)
+    invoice = finance.post(
+        f"/api/v1/deals/{deal}/invoices",
+        json={
+            "kind": "patient",
+            "counterparty_id": payer["id"],
+            "issue_date": "2025-12-15",
+            "lines": [{"name": "Консультация", "quantity": "1", "unit_price": "3500.00"}],
+            "issue": True,
+        },
+    ).get_json()
+    # Nothing reaches the CRM before the jobs run (after commit, through the outbox).
+    assert crm.files_for(deal) == [] and crm.notes_for(deal) == []
+    finance.post(
+        f"/api/v1/invoices/{invoice['id']}/payments",
+        json={"payment_date": "2025-12-15", "amount": "1500.00", "bank_reference": "42"},
+    )
+    jobs()
+    with rt.db.transaction() as s:
+        assert {j.state for j in s.scalars(select(OutboxJob))} == {"done"}
+    files = crm.files_for(deal)
+    assert [(f.name, f.mime_type) for f in files] == [("СЧ-2025-000001-v1.pdf", "application/pdf")]
+    registered = finance.get(f"/api/v1/deals/{deal}/documents").get_json()[0]
+    assert hashlib.sha256(files[0].content).hexdigest() == registered["sha256"]
+    notes = crm.notes_for(deal)
+    assert notes[0] == "Выставлен счёт СЧ-2025-000001 на 3\xa0500,00\xa0₽"
+    assert notes[1].startswith("Оплата 1\xa0500,00\xa0₽ от 15.12.2025. п/п 42. счёт СЧ-2025-000001")
+    assert crm.get_deal(deal).fields == {"UF_PAID": "1500.00", "UF_DUE": "2000.00"}
+    assert crm.notifications_for(manager.id) == [notes[1]]
+    # A replayed job run sends nothing twice.
+    jobs()
+    assert len(crm.files_for(deal)) == 1 and len(crm.notes_for(deal)) == 2
+
+
+def test_without_the_operations_registered_issue_still_works(rt, clinic, roles, frozen, jobs) -> None:  # type: ignore[no-untyped-def]
+    finance = roles["finance"]
+    payer = create(finance, PATIENT_PAYER)
+    response = finance.post(
+        "/api/v1/deals/1/invoices",
+        json={
+            "kind": "patient",
+            "counterparty_id": payer["id"],
+            "lines": [{"name": "Консультация", "quantity": "1", "unit_price": "100.00"}],
+            "issue": True,
+        },
+    )
+    assert response.status_code == 201
+    with rt.db.transaction() as s:
+        assert [j.operation for j in s.scalars(select(OutboxJob))] == ["add_note"]
