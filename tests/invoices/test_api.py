@@ -121,6 +121,13 @@ def test_bad_invoice_header_writes_nothing(rt, roles, payer, frozen, change, fie
     assert counts(rt) == before
 
 
+def test_unknown_currency_on_immediate_issue_names_the_field(rt, roles, payer, frozen) -> None:  # type: ignore[no-untyped-def]
+    before = counts(rt)
+    body = patient_invoice(payer["id"], issue=True, price_currency="EUX")
+    refused(roles["finance"].post("/api/v1/deals/7/invoices", json=body), "price_currency")
+    assert counts(rt) == before
+
+
 def test_quantity_has_up_to_three_decimals(roles, payer, frozen) -> None:  # type: ignore[no-untyped-def]
     body = patient_invoice(payer["id"], issue=True)
     body["lines"][0]["quantity"] = "1.125"

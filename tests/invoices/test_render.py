@@ -156,3 +156,27 @@ def test_regeneration_is_v2_and_v1_still_served(rt, roles, frozen, tmp_path) -> 
     assert bad.exit_code == 1
     assert "СЧ-2025-000001-v1.pdf" in bad.output and "changed" in bad.output
     assert finance.get(f"/api/v1/invoices/{invoice['id']}.pdf?version=1").status_code == 409
+
+
+def test_a_clinic_without_vat_prints_nds_ne_oblagaetsya(rt, clinic, roles, frozen, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from widget_server.models import Portal
+
+    with rt.db.transaction() as s:
+        portal = s.get(Portal, clinic.id)
+        portal.settings = {**portal.settings, "invoices": {**portal.settings["invoices"], "vat_payer": False}}
+    finance = roles["finance"]
+    payer = create(finance, PATIENT_PAYER)
+    invoice = _issue(
+        finance,
+        "14",
+        {
+            "kind": "patient",
+            "counterparty_id": payer["id"],
+            "lines": [
+                {"name": "Трансфер", "quantity": "1", "unit_price": "2500.00", "vat_category": "taxed"}
+            ],
+        },
+    )
+    assert invoice["vat"] == "0.00" and invoice["total"] == "2500.00"
+    text = " ".join(pdf_text(finance.get(f"/api/v1/invoices/{invoice['id']}.pdf").data, tmp_path).split())
+    assert "НДС не облагается" in text

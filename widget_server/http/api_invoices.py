@@ -14,7 +14,7 @@ from sqlalchemy import select
 from .. import cbr, runtime
 from ..clock import local_today
 from ..db import mark_read_only
-from ..invoices.counterparties import find_counterparty
+from ..invoices.counterparties import check_currency, find_counterparty
 from ..invoices.documents import generate_document, read_document
 from ..invoices.errors import InvoiceError, RateUnavailable
 from ..invoices.mirror import queue_credit_note, queue_document, queue_issue, queue_payment
@@ -273,8 +273,8 @@ def post_invoice(deal_id: str) -> Any:
         with runtime.current().db.transaction() as read:
             mark_read_only(read)
             counterparty = find_counterparty(read, portal.id, body["counterparty_id"])
-            target = (body.get("invoice_currency") or counterparty.currency).upper()
-            source = (body.get("price_currency") or target).upper()
+            target = check_currency(body.get("invoice_currency") or counterparty.currency, "invoice_currency")
+            source = check_currency(body.get("price_currency") or target, "price_currency")
         day = body.get("issue_date") or today
         if day <= today:
             quote = _prefetch_quote(day, source, target, today)
@@ -511,8 +511,6 @@ def get_pdf(invoice_id: int) -> Response:
 )
 @requires("staff")
 def get_rate() -> Any:
-    from ..invoices.counterparties import check_currency
-
     query = load_query(RateQuerySchema())
     portal = current_portal()
     source = check_currency(query["currency"], "currency")
