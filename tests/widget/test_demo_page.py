@@ -155,6 +155,7 @@ def test_settings_screen_saves_a_full_mapping_and_names_a_refused_setting(browse
     screen = page.frame_locator("#settings")
     form = screen.locator('form[data-form="settings"]')
     expect(form).to_be_visible()
+    assert "null" not in screen.locator(".cbp").inner_text()
     # Pickers hold the sandbox CRM's real ids, not free text.
     stage = form.get_by_label(RU["s_stage_discharge"])
     assert "inpatient|won" in stage.locator("option").evaluate_all("os => os.map(o => o.value)")

@@ -106,8 +106,8 @@ export function actionForm(t, spec, onCancel) {
 
   function showFormError(message, retry) {
     formError.hidden = false;
-    formError.replaceChildren(h('p', { class: 'cbp-error' }, message),
-      retry ? h('button', { type: 'button', class: 'cbp-btn cbp-retry', onclick: retry }, t('retry')) : null);
+    formError.replaceChildren(...[h('p', { class: 'cbp-error' }, message),
+      retry ? h('button', { type: 'button', class: 'cbp-btn cbp-retry', onclick: retry }, t('retry')) : null].filter(Boolean));
   }
 
   async function send() {

@@ -6,6 +6,7 @@
 // Sections are modules ({id, title(t), visible(session), render(ctx)}); invoices and distribution
 // register theirs with registerSection().
 import { errorText, failureBox, h, makeApi, makeFormat, makeTexts } from './core.js';
+import './forms.js'; // fetched in the first wave with the sections instead of one round trip later
 import { accountSection, openForm, summarySkeleton } from './sections/account.js';
 import { forecastSection } from './sections/forecast.js';
 import { logSection, settingsSection } from './sections/settings.js';
@@ -39,6 +40,15 @@ export async function mountPanel(root, options) {
   addStyles(root.ownerDocument);
   const api = makeApi(options.transport);
   const onResize = options.onResize || (() => {});
+  const only = options.sections || null;
+  // The texts, the session and the stay are asked for at once: the first render waits for the slowest
+  // of them, not for their sum. A settled promise keeps a failure for load() to word.
+  const settle = (promise) => promise.then((value) => ({ value }), (failure) => ({ failure }));
+  const stayPath = () => `/api/v1/deals/${encodeURIComponent(options.dealId)}/stay`;
+  const prefetched = {
+    session: settle(api.get('/api/v1/widget/session')),
+    stay: options.dealId && !(only && !only.includes('account')) ? settle(api.get(stayPath())) : null,
+  };
   let dictionary;
   try {
     dictionary = await loadTexts(locale);
@@ -55,7 +65,6 @@ export async function mountPanel(root, options) {
   resizeObserver?.observe(shell);
 
   // options.sections limits the panel to some sections: the CRM's settings area mounts ['settings', 'log'].
-  const only = options.sections || null;
   const ctx = {
     t, api, dealId: options.dealId, cache: {}, stay: null, session: null, current: only ? only[0] : 'account',
     resized: () => onResize(),
@@ -110,11 +119,20 @@ export async function mountPanel(root, options) {
     onResize();
   }
 
+  async function fetched(name, path) {
+    const early = prefetched[name];
+    prefetched[name] = null; // a retry asks again
+    const outcome = early ? await early : await settle(api.get(path));
+    if (outcome.failure) throw outcome.failure;
+    return outcome.value;
+  }
+
   async function load() {
-    main.replaceChildren(summarySkeleton(t));
+    if (!main.querySelector('.cbp-loading')) main.replaceChildren(summarySkeleton(t));
     try {
-      ctx.session = await api.get('/api/v1/widget/session');
+      ctx.session = await fetched('session', '/api/v1/widget/session');
     } catch (failure) {
+      prefetched.stay = null; // asked again after the retry, not answered from before the outage
       if (failure.status === 403) return notice(t('no_role'));
       if (failure.status === 401) return notice(t('signed_out'));
       main.replaceChildren(failureBox(t, failure, load));
@@ -127,7 +145,7 @@ export async function mountPanel(root, options) {
     if (!ctx.session.features.stay) return notice(t('no_role'));
     if (!ctx.dealId) return notice(t('no_deal'));
     try {
-      ctx.stay = await api.get(`/api/v1/deals/${encodeURIComponent(ctx.dealId)}/stay`);
+      ctx.stay = await fetched('stay', stayPath());
     } catch (failure) {
       if (failure.status === 404) {
         const slot = h('div', { class: 'cbp-form-slot' });

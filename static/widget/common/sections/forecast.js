@@ -36,6 +36,7 @@ export function forecastChart(ctx, stay) {
     'aria-label': `${t('fc_caption', { days })}; ${f.unlimited ? t('not_limited') : t('fc_paid_through', { date: fmt.date(f.paid_through) })}`,
   },
   s('line', { x1: L, x2: W - R, y1: y(0), y2: y(0), class: 'cbp-chart-zero' }),
+  s('text', { x: W - R, y: y(0) - 3, class: 'cbp-chart-label', 'text-anchor': 'end' }, fmt.money('0')),
   s('polyline', { points: line, class: 'cbp-chart-line', fill: 'none' }),
   s('text', { x: L, y: 12, class: 'cbp-chart-label' }, fmt.money(stay.available)),
   s('text', { x: L, y: H - 6, class: 'cbp-chart-label' }, `${t('fc_today')} ${fmt.date(stay.today)}`),

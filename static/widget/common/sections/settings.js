@@ -117,7 +117,7 @@ export function renderSettings(ctx) {
       const spec = settingsSpec(ctx, doc, catalogue, (saved) => load(t('s_saved', { version: saved.version })));
       const form = actionForm(t, spec, () => load());
       if (message) ctx.toast(message);
-      view.replaceChildren(
+      view.replaceChildren(...[
         !catalogue.supported.deal_fields || !catalogue.supported.pipelines ? h('p', { class: 'cbp-warn' }, t('s_unsupported')) : null,
         form,
         h('section', { class: 'cbp-list' }, h('h3', { class: 'cbp-h' }, t('s_catalogues')),
@@ -128,7 +128,8 @@ export function renderSettings(ctx) {
             h('b', {}, t('s_version', { version: v.version, who: v.changed_by, when: ctx.fmt.moment(v.changed_at) })),
             h('ul', {}, Object.entries(v.changes).map(([path, c]) => h('li', { class: 'cbp-small' },
               `${path}: ${JSON.stringify(c.from)} → ${JSON.stringify(c.to)}`))))))
-            : h('p', { class: 'cbp-muted' }, t('log_empty'))));
+            : h('p', { class: 'cbp-muted' }, t('log_empty'))),
+      ].filter(Boolean));
     } catch (failure) {
       view.replaceChildren(ctx.failureBox(failure, () => load()));
     } finally {

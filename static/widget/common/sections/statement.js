@@ -28,16 +28,23 @@ export const statementSection = {
       }
     }
 
+    // Three columns fit 320 px: date above the entry's words, the signed amount, the running balance.
     function table(rows) {
       return h('div', { class: 'cbp-table-wrap', tabindex: 0, role: 'region', 'aria-label': t('tab_statement') },
         h('table', { class: 'cbp-table' },
-          h('thead', {}, h('tr', {}, ['st_date', 'st_what', 'st_in', 'st_out', 'st_balance'].map((k) => h('th', { scope: 'col' }, t(k))))),
-          h('tbody', {}, rows.map((r) => h('tr', { dataset: { kind: r.kind } },
-            h('td', {}, fmt.date(r.date)),
-            h('td', {}, r.description || t(`k_${r.kind}`)),
-            h('td', { class: 'cbp-num cbp-in' }, Number(r.credit) ? fmt.money(r.credit) : ''),
-            h('td', { class: 'cbp-num cbp-out' }, Number(r.debit) ? fmt.money(r.debit) : ''),
-            h('td', { class: `cbp-num${String(r.balance).startsWith('-') ? ' cbp-debt' : ''}` }, fmt.money(r.balance)))))));
+          h('thead', {}, h('tr', {},
+            h('th', { scope: 'col' }, `${t('st_date')} / ${t('st_what')}`),
+            h('th', { scope: 'col', class: 'cbp-num' }, t('st_amount')),
+            h('th', { scope: 'col', class: 'cbp-num' }, t('st_balance')))),
+          h('tbody', {}, rows.map((r) => {
+            const credit = Number(r.credit) > 0;
+            return h('tr', { dataset: { kind: r.kind } },
+              h('td', {}, h('span', { class: 'cbp-small-date' }, fmt.date(r.date)), h('br'),
+                r.description || t(`k_${r.kind}`)),
+              h('td', { class: `cbp-num ${credit ? 'cbp-in' : 'cbp-out'}` },
+                `${credit ? '+' : '−'}${fmt.money(credit ? r.credit : r.debit)}`),
+              h('td', { class: `cbp-num${String(r.balance).startsWith('-') ? ' cbp-debt' : ''}` }, fmt.money(r.balance)));
+          }))));
     }
 
     async function fetchFile(ext, button) {
