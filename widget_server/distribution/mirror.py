@@ -28,6 +28,8 @@ REASON_TEXT = {
     "outside_user": "вне рабочего окна",
 }
 _STATUS_TEXT = {"paused": "на паузе", "off": "не в смене", "absent": "отсутствует", "inactive": "отключён"}
+_NOTED = ("paused", "absent")
+_MAX_NOTED = 5
 _TRIGGER_TEXT = {
     "not_taken": "не взята в работу вовремя",
     "handover": "передача смены",
@@ -58,7 +60,7 @@ def decision_note(
     on_shift = sum(1 for c in candidates if c["status"] == "on_shift")
     parts = [f"причина: {reason}", f"{on_shift} на смене"]
     for c in candidates:
-        if c["status"] in _STATUS_TEXT and c["user_id"] in users:
+        if c["user_id"] in users and c["status"] in _NOTED and c["user_id"] != decision.chosen_user_id:
             parts.append(f"{short_name(users[c['user_id']].name)} {_STATUS_TEXT[c['status']]}")
     if decision.trigger in _TRIGGER_TEXT:
         parts.insert(0, _TRIGGER_TEXT[decision.trigger])
@@ -74,7 +76,9 @@ def queue_assignment_mirror(
     outcome: Outcome,
 ) -> None:
     mirror = doc.get("mirror") or {}
-    ids = {row[0] for row in outcome.candidates} | {decision.chosen_user_id or 0}
+    # The note names who is away for a moment (paused, absent), not everyone off today; a few at most.
+    noted = [row[0] for row in outcome.candidates if row[1] in _NOTED][:_MAX_NOTED]
+    ids = {*noted, decision.chosen_user_id or 0}
     users = _names(session, ids)
     chosen = users.get(decision.chosen_user_id or 0)
     if chosen is None:

@@ -94,18 +94,29 @@ def member_views(
     at: datetime,
     day: str,
 ) -> list[MemberView]:
-    ids = [m["user_id"] for m in members]
-    users = {u.id: u for u in session.scalars(select(PortalUser).where(PortalUser.id.in_(ids)))}
+    # Plain rows, not ORM objects, and whole-portal reads rather than a few hundred bound ids: both were
+    # most of a decision's time.
+    active = {
+        uid
+        for uid, is_active in session.execute(
+            select(PortalUser.id, PortalUser.active).where(PortalUser.portal_id == portal.id)
+        )
+        if is_active
+    }
     statuses = {
-        s.user_id: s
-        for s in session.scalars(
-            select(OperatorState).where(OperatorState.portal_id == portal.id, OperatorState.user_id.in_(ids))
+        row[0]: StatusView(row[1], row[2], row[3], row[4])
+        for row in session.execute(
+            select(
+                OperatorState.user_id,
+                OperatorState.state,
+                OperatorState.since,
+                OperatorState.paused_until,
+                OperatorState.last_seen_at,
+            ).where(OperatorState.portal_id == portal.id)
         )
     }
     shifts: dict[int, list[ShiftSpec]] = {}
-    for row in session.scalars(
-        select(OperatorShift).where(OperatorShift.portal_id == portal.id, OperatorShift.user_id.in_(ids))
-    ):
+    for row in session.scalars(select(OperatorShift).where(OperatorShift.portal_id == portal.id)):
         shifts.setdefault(row.user_id, []).append(ShiftSpec(row.kind, row.spec, row.starts_at, row.ends_at))
     settings = _settings(portal)
     mode = settings.get("shift_mode", "hybrid")
@@ -115,14 +126,12 @@ def member_views(
     views = []
     for member in members:
         uid = member["user_id"]
-        user = users.get(uid)
-        row = statuses.get(uid)
-        view = StatusView(row.state, row.since, row.paused_until, row.last_seen_at) if row else StatusView()
+        view = statuses.get(uid) or StatusView()
         status = (
             effective_status(
                 mode, shifts.get(uid, ()), view, at, default_tz=portal.timezone, auto_off_minutes=auto_off
             )
-            if user is not None and user.active
+            if uid in active
             else "inactive"
         )
         views.append(
@@ -220,10 +229,11 @@ def _decide_into(
     at: datetime,
     exclude: frozenset[int] = frozenset(),
     queue_on_none: bool = True,
+    pool: DistributionPool | None = None,
 ) -> DistributionDecision:
     """Decide for `assignment` under its pool's lock and update everything that depends on it."""
     doc = version.document
-    pool = lock_pool(session, portal.id, rule.pool)
+    pool = pool or lock_pool(session, portal.id, rule.pool)
     tz = doc.get("timezone") or portal.timezone
     day = at.astimezone(ZoneInfo(tz)).date().isoformat()
     state = dict(pool.state or {})
@@ -341,7 +351,7 @@ def assign_deal(
         return _unmatched(session, portal, deal_id, context, trigger, actor, at)
     rule, version = found
     # Lock first, then look again: a concurrent trigger for the same deal may have won meanwhile.
-    lock_pool(session, portal.id, rule.pool)
+    pool = lock_pool(session, portal.id, rule.pool)
     existing = _existing(session, portal.id, deal_id)
     if existing is not None and not force:
         decision = session.get(DistributionDecision, existing.decision_id) if existing.decision_id else None
@@ -360,7 +370,7 @@ def assign_deal(
         exclude = frozenset({assignment.user_id}) if assignment.user_id is not None else frozenset()
     decision = _decide_into(
         session, portal, assignment, rule, version, trigger="force" if force else trigger, actor=actor, at=at,
-        exclude=exclude,
+        exclude=exclude, pool=pool,
     )  # fmt: skip
     return AssignResult(assignment, decision)
 

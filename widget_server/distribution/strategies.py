@@ -73,25 +73,35 @@ def _round_robin(candidates: Sequence[Candidate], members: Sequence[int], last: 
 def _weighted(
     candidates: Sequence[Candidate], shares: Mapping[int, float], counters: PoolCounters
 ) -> Candidate:
-    """Largest deficit (expected after this decision − assigned); among near-ties the smallest
-    (assigned + 1) / wᵢ, i.e. whose next lead is due earliest, then member order."""
+    """Tijdeman's chairman assignment: with σ = 1 − 1/(2n−2), a user may get the lead once their expected
+    count (after this decision) exceeds their assigned count by at least 1 − σ, and among those the one
+    whose next lead is due soonest, (assigned + σ − expected) / share, gets it. For a fixed set this keeps
+    every user within 1 − 1/(2n−2) of n·wᵢ/Σw at every prefix; plain largest-deficit can drift past 1.
+    Under churn the expected counts grow only while users are eligible, and the same rule applies."""
     expected = counters.expected or {}
     assigned = counters.assigned or {}
+    n = len(candidates)
+    if n == 1:
+        return candidates[0]
+    sigma = 1 - 1 / (2 * n - 2)
     best: Candidate | None = None
-    best_key: tuple[float, float] | None = None
+    best_due = 0.0
+    fallback: Candidate | None = None
+    fallback_deficit = 0.0
     for candidate in candidates:
         uid = candidate.user_id
-        deficit = expected.get(uid, 0.0) + shares[uid] - assigned.get(uid, 0)
-        due = (assigned.get(uid, 0) + 1) / shares[uid] if shares[uid] > 0 else float("inf")
-        key = (deficit, -due)
-        if (
-            best_key is None
-            or deficit > best_key[0] + _EPSILON
-            or (abs(deficit - best_key[0]) <= _EPSILON and -due > best_key[1] + _EPSILON)
-        ):
-            best, best_key = candidate, key
-    assert best is not None
-    return best
+        share = shares[uid]
+        deficit = expected.get(uid, 0.0) + share - assigned.get(uid, 0)
+        if fallback is None or deficit > fallback_deficit + _EPSILON:
+            fallback, fallback_deficit = candidate, deficit
+        if share <= 0 or deficit < 1 - sigma - _EPSILON:
+            continue
+        due = (sigma - deficit) / share
+        if best is None or due < best_due - _EPSILON:
+            best, best_due = candidate, due
+    chosen = best or fallback
+    assert chosen is not None
+    return chosen
 
 
 def _least_loaded(candidates: Sequence[Candidate]) -> Candidate:
@@ -122,7 +132,12 @@ def choose(
     member order, which round-robin cycles through even while some members are away."""
     if not candidates:
         raise ValueError("choose() needs at least one eligible candidate")
-    shares = _shares(candidates)
+    # Round-robin, least-loaded and priority order aim at equal shares; weights only steer weighted/random.
+    shares = (
+        _shares(candidates)
+        if strategy in ("weighted", "random")
+        else {c.user_id: 1 / len(candidates) for c in candidates}
+    )
     if strategy == "round_robin":
         picked, reason = _round_robin(candidates, members, counters.last_user_id), "round_robin"
     elif strategy == "weighted":
