@@ -178,7 +178,8 @@ def bench_render(renders: int) -> None:
         db, portal_id = _database(f"sqlite:///{tmp}/render.sqlite3")
         snaps = snapshots(db, portal_id)
         db.dispose()
-    render_invoice_pdf(snaps["patient"])  # warm-up: fonts, CSS parser
+    for snapshot in snaps.values():
+        render_invoice_pdf(snapshot)  # warm-up: fonts, the parsed stylesheet, each kind's compiled template
     print(f"render ({renders} per kind, WeasyPrint, A4):")
     for kind, snapshot in snaps.items():
         times = []
