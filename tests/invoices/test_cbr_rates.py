@@ -122,3 +122,32 @@ def test_two_job_runs_store_one_set(rt, cbr_http) -> None:  # type: ignore[no-un
         "fetched 1 failed 1"
     )
     assert (_count(rt, CbrRate), _count(rt, CbrRateDay)) == (2 * 8, 3)
+
+
+def test_three_line_invoice_follows_the_per_line_rule(rt, clinic, roles, cbr_http, frozen) -> None:  # type: ignore[no-untyped-def]
+    """100.00 + 150.50 + 99.99 EUR at 93,5412: the lines convert to 9 354,12 + 14 077,95 + 9 353,18 =
+    32 785,25 ₽, while converting the 350.49 EUR total at once would give 32 785,26 ₽."""
+    from tests.invoices.helpers import PATIENT_PAYER, create
+
+    serve(cbr_http, "13/12/2025", "2025-12-13")
+    finance = roles["finance"]
+    payer = create(finance, PATIENT_PAYER)
+    invoice = finance.post(
+        "/api/v1/deals/5/invoices",
+        json={
+            "kind": "patient",
+            "counterparty_id": payer["id"],
+            "price_currency": "EUR",
+            "invoice_currency": "RUB",
+            "issue_date": "2025-12-13",
+            "lines": [
+                {"name": "Консультация", "quantity": "1", "unit_price": "100.00"},
+                {"name": "Диагностика", "quantity": "1", "unit_price": "150.50"},
+                {"name": "Процедура", "quantity": "1", "unit_price": "99.99"},
+            ],
+            "issue": True,
+        },
+    ).get_json()
+    assert [line["converted"] for line in invoice["lines"]] == ["9354.12", "14077.95", "9353.18"]
+    assert invoice["total"] == "32785.25"
+    assert (Decimal("350.49") * Decimal("93.5412")).quantize(Decimal("0.01")) == Decimal("32785.26")
