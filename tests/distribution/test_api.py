@@ -234,3 +234,17 @@ def test_report_per_user(api, operators, rt, frozen):
     csv = api["supervisor"].get(f"/api/v1/distribution/report?{query}&format=csv")
     assert csv.mimetype == "text/csv" and "user_id;assigned;expected" in csv.get_data(as_text=True)
     assert api["staff"].get(f"/api/v1/distribution/report?{query}").status_code == 403
+
+
+def test_heartbeat_keeps_a_manual_day_alive(api, operators, rt, frozen):
+    url = f"/api/v1/distribution/operators/{operators[0]}"
+    api["supervisor"].post(f"{url}/status", json={"state": "on_shift"})
+    frozen.advance(minutes=25)
+    assert api["supervisor"].post(f"{url}/heartbeat", json={}).status_code == 200
+    assert api["staff"].post(f"{url}/heartbeat", json={}).status_code == 403
+    frozen.advance(minutes=25)  # 50 min after the start, 25 after the heartbeat: still on shift
+    board = api["staff"].get("/api/v1/distribution/operators").get_json()["operators"]
+    assert {o["id"]: o["status"] for o in board}[operators[0]] == "on_shift"
+    frozen.advance(minutes=10)
+    board = api["staff"].get("/api/v1/distribution/operators").get_json()["operators"]
+    assert {o["id"]: o["status"] for o in board}[operators[0]] == "off"

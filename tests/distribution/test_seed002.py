@@ -188,3 +188,28 @@ def test_retried_trigger_returns_the_same_decision(rt, clinic, crm, operators, f
     with rt.db.transaction() as s:
         last = s.get(DistributionDecision, forced[2])
         assert last.previous_decision_id == first[2] and last.trigger == "force"
+
+
+def test_a_closed_deal_frees_a_cap_and_the_oldest_waiting_lead_follows(rt, clinic, crm, operators, frozen):
+    from connectors.types import DealStageChanged
+    from widget_server.jobs.distribution import distribute_on_stage_change
+
+    ivanova, petrova = operators[:2]
+    _rule(rt, clinic, [{"user_id": ivanova, "max_open": 1}, {"user_id": petrova, "max_open": 1}])
+    _status(rt, clinic, ivanova, "on_shift")
+    _status(rt, clinic, petrova, "on_shift")
+    deals = [_deal(crm, n) for n in range(4)]
+    states = [_assign(rt, clinic, d)[:2] for d in deals]
+    assert states == [("assigned", ivanova), ("assigned", petrova), ("queued", None), ("queued", None)]
+    frozen.advance(minutes=3)
+    distribute_on_stage_change(
+        clinic.id,
+        DealStageChanged(
+            portal_external_id="x", occurred_at=None, deal_id=deals[1], stage=StageRef("primary", "won")
+        ),
+    )
+    with rt.db.transaction() as s:
+        rows = {r.deal_id: (r.state, r.user_id) for r in s.scalars(select(DistributionAssignment))}
+    assert rows[deals[1]] == ("closed", petrova)
+    assert rows[deals[2]] == ("assigned", petrova)  # the oldest waiting lead, not the newest
+    assert rows[deals[3]] == ("queued", None)

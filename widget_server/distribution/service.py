@@ -37,6 +37,7 @@ from .strategies import random_seed
 __all__ = [
     "AssignResult",
     "assign_deal",
+    "close_assignment",
     "drain_queue",
     "lock_pool",
     "mark_taken",
@@ -594,3 +595,19 @@ def record_manual(
     assignment.user_id, assignment.state, assignment.decision_id = user.id, "taken", decision.id
     assignment.taken_at = at
     return decision
+
+
+def close_assignment(session: Session, portal: Portal, deal_id: str, *, now: datetime | None = None) -> bool:
+    """The deal was won or lost: its operator's open load drops, which may let a capped operator take the
+    next waiting lead."""
+    assignment = _existing(session, portal.id, deal_id)
+    if assignment is None or assignment.state not in ("assigned", "taken") or assignment.pool_id is None:
+        return False
+    pool = session.get(DistributionPool, assignment.pool_id)
+    assert pool is not None
+    pool = lock_pool(session, portal.id, pool.name)
+    pool.state = _release_load(dict(pool.state or {}), assignment.user_id)
+    assignment.state = "closed"
+    session.flush()
+    drain_queue(session, portal, now=now)
+    return True

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from .. import clock, runtime
 from ..distribution import DealContext, assign_deal, create_rule, update_rule
 from ..distribution.engine import as_dicts
-from ..distribution.operators import add_shift, set_status
+from ..distribution.operators import add_shift, heartbeat, set_status
 from ..distribution.report import fairness, fairness_csv
 from ..distribution.rules import RuleInvalid, current_version, validate_rule
 from ..distribution.service import member_views
@@ -309,6 +309,20 @@ def post_status(user_id: int) -> Any:
         source=principal.via, actor=principal.actor,
     )  # fmt: skip
     return {"user_id": user.id, "state": row.state, "paused_until": row.paused_until, "since": row.since}
+
+
+@distribution_api.post("/distribution/operators/<int:user_id>/heartbeat")
+@api_doc(summary="The operator is active (keeps a self-started day from ending after silence)", tags=TAG,
+         errors=(404,))  # fmt: skip
+@requires("staff")
+@mutation
+def post_heartbeat(user_id: int) -> Any:
+    principal = current_principal()
+    user = _user(user_id)
+    if not principal.has("supervisor") and principal.crm_user_id != user.crm_user_id:
+        raise Forbidden("operators report only their own activity", code="not_your_status")
+    heartbeat(db_session(), _portal(), user)
+    return {"user_id": user.id, "seen_at": clock.now_utc()}
 
 
 # --- assignment and decisions ------------------------------------------------------------------------------

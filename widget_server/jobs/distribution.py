@@ -16,6 +16,7 @@ from .. import clock, runtime
 from ..distribution import DealContext, assign_deal, drain_queue, mark_taken, record_manual, redistribute_due
 from ..distribution.operators import set_status
 from ..distribution.rules import validate_rule
+from ..distribution.service import close_assignment
 from ..distribution.simulator import load_history, simulate
 from ..models import DistributionAssignment, OperatorState, Portal, PortalUser
 from ..registry import crm_for
@@ -31,6 +32,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+CLOSED_STAGES = frozenset({"142", "143", "won", "lost"})
+"""amoCRM's fixed won/lost status ids in every pipeline, and the sandbox's closed stages."""
 
 
 def _end_silent_shifts(session: Any, portal: Portal, at: datetime) -> int:
@@ -149,6 +153,11 @@ def distribute_on_stage_change(portal_id: int, event: CrmEvent) -> None:
             )
         )
         if assignment is not None:
+            if event.stage.stage_id in CLOSED_STAGES:
+                portal = session.get(Portal, portal_id)
+                if portal is not None:
+                    close_assignment(session, portal, event.deal_id)
+                return
             if (
                 assignment.state == "assigned"
                 and (assignment.context or {}).get("stage_id") != event.stage.stage_id
