@@ -81,3 +81,12 @@ def test_amo_credentials_come_in_pairs(tmp_path):
         "7",
         "ip",
     )
+
+
+def test_alert_webhook_url_is_optional_and_checked(tmp_path):
+    assert load_settings({}, instance_path=tmp_path).alert_webhook_url is None
+    url = "https://alerts.example.ru/hook"
+    assert load_settings({"ALERT_WEBHOOK_URL": url}, instance_path=tmp_path).alert_webhook_url == url
+    with pytest.raises(ConfigError) as exc:
+        load_settings({"ALERT_WEBHOOK_URL": "alerts.example.ru"}, instance_path=tmp_path)
+    assert "ALERT_WEBHOOK_URL" in str(exc.value)

@@ -58,6 +58,9 @@ class Settings:
     """Sustained requests per second to one amoCRM budget; never more than 7 in any one second."""
     amo_rate_scope: str = "ip"
     """"ip": one budget for the whole deployment; "account": one per amoCRM account (research §6)."""
+    alert_webhook_url: str | None = None
+    """Where a portal losing its CRM connection (re-auth needed, blocked) is announced, as JSON, besides
+    the admin panel and the error log: a chat bot or an on-call tool."""
     testing: bool = False
     extra: Mapping[str, object] = field(default_factory=dict)
 
@@ -114,6 +117,10 @@ def _check_url(variable: str, value: str) -> str:
     if parts.scheme not in {"http", "https"} or not parts.netloc:
         raise ConfigError(variable, f"must be an absolute http(s) URL, got {value!r}")
     return value.rstrip("/")
+
+
+def _optional_url(variable: str, value: str | None) -> str | None:
+    return _check_url(variable, value) if value else None
 
 
 def _check_base_url(value: str) -> str:
@@ -220,5 +227,6 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: Path 
         instance_path=instance,
         log_level=_check_log_level(env.get("LOG_LEVEL") or "INFO"),
         api_rate_limit=_check_positive_int("API_RATE_LIMIT", env.get("API_RATE_LIMIT") or "50"),
+        alert_webhook_url=_optional_url("ALERT_WEBHOOK_URL", env.get("ALERT_WEBHOOK_URL")),
         **_amo_settings(env),
     )

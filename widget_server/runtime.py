@@ -69,6 +69,9 @@ _current: Runtime | None = None
 
 def install(runtime: Runtime) -> Runtime:
     global _current
+    from .alerts import install_alert_listener
+
+    install_alert_listener()
     _current = runtime
     return runtime
 
@@ -79,5 +82,5 @@ def current() -> Runtime:
     if _current is None:
         from .config import load_settings
 
-        _current = build_runtime(load_settings())
+        install(build_runtime(load_settings()))
     return _current

@@ -8,6 +8,7 @@ from flask import Blueprint
 from sqlalchemy import select
 
 from .. import runtime
+from ..attention import portal_attention
 from ..errors import NotFound
 from ..models import PortalUser
 from ..registry import crm_for
@@ -71,7 +72,24 @@ def widget_session() -> Any:
             "reversal": principal.has("admin"),
             "settings": principal.has("admin"),
         },
+        # Only admins can act on these (reconnect, retry), so only they are shown them.
+        "attention": _attention(portal) if principal.has("admin") else [],
     }
+
+
+def _attention(portal: Any) -> list[dict[str, Any]]:
+    base_url = runtime.current().settings.public_base_url
+    return [item.as_dict() for item in portal_attention(db_session(), db_session().merge(portal), base_url)]
+
+
+@portal_api.get("/portal/attention")
+@api_doc(
+    summary="What an admin must act on: lost CRM access, a block, refused webhooks, failed CRM jobs",
+    tags=["portal"],
+)
+@requires("admin")
+def attention() -> Any:
+    return _attention(current_portal())
 
 
 @portal_api.patch("/portal/settings")
