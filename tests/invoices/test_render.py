@@ -180,3 +180,20 @@ def test_a_clinic_without_vat_prints_nds_ne_oblagaetsya(rt, clinic, roles, froze
     assert invoice["vat"] == "0.00" and invoice["total"] == "2500.00"
     text = " ".join(pdf_text(finance.get(f"/api/v1/invoices/{invoice['id']}.pdf").data, tmp_path).split())
     assert "НДС не облагается" in text
+
+
+def test_no_cyrillic_font_is_a_clear_start_up_error(settings, rt, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import subprocess as sp
+
+    from widget_server import create_app
+    from widget_server.invoices import render
+
+    render.ensure_cyrillic_font.cache_clear()
+    monkeypatch.setattr(
+        render.subprocess, "run", lambda *a, **k: sp.CompletedProcess(a, 0, stdout="", stderr="")
+    )
+    try:
+        with pytest.raises(render.NoCyrillicFont, match="fonts-dejavu-core"):
+            create_app(settings, rt=rt)
+    finally:
+        render.ensure_cyrillic_font.cache_clear()

@@ -33,6 +33,7 @@ from ..invoices.operations import (
     update_draft,
 )
 from ..invoices.rates import Quote
+from ..invoices.render import ensure_cyrillic_font
 from ..invoices.settlements import deal_settlement
 from ..models import CreditNote, Invoice, InvoiceDocument, InvoicePayment, PaymentAllocation, Portal
 from ..money import minor_to_decimal
@@ -60,6 +61,13 @@ deal_invoices_api = Blueprint("deal_invoices_api", __name__, url_prefix="/api/v1
 rates_api = Blueprint("rates_api", __name__, url_prefix="/api/v1/rates")
 
 ERRORS = (403, 404, 409)
+
+
+@invoices_api.record_once
+def _fonts_at_start_up(_state: Any) -> None:
+    # Fail when the app is built, not at the first invoice: without a Cyrillic font every letter of
+    # every PDF would print as a box.
+    ensure_cyrillic_font()
 
 
 def _portal() -> Portal:
