@@ -3,8 +3,8 @@
     .venv/bin/python bench/panel_first_render.py [--loads 20]
 
 First render: navigation start → the summary (balance) visible, in headless Chromium (Debian's) over the
-demo sandbox portal served locally, median / p90 / max of N loads, for both shells (the amoCRM card
-stand-in and the Bitrix24 placement stand-in). "cold" opens each load in a fresh browser context (empty
+demo sandbox portal served locally by `gunicorn -w 2 --threads 4` (SQLite), median / p90 / max of N
+loads, for both shells (the amoCRM card stand-in and the Bitrix24 placement stand-in). "cold" opens each load in a fresh browser context (empty
 cache: every module, the i18n file and both API calls fetched); "warm" reloads in one context.
 Size: what a browser downloads for the panel (common/ modules, CSS, one i18n file, the shell), raw and
 gzipped (level 6, as nginx's default). Floors: first render ≤ 300 ms locally, bundle ≤ 150 KB gzipped.
@@ -18,9 +18,8 @@ import gzip
 import statistics
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
-
 from panel_harness import CHROMIUM, CHROMIUM_ARGS, demo_server
+from playwright.sync_api import sync_playwright
 
 WIDGET = Path(__file__).resolve().parents[1] / "static" / "widget"
 
@@ -42,7 +41,7 @@ PROBE = """
 
 
 def shipped(shell: str) -> tuple[int, int, list[str]]:
-    files = sorted((WIDGET / "common").rglob("*.js")) + [WIDGET / "common" / "panel.css"]
+    files = [*sorted((WIDGET / "common").rglob("*.js")), WIDGET / "common" / "panel.css"]
     files.append(WIDGET / "common" / "i18n" / "ru.json")
     files.append(WIDGET / ("amocrm/script.js" if shell == "amocrm" else "bitrix24/tab.js"))
     raw = sum(p.stat().st_size for p in files)
@@ -79,7 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loads", type=int, default=20)
     loads = parser.parse_args().loads
-    with demo_server() as demo, sync_playwright() as playwright:
+    with demo_server(gunicorn=True) as demo, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         print(f"first render (navigation start -> balance painted), {loads} loads, headless Chromium, local")
         for shell in ("amocrm", "bitrix24"):

@@ -11,9 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from playwright.sync_api import expect, sync_playwright
-
 from panel_harness import CHROMIUM, CHROMIUM_ARGS, demo_server
+from playwright.sync_api import expect, sync_playwright
 
 WIDTHS = {"320": 320, "desktop": 1024}
 
@@ -28,7 +27,9 @@ def main() -> None:
         for lang in ("ru", "en"):
             for label, width in WIDTHS.items():
                 for shell in ("amocrm", "bitrix24"):
-                    context = browser.new_context(viewport={"width": width, "height": 900}, device_scale_factor=1)
+                    context = browser.new_context(
+                        viewport={"width": width, "height": 900}, device_scale_factor=1
+                    )
                     page = context.new_page()
                     page.goto(demo.shell_url(shell, lang=lang))
                     expect(page.locator(".cbp-balance")).to_be_visible(timeout=10_000)

@@ -105,3 +105,20 @@ def test_cli_writes_the_zip(tmp_path):
         cli, ["amocrm", "widget-zip", "--base-url", "http://x.ru", "-o", str(output)]
     )
     assert refused.exit_code == 1 and "https" in refused.output
+
+
+def test_shells_preload_exactly_the_panels_module_graph():
+    import re
+
+    widget = Path(__file__).resolve().parents[2] / "static/widget"
+    common = widget / "common"
+    on_disk = sorted(p.relative_to(common).as_posix() for p in common.rglob("*.js"))
+
+    def listed(path: Path, name: str) -> list[str]:
+        match = re.search(name + r"\s*=\s*\[([^\]]*)\]", path.read_text("utf-8"))
+        assert match, (path, name)
+        return sorted(re.findall(r"'([^']+)'", match.group(1)))
+
+    assert listed(common / "panel.js", "PANEL_MODULES") == on_disk
+    assert listed(widget / "bitrix24/tab.js", "MODULES") == on_disk
+    assert listed(widget / "amocrm/script.js", "MODULES") == on_disk

@@ -10,6 +10,9 @@ define(['jquery'], function ($) {
 
   var BASE_URL = '{{BASE_URL}}';
   var PANEL_URL = BASE_URL + '/static/widget/common/panel.js';
+  // Keep in step with PANEL_MODULES in common/panel.js (a test checks it): preloaded in one wave.
+  var MODULES = ['panel.js', 'core.js', 'forms.js', 'sections/account.js', 'sections/statement.js',
+    'sections/forecast.js', 'sections/settings.js'];
 
   var CustomWidget = function () {
     var self = this;
@@ -81,12 +84,47 @@ define(['jquery'], function ($) {
       root.appendChild(retry);
     }
 
+    function preload() {
+      var cssHref = BASE_URL + '/static/widget/common/panel.css';
+      if (!document.querySelector('link[rel="stylesheet"][href="' + cssHref + '"]')) {
+        var css = document.createElement('link');
+        css.rel = 'stylesheet';
+        css.href = cssHref;
+        document.head.appendChild(css);
+      }
+      MODULES.forEach(function (name) {
+        var href = BASE_URL + '/static/widget/common/' + name;
+        if (document.querySelector('link[rel="modulepreload"][href="' + href + '"]')) { return; }
+        var link = document.createElement('link');
+        link.rel = 'modulepreload';
+        link.href = href;
+        document.head.appendChild(link);
+      });
+    }
+
+    function get(path) {
+      var request = transport.request({ method: 'GET', path: path });
+      request.catch(function () {}); // read by the panel when it adopts the promise
+      return request;
+    }
+
     function mount(root, settingsScreen) {
       root = root && root.nodeType === 1 ? root : area();
       if (!root) { return; }
       root.textContent = t('loading');
+      preload();
+      var deal = currentDealId();
+      // The first API answers arrive while the modules load, not after.
+      var early = settingsScreen ? {} : {
+        session: get('/api/v1/widget/session'),
+        stay: deal ? get('/api/v1/deals/' + encodeURIComponent(deal) + '/stay') : null
+      };
+      early.texts = fetch(BASE_URL + '/static/widget/common/i18n/' + locale() + '.json').then(function (r) {
+        return r.ok ? r.json() : Promise.reject(r.status);
+      });
+      early.texts.catch(function () {});
       import(PANEL_URL).then(function (panel) {
-        var options = { transport: transport, dealId: currentDealId(), locale: locale(), shell: 'amocrm' };
+        var options = { transport: transport, early: early, dealId: deal, locale: locale(), shell: 'amocrm' };
         return settingsScreen ? panel.mountSettings(root, options) : panel.mountPanel(root, options);
       }).then(function (handle) { mounted = handle; }, function () { moduleFailed(root); });
     }

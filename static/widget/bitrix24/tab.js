@@ -4,7 +4,24 @@
 //        data-session-token="<token>" data-locale="ru|en"></div>
 // and BX24.js. This module mounts the common panel there; every API call carries the server-issued
 // session token as a bearer credential, so portal and user come from the server's verification.
-import { mountPanel, mountSettings } from '../common/panel.js';
+// The panel is imported dynamically so that the first API calls and the whole module graph start
+// together (see preload); keep MODULES in step with PANEL_MODULES in common/panel.js (a test checks it).
+const COMMON = new URL('../common/', import.meta.url);
+export const MODULES = ['panel.js', 'core.js', 'forms.js', 'sections/account.js', 'sections/statement.js',
+  'sections/forecast.js', 'sections/settings.js'];
+
+function preload(locale) {
+  const css = document.createElement('link');
+  css.rel = 'stylesheet';
+  css.href = new URL('panel.css', COMMON).href;
+  document.head.append(css);
+  for (const name of MODULES) {
+    const link = document.createElement('link');
+    link.rel = 'modulepreload';
+    link.href = new URL(name, COMMON).href;
+    document.head.append(link);
+  }
+}
 
 function transportFor(apiBase, token) {
   // The panel asks for /api/v1/… paths; data-api-base already ends in /api/v1.
@@ -50,13 +67,29 @@ export function start(root = document.getElementById('clinicbridge-panel'), bx24
     pending = true;
     requestAnimationFrame(() => { pending = false; bx24.fitWindow(); });
   };
-  const mount = () => (view === 'settings' ? mountSettings : mountPanel)(root, {
-    transport: transportFor(apiBase, sessionToken),
+  const transport = transportFor(apiBase, sessionToken);
+  const settingsView = view === 'settings';
+  // Neither the modules nor the first API calls need BX24: they start before BX24.init's handshake.
+  const lang = locale === 'en' ? 'en' : 'ru';
+  preload(lang);
+  const early = settingsView ? {} : {
+    session: transport.request({ method: 'GET', path: '/api/v1/widget/session' }),
+    stay: dealId
+      ? transport.request({ method: 'GET', path: `/api/v1/deals/${encodeURIComponent(dealId)}/stay` })
+      : null,
+  };
+  early.texts = fetch(new URL(`i18n/${lang}.json`, COMMON)).then((r) => (r.ok ? r.json() : Promise.reject(r.status)));
+  // Nobody listens yet: the panel reads a failure when it adopts the promise.
+  for (const request of Object.values(early)) request?.catch(() => {});
+  const panel = import(new URL('panel.js', COMMON).href);
+  const mount = () => panel.then((module) => (settingsView ? module.mountSettings : module.mountPanel)(root, {
+    transport,
+    early,
     dealId: dealId || null,
-    locale: locale === 'en' ? 'en' : 'ru',
+    locale: lang,
     shell: 'bitrix24',
     onResize: fit,
-  });
+  }));
   if (!bx24) return mount(); // opened outside a Bitrix24 frame (demo, direct link)
   return new Promise((resolve, reject) => bx24.init(() => mount().then(resolve, reject)));
 }

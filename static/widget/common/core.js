@@ -82,16 +82,19 @@ export class ApiFailure extends Error {
 // transport.request({method, path, body, headers, responseType}) resolves {status, data} for 2xx and
 // rejects {status, data} otherwise, status 0 when the server could not be reached.
 export function makeApi(transport) {
-  async function call(method, path, options = {}) {
+  async function settle(request) {
     try {
-      const result = await transport.request({ method, path, ...options });
+      const result = await request;
       return result.data;
     } catch (failure) {
       const status = failure && typeof failure.status === 'number' ? failure.status : 0;
       throw new ApiFailure(status, failure && failure.data, status === 0 || status >= 500);
     }
   }
+  const call = (method, path, options = {}) => settle(transport.request({ method, path, ...options }));
   return {
+    // A request the shell started itself before the panel's modules arrived (options.early).
+    adopt: settle,
     get: (path, options) => call('GET', path, options),
     post: (path, body, key) => call('POST', path, { body, headers: key ? { 'Idempotency-Key': key } : {} }),
     put: (path, body, key) => call('PUT', path, { body, headers: key ? { 'Idempotency-Key': key } : {} }),
@@ -124,3 +127,4 @@ export function download(blob, filename) {
   link.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
+

@@ -3,6 +3,9 @@
 // where `transport.request({method, path, body, headers, responseType})` reaches our /api/v1 with the
 // CRM's proof attached (amo: $authorizedAjax + X-Auth-Token; Bitrix24: fetch + bearer session token).
 // Portal, user and roles come from GET /api/v1/widget/session, never from the shell or local state.
+// A shell may start GET widget/session and GET deals/{id}/stay itself before importing this module and pass
+// the transport's promises as options.early = {session, stay, texts}, and preload PANEL_MODULES: the API then
+// answers while the modules load.
 // Sections are modules ({id, title(t), visible(session), render(ctx)}); invoices and distribution
 // register theirs with registerSection().
 import { errorText, failureBox, h, makeApi, makeFormat, makeTexts } from './core.js';
@@ -11,6 +14,9 @@ import { accountSection, openForm, summarySkeleton } from './sections/account.js
 import { forecastSection } from './sections/forecast.js';
 import { logSection, settingsSection } from './sections/settings.js';
 import { statementSection } from './sections/statement.js';
+
+export const PANEL_MODULES = ['panel.js', 'core.js', 'forms.js', 'sections/account.js', 'sections/statement.js',
+  'sections/forecast.js', 'sections/settings.js'];
 
 export const SECTIONS = [accountSection, statementSection, forecastSection, settingsSection, logSection];
 
@@ -45,15 +51,21 @@ export async function mountPanel(root, options) {
   // of them, not for their sum. A settled promise keeps a failure for load() to word.
   const settle = (promise) => promise.then((value) => ({ value }), (failure) => ({ failure }));
   const stayPath = () => `/api/v1/deals/${encodeURIComponent(options.dealId)}/stay`;
+  const early = options.early || {};
+  const wantStay = options.dealId && !(only && !only.includes('account'));
   const prefetched = {
-    session: settle(api.get('/api/v1/widget/session')),
-    stay: options.dealId && !(only && !only.includes('account')) ? settle(api.get(stayPath())) : null,
+    session: settle(early.session ? api.adopt(early.session) : api.get('/api/v1/widget/session')),
+    stay: wantStay ? settle(early.stay ? api.adopt(early.stay) : api.get(stayPath())) : null,
   };
   let dictionary;
   try {
-    dictionary = await loadTexts(locale);
+    dictionary = await (early.texts || loadTexts(locale));
   } catch {
-    dictionary = {};
+    try {
+      dictionary = await loadTexts(locale);
+    } catch {
+      dictionary = {};
+    }
   }
   const t = makeTexts(dictionary);
   const shell = h('div', { class: 'cbp', lang: locale, dataset: { shell: options.shell || '' } });
