@@ -4,8 +4,9 @@
 
 First render: navigation start → the summary (balance) visible, in headless Chromium (Debian's) over the
 demo sandbox portal served locally by `gunicorn -w 2 --threads 4` (SQLite), median / p90 / max of N
-loads, for both shells (the amoCRM card stand-in and the Bitrix24 placement stand-in). "cold" opens each load in a fresh browser context (empty
-cache: every module, the i18n file and both API calls fetched); "warm" reloads in one context.
+loads, for both shells (the amoCRM card stand-in and the Bitrix24 placement stand-in). "cold" opens each
+load in a fresh browser context (empty cache: every module, the i18n file and both API calls fetched);
+"warm" reloads in one context.
 Size: what a browser downloads for the panel (common/ modules, CSS, one i18n file, the shell), raw and
 gzipped (level 6, as nginx's default). Floors: first render ≤ 300 ms locally, bundle ≤ 150 KB gzipped.
 Prints figures; asserts nothing.
