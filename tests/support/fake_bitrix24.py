@@ -288,7 +288,8 @@ class FakeBitrix24:
             raise _Err("OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit.", 429)
         spent.append((now, self.operating_per_call))
         self.operating[method] = spent
-        return sum(o for _, o in spent)
+        # `time.operating` is this request's own cost; the platform (and our budget) sums it per method.
+        return self.operating_per_call
 
     def _time(self, operating: float) -> dict[str, Any]:
         now = time.time()
