@@ -132,3 +132,36 @@ def test_the_tab_is_framed_by_the_portal_and_shows_the_panel_at_320px(
         finally:
             browser.close()
     assert [e for e in errors if "favicon" not in e] == [], json.dumps(errors, ensure_ascii=False)
+
+
+def test_another_site_cannot_frame_the_tab(live_app: str, portal_fake: FakeBitrix24) -> None:
+    """The same page on a foreign https origin: the browser refuses to show our answer (frame-ancestors)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium, as scripts/test.sh does)")
+    from playwright.sync_api import sync_playwright
+
+    foreign = "https://evil.example/deal/"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--disable-quic"]
+        )
+        try:
+            context = browser.new_context(viewport={"width": 400, "height": 800})
+            context.set_default_timeout(10_000)
+            context.route(foreign, lambda route: route.fulfill(body=_portal_page(), content_type="text/html"))
+            context.route(
+                f"{PUBLIC}/**",
+                lambda route: route.fulfill(
+                    response=route.fetch(url=live_app + route.request.url.removeprefix(PUBLIC))
+                ),
+            )
+            page = context.new_page()
+            with page.expect_response(lambda r: "/bitrix24/placement/deal-tab" in r.url) as answered:
+                page.goto(foreign)
+            assert answered.value.status == 200  # our server answered; the browser must not show it
+            page.wait_for_timeout(1000)
+            inner = page.frame(name="tab")
+            shown = inner.evaluate("document.querySelectorAll('#clinicbridge-panel').length") if inner else 0
+            assert shown == 0
+        finally:
+            browser.close()
