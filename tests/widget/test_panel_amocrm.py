@@ -5,6 +5,7 @@ What the user sees (texts from the panel's i18n) and what the database holds aft
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -295,3 +296,31 @@ def test_panel_fits_a_phone_width(open_card, live, width):
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     box = page.locator(".cbp").bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
+
+
+def test_no_layout_shift_while_the_summary_loads(open_card, live):
+    """The skeleton holds the tab bar's and the summary's places: the card's top does not move when the
+    data arrives (recorded on every DOM change while the stay answer is held back)."""
+
+    def slow_stay(context):  # type: ignore[no-untyped-def]
+        context.add_init_script(
+            "window.__tops = []; new MutationObserver(() => {"
+            " const card = document.querySelector('.cbp-summary'); if (card) window.__tops.push("
+            "[card.closest('.cbp-loading') ? 'skeleton' : 'data',"
+            " Math.round(card.getBoundingClientRect().top)]);"
+            " })"
+            ".observe(document, {childList: true, subtree: true});"
+        )
+
+        def delay(route):  # type: ignore[no-untyped-def]
+            time.sleep(0.3)
+            route.continue_()
+
+        context.route("**/api/v1/deals/501/stay", delay)
+
+    page = open_card(FINANCE, before_goto=slow_stay)
+    expect(page.locator(".cbp-balance")).to_be_visible()
+    tops = page.evaluate("window.__tops")
+    skeleton = {top for kind, top in tops if kind == "skeleton"}
+    data = {top for kind, top in tops if kind == "data"}
+    assert skeleton and data and skeleton == data, tops

@@ -41,15 +41,18 @@ export function summaryCard(ctx, stay) {
   return card;
 }
 
-// Same rows, grey bars: the real summary replaces it without moving anything below.
+// Same places, grey bars: a tab bar of the real height, then the summary's rows. The real panel replaces
+// it without moving the summary card (tests/widget: test_no_layout_shift_while_the_summary_loads).
 export function summarySkeleton(t) {
   const bar = () => h('span', { class: 'cbp-skel', 'aria-hidden': 'true' });
-  return h('div', { class: 'cbp-summary cbp-loading', 'aria-busy': 'true' },
-    h('div', { class: 'cbp-status-line' }, h('span', { class: 'cbp-muted' }, t('loading'))),
-    h('div', { class: 'cbp-hero' }, bar(), bar()),
-    h('div', { class: 'cbp-row' }, bar(), bar()),
-    h('div', { class: 'cbp-row' }, bar(), bar()),
-    h('div', { class: 'cbp-row' }, bar(), bar()));
+  return h('div', { class: 'cbp-loading', 'aria-busy': 'true' },
+    h('div', { class: 'cbp-tabs', 'aria-hidden': 'true' }, h('span', { class: 'cbp-tab cbp-tab-skel' }, '\u00a0')),
+    h('div', { class: 'cbp-summary' },
+      h('div', { class: 'cbp-status-line' }, h('span', { class: 'cbp-muted' }, t('loading'))),
+      h('div', { class: 'cbp-hero' }, bar(), bar()),
+      h('div', { class: 'cbp-row' }, bar(), bar()),
+      h('div', { class: 'cbp-row' }, bar(), bar()),
+      h('div', { class: 'cbp-row' }, bar(), bar())));
 }
 
 const opts = (t, values, prefix) => values.map((v) => ({ value: v, label: t(`${prefix}_${v}`) }));
