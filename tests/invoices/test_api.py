@@ -373,3 +373,19 @@ def test_partner_clinic_payable_goes_out(roles, frozen) -> None:  # type: ignore
     assert view["payable"]["RUB"]["outstanding"] == "8000.00"
     assert view["receivable"] == {}
     assert invoice["number"] == "ПК-2025-000001"
+
+
+def test_ageing_buckets_by_days_past_due(roles, payer, frozen) -> None:  # type: ignore[no-untyped-def]
+    finance = roles["finance"]
+    for deal, due in (("1", "2025-12-20"), ("2", "2025-11-01"), ("3", "2025-10-01"), ("4", "2025-08-01")):
+        body = patient_invoice(payer["id"], issue=True, issue_date="2025-07-15", due_date=due)
+        assert finance.post(f"/api/v1/deals/{deal}/invoices", json=body).status_code == 201
+    view = finance.get(f"/api/v1/counterparties/{payer['id']}/settlements").get_json()
+    # Today is 15.12.2025: not yet due and 44, 75 and 136 days past due.
+    assert view["receivable"]["RUB"]["ageing"] == {
+        "0-30": "6000.00",
+        "31-60": "6000.00",
+        "61-90": "6000.00",
+        "90+": "6000.00",
+    }
+    assert view["receivable"]["RUB"]["outstanding"] == "24000.00"
