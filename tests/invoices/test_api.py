@@ -389,3 +389,19 @@ def test_ageing_buckets_by_days_past_due(roles, payer, frozen) -> None:  # type:
         "90+": "6000.00",
     }
     assert view["receivable"]["RUB"]["outstanding"] == "24000.00"
+
+
+def test_changing_a_drafts_price_currency_keeps_the_amounts(roles, payer, frozen) -> None:  # type: ignore[no-untyped-def]
+    finance = roles["finance"]
+    draft = finance.post("/api/v1/deals/7/invoices", json=patient_invoice(payer["id"])).get_json()
+    jpy = finance.patch(f"/api/v1/invoices/{draft['id']}", json={"price_currency": "JPY"})
+    assert jpy.status_code == 200, jpy.get_json()
+    assert [line["unit_price"] for line in jpy.get_json()["lines"]] == ["3500", "2500"]
+    odd = finance.post("/api/v1/deals/8/invoices", json=patient_invoice(payer["id"])).get_json()
+    finance.patch(
+        f"/api/v1/invoices/{odd['id']}",
+        json={"lines": [{"name": "Анализ", "quantity": "1", "unit_price": "10.50"}]},
+    )
+    refused(
+        finance.patch(f"/api/v1/invoices/{odd['id']}", json={"price_currency": "JPY"}), "lines[0].unit_price"
+    )

@@ -219,16 +219,23 @@ def update_draft(session: Session, portal: Portal, invoice_id: int, data: DraftI
     due_date = data.due_date if data.due_date is not None else invoice.due_date
     _check_dates(issue_date, due_date, today)
     new_lines = _lines(data.lines, price_currency, portal.id) if data.lines is not None else None
+    rescaled: list[tuple[InvoiceLine, int]] = []
     if new_lines is None and price_currency != invoice.price_currency:
-        # Existing prices were parsed for the old currency's precision: re-check them.
+        # Prices are minor units of the old currency: the same amounts in the new one (JPY has no
+        # decimals, KWD three), refused if they do not fit.
         for index, line in enumerate(invoice_lines(session, invoice.id)):
-            if line.unit_price_minor <= 0:
-                raise InvoiceError(f"lines[{index}].unit_price", "must be greater than zero")
+            amount = str(minor_to_decimal(line.unit_price_minor, invoice.price_currency).normalize())
+            try:
+                rescaled.append((line, parse_amount(f"{Decimal(amount):f}", price_currency)))
+            except AmountError as exc:
+                raise InvoiceError(f"lines[{index}].unit_price", exc.reason) from None
     invoice.kind, invoice.counterparty_id = kind.code, counterparty.id
     invoice.invoice_currency, invoice.price_currency = invoice_currency, price_currency
     invoice.issue_date, invoice.due_date = issue_date, due_date
     if data.details is not None:
         invoice.details = dict(data.details)
+    for line, price in rescaled:
+        line.unit_price_minor = price
     if new_lines is not None:
         for old in invoice_lines(session, invoice.id):
             session.delete(old)
