@@ -16,6 +16,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
   need_apt+=(libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils)
 # The widget's browser test drives Debian's Chromium through Playwright (never Playwright's own download).
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# The amo shell's transport is also checked over the real jQuery 3 that amo's $authorizedAjax wraps.
+[ -f /usr/share/javascript/jquery/jquery.js ] || need_apt+=(libjs-jquery)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq

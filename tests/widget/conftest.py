@@ -44,6 +44,7 @@ from widget_server.widget_package import build_widget_zip
 CHROMIUM = "/usr/bin/chromium"
 HAVE_CHROMIUM = Path(CHROMIUM).exists() or bool(os.environ.get("CI"))
 STUB_DIR = Path(__file__).resolve().parent / "amo_stub"
+JQUERY = Path("/usr/share/javascript/jquery/jquery.js")  # Debian's libjs-jquery (scripts/test.sh installs it)
 COMMON = Path(__file__).resolve().parents[2] / "static/widget/common"
 RU = json.loads((COMMON / "i18n/ru.json").read_text("utf-8"))
 EN = json.loads((COMMON / "i18n/en.json").read_text("utf-8"))
@@ -112,8 +113,10 @@ def _stub_app(origin: str):  # type: ignore[no-untyped-def]
         path = request.path.lstrip("/") or "index.html"
         if path.startswith("widget/"):
             data = widget.get(path.removeprefix("widget/"))
-        elif path == "index.html":
+        elif path in {"index.html", "index-jquery.html"}:
             data = (STUB_DIR / path).read_bytes()
+        elif path == "jquery.js" and JQUERY.exists():
+            data = JQUERY.read_bytes()
         else:
             data = None
         if data is None:
@@ -228,6 +231,7 @@ def open_card(browser, live: LiveServer) -> Iterator[Callable[..., Any]]:  # typ
         width: int = 800,
         lang: str = "ru",
         before_goto: Callable[[Any], None] | None = None,
+        jquery: bool = False,
     ):  # type: ignore[no-untyped-def]
         context = browser.new_context(
             viewport={"width": width, "height": 900}, locale="ru-RU" if lang == "ru" else "en-US"
@@ -239,7 +243,7 @@ def open_card(browser, live: LiveServer) -> Iterator[Callable[..., Any]]:  # typ
         page = context.new_page()
         config = {"token": live.token(user_id), "dealId": deal_id, "userId": user_id, "lang": lang}
         page.add_init_script(f"window.__STUB_CONFIG = {json.dumps(config)};")
-        page.goto(f"{live.origin}/__stub/index.html")
+        page.goto(f"{live.origin}/__stub/{'index-jquery.html' if jquery else 'index.html'}")
         page.wait_for_function("window.__widgetResults !== undefined || window.__stubErrors.length > 0")
         assert page.evaluate("window.__stubErrors") == []
         assert page.evaluate("window.__widgetResults") == {"render": True, "init": True, "bind_actions": True}

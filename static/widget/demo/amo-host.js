@@ -121,7 +121,10 @@
   };
 
   // --- AMD ------------------------------------------------------------------------------------------
-  var modules = { jquery: $ };
+  // With the real jQuery on the page (the tests load Debian's libjs-jquery 3.x), the widget gets it and
+  // $authorizedAjax is jQuery.ajax plus the proof header, which is what amo does.
+  var jq = window.jQuery && window.jQuery.fn && window.jQuery.fn.jquery ? window.jQuery : null;
+  var modules = { jquery: jq || $ };
 
   function resolve(deps) {
     return deps.map(function (name) {
@@ -142,6 +145,9 @@
     var method = options.type || options.method || 'GET';
     ajaxCalls.push({ method: method, url: options.url, headers: $.extend({}, options.headers || {}) });
     var proof = config.token ? { 'X-Auth-Token': config.token } : { Authorization: 'Bearer ' + config.apiKey };
+    if (jq) {
+      return jq.ajax(jq.extend({}, options, { headers: jq.extend({}, options.headers || {}, proof) }));
+    }
     var headers = $.extend({}, options.headers || {}, proof, { Accept: 'application/json' });
     if (options.contentType) { headers['Content-Type'] = options.contentType; }
     var binary = options.dataType === 'binary' && options.xhrFields && options.xhrFields.responseType === 'blob';
