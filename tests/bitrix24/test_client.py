@@ -281,3 +281,19 @@ def test_every_request_times_out_under_60_seconds(crm: Bitrix24Client) -> None:
     timeout = crm.transport._http.timeout
     assert isinstance(timeout, tuple) and sum(timeout) < 60
     assert datetime.now(UTC)  # keeps the import honest
+
+
+def test_batch_chains_results_within_one_call(fake: FakeBitrix24, crm: Bitrix24Client) -> None:
+    deal = fake.new_deal("Орлов", UF_CRM_TEXT="Палата 7")
+    result = crm.transport.batch(
+        {
+            "get": ("crm.item.get", {"entityTypeId": 2, "id": deal["id"], "useOriginalUfNames": "Y"}),
+            "copy": (
+                "crm.item.update",
+                {"entityTypeId": 2, "id": deal["id"], "fields": {"title": "$result[get][item][UF_CRM_TEXT]"}},
+            ),
+        }
+    )
+    assert result.errors == {}
+    assert fake.deals[deal["id"]]["title"] == "Палата 7"
+    assert len(fake.calls("batch")) == 1

@@ -87,3 +87,44 @@ def test_a_refused_grant_pauses_until_an_admin_opens_the_app(
     assert "installFinish" in page.get_data(as_text=True)
     with rt.db.transaction() as session:
         assert session.get(Portal, installed).status == "active"
+
+
+def test_20_workers_on_expired_token_share_one_refresh_stored_encrypted(
+    rt: Any, installed: int, portal_fake: FakeBitrix24
+) -> None:
+    """Each thread builds its own client, as separate workers do: the Redis lock and the re-read inside
+    it make one token request; every call is retried once with the new token."""
+    import threading
+
+    from widget_server.registry import crm_for
+
+    deal = str(portal_fake.new_deal("Орлов")["id"])
+    portal_fake.expire("admin-access-cb")
+    with rt.db.transaction() as session:
+        portal = session.get(Portal, installed)
+        session.expunge(portal)
+    start = threading.Barrier(20)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            client = crm_for(portal, rt)
+            start.wait()
+            client.get_deal(deal)
+        except BaseException as exc:  # collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    assert portal_fake.refreshes == [("oauth.bitrix.info", "admin-refresh-cb")]
+    gets = portal_fake.calls("crm.item.get")
+    assert len(gets) == 20  # every thread got its deal; the 401s carried no parameters to the fake's log
+    with rt.db.transaction() as session:
+        ciphertext = session.get(Portal, installed).token_ciphertext
+    assert "refresh-r1" not in ciphertext and "access-r1" not in ciphertext
+    assert rt.cipher.decrypt_token(ciphertext).refresh_token == "refresh-r1"

@@ -396,8 +396,12 @@ class FakeBitrix24:
         halt = str(params.get("halt", "0")) == "1"
         for key, line in cmd.items():
             method, _, query = str(line).partition("?")
-            query = re.sub(r"\$result\[(\w+)\]((?:\[\w+\])*)", lambda m: self._chain(results, m), query)
-            sub = nest(parse_qsl(query, keep_blank_values=True))
+            # References are resolved in the decoded values, as the platform parses each command first.
+            pairs = [
+                (k, re.sub(r"\$result\[(\w+)\]((?:\[\w+\])*)", lambda m: self._chain(results, m), v))
+                for k, v in parse_qsl(query, keep_blank_values=True)
+            ]
+            sub = nest(pairs)
             if method == "batch":
                 errors[key] = {
                     "error": "ERROR_BATCH_METHOD_NOT_ALLOWED",
