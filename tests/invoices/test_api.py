@@ -233,6 +233,9 @@ def test_reversal_is_admin_only_and_compensates(roles, payer, frozen) -> None:  
     ).get_json()
     url = f"/api/v1/invoices/{invoice['id']}/payments/{paid['payment']['id']}/reversal"
     assert finance.post(url, json={"reason": "ошибочный платёж"}).status_code == 403
+    other = finance.post("/api/v1/deals/8/invoices", json=patient_invoice(payer["id"], issue=True)).get_json()
+    wrong = f"/api/v1/invoices/{other['id']}/payments/{paid['payment']['id']}/reversal"
+    assert admin.post(wrong, json={"reason": "не тот счёт"}).status_code == 404
     reversed_ = admin.post(url, json={"reason": "ошибочный платёж"})
     assert reversed_.status_code == 201
     assert reversed_.get_json()["payment"]["sign"] == -1

@@ -482,7 +482,14 @@ def post_payment_reversal(invoice_id: int, payment_id: int) -> Any:
     session = db_session()
     find_invoice(session, portal.id, invoice_id)
     reversal, invoices = reverse_payment(
-        session, portal, payment_id, body["reason"], _actor(), key_for("reversal"), _today(portal)
+        session,
+        portal,
+        payment_id,
+        body["reason"],
+        _actor(),
+        key_for("reversal"),
+        _today(portal),
+        invoice_id=invoice_id,
     )
     queue_payment(session, portal, reversal, invoices)
     return {"payment": payment_document(reversal), "invoices": [invoice_brief(i) for i in invoices]}, 201

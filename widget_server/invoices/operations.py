@@ -601,7 +601,15 @@ def _allocated_invoices(session: Session, payment: InvoicePayment) -> list[Invoi
 
 
 def reverse_payment(
-    session: Session, portal: Portal, payment_id: int, reason: str, actor: str, key: str, today: date
+    session: Session,
+    portal: Portal,
+    payment_id: int,
+    reason: str,
+    actor: str,
+    key: str,
+    today: date,
+    *,
+    invoice_id: int | None = None,
 ) -> tuple[InvoicePayment, list[Invoice]]:
     """A compensating entry: the original stays, a sign -1 row with the same allocations undoes it."""
     existing = session.scalar(
@@ -627,6 +635,8 @@ def reverse_payment(
     allocations = list(
         session.scalars(select(PaymentAllocation).where(PaymentAllocation.payment_id == original.id))
     )
+    if invoice_id is not None and invoice_id not in {a.invoice_id for a in allocations}:
+        raise InvoiceNotFound("payment_id", f"payment {payment_id} is not allocated to invoice {invoice_id}")
     invoices = {
         inv.id: inv
         for inv in session.scalars(
