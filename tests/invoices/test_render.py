@@ -197,3 +197,68 @@ def test_no_cyrillic_font_is_a_clear_start_up_error(settings, rt, monkeypatch) -
             create_app(settings, rt=rt)
     finally:
         render.ensure_cyrillic_font.cache_clear()
+
+
+def test_clinic_images_are_embedded_and_change_the_template_version(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import base64
+    import zlib
+
+    from widget_server.invoices.render import data_uri, render_invoice_pdf, template_version
+
+    def png(r: int, g: int, b: int) -> bytes:
+        def chunk(kind: bytes, body: bytes) -> bytes:
+            crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+            return len(body).to_bytes(4, "big") + kind + body + crc.to_bytes(4, "big")
+
+        raw = b"".join(b"\x00" + bytes((r, g, b)) * 8 for _ in range(8))
+        return (
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", (8).to_bytes(4, "big") * 2 + b"\x08\x02\x00\x00\x00")
+            + chunk(b"IDAT", zlib.compress(raw))
+            + chunk(b"IEND", b"")
+        )
+
+    snapshot = {
+        "number": "СЧ-2025-000009",
+        "kind": "patient",
+        "title": "Счёт на оплату",
+        "language": "ru",
+        "issue_date": "2025-12-15",
+        "due_date": "2026-01-14",
+        "price_currency": "RUB",
+        "invoice_currency": "RUB",
+        "rate_text": None,
+        "vat_mode": "included",
+        "vat_payer": True,
+        "vat_rate": "20",
+        "vat_text": None,
+        "exempt_basis": "Без НДС",
+        "details": {},
+        "clinic": {"legal_name": "Клиника"},
+        "counterparty": {"name": "Плательщик", "requisites": {}},
+        "lines": [
+            {
+                "position": 1,
+                "name": "Консультация",
+                "code": None,
+                "service_date": None,
+                "quantity": "1",
+                "unit_price": "100.00",
+                "amount": "100.00",
+                "converted": "100.00",
+                "vat_category": "exempt",
+                "vat": "0.00",
+            }
+        ],
+        "price_total": "100.00",
+        "net": "100.00",
+        "vat": "0.00",
+        "total": "100.00",
+        "total_in_words": "Сто рублей 00 копеек",
+    }
+    images = {"logo": data_uri(png(200, 0, 0)), "stamp": base64.b64encode(png(0, 0, 200)).decode()}
+    images["stamp"] = data_uri(base64.b64decode(images["stamp"]))
+    plain, plain_version = render_invoice_pdf(snapshot)
+    with_images, images_version = render_invoice_pdf(snapshot, images)
+    assert plain_version == template_version("patient") != images_version
+    assert with_images.count(b"/Subtype /Image") >= 2 > plain.count(b"/Subtype /Image")
