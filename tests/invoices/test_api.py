@@ -148,6 +148,9 @@ def test_missing_kpp_refuses_issue_and_consumes_no_number(rt, roles, frozen, cbr
     assert finance.get(f"/api/v1/invoices/{draft['id']}").get_json()["status"] == "draft"
     # Fixed requisites: the invoice takes number 1, the one the failed issue did not consume.
     finance.patch(f"/api/v1/counterparties/{insurer['id']}", json={"requisites": {"kpp": "770501001"}})
+    history = finance.get(f"/api/v1/counterparties/{insurer['id']}").get_json()["requisites_history"]
+    assert [v["version"] for v in history] == [1, 2]
+    assert "kpp" not in history[0]["data"] and history[1]["data"]["kpp"] == "770501001"
     issued = finance.post(f"/api/v1/invoices/{draft['id']}/issue").get_json()
     assert issued["number"] == "СК-2025-000001"
 

@@ -20,7 +20,7 @@ from ..invoices.counterparties import (
 from ..invoices.mirror import queue_payment
 from ..invoices.operations import Allocation, PaymentInput, pay
 from ..invoices.settlements import counterparty_settlement
-from ..models import Counterparty, Invoice, Portal
+from ..models import Counterparty, CounterpartyRequisites, Invoice, Portal
 from ..money import minor_to_decimal
 from .auth import current_portal, current_principal, requires
 from .body import load_body
@@ -116,10 +116,33 @@ def post_counterparty() -> Any:
 
 
 @counterparties_api.get("/<int:counterparty_id>")
-@api_doc(summary="One counterparty", tags=["invoices"], response=CounterpartySchema, errors=(404,))
+@api_doc(
+    summary="One counterparty (finance also sees every requisites version)",
+    tags=["invoices"],
+    response=CounterpartySchema,
+    errors=(404,),
+)
 @requires("staff")
 def get_counterparty(counterparty_id: int) -> Any:
-    return counterparty_document(find_counterparty(db_session(), current_portal().id, counterparty_id))
+    session = db_session()
+    counterparty = find_counterparty(session, current_portal().id, counterparty_id)
+    document = counterparty_document(counterparty)
+    if current_principal().has("finance"):
+        versions = session.scalars(
+            select(CounterpartyRequisites)
+            .where(CounterpartyRequisites.counterparty_id == counterparty.id)
+            .order_by(CounterpartyRequisites.version)
+        )
+        document["requisites_history"] = [
+            {
+                "version": v.version,
+                "data": v.data,
+                "created_by": v.created_by,
+                "created_at": v.created_at.isoformat(),
+            }
+            for v in versions
+        ]
+    return document
 
 
 @counterparties_api.patch("/<int:counterparty_id>")

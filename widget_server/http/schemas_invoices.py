@@ -68,6 +68,7 @@ class CounterpartySchema(Schema):
     payment_terms_days = f.Integer()
     requisites_version = f.Integer()
     requisites = f.Dict()
+    requisites_history = f.List(f.Dict())
 
 
 class LineSchema(StrictSchema):
