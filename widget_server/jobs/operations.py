@@ -13,7 +13,7 @@ from typing import Any
 from connectors.base import CrmClient
 from connectors.types import FieldValue, NewTask, StageRef
 
-__all__ = ["OPERATIONS", "run_operation"]
+__all__ = ["BATCHED_OPERATIONS", "OPERATIONS", "deal_fields_of", "run_operation"]
 
 
 def _field_value(value: Any) -> FieldValue:
@@ -30,9 +30,7 @@ def _add_note(crm: CrmClient, payload: dict[str, Any], key: str) -> dict[str, An
 
 
 def _update_deal_fields(crm: CrmClient, payload: dict[str, Any], _key: str) -> dict[str, Any]:
-    crm.update_deal_fields(
-        str(payload["deal_id"]), {k: _field_value(v) for k, v in payload["fields"].items()}
-    )
+    crm.update_deal_fields(*deal_fields_of("update_deal_fields", payload))
     return {}
 
 
@@ -85,16 +83,29 @@ def _task_for_responsible(crm: CrmClient, payload: dict[str, Any], key: str) -> 
     return {"task_id": task.id}
 
 
-def _sync_stay_fields(crm: CrmClient, payload: dict[str, Any], _key: str) -> dict[str, Any]:
+def _sync_stay_fields(crm: CrmClient, payload: dict[str, Any], key: str) -> dict[str, Any]:
     """Balance, daily rate and paid-through date as they are now, not as they were when queued."""
-    from .. import runtime
-    from ..ledger.stay_fields import stay_field_values
-
-    with runtime.current().db.transaction() as session:
-        fields = stay_field_values(session, int(payload["account_id"]))
+    deal_id, fields = deal_fields_of("sync_stay_fields", payload)
     if fields:
-        crm.update_deal_fields(str(payload["deal_id"]), fields)
+        crm.update_deal_fields(deal_id, fields)
     return {"fields": sorted(fields)}
+
+
+BATCHED_OPERATIONS = frozenset({"update_deal_fields", "sync_stay_fields"})
+"""Operations that only set deal fields: many of them go to the CRM as one batch request."""
+
+
+def deal_fields_of(operation: str, payload: dict[str, Any]) -> tuple[str, dict[str, FieldValue]]:
+    """(deal id, fields) a batched operation writes, read at send time (a stay's figures as they are now)."""
+    if operation == "update_deal_fields":
+        return str(payload["deal_id"]), {k: _field_value(v) for k, v in payload["fields"].items()}
+    if operation == "sync_stay_fields":
+        from .. import runtime
+        from ..ledger.stay_fields import stay_field_values
+
+        with runtime.current().db.transaction() as session:
+            return str(payload["deal_id"]), stay_field_values(session, int(payload["account_id"]))
+    raise ValueError(f"{operation} is not a batched operation")
 
 
 OPERATIONS: dict[str, Callable[[CrmClient, dict[str, Any], str], dict[str, Any]]] = {

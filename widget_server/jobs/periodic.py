@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from .. import runtime
 from ..clock import local_today
 from ..models import IdempotencyRecord, InboxEvent, OutboxJob, PeriodicRun, Portal, utcnow
-from ..outbox import wake_outbox_job
+from ..outbox import wake_outbox_jobs
 from .inbox import process_inbox_event
 from .joblog import logged_job
 
@@ -77,22 +77,28 @@ def run_once_per_portal_day(
     return {"done": done, "skipped": skipped}
 
 
+SWEEP_WAKE_GROUP = 50
+
+
 @logged_job("sweep_outbox")
 def sweep_outbox(limit: int = 500) -> str:
     """Re-send wake-ups for due pending jobs: covers a lost enqueue and scheduled retries."""
     now = utcnow()
     with runtime.current().db.transaction() as session:
-        due = list(
-            session.scalars(
-                select(OutboxJob.id)
-                .where(OutboxJob.state == "pending", OutboxJob.next_attempt_at <= now)
-                .where((OutboxJob.lease_until.is_(None)) | (OutboxJob.lease_until < now))
-                .order_by(OutboxJob.next_attempt_at)
-                .limit(limit)
-            )
-        )
-    for job_id in due:
-        wake_outbox_job(job_id)
+        due = session.execute(
+            select(OutboxJob.id, OutboxJob.portal_id)
+            .where(OutboxJob.state == "pending", OutboxJob.next_attempt_at <= now)
+            .where((OutboxJob.lease_until.is_(None)) | (OutboxJob.lease_until < now))
+            .order_by(OutboxJob.next_attempt_at)
+            .limit(limit)
+        ).all()
+    # One wake-up per portal and 50 jobs, so deal-field jobs that waited meet in one CRM batch.
+    by_portal: dict[int, list[int]] = {}
+    for job_id, portal_id in due:
+        by_portal.setdefault(portal_id, []).append(job_id)
+    for ids in by_portal.values():
+        for start in range(0, len(ids), SWEEP_WAKE_GROUP):
+            wake_outbox_jobs(ids[start : start + SWEEP_WAKE_GROUP])
     return f"woke {len(due)}"
 
 
