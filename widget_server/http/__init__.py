@@ -6,8 +6,10 @@ from flask import Flask
 
 from .api_amocrm import amocrm_api
 from .api_catalogue import catalogue_api
+from .api_counterparties import counterparties_api
 from .api_deals import deals_api
 from .api_distribution import distribution_api
+from .api_invoices import deal_invoices_api, invoices_api, rates_api
 from .api_outbox import outbox_api
 from .api_portal import portal_api
 from .api_settings import settings_api
@@ -37,6 +39,10 @@ def register_http(app: Flask) -> None:
         distribution_api,
         catalogue_api,
         outbox_api,
+        counterparties_api,
+        invoices_api,
+        deal_invoices_api,
+        rates_api,
         hooks,
         amocrm_hooks,
         amocrm_install,
