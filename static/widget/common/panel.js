@@ -12,13 +12,16 @@ import { errorText, failureBox, h, makeApi, makeFormat, makeTexts } from './core
 import './forms.js'; // fetched in the first wave with the sections instead of one round trip later
 import { accountSection, openForm, summarySkeleton } from './sections/account.js';
 import { forecastSection } from './sections/forecast.js';
+import { invoicesSection } from './sections/invoices.js';
 import { logSection, settingsSection } from './sections/settings.js';
 import { statementSection } from './sections/statement.js';
 
 export const PANEL_MODULES = ['panel.js', 'core.js', 'forms.js', 'sections/account.js', 'sections/statement.js',
-  'sections/forecast.js', 'sections/settings.js'];
+  'sections/forecast.js', 'sections/invoices.js', 'sections/settings.js'];
 
-export const SECTIONS = [accountSection, statementSection, forecastSection, settingsSection, logSection];
+export const SECTIONS = [
+  accountSection, statementSection, forecastSection, invoicesSection, settingsSection, logSection,
+];
 
 export function registerSection(section, position = SECTIONS.length) {
   if (!SECTIONS.some((s) => s.id === section.id)) SECTIONS.splice(position, 0, section);
