@@ -271,6 +271,7 @@ def test_slow_batches_are_halved(
     import connectors.bitrix24.transport as transport
 
     monkeypatch.setattr(transport, "SLOW_BATCH_S", 0.0)
+    crm.transport.in_flight = 1  # one at a time, so each batch sees its predecessor's timing
     deals = [str(fake.new_deal(f"П {i}")["id"]) for i in range(100)]
     crm.update_deals([DealUpdate(d, {"UF_CRM_NUMBER": 1}) for d in deals])
     sizes = [len(b["cmd"]) for b in fake.calls("batch")]
@@ -297,3 +298,32 @@ def test_batch_chains_results_within_one_call(fake: FakeBitrix24, crm: Bitrix24C
     assert result.errors == {}
     assert fake.deals[deal["id"]]["title"] == "Палата 7"
     assert len(fake.calls("batch")) == 1
+
+
+def test_batches_travel_two_at_a_time(fake: FakeBitrix24, crm: Bitrix24Client) -> None:
+    import threading
+
+    deals = [str(fake.new_deal(f"П {i}")["id"]) for i in range(200)]
+    inside, peak = [0], [0]
+    lock = threading.Lock()
+    original = fake._batch
+
+    def slow_batch(params: dict) -> dict:
+        with lock:
+            inside[0] += 1
+            peak[0] = max(peak[0], inside[0])
+        fake.lock.release()  # let the other batch in while this one "works"
+        try:
+            import time
+
+            time.sleep(0.05)
+        finally:
+            fake.lock.acquire()
+        with lock:
+            inside[0] -= 1
+        return original(params)
+
+    fake._batch = slow_batch  # type: ignore[method-assign]
+    crm.update_deals([DealUpdate(d, {"UF_CRM_NUMBER": 1}) for d in deals])
+    assert peak[0] == 2
+    assert all(fake.deals[int(d)]["UF_CRM_NUMBER"] == 1 for d in deals)
