@@ -13,6 +13,7 @@ from ..jobs.operations import OPERATIONS
 from ..models import CreditNote, Invoice, InvoiceDocument, InvoicePayment, Portal
 from ..money import format_minor
 from ..outbox import enqueue_outbox
+from .rates import Quote
 
 __all__ = [
     "credit_note_text",
@@ -33,7 +34,9 @@ def issue_text(invoice: Invoice) -> str:
     total = _money(invoice.total_minor, invoice.invoice_currency)
     if invoice.rate is not None and invoice.rate_date is not None:
         price = _money(invoice.price_total_minor, invoice.price_currency)
-        rate = f"{Decimal(invoice.rate).quantize(Decimal('0.0001')):f}".replace(".", ",")
+        # The snapshot keeps the rate at full precision; the column only to 12 decimals.
+        exact = Decimal((invoice.snapshot or {}).get("rate") or invoice.rate)
+        rate = Quote(exact, invoice.rate_date, invoice.price_currency, invoice.invoice_currency).quoted()[2]
         return (
             f"Выставлен счёт {invoice.number} на {price} = {total} по курсу ЦБ РФ {rate}"
             f" на {invoice.rate_date.strftime('%d.%m.%Y')}"

@@ -130,10 +130,20 @@ class Quote:
     target: str
 
     def printed(self) -> str:
-        """«Курс ЦБ РФ на 13.12.2025: 1 EUR = 93,5412 ₽»."""
-        shown = f"{self.rate.quantize(Decimal('0.0001')):f}".replace(".", ",")
-        unit = "₽" if self.target == "RUB" else self.target
-        return f"Курс ЦБ РФ на {self.effective_date.strftime('%d.%m.%Y')}: 1 {self.source} = {shown} {unit}"
+        """«Курс ЦБ РФ на 13.12.2025: 1 EUR = 93,5412 ₽». Roubles into a foreign currency are printed the
+        way the CBR quotes them (1 EUR = … ₽), not as 1 RUB = 0,0107 EUR."""
+        source, target, shown = self.quoted()
+        unit = "₽" if target == "RUB" else target
+        return f"Курс ЦБ РФ на {self.effective_date.strftime('%d.%m.%Y')}: 1 {source} = {shown} {unit}"
+
+    def quoted(self) -> tuple[str, str, str]:
+        """(unit currency, quote currency, rate with 4 decimals and a comma), foreign currency first."""
+        source, target, rate = self.source, self.target, self.rate
+        if source == "RUB":
+            with localcontext() as ctx:
+                ctx.prec = 34
+                source, target, rate = target, source, Decimal(1) / rate
+        return source, target, f"{rate.quantize(Decimal('0.0001')):f}".replace(".", ",")
 
 
 def quote(session: Session, day: date, source: str, target: str, today: date, fetch: Fetch) -> Quote:
