@@ -49,7 +49,7 @@ def test_printed_rate() -> None:
     inverse = Quote(Decimal(1) / Decimal("93.5412"), date(2025, 12, 13), "RUB", "EUR")
     assert inverse.printed() == "Курс ЦБ РФ на 13.12.2025: 1 EUR = 93,5412 ₽"
     cross = Quote(Decimal("604.1266"), date(2025, 12, 13), "EUR", "KZT")
-    assert cross.printed() == "Курс ЦБ РФ на 13.12.2025: 1 EUR = 604,1266 KZT"
+    assert cross.printed() == "Кросс-курс по курсам ЦБ РФ на 13.12.2025: 1 EUR = 604,1266 KZT"
 
 
 def test_sunday_gets_saturdays_set_and_prints_its_date(rt, cbr_http) -> None:  # type: ignore[no-untyped-def]

@@ -134,7 +134,9 @@ class Quote:
         way the CBR quotes them (1 EUR = … ₽), not as 1 RUB = 0,0107 EUR."""
         source, target, shown = self.quoted()
         unit = "₽" if target == "RUB" else target
-        return f"Курс ЦБ РФ на {self.effective_date.strftime('%d.%m.%Y')}: 1 {source} = {shown} {unit}"
+        # Neither side in roubles: the CBR publishes no such rate, it is derived from two of its rates.
+        title = "Курс ЦБ РФ" if "RUB" in (source, target) else "Кросс-курс по курсам ЦБ РФ"
+        return f"{title} на {self.effective_date.strftime('%d.%m.%Y')}: 1 {source} = {shown} {unit}"
 
     def quoted(self) -> tuple[str, str, str]:
         """(unit currency, quote currency, rate with 4 decimals and a comma), foreign currency first."""
