@@ -34,9 +34,9 @@ printed. The floor: ≥ 90 % of the ceiling and zero 429s. A 429 makes `PortalHt
 for the fake's `retry_after` (300 s), so every later call of that phase fails fast: the pause is lifted
 (and reported) before the next phase.
 
---per-job N: also N field updates the way `mirror_outbox_job` performs them today: one outbox job per
-update, `crm_for()` building a fresh client per job (so the field definitions are fetched again for every
-job) and `update_deal_fields` PATCHing one lead per request. Nothing is asserted.
+--per-job N: also N field updates the way the outbox mirrors them (`mirror_outbox_jobs`): 50 jobs per
+wake-up, `crm_for()` building a fresh client per wake-up (the field definitions fetched again each time),
+one `update_deals` PATCH per 50 leads. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -373,7 +373,11 @@ def run_mode(
 def run_per_job(
     count: int, args: argparse.Namespace, fake: Fake, redis_url: str, deals: list[str], rps: Decimal
 ) -> None:
-    """Field updates the way the outbox mirrors them today: a fresh client per job, one lead per PATCH."""
+    """Field updates the way the outbox mirrors them: one wake-up per `FIELD_BATCH` jobs, `crm_for()`
+    building a fresh client for it (so the field definitions are fetched once per batch), one
+    `update_deals` per batch."""
+    from widget_server.jobs.mirror import FIELD_BATCH
+
     redis_client = redis.Redis.from_url(redis_url)
     tag = f"perjob-{time.monotonic_ns()}"
     _clear_pause(redis_url)
@@ -381,21 +385,22 @@ def run_per_job(
     fake.control("POST", "reset")
     started = time.monotonic()
     done = 0
-    for i in range(count):
-        client = make_client(redis_client, fake.url, rps)  # what crm_for() does for every outbox job
+    for start in range(0, count, FIELD_BATCH):
+        client = make_client(redis_client, fake.url, rps)  # what crm_for() does for every wake-up
+        chunk = range(start, min(count, start + FIELD_BATCH))
         try:
-            client.update_deal_fields(deals[i], {TEXT_FIELD: f"{tag}:{i}"})
-            done += 1
+            client.update_deals([DealUpdate(deals[i], {TEXT_FIELD: f"{tag}:{i}"}) for i in chunk])
+            done += len(chunk)
         finally:
             client.transport._http.session.close()
     wall = time.monotonic() - started
     stats = fake.control("GET", "stats")
     rate = done / wall
     print(
-        f"  [per outbox job, as today] {done} field updates in {wall:.1f} s: {rate:.2f} entities/s, "
-        f"{stats['requests']} requests ({stats['requests'] / max(done, 1):.1f} per update: "
-        f"{stats['routes']}); "
-        f"ratio to the 350/s ceiling {rate / (CEILING_RPS * BATCH):.2%}; 429s {stats['throttled']}",
+        f"  [outbox path: {FIELD_BATCH} jobs per wake-up] {done} field updates in {wall:.1f} s: "
+        f"{rate:.2f} entities/s, {stats['requests']} requests ({stats['requests'] / max(done, 1):.2f} per "
+        f"update: {stats['routes']}); ratio to the 350/s ceiling {rate / (CEILING_RPS * BATCH):.2%}; "
+        f"429s {stats['throttled']}",
         flush=True,
     )
 

@@ -14,6 +14,7 @@ __all__ = ["UnsupportedPortal", "crm_for"]
 log = logging.getLogger(__name__)
 
 
+
 class UnsupportedPortal(LookupError):
     """No connector is installed for this portal's kind."""
 
@@ -30,6 +31,17 @@ def crm_for(portal: Portal, runtime: Runtime) -> CrmClient:
 
         return build_client(portal, runtime)
     raise UnsupportedPortal(f"no CRM connector for portal kind {portal.kind!r} yet")
+
+
+def _shared_amo_field_defs(runtime: Runtime):  # type: ignore[no-untyped-def]
+    """One `FieldDefsCache` per runtime (so per process): every outbox wake-up builds a client, the field
+    definitions stay shared."""
+    cache = runtime.__dict__.get("_amo_field_defs")
+    if cache is None:
+        from connectors.amocrm.fields import FieldDefsCache
+
+        cache = runtime.__dict__["_amo_field_defs"] = FieldDefsCache(ttl_s=300.0)
+    return cache
 
 
 def _amocrm(portal: Portal, runtime: Runtime) -> CrmClient:
@@ -80,6 +92,7 @@ def _amocrm(portal: Portal, runtime: Runtime) -> CrmClient:
         field_codes=amo_settings.get("field_codes"),
         reference_fields=amo_settings.get("reference_fields"),
         created=RedisCreatedStore(runtime.redis, f"cb:amo:created:{portal_id}"),
+        field_cache=_shared_amo_field_defs(runtime),
         on_write=lambda entity, entity_id, updated_at: remember_own_write(
             runtime.redis, portal_id, entity, entity_id, updated_at
         ),

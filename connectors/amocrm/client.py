@@ -24,7 +24,7 @@ from ..http import PortalHttp
 from ..types import Contact, Deal, DealUpdate, FieldValue, NewContact, NewDeal, OAuthToken, StageRef
 from .activity import ActivityMixin
 from .const import BATCH_SIZE, COMPLEX_FIELDS_MAX, LOST_STATUS_ID
-from .fields import FieldDef, encode_value, parse_field_defs
+from .fields import FieldDef, FieldDefsCache, encode_value, parse_field_defs
 from .idempotency import PENDING, CreatedStore, MemoryCreatedStore, now, pending_since
 from .schemas import embedded, normalize_phone, parse_contact, parse_deal, phone_values
 from .transport import AmoTransport
@@ -76,6 +76,7 @@ class AmoCrmClient(ActivityMixin):
         created: CreatedStore | None = None,
         phone_region: str = "RU",
         on_write: Callable[[str, str, int], None] | None = None,
+        field_cache: FieldDefsCache | None = None,
     ) -> None:
         """`field_codes`: our field names → amoCRM field id or `code` (ids are always accepted as keys).
         `reference_fields`: ``{"leads": id, "contacts": id}`` of text fields that hold the create
@@ -93,6 +94,8 @@ class AmoCrmClient(ActivityMixin):
         self.phone_region = phone_region
         self.on_write = on_write
         self._field_defs: dict[str, FieldDef] | None = None
+        self._field_cache = field_cache
+        self._defs_from_cache = False
         self._loss_reasons: dict[str, int] | None = None
         self._drive_url: str | None = None
         self._user_cache: dict[str, tuple[bool, float]] = {}
@@ -146,11 +149,20 @@ class AmoCrmClient(ActivityMixin):
     # --- fields -----------------------------------------------------------------------------------------
 
     def field_defs(self) -> dict[str, FieldDef]:
+        if self._field_defs is None and self._field_cache is not None:
+            self._field_defs = self._field_cache.get(self.transport.base_url)
+            self._defs_from_cache = self._field_defs is not None
         if self._field_defs is None:
-            self._field_defs = parse_field_defs(
-                list(self.transport.iter_pages("/api/v4/leads/custom_fields", "custom_fields"))
-            )
+            self._field_defs = self._fetch_field_defs()
         return self._field_defs
+
+    def _fetch_field_defs(self) -> dict[str, FieldDef]:
+        pages = self.transport.iter_pages("/api/v4/leads/custom_fields", "custom_fields")
+        defs = parse_field_defs(list(pages))
+        self._defs_from_cache = False
+        if self._field_cache is not None:
+            self._field_cache.put(self.transport.base_url, defs)
+        return defs
 
     def _field(self, key: str, path: str) -> FieldDef:
         defs = self.field_defs()
@@ -167,6 +179,16 @@ class AmoCrmClient(ActivityMixin):
     def _encode(self, fields: Mapping[str, FieldValue], path: str) -> list[dict[str, Any]]:
         if not fields:
             return []
+        try:
+            return self._encode_with_defs(fields, path)
+        except Rejected:
+            if not self._defs_from_cache:
+                raise
+            # The shared copy may predate a field or option created since: read the definitions again.
+            self._field_defs = self._fetch_field_defs()
+            return self._encode_with_defs(fields, path)
+
+    def _encode_with_defs(self, fields: Mapping[str, FieldValue], path: str) -> list[dict[str, Any]]:
         encoded: dict[str, dict[str, Any]] = {}
         for key, value in fields.items():
             field = self._field(key, f"{path}.{key}")

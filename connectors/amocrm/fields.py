@@ -16,22 +16,59 @@ Python type alone cannot tell a multiselect from a multitext, so the client load
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
+from time import monotonic
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..errors import Rejected
 from ..types import FieldValue
 
-__all__ = ["ENUM_TYPES", "FieldDef", "decode_fields", "decode_value", "encode_value", "parse_field_defs"]
+__all__ = [
+    "ENUM_TYPES",
+    "FieldDef",
+    "FieldDefsCache",
+    "decode_fields",
+    "decode_value",
+    "encode_value",
+    "parse_field_defs",
+]
 
 ENUM_TYPES = frozenset({"select", "multiselect", "radiobutton", "category"})
 NUMBER_TYPES = frozenset({"numeric", "monetary", "price"})
 DATE_TYPES = frozenset({"date", "birthday", "date_time"})
 MULTI_TYPES = frozenset({"multitext"})
+
+
+class FieldDefsCache:
+    """Lead field definitions per account host for `ttl_s`, shared by the clients one process builds.
+
+    Every outbox wake-up builds a fresh client; without this each one spends a request of the 7/s budget
+    re-reading definitions that change a few times a year. A client that meets a field or option the
+    cached copy lacks re-reads them once before refusing (a field created a minute ago is not an error).
+    """
+
+    def __init__(self, ttl_s: float = 300.0, clock: Callable[[], float] = monotonic) -> None:
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._items: dict[str, tuple[float, dict[str, FieldDef]]] = {}
+
+    def get(self, host: str) -> dict[str, FieldDef] | None:
+        with self._lock:
+            item = self._items.get(host)
+            if item is None or item[0] <= self._clock():
+                self._items.pop(host, None)
+                return None
+            return item[1]
+
+    def put(self, host: str, defs: dict[str, FieldDef]) -> None:
+        with self._lock:
+            self._items[host] = (self._clock() + self.ttl_s, defs)
 
 
 @dataclass(frozen=True)

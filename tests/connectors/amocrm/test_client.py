@@ -166,6 +166,53 @@ def test_every_lead_write_reports_the_updated_at_amo_gave_it(fake: FakeAmo, worl
     assert [ts for *_, ts in heard] == [fake.leads[int(d)]["updated_at"] for d in deals]
 
 
+def test_field_definitions_are_read_once_per_host_across_clients(fake: FakeAmo, world: AmoWorld) -> None:
+    from connectors.amocrm.fields import FieldDefsCache
+
+    cache = FieldDefsCache(ttl_s=300)
+    deals = [world.make_deal(f"Д{i}") for i in range(3)]
+    for deal in deals:  # a fresh client per outbox wake-up, as the registry builds them
+        client = make_client()
+        client._field_cache = cache
+        client.update_deal_fields(deal, {"1001": "Палата 5"})
+    assert len(fake.calls("GET", "/api/v4/leads/custom_fields")) == 1
+
+
+def test_a_field_created_after_the_cached_copy_is_found_by_reading_again(
+    fake: FakeAmo, world: AmoWorld
+) -> None:
+    from connectors.amocrm.fields import FieldDefsCache
+
+    cache = FieldDefsCache(ttl_s=300)
+    deal = world.make_deal("Орлов")
+    first = make_client()
+    first._field_cache = cache
+    first.update_deal_fields(deal, {"1001": "Палата 5"})
+    new_field = {**fake.lead_fields[1001], "id": 1777, "name": "Новое поле", "code": None}
+    fake.lead_fields[1777] = new_field
+
+    second = make_client()
+    second._field_cache = cache
+    second.update_deal_fields(deal, {"1777": "значение"})
+
+    assert len(fake.calls("GET", "/api/v4/leads/custom_fields")) == 2
+    with pytest.raises(Rejected):  # a field that truly does not exist is still refused, after one re-read
+        second.update_deal_fields(deal, {"4242": "x"})
+    assert len(fake.calls("GET", "/api/v4/leads/custom_fields")) == 2
+
+
+def test_the_cached_definitions_expire() -> None:
+    from connectors.amocrm.fields import FieldDef, FieldDefsCache
+
+    now = [1000.0]
+    cache = FieldDefsCache(ttl_s=300, clock=lambda: now[0])
+    cache.put("https://clinic.amocrm.ru", {"1": FieldDef("1", None, "text")})
+    now[0] += 299
+    assert cache.get("https://clinic.amocrm.ru") is not None
+    now[0] += 2
+    assert cache.get("https://clinic.amocrm.ru") is None
+
+
 def test_a_504_batch_is_resent_in_halves(fake: FakeAmo, world: AmoWorld) -> None:
     deals = [world.make_deal(f"Д{i}") for i in range(50)]
     fake.inject(504, 1, method="PATCH", path=r"^/api/v4/leads$")
