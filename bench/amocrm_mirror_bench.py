@@ -35,8 +35,8 @@ for the fake's `retry_after` (300 s), so every later call of that phase fails fa
 (and reported) before the next phase.
 
 --per-job N: also N field updates the way the outbox mirrors them (`mirror_outbox_jobs`): 50 jobs per
-wake-up, `crm_for()` building a fresh client per wake-up (the field definitions fetched again each time),
-one `update_deals` PATCH per 50 leads. Nothing is asserted.
+wake-up, `crm_for()` building a fresh client per wake-up (field definitions from the process's shared
+cache, as the registry's), one `update_deals` PATCH per 50 leads. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ from _support import RedisProc, free_port
 from fake_amocrm_server import local_session
 
 from connectors.amocrm.client import AmoCrmClient
+from connectors.amocrm.fields import FieldDefsCache
 from connectors.amocrm.idempotency import RedisCreatedStore
 from connectors.amocrm.limits import amo_http, amo_limiter
 from connectors.errors import ReauthRequired, Rejected, RetryLater
@@ -115,9 +116,14 @@ def _clear_pause(redis_url: str) -> None:
     client.close()
 
 
+FIELD_DEFS = FieldDefsCache(ttl_s=300.0)
+"""As `widget_server.registry` shares one per process."""
+
+
 def make_client(redis_client: redis.Redis, target: str, rps: Decimal) -> AmoCrmClient:
     limiter = amo_limiter(redis_client, account_id=ACCOUNT_ID, rps=rps, scope="ip")
     return AmoCrmClient(
+        field_cache=FIELD_DEFS,
         base_url=AMO_BASE,
         tokens=StaticTokens(),
         refresh=None,
