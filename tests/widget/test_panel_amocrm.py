@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from widget_server.models import LedgerEntry, PurchaseRequest, StayAccount
+from widget_server.models import (
+    DistributionDecision,
+    LedgerEntry,
+    OperatorState,
+    PortalUser,
+    PurchaseRequest,
+    StayAccount,
+)
 
 from .conftest import ADMIN, EN, FINANCE, HAVE_CHROMIUM, NO_ROLE, RU, STAFF, VIEWER, plain
 
@@ -377,3 +384,31 @@ def test_issued_invoice_pdf_downloads_from_the_panel(open_card, live):
     with page.expect_download(timeout=3_000) as info:
         page.locator("[data-pdf]").click()
     assert Path(info.value.path()).read_bytes().startswith(b"%PDF")
+
+
+def test_operators_board_and_the_users_own_working_day(open_card, live, rt):
+    page = open_card(STAFF)
+    page.get_by_role("tab", name=RU["tab_operators"]).click()
+    board = page.locator(".cbp-operators")
+    with rt.db.transaction() as s:
+        ids = {u.crm_user_id: u.id for u in s.scalars(select(PortalUser))}
+    mine = board.locator(f'[data-operator="{ids[str(STAFF)]}"]')
+    other = board.locator(f'[data-operator="{ids[str(FINANCE)]}"]')
+    expect(mine).to_be_visible()
+    assert other.get_by_role("button").count() == 0  # an operator sets only their own status
+    mine.get_by_role("button", name=RU["op_set_on_shift"]).click()
+    expect(mine).to_have_attribute("data-status", "on_shift")
+    expect(mine).to_contain_text(RU["os_on_shift"])
+    with rt.db.transaction() as s:
+        state = s.scalars(select(OperatorState).where(OperatorState.user_id == ids[str(STAFF)])).one()
+        assert state.state == "on_shift"
+
+
+def test_distribute_the_deal_says_what_happened(open_card, live, rt):
+    page = open_card(ADMIN)
+    page.get_by_role("tab", name=RU["tab_operators"]).click()
+    page.locator('[data-action="assign"]').dblclick()
+    expect(page.locator(".cbp-assign-result")).to_have_text(RU["op_unmatched"].replace("{reason}", "no_rule"))
+    page.wait_for_timeout(300)
+    with rt.db.transaction() as s:  # a double click is one request or its replay: one decision
+        assert s.scalar(select(func.count()).select_from(DistributionDecision)) == 1

@@ -12,7 +12,8 @@ define(['jquery'], function ($) {
   var PANEL_URL = BASE_URL + '/static/widget/common/panel.js';
   // Keep in step with PANEL_MODULES in common/panel.js (a test checks it): preloaded in one wave.
   var MODULES = ['panel.js', 'core.js', 'forms.js', 'sections/account.js', 'sections/statement.js',
-    'sections/forecast.js', 'sections/invoices.js', 'sections/settings.js'];
+    'sections/forecast.js', 'sections/invoices.js', 'sections/operators.js',
+    'sections/settings.js'];
 
   var CustomWidget = function () {
     var self = this;

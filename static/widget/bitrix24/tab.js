@@ -8,7 +8,8 @@
 // together (see preload); keep MODULES in step with PANEL_MODULES in common/panel.js (a test checks it).
 const COMMON = new URL('../common/', import.meta.url);
 export const MODULES = ['panel.js', 'core.js', 'forms.js', 'sections/account.js', 'sections/statement.js',
-  'sections/forecast.js', 'sections/invoices.js', 'sections/settings.js'];
+  'sections/forecast.js', 'sections/invoices.js', 'sections/operators.js',
+  'sections/settings.js'];
 
 function preload(locale) {
   const css = document.createElement('link');

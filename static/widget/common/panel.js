@@ -13,14 +13,15 @@ import './forms.js'; // fetched in the first wave with the sections instead of o
 import { accountSection, openForm, summarySkeleton } from './sections/account.js';
 import { forecastSection } from './sections/forecast.js';
 import { invoicesSection } from './sections/invoices.js';
+import { operatorsSection } from './sections/operators.js';
 import { logSection, settingsSection } from './sections/settings.js';
 import { statementSection } from './sections/statement.js';
 
 export const PANEL_MODULES = ['panel.js', 'core.js', 'forms.js', 'sections/account.js', 'sections/statement.js',
-  'sections/forecast.js', 'sections/invoices.js', 'sections/settings.js'];
+  'sections/forecast.js', 'sections/invoices.js', 'sections/operators.js', 'sections/settings.js'];
 
 export const SECTIONS = [
-  accountSection, statementSection, forecastSection, invoicesSection, settingsSection, logSection,
+  accountSection, statementSection, forecastSection, invoicesSection, operatorsSection, settingsSection, logSection,
 ];
 
 export function registerSection(section, position = SECTIONS.length) {
