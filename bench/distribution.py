@@ -172,12 +172,12 @@ def simulation(operators: int, days: int, per_day: int) -> None:
     for strategy in ("round_robin", "weighted", "least_loaded"):
         rule = {"name": "draft", "strategy": strategy, "members": members, "match": {}, "priority": 100,
                 "outside_hours": "queue", "take_within_min": 15}  # fmt: skip
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         result = simulate(history, [rule])
-        total = time.perf_counter() - started
+        total, cpu = time.perf_counter() - started, time.process_time() - cpu
         pool = result["pools"][0]
         print(
-            f"{strategy:15s} {total:6.2f} s   ({len(history.arrivals)} arrivals, "
+            f"{strategy:15s} {total:6.2f} s (CPU {cpu:.2f} s)   ({len(history.arrivals)} arrivals, "
             f"{len(history.events)} status events; queued {result['queued']}, "
             f"wait p50 {result['wait_seconds']['p50']:.0f} s, "
             f"p95 {result['wait_seconds']['p95']:.0f} s, max deviation {pool['max_deviation']:.2f})   "
@@ -196,12 +196,25 @@ def main() -> None:
     parser.add_argument("--sim-operators", type=int, default=50)
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument(
+        "--parts",
+        default="inprocess,assign,simulate",
+        help="comma-separated subset of inprocess,assign,simulate",
+    )
+    parser.add_argument(
         "--pg-url", help="an existing, empty PostgreSQL database instead of a throw-away cluster"
     )
     args = parser.parse_args()
 
-    in_process(args.operators, args.leads)
+    parts = set(args.parts.split(","))
+    if "inprocess" in parts:
+        in_process(args.operators, args.leads)
+    if "assign" in parts:
+        assign_both(args)
+    if "simulate" in parts:
+        simulation(args.sim_operators, args.days, args.per_day)
 
+
+def assign_both(args: argparse.Namespace) -> None:
     print(f"\n== assign_deal() with its transaction: {args.operators} operators, {args.leads} leads")
     with tempfile.TemporaryDirectory(prefix="bench-distribution-") as tmp:
         work = Path(tmp)
@@ -224,8 +237,6 @@ def main() -> None:
                     )
         finally:
             redis_proc.stop()
-
-    simulation(args.sim_operators, args.days, args.per_day)
 
 
 if __name__ == "__main__":

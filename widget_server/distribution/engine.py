@@ -16,7 +16,7 @@ from .strategies import Candidate, PoolCounters, choose
 __all__ = ["CANDIDATE_COLUMNS", "MemberView", "Outcome", "apply_outcome", "as_dicts", "counters_of", "decide"]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class MemberView:
     """A rule member as seen at the decision: status from shifts and self-service, load and counters."""
 
@@ -27,6 +27,8 @@ class MemberView:
     today: int = 0
     max_open: int | None = None
     max_per_day: int | None = None
+    key: str = ""
+    """str(user_id), the pool counters' JSON key; given by hot callers that reuse it."""
 
 
 @dataclass(frozen=True)
@@ -75,17 +77,19 @@ def decide(
     sticky_user_ids: Sequence[int] = (),
     exclude: frozenset[int] = frozenset(),
     seed: int = 0,
+    table: bool = True,
 ) -> Outcome:
+    """`table=False` skips the candidate table (the simulator keeps no record)."""
     idle = state.get("idle") or {}
     all_expected = state.get("expected") or {}
     all_assigned = state.get("assigned") or {}
     expected: dict[int, float] = {}
     assigned: dict[int, int] = {}
-    table: list[list[Any]] = []
+    rows: list[list[Any]] = []
     eligible: list[Candidate] = []
     for m in members:
         uid = m.user_id
-        key = str(uid)
+        key = m.key or str(uid)
         done = int(all_assigned.get(key, 0))
         share = float(all_expected.get(key, 0.0))
         # The order of these checks is the reason recorded: the first one that applies.
@@ -104,24 +108,28 @@ def decide(
             expected[uid] = share
             assigned[uid] = done
             eligible.append(Candidate(uid, m.weight, m.load, int(idle.get(key, 0))))
-        table.append(
-            [uid, m.status, m.weight, m.load, m.today, m.max_open, m.max_per_day, done, share, reason]
-        )
+        if table:
+            rows.append(
+                [uid, m.status, m.weight, m.load, m.today, m.max_open, m.max_per_day, done, share, reason]
+            )
     if not eligible:
-        return Outcome(None, "outside_window" if not window_open else "nobody_eligible", table)
+        return Outcome(None, "outside_window" if not window_open else "nobody_eligible", rows)
     counters = PoolCounters(last_user_id=state.get("last"), expected=expected, assigned=assigned)
     choice = choose(strategy, eligible, [m.user_id for m in members], counters, seed=seed)
     if sticky_user_ids:
         eligible_ids = {c.user_id for c in eligible}
         for sticky in sticky_user_ids:
             if sticky in eligible_ids:
-                return Outcome(sticky, "sticky", table, choice.shares)
-    return Outcome(choice.user_id, choice.reason, table, choice.shares)
+                return Outcome(sticky, "sticky", rows, choice.shares)
+    return Outcome(choice.user_id, choice.reason, rows, choice.shares)
 
 
-def apply_outcome(state: dict[str, Any], outcome: Outcome, seq: int, day: str) -> dict[str, Any]:
-    """The pool counters after `outcome` (a new dict; JSON keys are strings)."""
-    new = {k: (dict(v) if isinstance(v, dict) else v) for k, v in state.items()}
+def apply_outcome(
+    state: dict[str, Any], outcome: Outcome, seq: int, day: str, *, in_place: bool = False
+) -> dict[str, Any]:
+    """The pool counters after `outcome` (JSON keys are strings): a new dict, so that the ORM sees the
+    change, or `state` itself updated when the caller owns it (the simulator)."""
+    new = state if in_place else {k: (dict(v) if isinstance(v, dict) else v) for k, v in state.items()}
     if outcome.chosen is None:
         return new
     if new.get("day") != day:

@@ -130,14 +130,28 @@ class _Statuses:
         self.history = history
         self.views: dict[int, StatusView] = {}
         self._cache: dict[int, tuple[datetime, datetime, str]] = {}
+        self._snapshots: dict[int, tuple[datetime, dict[int, str]]] = {}
 
     def apply(self, event: StatusEvent) -> None:
         until = event.until if event.state == "paused" else None
         self.views[event.user_id] = StatusView(event.state, event.at, until, event.at)
         self._cache.pop(event.user_id, None)
+        self._snapshots.clear()
+
+    def snapshot(self, group: int, user_ids: Sequence[int], at: datetime) -> dict[int, str]:
+        """Statuses of a rule's members at `at`, reused until the first of them can change: between two
+        status events most arrivals see the same board."""
+        kept = self._snapshots.get(group)
+        if kept is not None and at < kept[0]:
+            return kept[1]
+        board = {uid: self.status(uid, at) for uid in user_ids}
+        until = min((self._cache[uid][1] if uid in self._cache else at for uid in user_ids), default=at)
+        self._snapshots[group] = (until, board)
+        return board
 
     def status(self, user_id: int, at: datetime) -> str:
         if user_id not in self.history.active_users:
+            self._cache[user_id] = (at, datetime.max.replace(tzinfo=at.tzinfo), "inactive")
             return "inactive"
         cached = self._cache.get(user_id)
         if cached is not None and cached[0] <= at < cached[1]:
@@ -171,6 +185,16 @@ def simulate(history: History, rules: Sequence[Mapping[str, Any]]) -> dict[str, 
     """`rules` are normalised rule documents (validate_rule), in priority order."""
     ordered = sorted(enumerate(rules), key=lambda item: (item[1].get("priority", 100), item[0]))
     docs = dict(ordered)
+    # Per rule, what does not change between arrivals: member ids, their JSON keys, weights and caps.
+    static = {
+        index: [(m["user_id"], str(m["user_id"]), m["weight"], m.get("max_open"), m.get("max_per_day"))
+                for m in doc["members"]]
+        for index, doc in ordered
+    }  # fmt: skip
+    member_ids = {index: [row[0] for row in rows] for index, rows in static.items()}
+    zones = {
+        tz: ZoneInfo(tz) for tz in {history.timezone, *(d.get("timezone") or history.timezone for d in rules)}
+    }
     pools: dict[str, dict[str, Any]] = {}
     seqs: dict[str, int] = {}
     queues: dict[str, deque[tuple[datetime, int, Arrival, int]]] = {}
@@ -192,22 +216,21 @@ def simulate(history: History, rules: Sequence[Mapping[str, Any]]) -> dict[str, 
         name = pool_of(index, doc)
         state = pools.setdefault(name, {})
         tz = doc.get("timezone") or history.timezone
-        day = at.astimezone(ZoneInfo(tz)).date().isoformat()
+        day = at.astimezone(zones[tz]).date().isoformat()
         today = state.get("today", {}) if state.get("day") == day else {}
         opened = state.get("open", {})
+        board = statuses.snapshot(index, member_ids[index], at)
         members = [
-            MemberView(
-                m["user_id"], m["weight"], statuses.status(m["user_id"], at),
-                load=int(opened.get(str(m["user_id"]), 0)), today=int(today.get(str(m["user_id"]), 0)),
-                max_open=m.get("max_open"), max_per_day=m.get("max_per_day"),
-            )
-            for m in doc["members"]
-        ]  # fmt: skip
-        outcome = decide(doc["strategy"], members, state, window_open=in_window(doc.get("window"), at, tz))
+            MemberView(uid, weight, board[uid], opened.get(key, 0), today.get(key, 0), cap, per_day, key)
+            for uid, key, weight, cap, per_day in static[index]
+        ]
+        outcome = decide(
+            doc["strategy"], members, state, window_open=in_window(doc.get("window"), at, tz), table=False
+        )
         if outcome.chosen is None:
             return None
         seqs[name] = seqs.get(name, 0) + 1
-        pools[name] = apply_outcome(state, outcome, seqs[name], day)
+        pools[name] = apply_outcome(state, outcome, seqs[name], day, in_place=True)
         chosen_by_deal[arrival.deal_id] = outcome.chosen
         return outcome.chosen
 
