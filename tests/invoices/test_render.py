@@ -131,6 +131,13 @@ def test_regeneration_is_v2_and_v1_still_served(rt, roles, frozen, tmp_path) -> 
         },
     )
     v1 = finance.get(f"/api/v1/invoices/{invoice['id']}.pdf")
+    # Headers are latin-1: the Cyrillic number travels as RFC 5987 filename*, an ASCII name beside it.
+    disposition = v1.headers["Content-Disposition"]
+    disposition.encode("latin-1")
+    assert disposition == (
+        'inline; filename="SCh-2025-000001-v1.pdf"; '
+        "filename*=UTF-8''%D0%A1%D0%A7-2025-000001-v1.pdf"
+    )
     # Editing the counterparty after issue must not change what is printed: the snapshot is frozen.
     finance.patch(f"/api/v1/counterparties/{payer['id']}", json={"name": "Другое имя"})
     regenerated = finance.post(f"/api/v1/invoices/{invoice['id']}/documents")

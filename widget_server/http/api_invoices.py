@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from flask import Blueprint, Response
 from sqlalchemy import select
@@ -510,11 +511,24 @@ def get_pdf(invoice_id: int) -> Response:
         db_session(), portal.id, invoice_id, query.get("version"), _documents_root()
     )
     response = Response(content, mimetype="application/pdf")
-    response.headers["Content-Disposition"] = f'inline; filename="{document.file_name}"'
+    response.headers["Content-Disposition"] = _disposition(document.file_name)
     response.headers["X-Document-Version"] = str(document.version)
     response.headers["X-Document-SHA256"] = document.sha256
     response.headers["X-Template-Version"] = document.template_version
     return response
+
+
+def _disposition(file_name: str) -> str:
+    """HTTP headers are latin-1: the Cyrillic number goes in RFC 5987's filename*, with a transliterated
+    ASCII filename for clients that ignore it."""
+    fallback = file_name.translate(_TRANSLIT).encode("ascii", "replace").decode().replace("?", "_")
+    return f"inline; filename=\"{fallback}\"; filename*=UTF-8''{quote(file_name)}"
+
+
+_RU = "АБВГДЕЁЖЗИЙКЛМНОПРСТУФХЦЧШЩЪЫЬЭЮЯ"
+_LATIN = "A B V G D E E Zh Z I Y K L M N O P R S T U F Kh Ts Ch Sh Shch _ Y _ E Yu Ya".split()
+_PAIRS = list(zip(_RU, _LATIN, strict=True))
+_TRANSLIT = str.maketrans({**dict(_PAIRS), **{ru.lower(): lat.lower() for ru, lat in _PAIRS}})
 
 
 @rates_api.get("")
