@@ -248,3 +248,24 @@ def test_heartbeat_keeps_a_manual_day_alive(api, operators, rt, frozen):
     frozen.advance(minutes=10)
     board = api["staff"].get("/api/v1/distribution/operators").get_json()["operators"]
     assert {o["id"]: o["status"] for o in board}[operators[0]] == "off"
+
+
+def test_marking_a_lead_taken_stops_its_redistribution(api, operators, rt, frozen):
+    from widget_server.distribution import redistribute_due
+
+    api["supervisor"].post("/api/v1/distribution/rules", json=_rule([{"user_id": u} for u in operators[:2]]))
+    for user in operators[:2]:
+        api["supervisor"].post(f"/api/v1/distribution/operators/{user}/status", json={"state": "on_shift"})
+    assert api["staff"].post("/api/v1/deals/900/assign/taken", json={}).status_code == 404
+    api["staff"].post("/api/v1/deals/900/assign", json={})
+    assert api["staff"].post("/api/v1/deals/900/assign/taken", json={}).status_code == 403  # not the assignee
+    taken = api["supervisor"].post("/api/v1/deals/900/assign/taken", json={})
+    assert taken.status_code == 200 and taken.get_json()["state"] == "taken"
+    frozen.advance(minutes=20)
+    with rt.db.transaction() as s:
+        assert (
+            redistribute_due(s, s.get(Portal, s.scalar(select(DistributionAssignment.portal_id))))[
+                "redistributed"
+            ]
+            == 0
+        )

@@ -14,7 +14,7 @@ from flask import Blueprint, Response
 from sqlalchemy import func, select
 
 from .. import clock, runtime
-from ..distribution import DealContext, assign_deal, create_rule, update_rule
+from ..distribution import DealContext, assign_deal, create_rule, mark_taken, update_rule
 from ..distribution.engine import as_dicts
 from ..distribution.operators import add_shift, heartbeat, set_status
 from ..distribution.report import fairness, fairness_csv
@@ -362,6 +362,33 @@ def post_assign(deal_id: str) -> Any:
         "decision": decision_document(result.decision) if result.decision else None,
     }
     return document, 202 if result.queued else 200
+
+
+@distribution_api.post("/deals/<deal_id>/assign/taken")
+@api_doc(
+    summary="The assignee took the lead into work (no redistribution after this)", tags=TAG, errors=(404,)
+)
+@requires("staff")
+@mutation
+def post_taken(deal_id: str) -> Any:
+    principal = current_principal()
+    session = db_session()
+    assignment = session.scalar(
+        select(DistributionAssignment).where(
+            DistributionAssignment.portal_id == principal.portal_id, DistributionAssignment.deal_id == deal_id
+        )
+    )
+    if assignment is None:
+        raise NotFound("this deal was not distributed", fields={"deal_id": ["no assignment"]})
+    if not principal.has("supervisor"):
+        assignee = session.get(PortalUser, assignment.user_id) if assignment.user_id else None
+        if assignee is None or assignee.crm_user_id != principal.crm_user_id:
+            raise Forbidden("only the assignee marks a lead taken", code="not_your_lead")
+    if assignment.state not in ("assigned", "taken"):
+        raise ValidationFailed.for_field("deal_id", f"the lead is {assignment.state}, not assigned")
+    mark_taken(session, principal.portal_id, deal_id)
+    return {"deal_id": deal_id, "state": assignment.state, "user_id": assignment.user_id,
+            "taken_at": assignment.taken_at}  # fmt: skip
 
 
 @distribution_api.get("/distribution/decisions")
