@@ -25,6 +25,7 @@ _MOVED = ("not_taken", "handover", "force")
 def fairness_rows(decisions: Iterable[DistributionDecision]) -> list[dict[str, Any]]:
     users: dict[int, dict[str, Any]] = {}
     weights: dict[int, int] = {}
+    by_weight = False
 
     def row(uid: int) -> dict[str, Any]:
         return users.setdefault(
@@ -48,13 +49,17 @@ def fairness_rows(decisions: Iterable[DistributionDecision]) -> list[dict[str, A
             row(chosen)["redistributed"] += 1
         elif decision.reason in ALGORITHMIC:
             eligible = [c for c in candidates if c["excluded"] is None]
-            total = sum(c["weight"] for c in eligible) or len(eligible)
+            # The same shares the strategy used: weights for weighted/random, equal otherwise.
+            weighted = by_weight = decision.strategy in ("weighted", "random")
+            total = sum(c["weight"] for c in eligible) if weighted else len(eligible)
             for c in eligible:
-                row(c["user_id"])["expected"] += (c["weight"] / total) if total else 0.0
+                share = (c["weight"] if weighted else 1) / total if total else 0.0
+                row(c["user_id"])["expected"] += share
             row(chosen)["assigned"] += 1
-    total_weight = sum(weights.values())
+    total_weight = sum(weights.values()) if by_weight else len(weights)
     for uid, r in users.items():
-        r["target_share"] = round(weights.get(uid, 0) / total_weight, 4) if total_weight else 0.0
+        weight = weights.get(uid, 0) if by_weight else 1
+        r["target_share"] = round(weight / total_weight, 4) if total_weight else 0.0
         r["expected"] = round(r["expected"], 3)
         r["deviation"] = round(r["assigned"] - r["expected"], 3)
     return sorted(users.values(), key=lambda r: r["user_id"])
