@@ -364,11 +364,6 @@ def test_invoices_section_lists_the_deals_invoices_money_for_finance_only(open_c
     assert "₽" not in page.locator(".cbp-invoices").inner_text()
 
 
-@pytest.mark.xfail(
-    reason="GET /api/v1/invoices/<id>.pdf sends the Cyrillic file name raw in Content-Disposition, which "
-    "a real WSGI server cannot encode (UnicodeEncodeError in werkzeug); it needs filename*=UTF-8''…",
-    strict=False,
-)
 def test_issued_invoice_pdf_downloads_from_the_panel(open_card, live):
     payer = live.api(
         "POST", "/api/v1/counterparties", {"kind": "payer", "name": "Иванова Мария", "currency": "RUB"}

@@ -132,6 +132,7 @@ export async function mountPanel(root, options) {
     const view = h('div', { class: 'cbp-view', id: 'cbp-view', role: 'tabpanel', 'aria-labelledby': `cbp-tab-${ctx.current}` },
       section ? section.render(ctx) : null);
     main.replaceChildren(bar, view);
+    bar.querySelector('[aria-selected="true"]')?.scrollIntoView({ block: 'nearest', inline: 'nearest' });
     onResize();
   }
 
