@@ -1,4 +1,4 @@
-"""The stateful amoCRM v4 fake of the tests (`tests/support/fake_amocrm.py`) served over real HTTP.
+"""The stateful amoCRM v4 fake of the tests (`tests/support/fake_amocrm/`) served over real HTTP.
 
 Run: .venv/bin/python bench/fake_amocrm_server.py [--port N] [--rate-limit 7]
      (prints "listening on http://127.0.0.1:<port>" once it accepts connections; Ctrl-C stops it)

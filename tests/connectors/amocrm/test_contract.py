@@ -1,4 +1,4 @@
-"""The CRM contract on AmoCrmClient against the stateful v4 fake (tests/support/fake_amocrm.py).
+"""The CRM contract on AmoCrmClient against the stateful v4 fake (tests/support/fake_amocrm/).
 
 The fake enforces 7 requests per second, so the client runs with the real `amo_limiter` on the test
 Redis, as in production; the world writes the fake's state directly and reads it back the same way.

@@ -1,0 +1,133 @@
+"""Notes and tasks (§5.4–5.5)."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from ._base import Reply, _problem, _validation, load_fixture
+
+
+class ActivityMixin:
+    # --- notes ------------------------------------------------------------------------------------------
+
+    def _list_notes(self, lead_id: str, *, query: Mapping[str, str], body: Any) -> Reply:
+        if int(lead_id) not in self.leads:
+            return _problem(404)
+        kind = query.get("filter[note_type]") or query.get("filter[note_type][]")
+        since = int(query.get("filter[updated_at][from]", 0))
+        items = [
+            n
+            for _, n in sorted(self.notes.items())
+            if n["entity_id"] == int(lead_id)
+            and (kind is None or n["note_type"] == kind)
+            and n["updated_at"] >= since
+        ]
+        return self._page(f"/api/v4/leads/{lead_id}/notes", "notes", copy.deepcopy(items), query)
+
+    def _add_notes(self, lead_id: str, *, query: Mapping[str, str], body: Any) -> Reply:
+        if int(lead_id) not in self.leads:
+            return _problem(404)
+        if len(body) > 250:
+            return 422, load_fixture("errors/limit_exceeded__422.json")
+        for i, item in enumerate(body):
+            params = item.get("params") or {}
+            if item.get("note_type") == "extended_service_message" and not (
+                params.get("service") and params.get("text")
+            ):
+                return _validation(str(i), "NotBlank", "params.text")
+            if item.get("note_type") == "attachment" and params.get("file_uuid") not in self.files:
+                return _validation(str(i), "NotFound", "params.file_uuid")
+        out = []
+        for item in body:
+            stamp = int(time.time())
+            note = {
+                "id": self.next_id("note"),
+                "entity_id": int(lead_id),
+                "created_by": 5000001,
+                "updated_by": 5000001,
+                "created_at": stamp,
+                "updated_at": stamp,
+                "responsible_user_id": 5000001,
+                "group_id": 0,
+                "note_type": item["note_type"],
+                "params": item.get("params") or {},
+                "account_id": 29876543,
+                "__dp": item.get("is_need_to_trigger_digital_pipeline", True),
+            }
+            self.notes[note["id"]] = note
+            out.append(
+                {
+                    "id": note["id"],
+                    "entity_id": note["entity_id"],
+                    "request_id": item.get("request_id"),
+                    "_links": {
+                        "self": {"href": f"{self.base_url}/api/v4/leads/{lead_id}/notes/{note['id']}"}
+                    },
+                }
+            )
+        return 200, {
+            "_links": {"self": {"href": f"{self.base_url}/api/v4/leads/{lead_id}/notes"}},
+            "_embedded": {"notes": out},
+        }
+
+    # --- tasks ------------------------------------------------------------------------------------------
+
+    def _list_tasks(self, *, query: Mapping[str, str], body: Any) -> Reply:
+        def keep(t: Mapping[str, Any]) -> bool:
+            return all(
+                str(t.get(f)) == query[f"filter[{f}]"]
+                for f in ("responsible_user_id", "entity_type", "entity_id")
+                if f"filter[{f}]" in query
+            ) and t["updated_at"] >= int(query.get("filter[updated_at][from]", 0))
+
+        items = [copy.deepcopy(t) for _, t in sorted(self.tasks.items()) if keep(t)]
+        return self._page("/api/v4/tasks", "tasks", items, query)
+
+    def _add_tasks(self, *, query: Mapping[str, str], body: Any) -> Reply:
+        if len(body) > 250:
+            return 422, load_fixture("errors/limit_exceeded__422.json")
+        for i, item in enumerate(body):
+            if not item.get("text") or not isinstance(item.get("complete_till"), int):
+                return _validation(str(i), "NotBlank", "complete_till")
+            if item.get("entity_id") is not None and (
+                item.get("entity_type") != "leads" or item["entity_id"] not in self.leads
+            ):
+                return _validation(str(i), "NotFound", "entity_id")
+            if item.get("responsible_user_id", 5000001) not in self.users:
+                return _validation(str(i), "NotSupportedChoice", "responsible_user_id")
+        out = []
+        for item in body:
+            stamp = int(time.time())
+            task = {
+                "id": self.next_id("task"),
+                "created_by": 5000001,
+                "updated_by": 5000001,
+                "created_at": stamp,
+                "updated_at": stamp,
+                "responsible_user_id": item.get("responsible_user_id", 5000001),
+                "group_id": 0,
+                "entity_id": item.get("entity_id"),
+                "entity_type": item.get("entity_type"),
+                "duration": 0,
+                "is_completed": False,
+                "task_type_id": item.get("task_type_id", 1),
+                "text": item["text"],
+                "result": [],
+                "complete_till": item["complete_till"],
+                "account_id": 29876543,
+            }
+            self.tasks[task["id"]] = task
+            out.append(
+                {
+                    "id": task["id"],
+                    "request_id": item.get("request_id"),
+                    "_links": {"self": {"href": f"{self.base_url}/api/v4/tasks/{task['id']}"}},
+                }
+            )
+        return 200, {
+            "_links": {"self": {"href": f"{self.base_url}/api/v4/tasks"}},
+            "_embedded": {"tasks": out},
+        }
