@@ -83,6 +83,19 @@ def lock_pool(session: Session, portal_id: int, name: str) -> DistributionPool:
     return pool
 
 
+def _lock_all_pools(session: Session, portal_id: int) -> list[DistributionPool]:
+    """Sweeps touch several pools: taking all their locks at once, in id order, keeps two sweeps (or a sweep
+    and a queue drain after a status change) from locking two pools in opposite orders."""
+    return list(
+        session.scalars(
+            select(DistributionPool)
+            .where(DistributionPool.portal_id == portal_id)
+            .order_by(DistributionPool.id)
+            .with_for_update()
+        )
+    )
+
+
 def _settings(portal: Portal) -> dict[str, Any]:
     return (portal.settings or {}).get("distribution") or {}
 
@@ -423,9 +436,7 @@ def drain_queue(session: Session, portal: Portal, *, now: datetime | None = None
     so a later lead never overtakes an earlier one. Returns how many were assigned."""
     at = now or clock.now_utc()
     assigned = 0
-    pools = session.scalars(
-        select(DistributionPool).where(DistributionPool.portal_id == portal.id).order_by(DistributionPool.id)
-    ).all()
+    pools = _lock_all_pools(session, portal.id)
     for pool in pools:
         lock_pool(session, portal.id, pool.name)
         waiting = session.scalars(
@@ -483,6 +494,7 @@ def redistribute_due(session: Session, portal: Portal, *, now: datetime | None =
     became absent move at once."""
     at = now or clock.now_utc()
     moved = queued = handed = 0
+    _lock_all_pools(session, portal.id)
     rows = session.scalars(
         select(DistributionAssignment)
         .where(DistributionAssignment.portal_id == portal.id, DistributionAssignment.state == "assigned")
@@ -603,9 +615,9 @@ def close_assignment(session: Session, portal: Portal, deal_id: str, *, now: dat
     assignment = _existing(session, portal.id, deal_id)
     if assignment is None or assignment.state not in ("assigned", "taken") or assignment.pool_id is None:
         return False
-    pool = session.get(DistributionPool, assignment.pool_id)
-    assert pool is not None
-    pool = lock_pool(session, portal.id, pool.name)
+    # The queue drain below locks every pool; taking them all first keeps the order the same as elsewhere.
+    pools = {p.id: p for p in _lock_all_pools(session, portal.id)}
+    pool = pools[assignment.pool_id]
     pool.state = _release_load(dict(pool.state or {}), assignment.user_id)
     assignment.state = "closed"
     session.flush()
