@@ -152,3 +152,24 @@ def test_a_persons_reassignment_is_recorded_as_manual(rt, clinic, amo_rule):
         last = s.scalar(select(DistributionDecision).order_by(DistributionDecision.id.desc()))
         assert (last.reason, last.trigger) == ("manual", "crm")
         assert s.scalar(select(DistributionAssignment.state)) == "taken"
+
+
+def test_the_bitrix24_robot_entry_returns_user_decision_and_queue_flag(rt, clinic, amo_rule, operators):
+    from connectors.types import RobotCall
+
+    class Client:
+        def get_deal(self, deal_id: str) -> Deal:
+            return Deal(id=deal_id, name="Заявка", stage=StageRef("8572511", "67548607"))
+
+    call = RobotCall(
+        portal_external_id="b24", occurred_at=None, deal_id="77", action="clinicbridge_distribute",
+        params={"event_token": "t"},
+    )  # fmt: skip
+    with rt.db.transaction() as s:
+        portal = s.get(Portal, clinic.id)
+        s.expunge(portal)
+    first = jobs_distribution.distribute_robot(portal, Client(), call)
+    again = jobs_distribution.distribute_robot(portal, Client(), call)
+    with rt.db.transaction() as s:
+        crm_id = s.get(PortalUser, operators[0]).crm_user_id
+    assert first == again == {"user_id": crm_id, "decision_id": first["decision_id"], "queued": "N"}

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from connectors.types import CrmEvent, DealCreated, DealStageChanged, DealUpdated, DpAction
+from connectors.types import CrmEvent, DealCreated, DealStageChanged, DealUpdated, DpAction, RobotCall
 
 from .. import clock, runtime
 from ..distribution import DealContext, assign_deal, drain_queue, mark_taken, record_manual, redistribute_due
@@ -26,6 +26,7 @@ __all__ = [
     "distribute_on_dp_action",
     "distribute_on_new_deal",
     "distribute_on_stage_change",
+    "distribute_robot",
     "record_reassignment",
     "run_distribution_sweep",
     "simulate_job",
@@ -177,3 +178,26 @@ def record_reassignment(portal_id: int, event: CrmEvent) -> None:
         portal = session.get(Portal, portal_id)
         if portal is not None:
             record_manual(session, portal, event.deal_id, str(event.responsible_user_id), actor="crm")
+
+
+def distribute_robot(portal: Portal, client: Any, event: CrmEvent) -> dict[str, Any]:
+    """For the Bitrix24 robot `clinicbridge_distribute` (an entry for `jobs/bitrix24.py` ROBOT_ACTIONS):
+    reads the deal for its pipeline and stage, assigns it (or finds its existing decision) and returns the
+    robot's values for bizproc.event.send: the CRM user id, the decision id and whether it waits."""
+    assert isinstance(event, RobotCall)
+    deal = client.get_deal(event.deal_id)
+    raw_rule = (event.params or {}).get("rule_id")
+    rule_id = int(raw_rule) if raw_rule and str(raw_rule).isdigit() else None
+    context = DealContext(pipeline_id=deal.stage.pipeline_id, stage_id=deal.stage.stage_id)
+    with runtime.current().db.transaction() as session:
+        stored = session.get(Portal, portal.id)
+        assert stored is not None
+        result = assign_deal(
+            session, stored, event.deal_id, trigger="robot", context=context, rule_id=rule_id
+        )
+        user = session.get(PortalUser, result.assignment.user_id) if result.assignment.user_id else None
+        return {
+            "user_id": user.crm_user_id if user is not None else "",
+            "decision_id": str(result.decision.id) if result.decision is not None else "",
+            "queued": "Y" if result.queued else "N",
+        }
