@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from .jobs.operations import OPERATIONS
+from .jobs.operations import LAZY_OPERATIONS, OPERATIONS, is_operation
 from .models import OutboxJob
 
 __all__ = ["after_commit", "enqueue_outbox", "wake_outbox_job", "wake_outbox_jobs"]
@@ -54,8 +54,9 @@ def enqueue_outbox(
     deal_id: str | None = None,
     origin: str | None = None,
 ) -> OutboxJob:
-    if operation not in OPERATIONS:
-        raise ValueError(f"operation must be one of {sorted(OPERATIONS)}, got {operation!r}")
+    if not is_operation(operation):
+        known = sorted({*OPERATIONS, *LAZY_OPERATIONS})
+        raise ValueError(f"operation must be one of {known}, got {operation!r}")
     job = OutboxJob(
         portal_id=portal_id,
         operation=operation,

@@ -9,7 +9,6 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..jobs.operations import OPERATIONS
 from ..models import CreditNote, Invoice, InvoiceDocument, InvoicePayment, Portal
 from ..money import format_minor
 from ..outbox import enqueue_outbox
@@ -97,10 +96,7 @@ def _deal_fields(session: Session, portal: Portal, deal_id: str) -> dict[str, st
 def _optional(
     session: Session, portal: Portal, operation: str, deal_id: str, payload: dict, key: str
 ) -> None:
-    """Operations this package adds (`jobs.invoices.INVOICE_OPERATIONS`) go out once they are registered
-    in the outbox's OPERATIONS; until then they are skipped rather than failing the user's action."""
-    if operation not in OPERATIONS:
-        return
+    """An operation this package adds to the outbox (`jobs.invoices.INVOICE_OPERATIONS`)."""
     enqueue_outbox(
         session,
         portal_id=portal.id,

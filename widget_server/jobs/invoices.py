@@ -52,8 +52,7 @@ def refresh_cbr_rates(now: datetime | None = None, catch_up_days: int = CATCH_UP
 
 
 # --- outbox operations for invoices -------------------------------------------------------------------
-# Not yet in jobs/operations.py's OPERATIONS (owned by the lead); `invoices.mirror` queues them only once
-# they are registered there:  OPERATIONS.update(INVOICE_OPERATIONS)
+# Registered in jobs/operations.py's OPERATIONS, the one table the outbox mirror runs.
 
 
 def attach_invoice_document(crm: CrmClient, payload: dict[str, Any], key: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ idempotency key to the connector.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
@@ -13,7 +14,15 @@ from typing import Any
 from connectors.base import CrmClient
 from connectors.types import FieldValue, NewTask, StageRef
 
-__all__ = ["BATCHED_OPERATIONS", "OPERATIONS", "deal_fields_of", "run_operation"]
+__all__ = [
+    "BATCHED_OPERATIONS",
+    "LAZY_OPERATIONS",
+    "OPERATIONS",
+    "deal_fields_of",
+    "is_operation",
+    "resolve_operation",
+    "run_operation",
+]
 
 
 def _field_value(value: Any) -> FieldValue:
@@ -120,5 +129,24 @@ OPERATIONS: dict[str, Callable[[CrmClient, dict[str, Any], str], dict[str, Any]]
 }
 
 
+LAZY_OPERATIONS: dict[str, str] = {
+    "attach_invoice_document": "widget_server.jobs.invoices:attach_invoice_document",
+    "notify_deal_responsible": "widget_server.jobs.invoices:notify_deal_responsible",
+}
+"""Operations features add, by dotted path: their modules reach HTTP clients, and the domain's import graph
+reaches this table through the outbox, so they are imported only when a job runs them."""
+
+
+def is_operation(operation: str) -> bool:
+    return operation in OPERATIONS or operation in LAZY_OPERATIONS
+
+
+def resolve_operation(operation: str) -> Callable[[CrmClient, dict[str, Any], str], dict[str, Any]]:
+    if operation in OPERATIONS:
+        return OPERATIONS[operation]
+    module, _, name = LAZY_OPERATIONS[operation].partition(":")
+    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+
 def run_operation(crm: CrmClient, operation: str, payload: dict[str, Any], key: str) -> dict[str, Any]:
-    return OPERATIONS[operation](crm, payload, key)
+    return resolve_operation(operation)(crm, payload, key)
