@@ -29,6 +29,7 @@ __all__ = [
     "SettingsError",
     "apply_settings",
     "current_version",
+    "record_version",
     "settings_document",
 ]
 
@@ -228,12 +229,22 @@ def apply_settings(
         if user.crm_user_id in new["roles"]:
             user.roles = sorted(set(new["roles"][user.crm_user_id]))
 
+    return record_version(session, portal, old, actor=actor, version=version)
+
+
+def record_version(
+    session: Session, portal: Portal, before: dict[str, Any], *, actor: str, version: int | None = None
+) -> PortalSettingsVersion:
+    """Version what changed since `before` (a `settings_document` taken before the change); every path
+    that writes settings calls this in its own transaction, so the history misses nothing."""
+    session.flush()
+    version = current_version(session, portal.id) if version is None else version
     saved = settings_document(session, portal)
-    before, after = _flat(old), _flat(saved)
+    old, new = _flat(before), _flat(saved)
     diff = {
-        path: {"from": before.get(path), "to": after.get(path)}
-        for path in sorted(set(before) | set(after))
-        if before.get(path) != after.get(path)
+        path: {"from": old.get(path), "to": new.get(path)}
+        for path in sorted(set(old) | set(new))
+        if old.get(path) != new.get(path)
     }
     row = PortalSettingsVersion(
         portal_id=portal.id, version=version + 1, changed_by=actor, changes=diff, snapshot=saved

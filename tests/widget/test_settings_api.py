@@ -170,3 +170,14 @@ def test_inbox_lists_recent_events_with_their_outcome(demo, rt):
     failed = api.get("/api/v1/inbox?outcome=failed").get_json()
     assert [(r["event_type"], r["error"]) for r in failed] == [("deal.updated.1", "boom")]
     assert api.get("/api/v1/inbox?outcome=weird").status_code == 422
+
+
+def test_the_older_patch_endpoint_is_versioned_too(demo):
+    _info, api = demo
+    response = api.patch("/api/v1/portal/settings", json={"timezone": "Europe/Samara"})
+    assert response.status_code == 200, response.get_json()
+    history = api.get("/api/v1/settings/history").get_json()
+    assert [(h["version"], h["changes"]) for h in history] == [
+        (1, {"timezone": {"from": "Europe/Moscow", "to": "Europe/Samara"}})
+    ]
+    assert api.get("/api/v1/settings").get_json()["version"] == 1

@@ -11,6 +11,7 @@ from .. import runtime
 from ..attention import portal_attention
 from ..errors import NotFound
 from ..models import PortalUser
+from ..portal_settings import record_version, settings_document
 from ..registry import crm_for
 from ..users import set_roles, sync_users
 from .auth import current_portal, current_principal, requires
@@ -104,6 +105,7 @@ def attention() -> Any:
 def patch_settings() -> Any:
     changes = load_body(PortalSettingsSchema())
     portal = db_session().merge(current_portal())
+    before = settings_document(db_session(), portal)
     if "timezone" in changes:
         portal.timezone = changes.pop("timezone")
     if "locale" in changes:
@@ -112,7 +114,7 @@ def patch_settings() -> Any:
     for key, value in changes.items():
         settings[key] = {**settings.get(key, {}), **value} if isinstance(value, dict) else value
     portal.settings = settings
-    db_session().flush()
+    record_version(db_session(), portal, before, actor=current_principal().actor)
     return _portal_document()
 
 
