@@ -280,7 +280,7 @@ class B24Transport:
         while True:
             query = {
                 **params,
-                "filter": {**base_filter, f">{id_key.upper() if id_key.isupper() else id_key}": last},
+                "filter": {**base_filter, f">{id_key}": last},
                 "order": {id_key: "ASC"},
                 "start": -1,
             }
