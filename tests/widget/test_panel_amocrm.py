@@ -407,3 +407,33 @@ def test_distribute_the_deal_says_what_happened(open_card, live, rt):
     page.wait_for_timeout(300)
     with rt.db.transaction() as s:  # a double click is one request or its replay: one decision
         assert s.scalar(select(func.count()).select_from(DistributionDecision)) == 1
+
+
+def test_tariff_change_from_a_date_and_a_refused_purchase(open_card, live, rt):
+    page = open_card(FINANCE)
+    form = _form(page, "tariff")
+    form.get_by_label(RU["f_tariff"]).select_option(label="Люкс · 5 000,00 ₽")
+    expect(form.get_by_label(RU["f_effective_from"])).to_have_value("2026-12-02")  # tomorrow by default
+    form.get_by_label(RU["f_effective_from"]).fill("2026-12-03")
+    form.get_by_role("button", name=RU["a_tariff"]).click()
+    # 1–2 Dec at 3 500, then 5 000 a day: 35 000 covers 1–7 Dec (7 000 + 25 000 = 32 000, 3 000 left).
+    expect(page.locator(".cbp-paid-through")).to_have_text("07.12.2026")
+    expect(page.locator(".cbp-toast")).to_have_text(RU["done_tariff"])
+
+    form = _form(page, "purchase")
+    form.get_by_label(RU["f_description"]).fill("Ортопедическая подушка")
+    form.get_by_label(RU["f_amount"]).fill("2500")
+    form.get_by_role("button", name=RU["a_purchase"]).click()
+    pending = page.locator(".cbp-pending .cbp-item")
+    expect(pending).to_have_count(1)
+    pending.get_by_role("button", name=RU["a_reject"]).click()
+    reject = page.locator('form[data-form="reject"]')
+    reject.get_by_label(RU["f_note"]).fill("Дочь купит сама")
+    reject.get_by_role("button", name=RU["a_reject"]).click()
+    expect(page.locator(".cbp-pending")).to_have_count(0)
+    expect(page.locator(".cbp-available")).to_have_text("35 000,00 ₽")  # the hold is released
+    with rt.db.transaction() as s:
+        assert s.scalars(select(PurchaseRequest.status)).one() == "rejected"
+        assert (
+            s.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "purchase")) == 0
+        )

@@ -3,11 +3,11 @@
 // where `transport.request({method, path, body, headers, responseType})` reaches our /api/v1 with the
 // CRM's proof attached (amo: $authorizedAjax + X-Auth-Token; Bitrix24: fetch + bearer session token).
 // Portal, user and roles come from GET /api/v1/widget/session, never from the shell or local state.
-// A shell may start GET widget/session and GET deals/{id}/stay itself before importing this module and pass
-// the transport's promises as options.early = {session, stay, texts}, and preload PANEL_MODULES: the API then
-// answers while the modules load.
-// Sections are modules ({id, title(t), visible(session), render(ctx)}); invoices and distribution
-// register theirs with registerSection().
+// A shell may start GET widget/session, GET deals/{id}/stay and the i18n file before importing this
+// module, pass the promises as options.early = {session, stay, texts} and preload PANEL_MODULES: the API
+// then answers while the modules load.
+// Sections are modules ({id, title(t), visible(session), render(ctx)}) listed in SECTIONS; another one
+// can be added at run time with registerSection().
 import { errorText, failureBox, h, makeApi, makeFormat, makeTexts } from './core.js';
 import './forms.js'; // fetched in the first wave with the sections instead of one round trip later
 import { accountSection, openForm, summarySkeleton } from './sections/account.js';
@@ -21,7 +21,8 @@ export const PANEL_MODULES = ['panel.js', 'core.js', 'forms.js', 'sections/accou
   'sections/forecast.js', 'sections/invoices.js', 'sections/operators.js', 'sections/settings.js'];
 
 export const SECTIONS = [
-  accountSection, statementSection, forecastSection, invoicesSection, operatorsSection, settingsSection, logSection,
+  accountSection, statementSection, forecastSection, invoicesSection, operatorsSection, settingsSection,
+  logSection,
 ];
 
 export function registerSection(section, position = SECTIONS.length) {
