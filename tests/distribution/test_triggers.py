@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from connectors.amocrm.hooks import parse_account_hook, parse_dp_hook
-from connectors.types import Deal, DealCreated, DealStageChanged, DealUpdated, DpAction, StageRef
+from connectors.types import Deal, StageRef
 from widget_server.distribution import create_rule
 from widget_server.distribution.operators import set_status
 from widget_server.jobs import distribution as jobs_distribution
+from widget_server.jobs.inbox import EVENT_REACTIONS, PARSERS
 from widget_server.models import (
     DistributionAssignment,
     DistributionDecision,
@@ -23,15 +23,6 @@ from widget_server.models import (
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 ACCOUNT = "29842716"
-PARSERS = {"amocrm": parse_account_hook, "amocrm_dp": parse_dp_hook}
-# The entries this feature adds to jobs/inbox.py EVENT_REACTIONS (imported from there once the jobs
-# package's bitrix24 ↔ periodic ↔ inbox import cycle is gone).
-EVENT_REACTIONS = {
-    DealCreated: [jobs_distribution.distribute_on_new_deal],
-    DealStageChanged: [jobs_distribution.distribute_on_stage_change],
-    DpAction: [jobs_distribution.distribute_on_dp_action],
-    DealUpdated: [jobs_distribution.record_reassignment],
-}
 
 
 @pytest.fixture
