@@ -6,8 +6,10 @@ Every trigger (our API, amoCRM Digital Pipeline and webhooks, the Bitrix24 robot
 inside its transaction.
 """
 
+from .queue import close_assignment, drain_queue
+from .redistribution import mark_taken, record_manual, redistribute_due
 from .rules import DEFAULT_TASK_TEXT, DealContext, RuleInvalid, create_rule, update_rule, validate_rule
-from .service import AssignResult, assign_deal, drain_queue, mark_taken, record_manual, redistribute_due
+from .service import AssignResult, assign_deal
 
 __all__ = [
     "DEFAULT_TASK_TEXT",
@@ -15,6 +17,7 @@ __all__ = [
     "DealContext",
     "RuleInvalid",
     "assign_deal",
+    "close_assignment",
     "create_rule",
     "drain_queue",
     "mark_taken",

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from .. import clock
 from ..errors import DomainError
 from ..models import OperatorShift, OperatorState, OperatorStatusEvent, Portal, PortalUser
-from .service import drain_queue
+from .queue import drain_queue
 from .shifts import parse_hhmm
 
 __all__ = ["ShiftInvalid", "add_shift", "heartbeat", "set_status"]

@@ -15,8 +15,8 @@ from connectors.types import CrmEvent, DealCreated, DealStageChanged, DealUpdate
 from .. import clock, runtime
 from ..distribution import DealContext, assign_deal, drain_queue, mark_taken, record_manual, redistribute_due
 from ..distribution.operators import set_status
+from ..distribution.queue import close_assignment
 from ..distribution.rules import validate_rule
-from ..distribution.service import close_assignment
 from ..distribution.simulator import load_history, simulate
 from ..models import DistributionAssignment, OperatorState, Portal, PortalUser
 from ..registry import crm_for
