@@ -213,3 +213,25 @@ def test_a_closed_deal_frees_a_cap_and_the_oldest_waiting_lead_follows(rt, clini
     assert rows[deals[1]] == ("closed", petrova)
     assert rows[deals[2]] == ("assigned", petrova)  # the oldest waiting lead, not the newest
     assert rows[deals[3]] == ("queued", None)
+
+
+def test_the_minute_sweep_ends_silent_days_and_moves_their_leads(rt, clinic, crm, operators, frozen):
+    from widget_server.jobs.distribution import run_distribution_sweep
+    from widget_server.models import OperatorStatusEvent
+
+    ivanova, petrova = operators[:2]
+    _rule(rt, clinic, [{"user_id": ivanova}, {"user_id": petrova}], take_within_min=60)
+    _status(rt, clinic, ivanova, "on_shift")
+    deal = _deal(crm, 1)
+    assert _assign(rt, clinic, deal)[1] == ivanova
+    frozen.advance(minutes=20)
+    _status(rt, clinic, petrova, "on_shift")
+    frozen.advance(minutes=15)  # Ivanova silent for 35 min, Petrova for 15
+    assert run_distribution_sweep()["ended"] == 1
+    with rt.db.transaction() as s:
+        last = s.scalars(select(OperatorStatusEvent).order_by(OperatorStatusEvent.id.desc())).first()
+        assert (last.user_id, last.state, last.source) == (ivanova, "off", "auto")
+        assignment = s.scalar(select(DistributionAssignment))
+        assert (assignment.user_id, assignment.earlier_user_ids) == (petrova, [ivanova])
+    again = run_distribution_sweep()
+    assert again["ended"] == again["handed_over"] == again["redistributed"] == 0
