@@ -70,7 +70,7 @@ def test_seed_000_story_in_the_bitrix24_shell_on_the_demo_page(browser, live, de
     form.get_by_label(RU["f_representative_phone"]).fill("12")
     _submit(b24, "admit", RU["a_admit"])
     error = form.locator('.cbp-field-error[data-field="representative.phone"]')
-    expect(error).to_contain_text("phone number")  # the server's reason, beside the field
+    expect(error).to_have_text("Не похоже на номер телефона")  # the server's reason, worded in Russian
     form.get_by_label(RU["f_representative_phone"]).fill("+7 916 555-12-34")
     _submit(b24, "admit", RU["a_admit"])
     expect(b24.locator(".cbp-balance")).to_have_text("20 000,00 ₽")
@@ -187,7 +187,7 @@ def test_settings_screen_saves_a_full_mapping_and_names_a_refused_setting(browse
     form = screen.locator('form[data-form="settings"]')
     form.get_by_label(RU["s_currency"]).select_option("USD")
     form.get_by_role("button", name=RU["s_save"]).click()
-    expect(form.locator('.cbp-field-error[data-field="currency"]')).to_contain_text("cannot change")
+    expect(form.locator('.cbp-field-error[data-field="currency"]')).to_contain_text("валюту сменить нельзя")
     with rt.db.transaction() as s:
         assert s.get(Portal, demo["portal_id"]).currency == "RUB"
         assert s.scalar(select(func.count()).select_from(PortalSettingsVersion)) == 1

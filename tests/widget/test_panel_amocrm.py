@@ -437,3 +437,17 @@ def test_tariff_change_from_a_date_and_a_refused_purchase(open_card, live, rt):
         assert (
             s.scalar(select(func.count()).select_from(LedgerEntry).where(LedgerEntry.kind == "purchase")) == 0
         )
+
+
+def test_a_refusal_from_the_ledger_is_worded_in_russian(open_card, live):
+    deposit = live.client.get(
+        "/api/v1/deals/501/stay", headers={"Authorization": f"Bearer {live.admin_key}"}
+    ).get_json()["recent_entries"][0]
+    live.api("POST", f"/api/v1/deals/501/stay/entries/{deposit['id']}/reversal", {"reason": "ошибка кассы"})
+    page = open_card(ADMIN)
+    row = page.locator(f'.cbp-entries [data-entry="{deposit["id"]}"]')
+    row.get_by_role("button", name=f"{RU['a_reverse']} №{deposit['seq']}").click()
+    form = page.locator('form[data-form="reversal"]')
+    form.get_by_label(RU["f_reason"]).fill("ещё раз")
+    form.get_by_role("button", name=RU["a_reverse"]).click()
+    expect(form.locator(".cbp-form-error")).to_contain_text("Операция уже сторнирована")

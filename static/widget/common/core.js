@@ -18,11 +18,22 @@ export function h(tag, attrs, ...children) {
 }
 
 export function makeTexts(dictionary) {
-  return (key, params) => {
+  const t = (key, params) => {
     let text = dictionary[key] ?? key;
     for (const [name, value] of Object.entries(params || {})) text = text.replaceAll(`{${name}}`, value);
     return text;
   };
+  // The server words its refusals in English; the i18n file's "reasons" ([pattern, text with {1}…]) put
+  // the known ones in the user's language, and an unknown one is shown as sent rather than hidden.
+  const reasons = (dictionary.reasons || []).map(([pattern, text]) => [new RegExp(pattern), text]);
+  t.reason = (sent) => {
+    for (const [pattern, text] of reasons) {
+      const match = pattern.exec(sent);
+      if (match) return text.replace(/\{(\d)\}/g, (_, n) => match[Number(n)] ?? '');
+    }
+    return sent;
+  };
+  return t;
 }
 
 // crypto.randomUUID needs a secure context; amo and B24 pages are https, the demo is localhost, and the
@@ -109,7 +120,8 @@ export function errorText(t, failure) {
   if (failure.status === 401) return t('signed_out');
   if (failure.status === 403) return t('no_role');
   if (failure.status === 429) return t('error_busy');
-  return failure.message;
+  const reasons = Object.values(failure.fields || {}).flat();
+  return reasons.length ? reasons.map((r) => t.reason(r)).join('; ') : failure.message;
 }
 
 // A worded failure with a retry button: never a silent one.

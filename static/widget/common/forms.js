@@ -144,7 +144,7 @@ export function actionForm(t, spec, onCancel) {
       for (const [name, reasons] of Object.entries(failure.fields || {})) {
         // A refusal the panel knows by its code is worded in the user's language; others as sent.
         const known = failure.code && t(`e_${failure.code}`) !== `e_${failure.code}` ? t(`e_${failure.code}`) : null;
-        placed = fieldError(spec.fieldMap?.[name] || name, known || reasons.join('; ')) || placed;
+        placed = fieldError(spec.fieldMap?.[name] || name, known || reasons.map((r) => t.reason(r)).join('; ')) || placed;
       }
       const unplaced = Object.keys(failure.fields || {}).filter((n) => ![...errors.keys()].some(
         (name) => (spec.fieldMap?.[n] || n) === name || (spec.fieldMap?.[n] || n).startsWith(`${name}.`)));
