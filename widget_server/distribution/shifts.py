@@ -112,7 +112,7 @@ def effective_status(
 ) -> str:
     """on_shift | paused | off | absent for distribution purposes at `at`."""
     shifts = list(shifts)
-    if absent(shifts, at):
+    if shifts and absent(shifts, at):
         return "absent"
     if status.state == "paused" and (status.paused_until is None or status.paused_until > at):
         return "paused"
@@ -124,7 +124,7 @@ def effective_status(
             manual_on = False
     if mode == "manual":
         return "on_shift" if manual_on else "off"
-    interval = scheduled_interval(shifts, at, default_tz)
+    interval = scheduled_interval(shifts, at, default_tz) if shifts else None
     if mode == "schedule":
         return "on_shift" if interval is not None else "off"
     # hybrid: a self-started shift counts; a scheduled one counts unless the operator ended it during it.
