@@ -12,9 +12,11 @@ from datetime import date, datetime
 from typing import Any
 
 __all__ = [
+    "APPOINTMENT_STATUSES",
     "AppUninstalled",
     "Appointment",
     "AppointmentBatch",
+    "AppointmentReject",
     "Contact",
     "CrmEvent",
     "CrmUser",
@@ -223,23 +225,58 @@ class EventBatch(CrmEvent):
     events: tuple[CrmEvent, ...] = ()
 
 
+APPOINTMENT_STATUSES = (
+    "requested", "booked", "confirmed", "arrived", "completed", "cancelled", "no_show", "void",
+)
+"""Canonical visit statuses (research/mis.md §5); terminal ones are completed, cancelled, no_show, void."""
+
+
 @dataclass(frozen=True)
 class Appointment:
-    """A visit as a MIS reports it; the MIS id plus `changed_at` order the versions of one visit."""
+    """A visit as a MIS reports it. (source, source_id) names the visit; `changed_at` then `version` order
+    its versions. Times are aware: naive MIS times were read in the portal's timezone by the reader."""
 
-    mis_id: str
+    source: str
+    source_id: str
     status: str
     starts_at: datetime
     ends_at: datetime | None
+    patient_id: str | None
     patient_name: str
     patient_phone: str | None
-    doctor: str | None = None
-    branch: str | None = None
     changed_at: datetime | None = None
+    version: str | None = None
+    status_reason: str | None = None
+    doctor_id: str | None = None
+    doctor_name: str | None = None
+    specialty: str | None = None
+    branch: str | None = None
+    card_number: str | None = None
+    booked_by: str | None = None
+    waiting_list: bool = False
+    # What the MIS says; the sync engine decides primary from our own visit history and only logs this.
+    mis_primary: bool | None = None
+    # Integer kopecks, as all money crossing the boundary.
+    amount_minor: int | None = None
+    channel: str | None = None
+    comment: str | None = None
+    rescheduled_from: str | None = None
+
+
+@dataclass(frozen=True)
+class AppointmentReject:
+    """A row a reader could not turn into an appointment: `row` is 1-based as a person counts data rows."""
+
+    row: int
+    field: str
+    reason: str
+    value: str
 
 
 @dataclass(frozen=True)
 class AppointmentBatch:
     appointments: tuple[Appointment, ...]
-    rejects: tuple[Mapping[str, str], ...]
+    rejects: tuple[AppointmentReject, ...]
     next_cursor: str | None
+    # Set when the file declares the days it covers: visits of those days missing from it are void.
+    period: tuple[date, date] | None = None
