@@ -202,9 +202,10 @@
   window.amoStub = {
     start: function (i18nBase) {
       var lang = config.lang === 'en' ? 'en' : 'ru';
-      return loadWidget().then(function () {
-        return fetch((i18nBase || 'widget/i18n/') + lang + '.json');
-      }).then(function (r) { return r.json(); }).then(function (ru) {
+      // The widget file and its texts are fetched together, as amo has both before it calls render().
+      var texts = fetch((i18nBase || 'widget/i18n/') + lang + '.json').then(function (r) { return r.json(); });
+      return Promise.all([loadWidget(), texts]).then(function (loaded) {
+        var ru = loaded[1];
         var Widget = window.__widgetModule;
         if (typeof Widget !== 'function') { throw new Error('script.js did not define a widget constructor'); }
         var widget = new Widget();
