@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import os
 import statistics
 from pathlib import Path
 
@@ -82,6 +83,9 @@ def main() -> None:
     with demo_server(gunicorn=True) as demo, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         print(f"first render (navigation start -> balance painted), {loads} loads, headless Chromium, local")
+        # Shared machines distort the cold figures most: say how busy this one was.
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"  load average before: {load} on {os.cpu_count()} CPUs")
         for shell in ("amocrm", "bitrix24"):
             for warm in (False, True):
                 times = measure(browser, demo.shell_url(shell), loads, warm)
