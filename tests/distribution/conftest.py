@@ -83,3 +83,20 @@ def supervisor_crm_id(rt, clinic, operators) -> str:  # type: ignore[no-untyped-
                 PortalUser.portal_id == clinic.id, PortalUser.name == "Орлова Наталья"
             )
         )
+
+
+@pytest.fixture(autouse=True)
+def every_decision_rederives(request):  # type: ignore[no-untyped-def]
+    """After every test that touched the database, `verify` must re-derive each decision it left behind."""
+    # Asked for before the test runs, so that it is torn down after this check.
+    rt = request.getfixturevalue("rt") if "rt" in request.fixturenames else None
+    if getattr(request.function, "tampers_with_decisions", False):
+        rt = None
+    yield
+    if rt is None:
+        return
+    from widget_server.distribution.decisions import Mismatch, verify_pools
+
+    with rt.db.transaction() as s:
+        broken = [r for r in verify_pools(s) if isinstance(r, Mismatch)]
+    assert broken == []

@@ -107,6 +107,10 @@ def test_seed002_untaken_lead_redistributed_supervisor_alerted(
     assert [t.text for t in supervisor_tasks] == ["Заявку никто не взял в работу: назначьте ответственного"]
     notes = crm.notes_for(deal)
     assert len(notes) == 3 and "не взята в работу вовремя" in notes[1]
+    with rt.db.transaction() as s:
+        from widget_server.distribution.decisions import verify_pools
+
+        assert list(verify_pools(s)) == [4]  # first choice, two hops, the wait: all re-derived
 
 
 def test_seed002_on_leave_gets_none_tasks_handed_over(rt, clinic, crm, operators, frozen, jobs):

@@ -86,6 +86,9 @@ def test_verify_rederives_every_decision_and_names_a_tampered_one(rt, clinic, op
     assert chain.exit_code == 1 and "hash differs" in chain.output
 
 
+test_verify_rederives_every_decision_and_names_a_tampered_one.tampers_with_decisions = True  # type: ignore[attr-defined]
+
+
 def _simulate(rt, clinic, doc):  # type: ignore[no-untyped-def]
     with rt.db.transaction() as s:
         portal = s.get(Portal, clinic.id)

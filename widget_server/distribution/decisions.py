@@ -41,7 +41,7 @@ def decision_hash(decision: DistributionDecision) -> str:
 def rederive(decision: DistributionDecision) -> tuple[int | None, str]:
     """Run the recorded inputs through the engine again: (chosen, reason)."""
     record: dict[str, Any] = decision.record
-    if decision.reason in ("manual", "no_rule", "outside_user", "released"):
+    if decision.reason in ("manual", "no_rule", "outside_user", "queued_not_taken"):
         return decision.chosen_user_id, decision.reason  # a person's or configuration's choice, not derived
     candidates = as_dicts(record["candidates"])
     members = [

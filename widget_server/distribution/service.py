@@ -309,7 +309,6 @@ def _decide_into(
         assignment.queued_at = None
         session.flush()
         queue_assignment_mirror(session, portal, assignment, decision, doc, outcome)
-        # The pool has capacity again for the next in line (a cap freed or a new operator).
     elif queue_on_none:
         if previous_user is not None:
             assignment.earlier_user_ids = [*assignment.earlier_user_ids, previous_user]
