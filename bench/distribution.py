@@ -18,6 +18,7 @@ operators starting, pausing and ending their day, and `--per-day` arrivals a day
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import tempfile
 import time
@@ -62,19 +63,23 @@ def in_process(operators: int, leads: int) -> None:
         )
         for i in range(operators)
     ]
+    # CPU time beside wall time: on a shared machine the wall clock also counts other processes' turns.
     for strategy in STRATEGIES:
         state: dict = {}
-        times = []
-        started = time.perf_counter()
+        times, cpu_times = [], []
+        gc.collect()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         for seq in range(1, leads + 1):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             outcome = decide(strategy, members, state, seed=seq * 2654435761)
             state = apply_outcome(state, outcome, seq, "2026-11-23")
             times.append(time.perf_counter() - t0)
-        total = time.perf_counter() - started
+            cpu_times.append(time.thread_time() - c0)
+        total, cpu = time.perf_counter() - started, time.thread_time() - cpu_started
         print(
-            f"{strategy:15s} {leads / total:9.0f} decisions/s   p50 {_ms(percentile(times, 0.5))}   "
-            f"p99 {_ms(percentile(times, 0.99))}   (floor ≥ 2000/s, p99 ≤ 5 ms)"
+            f"{strategy:15s} {leads / total:7.0f}/s wall ({leads / cpu:.0f}/s CPU)   "
+            f"p50 {_ms(percentile(times, 0.5))}   p99 {_ms(percentile(times, 0.99))} wall, "
+            f"{_ms(percentile(cpu_times, 0.99))} CPU   (floor ≥ 2000/s, p99 ≤ 5 ms)"
         )
 
 
