@@ -130,11 +130,21 @@ def _flat(document: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+UNREACHABLE = "the CRM cannot be reached to check this value; save it again when it answers"
+
+
 def _check_references(
-    session: Session, portal: Portal, new: dict[str, Any], old: dict[str, Any], catalogue: Catalogue
+    session: Session, portal: Portal, new: dict[str, Any], old: dict[str, Any], catalogue: Catalogue | None
 ) -> None:
     """Only what changed is checked against the CRM, so a CRM that lost a field does not block an
-    unrelated save; the refusal names the first bad setting."""
+    unrelated save; the refusal names the first bad setting. Without a catalogue (the CRM is down) the
+    settings that point into the CRM cannot change, the others can."""
+    if catalogue is None:
+        for group in ("deal_fields", "pipelines", "stages"):
+            for key, value in new[group].items():
+                if value and value != old[group].get(key):
+                    raise SettingsError(f"{group}.{key}", UNREACHABLE)
+        catalogue = Catalogue()
     for key in DEAL_FIELD_KEYS:
         value = new["deal_fields"].get(key)
         if value and value != old["deal_fields"].get(key) and value not in catalogue.field_ids():
@@ -192,7 +202,7 @@ def apply_settings(
     *,
     expected_version: int,
     actor: str,
-    catalogue: Catalogue,
+    catalogue: Catalogue | None,
 ) -> PortalSettingsVersion:
     """Merge `changes` (already shape-checked) into the current document, check it, write it, version it."""
     version = current_version(session, portal.id)

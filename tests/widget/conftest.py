@@ -232,6 +232,7 @@ def open_card(browser, live: LiveServer) -> Iterator[Callable[..., Any]]:  # typ
         lang: str = "ru",
         before_goto: Callable[[Any], None] | None = None,
         jquery: bool = False,
+        view: str = "",
     ):  # type: ignore[no-untyped-def]
         context = browser.new_context(
             viewport={"width": width, "height": 900}, locale="ru-RU" if lang == "ru" else "en-US"
@@ -241,12 +242,21 @@ def open_card(browser, live: LiveServer) -> Iterator[Callable[..., Any]]:  # typ
         if before_goto is not None:
             before_goto(context)
         page = context.new_page()
-        config = {"token": live.token(user_id), "dealId": deal_id, "userId": user_id, "lang": lang}
+        config = {
+            "token": live.token(user_id),
+            "dealId": deal_id,
+            "userId": user_id,
+            "lang": lang,
+            "view": view,
+        }
         page.add_init_script(f"window.__STUB_CONFIG = {json.dumps(config)};")
         page.goto(f"{live.origin}/__stub/{'index-jquery.html' if jquery else 'index.html'}")
         page.wait_for_function("window.__widgetResults !== undefined || window.__stubErrors.length > 0")
         assert page.evaluate("window.__stubErrors") == []
-        assert page.evaluate("window.__widgetResults") == {"render": True, "init": True, "bind_actions": True}
+        expected = {"render": True, "init": True, "bind_actions": True}
+        if view == "settings":
+            expected["advancedSettings"] = True
+        assert page.evaluate("window.__widgetResults") == expected
         return page
 
     try:

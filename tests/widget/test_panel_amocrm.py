@@ -15,6 +15,7 @@ from widget_server.models import (
     DistributionDecision,
     LedgerEntry,
     OperatorState,
+    PortalSettingsVersion,
     PortalUser,
     PurchaseRequest,
     StayAccount,
@@ -451,3 +452,29 @@ def test_a_refusal_from_the_ledger_is_worded_in_russian(open_card, live):
     form.get_by_label(RU["f_reason"]).fill("ещё раз")
     form.get_by_role("button", name=RU["a_reverse"]).click()
     expect(form.locator(".cbp-form-error")).to_contain_text("Операция уже сторнирована")
+
+
+def test_amo_advanced_settings_page_mounts_the_settings_screen(open_card, live, rt):
+    """This amo account has no OAuth tokens in the test, so the CRM's lists cannot be read: the screen
+    says so with a retry, and the settings that do not point into the CRM can still be saved."""
+    page = open_card(ADMIN, view="settings")
+    form = page.locator('#work-area-clinicbridge form[data-form="settings"]')
+    expect(form).to_be_visible()
+    expect(page.locator(".cbp-crm-down")).to_contain_text(RU["s_crm_down"])
+    assert page.locator(".cbp-crm-down").get_by_role("button", name=RU["retry"]).count() == 1
+    assert "Ирина" in form.inner_text()  # roles from the synced users
+    assert page.locator("#work-area-clinicbridge .cbp-balance").count() == 0
+    form.get_by_label(RU["s_low_days"]).fill("5")
+    form.get_by_role("button", name=RU["s_save"]).click()
+    expect(page.locator("#work-area-clinicbridge .cbp-toast")).to_have_text(
+        RU["s_saved"].replace("{version}", "1")
+    )
+    with rt.db.transaction() as s:
+        version = s.scalars(select(PortalSettingsVersion)).one()
+        assert version.changed_by == f"user:{ADMIN}"
+        assert version.changes == {"ledger.low_balance_days": {"from": 3, "to": 5}}
+
+
+def test_amo_settings_page_tells_a_non_admin_about_access(open_card, live):
+    page = open_card(FINANCE, view="settings")
+    expect(page.locator("#work-area-clinicbridge .cbp")).to_contain_text(RU["no_role"])

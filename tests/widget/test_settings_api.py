@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from connectors.errors import RetryLater
 from widget_server.cli.demo import ensure_demo
+from widget_server.http import api_settings
 from widget_server.models import InboxEvent, Portal, PortalSettingsVersion, PortalUser
 
 from ..conftest import Api
@@ -181,3 +183,20 @@ def test_the_older_patch_endpoint_is_versioned_too(demo):
         (1, {"timezone": {"from": "Europe/Moscow", "to": "Europe/Samara"}})
     ]
     assert api.get("/api/v1/settings").get_json()["version"] == 1
+
+
+def test_with_the_crm_down_only_settings_pointing_into_it_are_refused(demo, rt, monkeypatch):
+    _info, api = demo
+
+    class Down:
+        def list_users(self):  # type: ignore[no-untyped-def]
+            raise RetryLater("CRM down", retry_after=30)
+
+    monkeypatch.setattr(api_settings, "crm_for", lambda portal, rt: Down())
+    assert api.get("/api/v1/settings/catalogue").status_code == 503
+    refused = api.put("/api/v1/settings", json={"version": 0, "deal_fields": {"balance": "paid_through"}})
+    assert refused.status_code == 422
+    assert "cannot be reached" in refused.get_json()["error"]["fields"]["deal_fields.balance"][0]
+    saved = api.put("/api/v1/settings", json={"version": 0, "ledger": {"low_balance_days": 4}})
+    assert saved.status_code == 200, saved.get_json()
+    assert saved.get_json()["settings"]["ledger"]["low_balance_days"] == 4

@@ -11,6 +11,7 @@ from flask import Blueprint
 from sqlalchemy import select
 
 from .. import runtime
+from ..errors import ApiError
 from ..models import ROLES, InboxEvent, Portal, PortalSettingsVersion
 from ..portal_settings import Catalogue, apply_settings, current_version, settings_document
 from ..registry import crm_for
@@ -137,7 +138,13 @@ def put_settings() -> Any:
     body = load_body(SettingsPutSchema())
     expected = body.pop("version")
     portal = db_session().merge(current_portal())
-    catalogue, _supported = _catalogue(portal)
+    catalogue: Catalogue | None
+    try:
+        catalogue, _supported = _catalogue(portal)
+    except ApiError as exc:
+        if exc.status < 500:
+            raise
+        catalogue = None  # the CRM is down: what does not point into it can still be saved
     apply_settings(
         db_session(),
         portal,

@@ -23,6 +23,7 @@
       apiKey: new URLSearchParams(location.hash.slice(1)).get('key') || sessionStorage.getItem('cb-demo-key') || '',
       dealId: query.get('deal') || null,
       lang: query.get('lang') === 'en' ? 'en' : 'ru',
+      view: query.get('view') || '',
       userId: 0
     };
   }
@@ -209,7 +210,13 @@
         var Widget = window.__widgetModule;
         if (typeof Widget !== 'function') { throw new Error('script.js did not define a widget constructor'); }
         var widget = new Widget();
-        widget.system = function () { return { area: 'lcard', subdomain: 'clinic', amouser_id: config.userId }; };
+        // view=settings: amo's advanced settings page (area 'advanced_settings', #work-area-<code>) instead
+        // of the deal card.
+        var settingsPage = config.view === 'settings';
+        widget.system = function () {
+          return { area: settingsPage ? 'advanced_settings' : 'lcard', subdomain: 'clinic', amouser_id: config.userId };
+        };
+        widget.get_settings = function () { return { widget_code: 'clinicbridge' }; };
         widget.i18n = function (key) { return ru[key]; };
         widget.render_template = function (params) {
           var caption = (params && params.caption) || {};
@@ -223,6 +230,12 @@
         results.render = widget.callbacks.render();
         results.init = widget.callbacks.init();
         results.bind_actions = widget.callbacks.bind_actions();
+        if (settingsPage) {
+          var page = document.createElement('div');
+          page.id = 'work-area-clinicbridge';
+          document.body.appendChild(page);
+          results.advancedSettings = widget.callbacks.advancedSettings();
+        }
         window.__widget = widget;
         window.__widgetResults = results;
       }).catch(function (error) {

@@ -106,19 +106,51 @@ function catalogueList(ctx, what, labelOf) {
     slot);
 }
 
+async function offline(doc, api) {
+  const s = doc.settings;
+  const users = await api.get('/api/v1/users').catch(() => []);
+  const pipelines = new Map();
+  for (const ref of Object.values(s.stages).filter(Boolean)) {
+    const p = pipelines.get(ref.pipeline_id) || { id: ref.pipeline_id, name: ref.pipeline_id, stages: [] };
+    p.stages.push({ id: ref.stage_id, name: ref.stage_id });
+    pipelines.set(ref.pipeline_id, p);
+  }
+  for (const id of Object.values(s.pipelines).filter(Boolean)) {
+    if (!pipelines.has(id)) pipelines.set(id, { id, name: id, stages: [] });
+  }
+  return {
+    supported: { deal_fields: false, pipelines: false },
+    deal_fields: [...new Set(Object.values(s.deal_fields).filter(Boolean))].map((id) => ({ id, name: id })),
+    pipelines: [...pipelines.values()],
+    users: users.filter((u) => u.active).map((u) => ({ id: u.crm_user_id, name: u.name })),
+    timezones: [s.timezone, ...(Intl.supportedValuesOf?.('timeZone') || [])].filter((z, i, all) => all.indexOf(z) === i),
+    currencies: [s.currency],
+    roles: ['viewer', 'staff', 'supervisor', 'finance', 'admin'],
+  };
+}
+
 export function renderSettings(ctx) {
   const { t } = ctx;
   const view = h('div', { class: 'cbp-settings', 'aria-busy': 'true' }, h('p', { class: 'cbp-muted' }, t('loading')));
   async function load(message) {
     try {
-      const [doc, catalogue, history] = await Promise.all([
-        ctx.api.get('/api/v1/settings'), ctx.api.get('/api/v1/settings/catalogue'), ctx.api.get('/api/v1/settings/history'),
+      const [doc, fetched, history] = await Promise.all([
+        ctx.api.get('/api/v1/settings'),
+        ctx.api.get('/api/v1/settings/catalogue').catch((failure) => ({ failure })),
+        ctx.api.get('/api/v1/settings/history'),
       ]);
+      // The CRM down must not lock the admin out: the CRM's lists shrink to what is set now, so the
+      // rest (ledger, time zone, roles) can still be changed, and the screen says why with a retry.
+      const catalogue = fetched.failure ? await offline(doc, ctx.api) : fetched;
       const spec = settingsSpec(ctx, doc, catalogue, (saved) => load(t('s_saved', { version: saved.version })));
       const form = actionForm(t, spec, () => load());
       if (message) ctx.toast(message);
       view.replaceChildren(...[
-        !catalogue.supported.deal_fields || !catalogue.supported.pipelines ? h('p', { class: 'cbp-warn' }, t('s_unsupported')) : null,
+        fetched.failure ? h('div', { class: 'cbp-warn cbp-crm-down', role: 'alert' },
+          h('p', { class: 'cbp-muted' }, `${t('s_crm_down')} ${ctx.errorText(fetched.failure)}`),
+          h('button', { type: 'button', class: 'cbp-btn cbp-retry', onclick: () => load() }, t('retry'))) : null,
+        !fetched.failure && (!catalogue.supported.deal_fields || !catalogue.supported.pipelines)
+          ? h('p', { class: 'cbp-warn' }, t('s_unsupported')) : null,
         form,
         h('section', { class: 'cbp-list' }, h('h3', { class: 'cbp-h' }, t('s_catalogues')),
           catalogueList(ctx, 'tariffs', (r) => (r.daily_rate ? `${r.name} · ${ctx.fmt.money(r.daily_rate)}` : r.name)),
