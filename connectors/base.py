@@ -16,6 +16,7 @@ from .types import (
     FileRef,
     NewContact,
     NewDeal,
+    NewNote,
     NewTask,
     NoteRef,
     OAuthToken,
@@ -23,7 +24,7 @@ from .types import (
     TaskRef,
 )
 
-__all__ = ["AppointmentSource", "CrmClient", "TokenSource"]
+__all__ = ["AppointmentSource", "CrmClient", "NoteBatching", "TokenSource"]
 
 
 @runtime_checkable
@@ -68,6 +69,14 @@ class CrmClient(Protocol):
     ) -> FileRef: ...
 
     def notify_user(self, user_id: str, text: str, *, idempotency_key: str) -> None: ...
+
+
+@runtime_checkable
+class NoteBatching(Protocol):
+    """Optional: a CRM that takes many feed notes in one request. The outbox uses it when a client has it;
+    the result is exactly what `add_note` for each would give, in order, and as idempotent."""
+
+    def add_notes(self, notes: Sequence[NewNote]) -> list[NoteRef]: ...
 
 
 class TokenSource(Protocol):

@@ -99,6 +99,15 @@ class NoteRef:
 
 
 @dataclass(frozen=True)
+class NewNote:
+    """One feed note of a batch (`NoteBatching.add_notes`); `idempotency_key` as for `add_note`."""
+
+    deal_id: str
+    text: str
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
 class NewTask:
     deal_id: str
     responsible_user_id: str

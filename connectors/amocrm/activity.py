@@ -14,13 +14,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Rejected, RetryLater
-from ..types import CrmUser, FileRef, NewTask, NoteRef, TaskRef
-from .const import NOTE_ATTACHMENT, NOTE_SERVICE, SERVICE_NAME, TASK_TYPE_FOLLOW_UP
+from ..types import CrmUser, FileRef, NewNote, NewTask, NoteRef, TaskRef
+from .const import BATCH_SIZE, NOTE_ATTACHMENT, NOTE_SERVICE, SERVICE_NAME, TASK_TYPE_FOLLOW_UP
+from .idempotency import PENDING, CreatedStore, now
 from .schemas import embedded, parse_user
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ class ActivityMixin:
     transport: AmoTransport
     _user_cache: dict[str, tuple[bool, float]]
     _drive_url: str | None
+    created: CreatedStore
 
     def _create_once(self, kind: str, key: str, post: Any, read_back: Any, *, look_first: bool) -> str:
         raise NotImplementedError
@@ -140,6 +142,63 @@ class ActivityMixin:
             "note", idempotency_key, lambda: self._post_note(lead_id, note), read_back, look_first=False
         )
         return NoteRef(id=note_id, deal_id=str(lead_id))
+
+    def add_notes(self, notes: Sequence[NewNote]) -> list[NoteRef]:
+        """Many feed notes, 50 per `POST /api/v4/leads/notes` (§5.3: `entity_id` in each item).
+
+        Exactly once, as `add_note`: each key is marked pending before its batch goes out, so if the batch's
+        outcome is unknown (timeout, 5xx, 429) the `RetryLater` propagates and the retry takes a note still
+        pending through `add_note`, which reads the deal's feed back before any resend."""
+        checked = []
+        for i, note in enumerate(notes):
+            _nonempty(note.idempotency_key, f"notes[{i}].idempotency_key")
+            _nonempty(note.text, f"notes[{i}].text")
+            checked.append((_lead_id(note.deal_id), note))
+        refs: dict[int, NoteRef] = {}
+        fresh: list[tuple[int, int, NewNote]] = []
+        for i, (lead_id, note) in enumerate(checked):
+            known = self.created.get(f"note:{note.idempotency_key}")
+            if known and not known.startswith(PENDING):
+                refs[i] = NoteRef(id=known, deal_id=str(lead_id))
+            elif known:
+                refs[i] = self.add_note(note.deal_id, note.text, idempotency_key=note.idempotency_key)
+            else:
+                fresh.append((i, lead_id, note))
+        for start in range(0, len(fresh), BATCH_SIZE):
+            refs.update(self._post_notes(fresh[start : start + BATCH_SIZE]))
+        return [refs[i] for i in range(len(checked))]
+
+    def _post_notes(self, batch: list[tuple[int, int, NewNote]]) -> dict[int, NoteRef]:
+        started = now()
+        for _i, _lead, note in batch:
+            self.created.set(f"note:{note.idempotency_key}", f"{PENDING}{started}")
+        body = [
+            {
+                "entity_id": lead_id,
+                "note_type": NOTE_SERVICE,
+                "params": {"service": SERVICE_NAME, "text": note.text},
+                "request_id": note.idempotency_key,
+                "is_need_to_trigger_digital_pipeline": False,
+            }
+            for _i, lead_id, note in batch
+        ]
+        try:
+            answer = self.transport.send_json("POST", "/api/v4/leads/notes", body)
+        except Rejected:
+            for _i, _lead, note in batch:  # refused as a whole: provably nothing was created
+                self.created.delete(f"note:{note.idempotency_key}")
+            raise
+        created = [item for item in embedded(answer, "notes") if "id" in item]
+        ids = {str(item.get("request_id")): str(item["id"]) for item in created}
+        out: dict[int, NoteRef] = {}
+        for i, lead_id, note in batch:
+            note_id = ids.get(note.idempotency_key)
+            if note_id is None:
+                # amo answered without this note: its fate is unknown, so it stays pending for a read-back.
+                raise RetryLater(f"amoCRM: POST notes answered without request_id {note.idempotency_key!r}")
+            self.created.set(f"note:{note.idempotency_key}", note_id)
+            out[i] = NoteRef(id=note_id, deal_id=str(lead_id))
+        return out
 
     # --- tasks ------------------------------------------------------------------------------------------
 

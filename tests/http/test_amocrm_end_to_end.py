@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import responses
+from sqlalchemy import select
 
 from tests.support.fake_amocrm import FakeAmo
 from widget_server.amocrm_install import complete_install
@@ -87,3 +88,36 @@ def test_a_moved_account_is_followed_to_its_new_host_and_the_portal_remembers_it
         assert s.get(Portal, portal.id).domain == "newclinic.amocrm.ru"
     stored = DbTokenSource(amo_rt, portal.id).get()
     assert stored.access_token == TOKEN["access_token"] and stored.refresh_token == TOKEN["refresh_token"]
+
+
+def test_many_notes_queued_together_reach_amo_in_one_request(amo_rt, make_api, jobs):
+    from widget_server.models import OutboxJob
+    from widget_server.outbox import enqueue_outbox
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.post("https://clinic.amocrm.ru/oauth2/access_token", json=TOKEN)
+        fake = FakeAmo(rsps, token=TOKEN["access_token"], rate_limit=None)
+        installed = complete_install(amo_rt, "clinic.amocrm.ru", "auth-code")
+        pipeline = fake.pipelines[0]
+        first = pipeline["_embedded"]["statuses"][0]["id"]
+        leads = [fake.new_lead(f"Пациент {i}", pipeline["id"], first) for i in range(30)]
+        with amo_rt.db.transaction() as session:  # e.g. the night's daily charges: a note per stay
+            for i, lead in enumerate(leads):
+                enqueue_outbox(
+                    session,
+                    portal_id=installed.portal_id,
+                    operation="add_note",
+                    payload={"deal_id": str(lead["id"]), "text": f"Списание за сутки № {i}"},
+                    idempotency_key=f"daily-{i}",
+                    deal_id=str(lead["id"]),
+                )
+        jobs()
+        posts = [c for c in rsps.calls if c.request.method == "POST" and "/notes" in c.request.url]
+
+    assert len(posts) == 1 and posts[0].request.url.endswith("/api/v4/leads/notes")
+    texts = sorted(n["params"]["text"] for n in fake.notes.values())
+    assert texts == sorted(f"Списание за сутки № {i}" for i in range(30))
+    with amo_rt.db.transaction() as session:
+        jobs_done = session.scalars(select(OutboxJob).where(OutboxJob.operation == "add_note")).all()
+        assert {j.state for j in jobs_done} == {"done"}
+        assert len({j.result["note_id"] for j in jobs_done}) == 30

@@ -14,8 +14,9 @@ from datetime import timedelta
 
 from sqlalchemy import or_, select, update
 
+from connectors.base import CrmClient, NoteBatching
 from connectors.errors import ReauthRequired, Rejected, RetryLater
-from connectors.types import DealUpdate
+from connectors.types import DealUpdate, NewNote
 
 from .. import runtime
 from ..models import OutboxJob, Portal, utcnow
@@ -98,87 +99,104 @@ def mirror_outbox_job(job_id: int) -> str:
 
 
 FIELD_BATCH = 50
-"""Deal-field jobs sent together: amoCRM's and Bitrix24's batch size, so one request carries them all."""
+"""Jobs sent together: amoCRM's and Bitrix24's batch size, so one request carries them all."""
 
 
 def mirror_outbox_jobs(job_ids: list[int]) -> str:
-    """The wake-up for the jobs one transaction (or one sweep) queued. Notes, tasks and moves go one by one,
-    in order; deal-field jobs go after them, in batches per portal, so a daily-charge run that refreshes
-    300 deals costs the CRM 6 requests, not 300."""
+    """The wake-up for the jobs one transaction (or one sweep) queued. Tasks, moves and the like go one by
+    one, in order; notes, then deal-field jobs, go in batches per portal, so a daily-charge run that writes
+    300 notes and refreshes 300 deals costs the CRM 12 requests, not 600."""
     with runtime.current().db.transaction() as session:
         rows = session.execute(
             select(OutboxJob.id, OutboxJob.portal_id, OutboxJob.operation).where(OutboxJob.id.in_(job_ids))
         ).all()
     operations = {row.id: (row.portal_id, row.operation) for row in rows}
     outcomes: dict[int, str] = {}
-    batched: dict[int, list[int]] = {}
+    notes: dict[int, list[int]] = {}
+    fields: dict[int, list[int]] = {}
     for job_id in job_ids:
         portal_id, operation = operations.get(job_id, (None, None))
-        if operation in BATCHED_OPERATIONS and portal_id is not None:
-            batched.setdefault(portal_id, []).append(job_id)
+        if operation == "add_note" and portal_id is not None:
+            notes.setdefault(portal_id, []).append(job_id)
+        elif operation in BATCHED_OPERATIONS and portal_id is not None:
+            fields.setdefault(portal_id, []).append(job_id)
         else:
             outcomes[job_id] = mirror_outbox_job(job_id)
-    for ids in batched.values():
-        for start in range(0, len(ids), FIELD_BATCH):
-            outcomes.update(_mirror_field_batch(ids[start : start + FIELD_BATCH]))
+    for groups, send in ((notes, _send_notes), (fields, _send_fields)):
+        for ids in groups.values():
+            for start in range(0, len(ids), FIELD_BATCH):
+                outcomes.update(_mirror_batch(ids[start : start + FIELD_BATCH], send))
     return ",".join(outcomes.get(job_id, "skipped") for job_id in job_ids)
 
 
-def _mirror_field_batch(job_ids: list[int]) -> dict[int, str]:
-    """One `update_deals` for jobs of one portal. A refusal of the batch is retried job by job, so one bad
-    value fails only its own job."""
+Loaded = list[tuple[int, str, dict, str]]
+"""(job id, operation, payload, idempotency key) of the claimed jobs of one batch."""
+Send = Callable[[CrmClient, Loaded], dict[int, dict] | None]
+"""Sends a batch; per-job results, or None to send each job alone."""
+
+
+def _send_fields(crm: CrmClient, jobs: Loaded) -> dict[int, dict] | None:
+    """One `update_deals` for all of them."""
+    updates: list[DealUpdate] = []
+    written: dict[int, dict] = {}
+    for job_id, operation, payload, _key in jobs:
+        deal_id, fields = deal_fields_of(operation, payload)
+        written[job_id] = {"fields": sorted(fields)} if operation == "sync_stay_fields" else {}
+        if fields:
+            updates.append(DealUpdate(deal_id, fields))
+    if updates:
+        crm.update_deals(updates)
+    return written
+
+
+def _send_notes(crm: CrmClient, jobs: Loaded) -> dict[int, dict] | None:
+    """One `add_notes` where the CRM has it; None (each job alone) where it does not."""
+    if not isinstance(crm, NoteBatching):
+        return None
+    refs = crm.add_notes(
+        [NewNote(str(payload["deal_id"]), payload["text"], key) for _id, _op, payload, key in jobs]
+    )
+    return {job_id: {"note_id": ref.id} for (job_id, *_), ref in zip(jobs, refs, strict=True)}
+
+
+def _mirror_batch(job_ids: list[int], send: Send) -> dict[int, str]:
+    """Jobs of one portal in one CRM request. A refused batch is retried job by job, so one bad value
+    fails only its own job; an unknown outcome leaves them all for a retry, which stays exactly-once
+    because every create carries its job's idempotency key."""
     if len(job_ids) == 1:
         return {job_ids[0]: mirror_outbox_job(job_ids[0])}
     claimed = [job_id for job_id in job_ids if _claim(job_id)]
     outcomes = {job_id: "skipped" for job_id in job_ids if job_id not in claimed}
-    loaded: list[tuple[int, Portal, str, dict]] = []
+    jobs: Loaded = []
+    portal: Portal | None = None
     for job_id in claimed:
         found = _load(job_id)
         if found is None:
             outcomes[job_id] = "deferred"
         else:
-            loaded.append((job_id, found[0], found[1], found[2]))
-    if not loaded:
+            portal = found[0]
+            jobs.append((job_id, found[1], found[2], found[3]))
+    if portal is None or not jobs:
         return outcomes
     rt = runtime.current()
-    portal = loaded[0][1]
-    updates: list[DealUpdate] = []
-    written: dict[int, dict] = {}
     try:
         crm = crm_for(portal, rt)
-        for job_id, _portal, operation, payload in loaded:
-            deal_id, fields = deal_fields_of(operation, payload)
-            written[job_id] = {"fields": sorted(fields)} if operation == "sync_stay_fields" else {}
-            if fields:
-                updates.append(DealUpdate(deal_id, fields))
-        if updates:
-            crm.update_deals(updates)
+        results = send(crm, jobs)
     except Rejected:
-        # Which value was refused is not known: each job alone, with the lease it already holds.
-        for job_id, _portal, operation, payload in loaded:
+        results = None
+    except (RetryLater, ReauthRequired, UnsupportedPortal) as exc:
+        return outcomes | {job_id: _record(job_id, None, exc) for job_id, *_ in jobs}
+    except Exception as exc:
+        log.exception("outbox batch %s raised", [job_id for job_id, *_ in jobs])
+        return outcomes | {job_id: _record(job_id, None, exc) for job_id, *_ in jobs}
+    if results is None:
+        # Refused as a whole, or no batch form: each job alone, with the lease it already holds.
+        for job_id, operation, payload, key in jobs:
             outcomes[job_id] = _run(
-                job_id, lambda op=operation, p=payload, j=job_id: _single(portal, op, p, j)
+                job_id, lambda op=operation, p=payload, k=key: run_operation(crm_for(portal, rt), op, p, k)
             )
         return outcomes
-    except (RetryLater, ReauthRequired, UnsupportedPortal) as exc:
-        for job_id, *_ in loaded:
-            outcomes[job_id] = _record(job_id, None, exc)
-        return outcomes
-    except Exception as exc:
-        log.exception("outbox batch %s raised", [job_id for job_id, *_ in loaded])
-        for job_id, *_ in loaded:
-            outcomes[job_id] = _record(job_id, None, exc)
-        return outcomes
-    for job_id, *_ in loaded:
-        outcomes[job_id] = _record(job_id, written[job_id], None)
-    return outcomes
-
-
-def _single(portal: Portal, operation: str, payload: dict, job_id: int) -> dict | None:
-    with runtime.current().db.transaction() as session:
-        job = session.get(OutboxJob, job_id)
-        key = job.idempotency_key if job is not None else str(job_id)
-    return run_operation(crm_for(portal, runtime.current()), operation, payload, key)
+    return outcomes | {job_id: _record(job_id, results[job_id], None) for job_id, *_ in jobs}
 
 
 def _record(job_id: int, result: dict | None, error: Exception | None) -> str:

@@ -30,7 +30,7 @@ from connectors.amocrm.limits import AmoLimiter, amo_http, amo_limiter, amo_limi
 from connectors.errors import ReauthRequired, Rejected, RetryLater
 from connectors.http import PortalHttp
 from connectors.ratelimit import NullRateLimiter
-from connectors.types import DealUpdate, NewContact, NewDeal, NewTask, OAuthToken, StageRef
+from connectors.types import DealUpdate, NewContact, NewDeal, NewNote, NewTask, OAuthToken, StageRef
 from tests.connectors.amocrm.test_contract import AmoWorld, MemoryTokens
 from tests.support.fake_amocrm import FakeAmo, load_fixture
 
@@ -320,6 +320,50 @@ def test_an_ambiguous_note_that_landed_is_not_duplicated(fake: FakeAmo, world: A
 
     assert len(fake.calls("POST", f"/api/v4/leads/{deal}/notes")) == 1
     assert world.notes(deal) == ["Пополнение"]
+
+
+def test_notes_go_50_per_request_in_order_and_a_repeat_sends_nothing(fake: FakeAmo, world: AmoWorld) -> None:
+    deals = [world.make_deal(f"Д{i}") for i in range(3)]
+    notes = [NewNote(deals[i % 3], f"Запись {i}", f"n-{i}") for i in range(120)]
+    crm = make_client()
+
+    refs = crm.add_notes(notes)
+
+    posts = bodies(fake, "POST", "/api/v4/leads/notes")
+    assert [len(b) for b in posts] == [50, 50, 20]
+    assert posts[0][0]["entity_id"] == int(deals[0]) and posts[0][0]["request_id"] == "n-0"
+    assert posts[0][0]["is_need_to_trigger_digital_pipeline"] is False
+    assert [fake.notes[int(r.id)]["params"]["text"] for r in refs] == [f"Запись {i}" for i in range(120)]
+    assert crm.add_notes(notes) == refs  # every key already created: no request at all
+    assert len(fake.calls("POST", "/api/v4/leads/notes")) == 3
+
+
+@pytest.mark.parametrize("fault", ["timeout_after", 504])
+def test_a_note_batch_with_an_unknown_outcome_is_settled_note_by_note_without_doubles(
+    fake: FakeAmo, world: AmoWorld, fault: Any
+) -> None:
+    deals = [world.make_deal(f"Д{i}") for i in range(2)]
+    notes = [NewNote(deals[i % 2], f"Запись {i}", f"n-{i}") for i in range(4)]
+    crm = make_client()
+    fake.inject(fault, 1, method="POST", path="/api/v4/leads/notes")
+
+    with pytest.raises(RetryLater):
+        crm.add_notes(notes)  # the outbox will retry the jobs
+    refs = crm.add_notes(notes)
+
+    assert sorted(world.notes(deals[0]) + world.notes(deals[1])) == sorted(f"Запись {i}" for i in range(4))
+    assert len({r.id for r in refs}) == 4
+
+
+def test_a_refused_note_batch_creates_nothing_and_keeps_no_pending_marks(
+    fake: FakeAmo, world: AmoWorld
+) -> None:
+    deal = world.make_deal("Орлов")
+    crm = make_client()
+    with pytest.raises(Rejected):
+        crm.add_notes([NewNote(deal, "Запись", "n-1"), NewNote("99999", "Чужая", "n-2")])
+    assert world.notes(deal) == []
+    assert crm.created.get("note:n-1") is None
 
 
 # --- contacts -------------------------------------------------------------------------------------------

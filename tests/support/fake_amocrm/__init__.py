@@ -119,6 +119,7 @@ class FakeAmo(LeadsMixin, ContactsMixin, ActivityMixin, AccountMixin, CustomFiel
                 ("GET", r"/api/v4/leads/loss_reasons", self._loss_reasons),
                 ("GET", r"/api/v4/leads/(\d+)/notes", self._list_notes),
                 ("POST", r"/api/v4/leads/(\d+)/notes", self._add_notes),
+                ("POST", r"/api/v4/leads/notes", self._add_notes_by_entity),
                 ("POST", r"/api/v4/leads/(\d+)/link", self._link),
                 ("GET", r"/api/v4/leads/(\d+)", self._get_lead),
                 ("PATCH", r"/api/v4/leads/(\d+)", self._patch_lead),

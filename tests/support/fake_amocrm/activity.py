@@ -27,8 +27,15 @@ class ActivityMixin:
         ]
         return self._page(f"/api/v4/leads/{lead_id}/notes", "notes", copy.deepcopy(items), query)
 
-    def _add_notes(self, lead_id: str, *, query: Mapping[str, str], body: Any) -> Reply:
-        if int(lead_id) not in self.leads:
+    def _add_notes_by_entity(self, *, query: Mapping[str, str], body: Any) -> Reply:
+        """POST /api/v4/leads/notes: each item names its lead in `entity_id` (§5.3)."""
+        for i, item in enumerate(body if isinstance(body, list) else []):
+            if item.get("entity_id") not in self.leads:
+                return _validation(str(i), "NotFound", "entity_id")  # assumption, as for PATCH
+        return self._add_notes(None, query=query, body=body)
+
+    def _add_notes(self, lead_id: str | None, *, query: Mapping[str, str], body: Any) -> Reply:
+        if lead_id is not None and int(lead_id) not in self.leads:
             return _problem(404)
         if len(body) > 250:
             return 422, load_fixture("errors/limit_exceeded__422.json")
@@ -40,12 +47,13 @@ class ActivityMixin:
                 return _validation(str(i), "NotBlank", "params.text")
             if item.get("note_type") == "attachment" and params.get("file_uuid") not in self.files:
                 return _validation(str(i), "NotFound", "params.file_uuid")
+        leads = f"{self.base_url}/api/v4/leads"
         out = []
         for item in body:
             stamp = int(time.time())
             note = {
                 "id": self.next_id("note"),
-                "entity_id": int(lead_id),
+                "entity_id": int(lead_id) if lead_id is not None else int(item["entity_id"]),
                 "created_by": 5000001,
                 "updated_by": 5000001,
                 "created_at": stamp,
@@ -63,13 +71,11 @@ class ActivityMixin:
                     "id": note["id"],
                     "entity_id": note["entity_id"],
                     "request_id": item.get("request_id"),
-                    "_links": {
-                        "self": {"href": f"{self.base_url}/api/v4/leads/{lead_id}/notes/{note['id']}"}
-                    },
+                    "_links": {"self": {"href": f"{leads}/{note['entity_id']}/notes/{note['id']}"}},
                 }
             )
         return 200, {
-            "_links": {"self": {"href": f"{self.base_url}/api/v4/leads/{lead_id}/notes"}},
+            "_links": {"self": {"href": f"{leads}/{lead_id}/notes" if lead_id else f"{leads}/notes"}},
             "_embedded": {"notes": out},
         }
 
