@@ -22,7 +22,8 @@ request to having read the whole response. The clients run on the same machine a
 its cores.
 
 Printed: p50/p95/p99 ms, requests/s, errors by status, whether p95 meets the issue's floor (≤ 25 ms), and the
-CPU each process group used per request during the timed phase (from /proc).
+CPU each process group used per request during the timed phase (from /proc). --baseline: the same clients
+then GET /healthz (no auth, database or Redis), the floor any request has on this server and machine.
 Afterwards (untimed) the entries are counted against the 201s and the hash chains are verified.
 --profile N: also serve N charges in-process through Flask's test client, one at a time, under cProfile, and
 print where the time goes (the service time of one request, SQL statements and Redis commands per request).
@@ -151,9 +152,17 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _load(
-    port: int, fixture: dict, clients: int, seconds: float, max_requests: int | None, tag: str
+    port: int,
+    fixture: dict,
+    clients: int,
+    seconds: float,
+    max_requests: int | None,
+    tag: str,
+    *,
+    baseline: bool = False,
 ) -> tuple[list[tuple[float, float, object]], float]:
-    """(start, latency s, status or exception name) per request, and the wall time of the phase."""
+    """(start, latency s, status or exception name) per request, and the wall time of the phase.
+    `baseline`: GET /healthz instead (no auth, no database, no Redis): what any request costs here."""
     body = json.dumps({"amount": "10.00", "article_id": fixture["article_id"], "reason": "bench"})
     deals = fixture["deals"]
     numbers = itertools.count()
@@ -176,7 +185,10 @@ def _load(
             path = f"/api/v1/deals/{deals[n % len(deals)]}/stay/charges"
             sent = time.perf_counter()
             try:
-                conn.request("POST", path, body, headers)
+                if baseline:
+                    conn.request("GET", "/healthz")
+                else:
+                    conn.request("POST", path, body, headers)
                 response = conn.getresponse()
                 response.read()
                 status: object = response.status
@@ -233,19 +245,21 @@ def _cpu_snapshot(groups: dict[str, list[int]]) -> dict[str, float]:
     return snapshot
 
 
-def _report(label: str, results: list[tuple[float, float, object]], wall: float, clients: int) -> int:
-    ok = [latency * 1000 for _, latency, status in results if status == 201]
+def _report(
+    label: str, results: list[tuple[float, float, object]], wall: float, clients: int, *, expect: int = 201
+) -> int:
+    ok = [latency * 1000 for _, latency, status in results if status == expect]
     statuses = collections.Counter(status for _, _, status in results)
-    errors = {str(k): v for k, v in statuses.items() if k != 201}
+    errors = {str(k): v for k, v in statuses.items() if k != expect}
     print(
         f"[{label}] {len(results)} requests by {clients} clients in {wall:.1f} s: "
-        f"{len(ok)} × 201, errors by status {errors or '{}'}"
+        f"{len(ok)} × {expect}, errors by status {errors or '{}'}"
     )
     if not ok:
         return 0
     p50, p95, p99 = (percentile(ok, q) for q in (0.50, 0.95, 0.99))
     print(
-        f"[{label}] latency of 201s: p50 {p50:.1f} ms   p95 {p95:.1f} ms   p99 {p99:.1f} ms   "
+        f"[{label}] latency of {expect}s: p50 {p50:.1f} ms   p95 {p95:.1f} ms   p99 {p99:.1f} ms   "
         f"max {max(ok):.1f} ms"
     )
     print(f"[{label}] throughput {len(ok) / wall:.0f} req/s")
@@ -468,6 +482,9 @@ def main() -> None:
     )
     parser.add_argument("--gunicorn-arg", action="append", default=[], help="extra gunicorn argument")
     parser.add_argument(
+        "--baseline", action="store_true", help="also GET /healthz with the same clients: the server's floor"
+    )
+    parser.add_argument(
         "--profile",
         type=int,
         nargs="?",
@@ -524,6 +541,12 @@ def main() -> None:
                     + ", ".join(f"{name} {seconds_ * 1000 / ok:.1f}" for name, seconds_ in used.items())
                     + f"; total {sum(used.values()):.1f} CPU-s in {wall:.1f} s wall on {os.cpu_count()} CPUs"
                 )
+            if args.baseline:
+                base, base_wall = _load(
+                    port, fixture, args.clients, seconds, args.requests, "base", baseline=True
+                )
+                print(f"[{label}] baseline, the same clients on GET /healthz (no auth, database or Redis):")
+                _report(label, base, base_wall, args.clients, expect=200)
             _stop(gunicorn)
             gunicorn = None
             _check(url, fixture["portal_id"], created, redis_proc.url)
