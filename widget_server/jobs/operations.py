@@ -132,6 +132,7 @@ OPERATIONS: dict[str, Callable[[CrmClient, dict[str, Any], str], dict[str, Any]]
 LAZY_OPERATIONS: dict[str, str] = {
     "attach_invoice_document": "widget_server.jobs.invoices:attach_invoice_document",
     "notify_deal_responsible": "widget_server.jobs.invoices:notify_deal_responsible",
+    "mis_mirror_appointment": "widget_server.jobs.mis:mis_mirror_appointment",
 }
 """Operations features add, by dotted path: their modules reach HTTP clients, and the domain's import graph
 reaches this table through the outbox, so they are imported only when a job runs them."""

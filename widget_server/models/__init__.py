@@ -1,6 +1,15 @@
 """Persistence: one module per aggregate. Every domain row carries portal_id."""
 
 from .apikey import ApiKey
+from .appointments import (
+    APPOINTMENT_KINDS,
+    SYNC_OUTCOMES,
+    MisAppointment,
+    MisPatient,
+    MisSyncRecord,
+    MisSyncRun,
+    MisTimetable,
+)
 from .base import Base, utcnow
 from .distribution import (
     ASSIGNMENT_STATES,
@@ -52,6 +61,7 @@ from .reliability import (
 )
 
 __all__ = [
+    "APPOINTMENT_KINDS",
     "ASSIGNMENT_STATES",
     "COUNTERPARTY_KINDS",
     "ENTRY_KINDS",
@@ -64,6 +74,7 @@ __all__ = [
     "PORTAL_STATUSES",
     "ROLES",
     "SHIFT_KINDS",
+    "SYNC_OUTCOMES",
     "ApiKey",
     "Base",
     "CbrRate",
@@ -85,6 +96,11 @@ __all__ = [
     "InvoiceLine",
     "InvoicePayment",
     "LedgerEntry",
+    "MisAppointment",
+    "MisPatient",
+    "MisSyncRecord",
+    "MisSyncRun",
+    "MisTimetable",
     "OperatorShift",
     "OperatorState",
     "OperatorStatusEvent",

@@ -1,0 +1,473 @@
+"""The sync engine: one batch of MIS appointments into our database, in the caller's transaction.
+
+Upsert by (portal, source, id). A version applies when it is newer: `changed_at`, then `version`, then the
+content hash as a last tie-break, so any arrival order of the same versions ends in the same row. The same
+content again is `unchanged`; an older version is `stale`. Every record's outcome goes to the sync log.
+
+Primary vs repeat comes from our own completed-visit history, never from the MIS flag (a disagreement is
+logged). After a batch, the kinds of every touched patient's visits are recomputed in start order, so a
+history that arrives late still gives the same answer.
+
+A change the CRM must see queues one outbox job per appointment (`mis_mirror_appointment`); a job still
+pending for it already covers the change (it reads the row when it runs). No change, no job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connectors.types import Appointment, AppointmentBatch, AppointmentReject
+
+from ..clock import now_utc
+from ..models import MisAppointment, MisPatient, MisSyncRecord, MisSyncRun, OutboxJob, Portal
+from ..outbox import enqueue_outbox
+from .matching import e164, name_key
+from .settings import MisSettings, mis_settings
+
+__all__ = [
+    "MIRROR_OPERATION",
+    "SyncResult",
+    "content_hash",
+    "ingest",
+    "mirror_hash",
+    "start_run",
+    "void_missing",
+]
+
+MIRROR_OPERATION = "mis_mirror_appointment"
+log = logging.getLogger(__name__)
+_EPOCH = datetime(1970, 1, 1).astimezone()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return value
+
+
+def appointment_doc(a: Appointment) -> dict[str, Any]:
+    return {k: _jsonable(v) for k, v in dataclasses.asdict(a).items()}
+
+
+def content_hash(a: Appointment) -> str:
+    """Hash of what the visit says, not of when the MIS stamped it: a re-export of the same visit matches."""
+    doc = appointment_doc(a)
+    doc.pop("changed_at")
+    doc.pop("version")
+    # Instants compare in UTC so the same visit read in another offset hashes the same.
+    for key in ("starts_at", "ends_at"):
+        value = getattr(a, key)
+        doc[key] = None if value is None else value.timestamp()
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _version_key(version: str | None) -> tuple[int, int, str]:
+    if version is None:
+        return (0, 0, "")
+    return (1, int(version), "") if version.isdigit() else (2, 0, version)
+
+
+def _order(changed_at: datetime | None, version: str | None, digest: str) -> tuple[Any, ...]:
+    return (changed_at or _EPOCH, _version_key(version), digest)
+
+
+@dataclasses.dataclass
+class SyncResult:
+    run_id: int
+    counts: Counter[str] = dataclasses.field(default_factory=Counter)
+    jobs: int = 0
+
+
+def start_run(
+    session: Session,
+    portal: Portal,
+    source: str,
+    *,
+    file_name: str | None = None,
+    file_sha256: str | None = None,
+    period: tuple[date, date] | None = None,
+) -> MisSyncRun:
+    run = MisSyncRun(
+        portal_id=portal.id,
+        source=source,
+        file_name=file_name,
+        file_sha256=file_sha256,
+        period_from=period[0] if period else None,
+        period_to=period[1] if period else None,
+        counts={},
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+class _Engine:
+    def __init__(self, session: Session, portal: Portal, run: MisSyncRun) -> None:
+        self.s = session
+        self.portal = portal
+        self.run = run
+        self.settings: MisSettings = mis_settings(portal.settings)
+        self.result = SyncResult(run.id)
+        self.records: list[dict[str, Any]] = []
+        self.touched_patients: set[int] = set()
+        self.changed: set[int] = set()
+        self._patients: dict[tuple[str, str], MisPatient] = {}
+        self._by_phone: dict[str, list[MisPatient]] = {}
+        self._rows: dict[tuple[str, str], MisAppointment] = {}
+
+    def record(self, outcome: str, **values: Any) -> None:
+        self.result.counts[outcome] += 1
+        self.records.append({"outcome": outcome, **values})
+
+    # patients
+
+    def preload(self, appointments: Sequence[Appointment]) -> None:
+        # Two queries for the whole batch instead of two per record: the import floor is 1,000/s.
+        portal_id = self.portal.id
+        ids = {a.source_id for a in appointments}
+        sources = {a.source for a in appointments}
+        if not ids:
+            return
+        for chunk in _chunks(sorted(ids), 500):
+            for row in self.s.scalars(
+                select(MisAppointment).where(
+                    MisAppointment.portal_id == portal_id,
+                    MisAppointment.source.in_(sources),
+                    MisAppointment.source_id.in_(chunk),
+                )
+            ):
+                self._rows[(row.source, row.source_id)] = row
+        phones = {p for p in (e164(a.patient_phone) for a in appointments) if p}
+        keys = {_patient_key(a) for a in appointments}
+        found: dict[int, MisPatient] = {}
+        for chunk in _chunks(sorted(phones), 500):
+            for p in self.s.scalars(
+                select(MisPatient).where(MisPatient.portal_id == portal_id, MisPatient.phone_e164.in_(chunk))
+            ):
+                found[p.id] = p
+        for chunk in _chunks(sorted(k[1] for k in keys), 500):
+            for p in self.s.scalars(
+                select(MisPatient).where(
+                    MisPatient.portal_id == portal_id,
+                    MisPatient.source.in_(sources),
+                    MisPatient.source_patient_id.in_(chunk),
+                )
+            ):
+                found[p.id] = p
+        for p in found.values():
+            self._remember(p)
+
+    def _remember(self, p: MisPatient) -> None:
+        self._patients[(p.source, p.source_patient_id)] = p
+        if p.phone_e164:
+            bucket = self._by_phone.setdefault(p.phone_e164, [])
+            if p not in bucket:
+                bucket.append(p)
+
+    def patient_for(self, a: Appointment) -> tuple[MisPatient, list[str]]:
+        key = _patient_key(a)
+        known = self._patients.get(key)
+        if known is not None:
+            return known, []
+        phone = e164(a.patient_phone)
+        nkey = name_key(a.patient_name)
+        flags: list[str] = []
+        alias_of: MisPatient | None = None
+        if phone is None:
+            flags.append("invalid_phone")
+        else:
+            same_phone = self._by_phone.get(phone, [])
+            namesakes = [p for p in same_phone if p.name_key == nkey]
+            if namesakes:
+                alias_of = min(namesakes, key=lambda p: p.id)
+                while alias_of.alias_of_id is not None:
+                    alias_of = self.s.get(MisPatient, alias_of.alias_of_id) or alias_of
+                    if alias_of.alias_of_id == alias_of.id:
+                        break
+            elif same_phone:
+                flags.append("shared_phone")
+                for other in same_phone:
+                    if "shared_phone" not in other.flags:
+                        other.flags = [*other.flags, "shared_phone"]
+        patient = MisPatient(
+            portal_id=self.portal.id,
+            source=key[0],
+            source_patient_id=key[1],
+            name=a.patient_name,
+            name_key=nkey,
+            phone_raw=a.patient_phone,
+            phone_e164=phone,
+            flags=flags,
+            alias_of_id=alias_of.id if alias_of else None,
+        )
+        self.s.add(patient)
+        self.s.flush()
+        self._remember(patient)
+        return patient, (["duplicate_linked"] if alias_of else [])
+
+    # appointments
+
+    def apply(self, a: Appointment) -> None:
+        digest = content_hash(a)
+        row = self._rows.get((a.source, a.source_id))
+        if row is not None:
+            current = _order(row.changed_at, row.version, row.content_hash)
+            if row.content_hash == digest:
+                # Same content, newer stamp: keep the stamp, or an older version of other content would
+                # later look newer than this one and the end state would depend on arrival order.
+                if _order(a.changed_at, a.version, digest) > current:
+                    row.changed_at, row.version = a.changed_at, a.version
+                self.record("unchanged", source_id=a.source_id, appointment_id=row.id)
+                return
+            if _order(a.changed_at, a.version, digest) <= current:
+                self.record("stale", source_id=a.source_id, appointment_id=row.id, reason="older version")
+                return
+            self._write(row, a, digest)
+            outcome = "void" if a.status == "void" else "updated"
+            self.record(outcome, source_id=a.source_id, appointment_id=row.id)
+            return
+        patient, extra = self.patient_for(a)
+        row = MisAppointment(portal_id=self.portal.id, source=a.source, source_id=a.source_id, kind="primary")
+        row.patient_id = patient.id
+        row.flags = [f for f in patient.flags if f in ("invalid_phone", "shared_phone")]
+        self._write(row, a, digest)
+        self.s.add(row)
+        self.s.flush()
+        self._rows[(a.source, a.source_id)] = row
+        self.changed.add(row.id)
+        self.record("created", source_id=a.source_id, appointment_id=row.id)
+        if "invalid_phone" in patient.flags:
+            self.record(
+                "invalid_phone",
+                source_id=a.source_id,
+                appointment_id=row.id,
+                field="phone",
+                reason="not a valid phone number",
+                value=a.patient_phone or "",
+            )
+        for outcome in extra:
+            self.record(
+                outcome,
+                source_id=a.source_id,
+                appointment_id=row.id,
+                reason=f"same phone and name as patient {patient.alias_of_id}",
+            )
+
+    def _write(self, row: MisAppointment, a: Appointment, digest: str) -> None:
+        row.status = a.status
+        row.starts_at = a.starts_at
+        row.ends_at = a.ends_at
+        row.changed_at = a.changed_at
+        row.version = a.version
+        row.content_hash = digest
+        row.doc = appointment_doc(a)
+        if row.patient_id is not None:
+            self.touched_patients.add(row.patient_id)
+        if row.id is not None:
+            self.changed.add(row.id)
+
+    # primary vs repeat, targets, jobs
+
+    def decide(self) -> None:
+        if not self.touched_patients:
+            return
+        groups = self._patient_groups(self.touched_patients)
+        gap = self.settings.primary_after_gap_months
+        for members in groups.values():
+            visits = list(
+                self.s.scalars(
+                    select(MisAppointment)
+                    .where(MisAppointment.patient_id.in_(members))
+                    .order_by(MisAppointment.starts_at, MisAppointment.id)
+                )
+            )
+            last_completed: datetime | None = None
+            for visit in visits:
+                primary = last_completed is None or (
+                    gap is not None and visit.starts_at - last_completed > timedelta(days=gap * 30.44)
+                )
+                kind = "primary" if primary else "repeat"
+                mis_primary = visit.doc.get("mis_primary")
+                if mis_primary is not None and mis_primary != primary and visit.id in self.changed:
+                    log.info(
+                        "mis primary flag disagrees",
+                        extra={"appointment_id": visit.id, "mis_primary": mis_primary, "ours": primary},
+                    )
+                target = self.settings.target(kind, bool(visit.doc.get("waiting_list")), visit.status)
+                if visit.status == "void":
+                    target = {"void": "1"}
+                if kind != visit.kind or target != visit.target:
+                    visit.kind, visit.target = kind, target
+                    self.changed.add(visit.id)
+                if visit.status == "completed":
+                    last_completed = visit.starts_at
+        for row_id in self.changed:
+            row = self.s.get(MisAppointment, row_id)
+            if row is None:
+                continue
+            if row.target is None and row.id in self._logged_ids:
+                self.record(
+                    "unmapped",
+                    source_id=row.source_id,
+                    appointment_id=row.id,
+                    reason=f"no stage for {row.kind}/{row.status}",
+                )
+            if row.target is not None and row.mirrored_hash != mirror_hash(row):
+                self._queue(row)
+
+    @property
+    def _logged_ids(self) -> set[int]:
+        return {r["appointment_id"] for r in self.records if r["outcome"] in ("created", "updated", "void")}
+
+    def _patient_groups(self, patient_ids: set[int]) -> dict[int, set[int]]:
+        """Root patient id → the patient and its aliases (one person's visits share one history)."""
+        roots: dict[int, set[int]] = {}
+        seen = list(self.s.scalars(select(MisPatient).where(MisPatient.id.in_(patient_ids))))
+        root_ids = {p.alias_of_id or p.id for p in seen}
+        for p in self.s.scalars(
+            select(MisPatient).where(
+                MisPatient.portal_id == self.portal.id,
+                (MisPatient.id.in_(root_ids)) | (MisPatient.alias_of_id.in_(root_ids)),
+            )
+        ):
+            roots.setdefault(p.alias_of_id or p.id, set()).add(p.id)
+        return roots
+
+    def _queue(self, row: MisAppointment) -> None:
+        origin = f"mis:{row.id}"
+        pending = self.s.scalar(
+            select(OutboxJob.id).where(
+                OutboxJob.portal_id == self.portal.id,
+                OutboxJob.origin == origin,
+                OutboxJob.state == "pending",
+                OutboxJob.attempts == 0,
+            )
+        )
+        if pending is not None:
+            return
+        enqueue_outbox(
+            self.s,
+            portal_id=self.portal.id,
+            operation=MIRROR_OPERATION,
+            payload={"appointment_id": row.id},
+            idempotency_key=f"mis-{row.id}-{mirror_hash(row)[:24]}",
+            deal_id=row.deal_id,
+            origin=origin,
+        )
+        self.result.jobs += 1
+
+    def flush_log(self) -> None:
+        if self.records:
+            self.s.execute(
+                MisSyncRecord.__table__.insert(),
+                [
+                    {
+                        "portal_id": self.portal.id,
+                        "run_id": self.run.id,
+                        "row": r.get("row"),
+                        "source_id": r.get("source_id"),
+                        "outcome": r["outcome"],
+                        "field": r.get("field"),
+                        "reason": r.get("reason"),
+                        "value": r.get("value"),
+                        "appointment_id": r.get("appointment_id"),
+                        "created_at": now_utc(),
+                    }
+                    for r in self.records
+                ],
+            )
+        counts = dict(self.run.counts or {})
+        for outcome, n in self.result.counts.items():
+            counts[outcome] = counts.get(outcome, 0) + n
+        self.run.counts = counts
+
+
+def mirror_hash(row: MisAppointment) -> str:
+    return hashlib.sha256(
+        json.dumps([row.content_hash, row.kind, row.target], sort_keys=True, ensure_ascii=False).encode()
+    ).hexdigest()
+
+
+def _patient_key(a: Appointment) -> tuple[str, str]:
+    if a.patient_id:
+        return a.source, a.patient_id
+    # No MIS patient id (some exports): phone + name stands in, so the same person maps to one patient.
+    return a.source, f"~{e164(a.patient_phone) or (a.patient_phone or '').strip()}:{name_key(a.patient_name)}"
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def ingest(session: Session, portal: Portal, run: MisSyncRun, batch: AppointmentBatch) -> SyncResult:
+    """Apply one batch in the caller's transaction; rejects are logged by row, column, reason and value."""
+    engine = _Engine(session, portal, run)
+    for reject in batch.rejects:
+        _log_reject(engine, reject)
+    engine.preload(batch.appointments)
+    for appointment in batch.appointments:
+        engine.apply(appointment)
+    if batch.period is not None:
+        _void_missing(engine, batch)
+    engine.decide()
+    engine.flush_log()
+    return engine.result
+
+
+def _log_reject(engine: _Engine, reject: AppointmentReject) -> None:
+    engine.record("rejected", row=reject.row, field=reject.field, reason=reject.reason, value=reject.value)
+
+
+def _void_missing(engine: _Engine, batch: AppointmentBatch) -> None:
+    assert batch.period is not None
+    tz = ZoneInfo(engine.portal.timezone)
+    first, last = batch.period
+    start = datetime.combine(first, datetime.min.time(), tzinfo=tz)
+    end = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=tz)
+    present = {a.source_id for a in batch.appointments} | {
+        r.value for r in batch.rejects if r.field == "visit_id"
+    }
+    sources = {a.source for a in batch.appointments} or {engine.run.source}
+    void_missing(engine, sources, start, end, present)
+
+
+def void_missing(
+    engine: _Engine, sources: set[str], start: datetime, end: datetime, present: set[str]
+) -> None:
+    """Visits in [start, end) that the authoritative read no longer has become `void` (newest version)."""
+    now = now_utc()
+    for row in engine.s.scalars(
+        select(MisAppointment).where(
+            MisAppointment.portal_id == engine.portal.id,
+            MisAppointment.source.in_(sources),
+            MisAppointment.starts_at >= start,
+            MisAppointment.starts_at < end,
+            MisAppointment.status != "void",
+        )
+    ):
+        if row.source_id in present:
+            continue
+        old = Appointment(**{**_from_doc(row.doc), "status": "void", "changed_at": now})
+        engine._rows[(row.source, row.source_id)] = row
+        engine._write(row, old, content_hash(old))
+        engine.record("void", source_id=row.source_id, appointment_id=row.id, reason="gone from the MIS")
+
+
+def _from_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    values = dict(doc)
+    for key in ("starts_at", "ends_at", "changed_at"):
+        if values.get(key):
+            values[key] = datetime.fromisoformat(values[key])
+    return values

@@ -1,0 +1,179 @@
+"""MIS jobs: the outbox operation that mirrors one appointment into the CRM.
+
+The job reads the appointment as it is when the job runs, so several changes queued before it ran go out as
+one: contact (found by phone + name, else created), the deal (created in the mapped pipeline, or moved), and
+a feed note «Запись 12.03.2026 10:00, Смирнов И. П. (терапия): Посетил клинику». Every create carries a key
+derived from our row, so a retried job finds what the first attempt made.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from connectors.base import CrmClient
+from connectors.types import Contact, NewContact, NewDeal, NewTask, StageRef
+
+from .. import runtime
+from ..appointments.matching import name_key
+from ..appointments.settings import mis_settings
+from ..appointments.sync import mirror_hash
+from ..clock import now_utc
+from ..models import MisAppointment, MisPatient, Portal
+
+__all__ = ["STATUS_LABELS", "appointment_note", "mis_mirror_appointment", "short_name"]
+
+STATUS_LABELS = {
+    "requested": "Заявка",
+    "booked": "Записан на приём",
+    "confirmed": "Подтвердил запись",
+    "arrived": "Пришёл",
+    "completed": "Посетил клинику",
+    "cancelled": "Отменил запись",
+    "no_show": "Не пришёл",
+    "void": "Удалено в МИС",
+}
+VOID_REASON = "Удалено в МИС"
+DUPLICATE_TASK = "Проверить дубль"
+
+
+def short_name(full: str | None) -> str:
+    """«Смирнов Игорь Петрович» → «Смирнов И. П.»."""
+    parts = (full or "").split()
+    if not parts:
+        return "врач не указан"
+    return " ".join([parts[0], *(f"{p[0]}." for p in parts[1:3])])
+
+
+def appointment_note(doc: dict[str, Any], status: str, timezone: str) -> str:
+    from datetime import datetime
+
+    starts = datetime.fromisoformat(doc["starts_at"]).astimezone(ZoneInfo(timezone))
+    doctor = short_name(doc.get("doctor_name"))
+    if doc.get("specialty"):
+        doctor = f"{doctor} ({doc['specialty']})"
+    return f"Запись {starts:%d.%m.%Y %H:%M}, {doctor}: {STATUS_LABELS.get(status, status)}"
+
+
+def _contact_id(crm: CrmClient, patient: MisPatient) -> tuple[str, list[Contact]]:
+    """(our contact, other CRM contacts of the same person): the oldest match stays ours."""
+    if patient.contact_id:
+        return patient.contact_id, []
+    if patient.phone_e164 and "shared_phone" not in patient.flags:
+        same = [
+            c for c in crm.find_contacts_by_phone(patient.phone_e164) if name_key(c.name) == patient.name_key
+        ]
+        if same:
+            same.sort(key=lambda c: (len(c.id), c.id))
+            return same[0].id, same[1:]
+    contact = crm.create_contact(
+        NewContact(name=patient.name, phones=(patient.phone_e164,) if patient.phone_e164 else ()),
+        idempotency_key=f"mis-contact-{patient.id}",
+    )
+    return contact.id, []
+
+
+def mis_mirror_appointment(crm: CrmClient, payload: dict[str, Any], key: str) -> dict[str, Any]:
+    db = runtime.current().db
+    with db.transaction() as s:
+        row = s.get(MisAppointment, int(payload["appointment_id"]))
+        if row is None:
+            return {"skipped": "appointment gone"}
+        patient = s.get(MisPatient, row.patient_id)
+        assert patient is not None
+        root = s.get(MisPatient, patient.alias_of_id) if patient.alias_of_id else patient
+        assert root is not None
+        portal = s.get(Portal, row.portal_id)
+        assert portal is not None
+        settings = mis_settings(portal.settings)
+        timezone = portal.timezone
+        digest = mirror_hash(row)
+        if row.mirrored_hash == digest:
+            return {"skipped": "unchanged"}
+        state = {
+            "status": row.status,
+            "target": row.target,
+            "deal_id": row.deal_id,
+            "mirrored_target": row.mirrored_target,
+            "doc": dict(row.doc),
+            "flags": list(row.flags),
+            "row_id": row.id,
+        }
+        s.expunge(root)
+    result: dict[str, Any] = {}
+    contact_id, duplicates = _contact_id(crm, root)
+    deal_id = state["deal_id"]
+    target = state["target"]
+    note = appointment_note(state["doc"], state["status"], timezone)
+    mirrored_target = state["mirrored_target"]
+    if state["status"] == "void":
+        if deal_id is not None:
+            deal = crm.get_deal(deal_id)
+            if deal.stage.stage_id != settings.won_stage_id:
+                crm.move_deal(
+                    deal_id, StageRef(deal.stage.pipeline_id, settings.lost_stage_id), loss_reason=VOID_REASON
+                )
+    elif deal_id is None and target:
+        stage = StageRef(target["pipeline_id"], target["stage_id"])
+        deal = crm.create_deal(
+            NewDeal(name=f"Приём {note.split(':')[0][7:]}", stage=stage, contact_ids=(contact_id,)),
+            idempotency_key=f"mis-deal-{state['row_id']}",
+        )
+        deal_id = deal.id
+        if target.get("loss_reason"):
+            crm.move_deal(deal_id, stage, loss_reason=target["loss_reason"])
+        mirrored_target = target
+    elif deal_id is not None and target:
+        deal = crm.get_deal(deal_id)
+        ours = mirrored_target and StageRef(mirrored_target["pipeline_id"], mirrored_target["stage_id"])
+        if deal.is_closed and deal.stage != ours:
+            result["kept_closed"] = True  # a user closed it; the note below still tells what the MIS says
+        elif target != mirrored_target:
+            crm.move_deal(
+                deal_id,
+                StageRef(target["pipeline_id"], target["stage_id"]),
+                loss_reason=target.get("loss_reason"),
+            )
+            mirrored_target = target
+    if deal_id is not None:
+        crm.add_note(deal_id, note, idempotency_key=f"mis-note-{state['row_id']}-{digest[:16]}")
+        if "invalid_phone" in state["flags"]:
+            crm.add_note(
+                deal_id,
+                f"Телефон пациента в МИС недействителен: {root.phone_raw or '—'}",
+                idempotency_key=f"mis-invalid-phone-{state['row_id']}",
+            )
+        for other in duplicates:
+            _flag_duplicate(crm, deal_id, other, contact_id)
+    with db.transaction() as s:
+        row = s.get(MisAppointment, state["row_id"])
+        if row is not None:
+            row.deal_id = deal_id
+            row.mirrored_target = mirrored_target
+            # Only what this job saw counts as mirrored; a newer change queued meanwhile runs on its own.
+            row.mirrored_hash = digest
+        patient_row = s.get(MisPatient, root.id)
+        if patient_row is not None and patient_row.contact_id is None:
+            patient_row.contact_id = contact_id
+    result.update({"deal_id": deal_id, "contact_id": contact_id})
+    return result
+
+
+def _flag_duplicate(crm: CrmClient, deal_id: str, other: Contact, kept: str) -> None:
+    deal = crm.get_deal(deal_id)
+    responsible = deal.responsible_user_id or next((u.id for u in crm.list_users() if u.is_active), None)
+    crm.add_note(
+        deal_id,
+        f"Контакт {other.id} «{other.name}» — тот же пациент, что и контакт {kept}: проверьте дубль",
+        idempotency_key=f"mis-dup-note-{deal_id}-{other.id}",
+    )
+    if responsible is not None:
+        crm.create_task(
+            NewTask(
+                deal_id=deal_id,
+                responsible_user_id=responsible,
+                text=f"{DUPLICATE_TASK}: контакт {other.id}",
+                due_at=now_utc(),
+            ),
+            idempotency_key=f"mis-dup-task-{deal_id}-{other.id}",
+        )

@@ -1,0 +1,161 @@
+"""MIS appointment sync: patients (linked to CRM contacts), one row per MIS visit with the version that won,
+the sync runs and their per-record outcomes, and IDENT's last timetable snapshot."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base, BigIntPK, JsonDoc, utcnow
+from .portal import _in
+
+__all__ = [
+    "APPOINTMENT_KINDS",
+    "SYNC_OUTCOMES",
+    "MisAppointment",
+    "MisPatient",
+    "MisSyncRecord",
+    "MisSyncRun",
+    "MisTimetable",
+]
+
+SYNC_OUTCOMES = (
+    "created",
+    "updated",
+    "unchanged",
+    "stale",
+    "void",
+    "rejected",
+    "invalid_phone",
+    "duplicate_linked",
+    "unmapped",
+)
+APPOINTMENT_KINDS = ("primary", "repeat")
+_STATUSES = ("requested", "booked", "confirmed", "arrived", "completed", "cancelled", "no_show", "void")
+
+
+def _portal_fk() -> Any:
+    return mapped_column(ForeignKey("portals.id", ondelete="CASCADE"), index=True)
+
+
+class MisPatient(Base):
+    """A MIS patient. Family members sharing a phone stay separate patients (flag `shared_phone`); a second
+    MIS id found to be the same person points at the first through `alias_of_id`, so nothing is deleted."""
+
+    __tablename__ = "mis_patients"
+    __table_args__ = (
+        UniqueConstraint("portal_id", "source", "source_patient_id"),
+        Index("ix_mis_patients_phone", "portal_id", "phone_e164"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    portal_id: Mapped[int] = _portal_fk()
+    source: Mapped[str] = mapped_column(String(32))
+    source_patient_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(300))
+    # Case-folded, ё→е, surname + first name: what two spellings of one person share.
+    name_key: Mapped[str] = mapped_column(String(300))
+    phone_raw: Mapped[str | None] = mapped_column(String(64))
+    phone_e164: Mapped[str | None] = mapped_column(String(20))
+    flags: Mapped[list[str]] = mapped_column(JsonDoc, default=list)
+    alias_of_id: Mapped[int | None] = mapped_column(ForeignKey("mis_patients.id", ondelete="SET NULL"))
+    contact_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class MisAppointment(Base):
+    """The winning version of one MIS visit and what we decided for the CRM (kind, stage, deal)."""
+
+    __tablename__ = "mis_appointments"
+    __table_args__ = (
+        UniqueConstraint("portal_id", "source", "source_id"),
+        CheckConstraint(_in("status", _STATUSES), name="status"),
+        CheckConstraint(_in("kind", APPOINTMENT_KINDS), name="kind"),
+        Index("ix_mis_appointments_patient_start", "patient_id", "starts_at"),
+        Index("ix_mis_appointments_portal_source_start", "portal_id", "source", "starts_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    portal_id: Mapped[int] = _portal_fk()
+    source: Mapped[str] = mapped_column(String(32))
+    source_id: Mapped[str] = mapped_column(String(128))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("mis_patients.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime | None]
+    changed_at: Mapped[datetime | None]
+    version: Mapped[str | None] = mapped_column(String(64))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    # The appointment as the MIS last reported it (JSON of the dataclass), for notes and re-decisions.
+    doc: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+    kind: Mapped[str] = mapped_column(String(16))
+    flags: Mapped[list[str]] = mapped_column(JsonDoc, default=list)
+    # Names from the portal's stage map; None when the map has no entry (outcome `unmapped`).
+    target: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
+    deal_id: Mapped[str | None] = mapped_column(String(64))
+    mirrored_hash: Mapped[str | None] = mapped_column(String(64))
+    # The stage we last put the deal in: a closed deal elsewhere was closed by a user and is never reopened.
+    mirrored_target: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class MisSyncRun(Base):
+    __tablename__ = "mis_sync_runs"
+    __table_args__ = (
+        # The same Helix file (by SHA-256) imports once; a second upload returns the first run.
+        UniqueConstraint("portal_id", "file_sha256"),
+        Index("ix_mis_sync_runs_portal_created", "portal_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    portal_id: Mapped[int] = _portal_fk()
+    source: Mapped[str] = mapped_column(String(32))
+    file_name: Mapped[str | None] = mapped_column(String(255))
+    file_sha256: Mapped[str | None] = mapped_column(String(64))
+    period_from: Mapped[date | None] = mapped_column(Date)
+    period_to: Mapped[date | None] = mapped_column(Date)
+    counts: Mapped[dict[str, int]] = mapped_column(JsonDoc, default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="running")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class MisSyncRecord(Base):
+    """One record's outcome in a run; kept 90 days and shown to the admin."""
+
+    __tablename__ = "mis_sync_records"
+    __table_args__ = (
+        CheckConstraint(_in("outcome", SYNC_OUTCOMES), name="outcome"),
+        Index("ix_mis_sync_records_run_outcome", "run_id", "outcome"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    portal_id: Mapped[int] = _portal_fk()
+    run_id: Mapped[int] = mapped_column(ForeignKey("mis_sync_runs.id", ondelete="CASCADE"))
+    row: Mapped[int | None] = mapped_column(Integer)
+    source_id: Mapped[str | None] = mapped_column(String(128))
+    outcome: Mapped[str] = mapped_column(String(20))
+    field: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)
+    value: Mapped[str | None] = mapped_column(Text)
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("mis_appointments.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MisTimetable(Base):
+    """IDENT's last PostTimeTable snapshot (doctors, branches, intervals); a valid one replaces it whole."""
+
+    __tablename__ = "mis_timetables"
+    __table_args__ = (UniqueConstraint("portal_id", "source"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    portal_id: Mapped[int] = _portal_fk()
+    source: Mapped[str] = mapped_column(String(32))
+    doc: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
