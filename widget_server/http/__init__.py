@@ -22,6 +22,7 @@ from .hooks_bitrix24 import bitrix24_hooks
 from .install_amocrm import amocrm_install
 from .install_bitrix24 import bitrix24_install
 from .lifecycle import install_lifecycle
+from .mis import mis_ident
 from .openapi import openapi_blueprint
 from .widget_static import widget_static
 
@@ -52,5 +53,6 @@ def register_http(app: Flask) -> None:
         openapi_blueprint,
         widget_static,
         settings_api,
+        mis_ident,
     ):
         app.register_blueprint(blueprint)

@@ -16,6 +16,7 @@ __all__ = [
     "APPOINTMENT_KINDS",
     "SYNC_OUTCOMES",
     "MisAppointment",
+    "MisLead",
     "MisPatient",
     "MisSyncRecord",
     "MisSyncRun",
@@ -159,3 +160,26 @@ class MisTimetable(Base):
     source: Mapped[str] = mapped_column(String(32))
     doc: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MisLead(Base):
+    """A lead of the intake pipeline offered to IDENT through GetTickets (IDENT pulls it as a заявка)."""
+
+    __tablename__ = "mis_leads"
+    __table_args__ = (
+        UniqueConstraint("portal_id", "deal_id"),
+        Index("ix_mis_leads_portal_created", "portal_id", "lead_created_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    portal_id: Mapped[int] = _portal_fk()
+    deal_id: Mapped[str] = mapped_column(String(64))
+    lead_created_at: Mapped[datetime]
+    name: Mapped[str] = mapped_column(String(300))
+    phone_raw: Mapped[str | None] = mapped_column(String(64))
+    email: Mapped[str | None] = mapped_column(String(255))
+    form_name: Mapped[str | None] = mapped_column(String(200))
+    comment: Mapped[str | None] = mapped_column(Text)
+    # utm_source … utm_content and referer, as IDENT's ticket names them.
+    attribution: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
