@@ -388,12 +388,15 @@ def run_per_job(
     fake.control("POST", "reset")
     started = time.monotonic()
     done = 0
+    failures: collections.Counter[str] = collections.Counter()
     for start in range(0, count, FIELD_BATCH):
         client = make_client(redis_client, fake.url, rps)  # what crm_for() does for every wake-up
         chunk = range(start, min(count, start + FIELD_BATCH))
         try:
             client.update_deals([DealUpdate(deals[i], {TEXT_FIELD: f"{tag}:{i}"}) for i in chunk])
             done += len(chunk)
+        except (RetryLater, Rejected, ReauthRequired) as exc:
+            failures[_failure(exc)] += 1  # the outbox would retry these jobs later
         finally:
             client.transport._http.session.close()
     wall = time.monotonic() - started
@@ -403,7 +406,7 @@ def run_per_job(
         f"  [outbox path: {FIELD_BATCH} jobs per wake-up] {done} field updates in {wall:.1f} s: "
         f"{rate:.2f} entities/s, {stats['requests']} requests ({stats['requests'] / max(done, 1):.2f} per "
         f"update: {stats['routes']}); ratio to the 350/s ceiling {rate / (CEILING_RPS * BATCH):.2%}; "
-        f"429s {stats['throttled']}",
+        f"429s {stats['throttled']}; client failures {dict(failures) or '{}'}",
         flush=True,
     )
 
