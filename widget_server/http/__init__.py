@@ -10,6 +10,7 @@ from .api_counterparties import counterparties_api
 from .api_deals import deals_api
 from .api_distribution import distribution_api
 from .api_invoices import deal_invoices_api, invoices_api, rates_api
+from .api_mis import mis_api
 from .api_outbox import outbox_api
 from .api_portal import portal_api
 from .api_settings import settings_api
@@ -54,5 +55,6 @@ def register_http(app: Flask) -> None:
         widget_static,
         settings_api,
         mis_ident,
+        mis_api,
     ):
         app.register_blueprint(blueprint)

@@ -8,20 +8,32 @@ derived from our row, so a retried job finds what the first attempt made.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
+
 from connectors.base import CrmClient
+from connectors.helix.export import SOURCE as HELIX_SOURCE
+from connectors.helix.export import HelixFileError, parse_export
 from connectors.types import Contact, NewContact, NewDeal, NewTask, StageRef
 
 from .. import runtime
 from ..appointments.matching import name_key
 from ..appointments.settings import mis_settings
-from ..appointments.sync import mirror_hash
+from ..appointments.sync import ingest, mirror_hash, start_run
 from ..clock import now_utc
-from ..models import MisAppointment, MisPatient, Portal
+from ..models import MisAppointment, MisPatient, MisSyncRun, Portal
 
-__all__ = ["STATUS_LABELS", "appointment_note", "mis_mirror_appointment", "short_name"]
+__all__ = [
+    "STATUS_LABELS",
+    "HelixImportRefused",
+    "appointment_note",
+    "import_helix_file",
+    "mis_mirror_appointment",
+    "short_name",
+]
 
 STATUS_LABELS = {
     "requested": "Заявка",
@@ -177,3 +189,36 @@ def _flag_duplicate(crm: CrmClient, deal_id: str, other: Contact, kept: str) -> 
             ),
             idempotency_key=f"mis-dup-task-{deal_id}-{other.id}",
         )
+
+
+# --- Helix file import (upload and watch folder) -------------------------------------------------------
+
+
+class HelixImportRefused(ValueError):
+    """The file cannot be imported at all: nothing of it was written. `field` names what is wrong."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+def import_helix_file(session: Any, portal: Portal, data: bytes, file_name: str) -> tuple[MisSyncRun, bool]:
+    """(run, True) for a new file; (the first run, False) when the same bytes were imported before."""
+    digest = hashlib.sha256(data).hexdigest()
+    first = session.scalar(
+        select(MisSyncRun).where(MisSyncRun.portal_id == portal.id, MisSyncRun.file_sha256 == digest)
+    )
+    if first is not None:
+        return first, False
+    try:
+        batch = parse_export(data, tz=ZoneInfo(portal.timezone), filename=file_name)
+    except HelixFileError as exc:
+        raise HelixImportRefused(exc.field, exc.reason) from None
+    run = start_run(
+        session, portal, HELIX_SOURCE, file_name=file_name, file_sha256=digest, period=batch.period
+    )
+    ingest(session, portal, run, batch)
+    run.state = "done"
+    run.finished_at = now_utc()
+    return run, True
