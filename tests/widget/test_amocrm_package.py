@@ -107,18 +107,36 @@ def test_cli_writes_the_zip(tmp_path):
     assert refused.exit_code == 1 and "https" in refused.output
 
 
-def test_shells_preload_exactly_the_panels_module_graph():
+def test_shells_preload_exactly_the_panels_first_render_graph():
+    """PANEL_MODULES (and the shells' copies) = panel.js and what it imports statically; every other
+    section is a dynamic import() that exists on disk."""
+    import posixpath
     import re
 
     widget = Path(__file__).resolve().parents[2] / "static/widget"
     common = widget / "common"
-    on_disk = sorted(p.relative_to(common).as_posix() for p in common.rglob("*.js"))
 
-    def listed(path: Path, name: str) -> list[str]:
+    def static_graph(name: str, seen: set[str]) -> set[str]:
+        if name in seen:
+            return seen
+        seen.add(name)
+        source = (common / name).read_text("utf-8")
+        for target in re.findall(r"^import\s[^;]*?['\"](\.[^'\"]+)['\"]", source, flags=re.M):
+            static_graph(posixpath.normpath(posixpath.join(posixpath.dirname(name), target)), seen)
+        return seen
+
+    def listed(path: Path, name: str) -> set[str]:
         match = re.search(name + r"\s*=\s*\[([^\]]*)\]", path.read_text("utf-8"))
         assert match, (path, name)
-        return sorted(re.findall(r"'([^']+)'", match.group(1)))
+        return set(re.findall(r"'([^']+)'", match.group(1)))
 
-    assert listed(common / "panel.js", "PANEL_MODULES") == on_disk
-    assert listed(widget / "bitrix24/tab.js", "MODULES") == on_disk
-    assert listed(widget / "amocrm/script.js", "MODULES") == on_disk
+    graph = static_graph("panel.js", set())
+    assert graph == {"panel.js", "core.js", "forms.js", "sections/account.js"}
+    for path, name in (
+        (common / "panel.js", "PANEL_MODULES"),
+        (widget / "bitrix24/tab.js", "MODULES"),
+        (widget / "amocrm/script.js", "MODULES"),
+    ):
+        assert listed(path, name) == graph, path
+    lazy = re.findall(r"'\./(sections/[a-z]+\.js)'", (common / "panel.js").read_text("utf-8"))
+    assert lazy and all((common / module).exists() for module in lazy)

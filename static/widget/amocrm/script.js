@@ -11,9 +11,7 @@ define(['jquery'], function ($) {
   var BASE_URL = '{{BASE_URL}}';
   var PANEL_URL = BASE_URL + '/static/widget/common/panel.js';
   // Keep in step with PANEL_MODULES in common/panel.js (a test checks it): preloaded in one wave.
-  var MODULES = ['panel.js', 'core.js', 'forms.js', 'sections/account.js', 'sections/statement.js',
-    'sections/forecast.js', 'sections/invoices.js', 'sections/operators.js',
-    'sections/settings.js'];
+  var MODULES = ['panel.js', 'core.js', 'forms.js', 'sections/account.js'];
 
   var CustomWidget = function () {
     var self = this;
@@ -113,9 +111,9 @@ define(['jquery'], function ($) {
       root = root && root.nodeType === 1 ? root : area();
       if (!root) { return; }
       root.textContent = t('loading');
-      preload();
       var deal = currentDealId();
-      // The first API answers arrive while the modules load, not after.
+      // The first API answers arrive while the modules load, not after; asked first, they get one of the
+      // browser's six connections before the module files do.
       var early = settingsScreen ? {} : {
         session: get('/api/v1/widget/session'),
         stay: deal ? get('/api/v1/deals/' + encodeURIComponent(deal) + '/stay') : null
@@ -124,6 +122,7 @@ define(['jquery'], function ($) {
         return r.ok ? r.json() : Promise.reject(r.status);
       });
       early.texts.catch(function () {});
+      preload();
       import(PANEL_URL).then(function (panel) {
         var options = { transport: transport, early: early, dealId: deal, locale: locale(), shell: 'amocrm' };
         return settingsScreen ? panel.mountSettings(root, options) : panel.mountPanel(root, options);

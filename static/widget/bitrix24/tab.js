@@ -7,9 +7,7 @@
 // The panel is imported dynamically so that the first API calls and the whole module graph start
 // together (see preload); keep MODULES in step with PANEL_MODULES in common/panel.js (a test checks it).
 const COMMON = new URL('../common/', import.meta.url);
-export const MODULES = ['panel.js', 'core.js', 'forms.js', 'sections/account.js', 'sections/statement.js',
-  'sections/forecast.js', 'sections/invoices.js', 'sections/operators.js',
-  'sections/settings.js'];
+export const MODULES = ['panel.js', 'core.js', 'forms.js', 'sections/account.js'];
 
 function preload(locale) {
   const css = document.createElement('link');
@@ -70,9 +68,9 @@ export function start(root = document.getElementById('clinicbridge-panel'), bx24
   };
   const transport = transportFor(apiBase, sessionToken);
   const settingsView = view === 'settings';
-  // Neither the modules nor the first API calls need BX24: they start before BX24.init's handshake.
+  // Neither the modules nor the first API calls need BX24: they start before BX24.init's handshake, the
+  // API calls first so they get one of the browser's six connections before the module files do.
   const lang = locale === 'en' ? 'en' : 'ru';
-  preload(lang);
   const early = settingsView ? {} : {
     session: transport.request({ method: 'GET', path: '/api/v1/widget/session' }),
     stay: dealId
@@ -82,6 +80,7 @@ export function start(root = document.getElementById('clinicbridge-panel'), bx24
   early.texts = fetch(new URL(`i18n/${lang}.json`, COMMON)).then((r) => (r.ok ? r.json() : Promise.reject(r.status)));
   // Nobody listens yet: the panel reads a failure when it adopts the promise.
   for (const request of Object.values(early)) request?.catch(() => {});
+  preload(lang);
   const panel = import(new URL('panel.js', COMMON).href);
   const mount = () => panel.then((module) => (settingsView ? module.mountSettings : module.mountPanel)(root, {
     transport,

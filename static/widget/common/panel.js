@@ -11,18 +11,24 @@
 import { errorText, failureBox, h, makeApi, makeFormat, makeTexts } from './core.js';
 import './forms.js'; // fetched in the first wave with the sections instead of one round trip later
 import { accountSection, openForm, summarySkeleton } from './sections/account.js';
-import { forecastSection } from './sections/forecast.js';
-import { invoicesSection } from './sections/invoices.js';
-import { operatorsSection } from './sections/operators.js';
-import { logSection, settingsSection } from './sections/settings.js';
-import { statementSection } from './sections/statement.js';
 
-export const PANEL_MODULES = ['panel.js', 'core.js', 'forms.js', 'sections/account.js', 'sections/statement.js',
-  'sections/forecast.js', 'sections/invoices.js', 'sections/operators.js', 'sections/settings.js'];
+// What the first render needs (the static import graph): shells preload exactly these.
+export const PANEL_MODULES = ['panel.js', 'core.js', 'forms.js', 'sections/account.js'];
+
+// The other sections load when their tab is first opened (and in the background after the first render),
+// so the first render fetches only what it shows.
+function lazy(id, titleKey, visible, module, name) {
+  return { id, title: (t) => t(titleKey), visible, load: () => import(module).then((m) => m[name]) };
+}
 
 export const SECTIONS = [
-  accountSection, statementSection, forecastSection, invoicesSection, operatorsSection, settingsSection,
-  logSection,
+  accountSection,
+  lazy('statement', 'tab_statement', (s) => s.features.money, './sections/statement.js', 'statementSection'),
+  lazy('forecast', 'tab_forecast', (s) => s.features.stay, './sections/forecast.js', 'forecastSection'),
+  lazy('invoices', 'tab_invoices', (s) => s.features.stay, './sections/invoices.js', 'invoicesSection'),
+  lazy('operators', 'tab_operators', (s) => s.features.stay, './sections/operators.js', 'operatorsSection'),
+  lazy('settings', 'tab_settings', (s) => s.features.settings, './sections/settings.js', 'settingsSection'),
+  lazy('log', 'tab_log', (s) => s.features.settings, './sections/settings.js', 'logSection'),
 ];
 
 export function registerSection(section, position = SECTIONS.length) {
@@ -128,12 +134,39 @@ export async function mountPanel(root, options) {
     return { bar, section: visible.find((s) => s.id === ctx.current) };
   }
 
+  function sectionBody(section) {
+    if (!section) return null;
+    if (section.render) return section.render(ctx);
+    const id = section.id;
+    const waiting = h('p', { class: 'cbp-muted' }, t('loading'));
+    section.load().then((loaded) => {
+      section.render = loaded.render;
+      if (ctx.current === id) draw();
+    }, () => {
+      waiting.replaceWith(h('div', { class: 'cbp-failure', role: 'alert' },
+        h('p', { class: 'cbp-error' }, t('error_network')),
+        h('button', { type: 'button', class: 'cbp-btn cbp-retry', onclick: () => draw() }, t('retry'))));
+    });
+    return waiting;
+  }
+
+  function warmUp() {
+    // After the first render: fetch the other visible sections' modules while the user reads.
+    const later = () => SECTIONS.filter((s) => s.load && s.visible(ctx.session, ctx)).forEach((s) => s.load().catch(() => {}));
+    (globalThis.requestIdleCallback || ((fn) => setTimeout(fn, 200)))(later);
+  }
+
   function draw() {
+    // A redraw (data or a section's module arriving) keeps the keyboard user on the selected tab.
+    const active = shell.ownerDocument.activeElement;
+    const tabFocused = !!active && shell.contains(active) && active.classList.contains('cbp-tab');
     const { bar, section } = tabs();
     const view = h('div', { class: 'cbp-view', id: 'cbp-view', role: 'tabpanel', 'aria-labelledby': `cbp-tab-${ctx.current}` },
-      section ? section.render(ctx) : null);
+      sectionBody(section));
     main.replaceChildren(bar, view);
-    bar.querySelector('[aria-selected="true"]')?.scrollIntoView({ block: 'nearest', inline: 'nearest' });
+    const selected = bar.querySelector('[aria-selected="true"]');
+    selected?.scrollIntoView({ block: 'nearest', inline: 'nearest' });
+    if (tabFocused) selected?.focus();
     onResize();
   }
 
@@ -176,6 +209,7 @@ export async function mountPanel(root, options) {
       return onResize();
     }
     draw();
+    warmUp();
   }
 
   await load();
