@@ -76,6 +76,23 @@ ROBOTS: dict[str, Robot] = {
             },
             returns={"contact_id": {"Name": {"ru": "ID контакта", "en": "Contact ID"}, "Type": "int"}},
         ),
+        Robot(
+            "distribute",
+            "ClinicBridge: распределить сделку",
+            "ClinicBridge: distribute the deal",
+            properties={
+                "rule_id": {
+                    "Name": {"ru": "Правило (ID)", "en": "Rule (ID)"},
+                    "Type": "int",
+                    "Required": "N",
+                },
+            },
+            returns={
+                "user_id": {"Name": {"ru": "Ответственный", "en": "Responsible"}, "Type": "user"},
+                "decision_id": {"Name": {"ru": "ID решения", "en": "Decision ID"}, "Type": "string"},
+                "queued": {"Name": {"ru": "В очереди (Y/N)", "en": "Queued (Y/N)"}, "Type": "string"},
+            },
+        ),
     )
 }
 

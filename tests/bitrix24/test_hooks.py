@@ -12,7 +12,13 @@ from tests.support.fake_bitrix24 import FakeBitrix24
 from widget_server.models import InboxEvent, Portal, PortalUser
 
 EVENTS = ["oncrmdealadd", "oncrmdealupdate", "oncrmdealdelete", "oncrmdealmovetocategory", "onofflineevent"]
-ROBOT_FORMS = ["robot_stay_status", "robot_patient_folder", "robot_notify", "robot_find_contact"]
+ROBOT_FORMS = [
+    "robot_stay_status",
+    "robot_patient_folder",
+    "robot_notify",
+    "robot_find_contact",
+    "robot_distribute",
+]
 
 
 def _inbox(rt: Any) -> list[tuple[str, str, str]]:
@@ -385,3 +391,34 @@ def test_app_token_in_a_tab_that_matches_is_accepted(client: Any, installed: int
 def test_nothing_counted_without_inbox(rt: Any) -> None:
     with rt.db.transaction() as session:
         assert session.scalar(select(func.count()).select_from(InboxEvent)) == 0
+
+
+def test_distribute_robot_hands_the_call_to_lead_distribution(
+    client: Any,
+    rt: Any,
+    installed: int,
+    portal_fake: FakeBitrix24,
+    jobs: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import widget_server.jobs.distribution as distribution
+
+    seen: list[Any] = []
+
+    def fake_distribute(portal: Any, crm: Any, event: Any) -> dict[str, str]:
+        seen.append((portal.id, event.deal_id, event.params["rule_id"]))
+        return {"user_id": "7", "decision_id": "12", "queued": "N"}
+
+    monkeypatch.setattr(distribution, "distribute_robot", fake_distribute)
+    portal_fake.valid_event_tokens.add(_robot_token("distribute"))
+    assert post_form(client, "/bitrix24/robots/distribute", form("robot_distribute")).status_code == 200
+    jobs()
+    assert seen == [(installed, "759", "3")]
+    [sent] = portal_fake.event_sends
+    assert sent["RETURN_VALUES"] == {
+        "user_id": "7",
+        "decision_id": "12",
+        "queued": "N",
+        "ok": "Y",
+        "error": "",
+    }

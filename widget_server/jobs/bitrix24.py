@@ -150,11 +150,22 @@ def _find_contact(portal: Portal, client: Any, call: RobotCall) -> dict[str, Any
     return {"contact_id": int(contact.id)}
 
 
+def _distribute(portal: Portal, client: Any, call: RobotCall) -> dict[str, Any]:
+    # Lead distribution's own entry (jobs/distribution.py); it reads the rule as `rule_id`.
+    from dataclasses import replace
+
+    from .distribution import distribute_robot
+
+    params = {**call.params, "rule_id": call.params.get("properties.rule_id", "")}
+    return distribute_robot(portal, client, replace(call, params=params))
+
+
 ROBOT_ACTIONS: dict[str, Callable[[Portal, Any, RobotCall], dict[str, Any]]] = {
     "stay_status": _stay_status,
     "patient_folder": _patient_folder,
     "notify": _notify,
     "find_contact": _find_contact,
+    "distribute": _distribute,
 }
 
 
