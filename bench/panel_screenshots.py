@@ -43,9 +43,9 @@ def main() -> None:
                         shot = out / f"{shell}-charge-form-errors-{lang}-{label}.png"
                         page.screenshot(path=str(shot), full_page=True)
                         print(shot)
-                        for tab in ("forecast", "statement"):
+                        for tab in ("forecast", "statement", "invoices", "operators", "log"):
                             page.locator(f'.cbp-tab[data-section="{tab}"]').click()
-                            page.wait_for_timeout(400)
+                            page.wait_for_timeout(600)
                             shot = out / f"{shell}-{tab}-{lang}-{label}.png"
                             page.screenshot(path=str(shot), full_page=True)
                             print(shot)
