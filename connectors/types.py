@@ -255,6 +255,8 @@ class Appointment:
     patient_phone: str | None
     changed_at: datetime | None = None
     version: str | None = None
+    # Further numbers of the patient (IDENT keeps a mobile and a landline): leads may come from either.
+    patient_other_phones: tuple[str, ...] = ()
     status_reason: str | None = None
     doctor_id: str | None = None
     doctor_name: str | None = None

@@ -113,6 +113,9 @@ def map_reception_row(
     status, reason = derive_status(row, no_show_reasons)
     name_parts = [_text(row.get(c)) for c in ("PatientSurname", "PatientName", "PatientPatronymic")]
     first = row.get("FirstConsultation")
+    phones = list(
+        dict.fromkeys(p for p in (_text(row.get(c)) for c in ("PatientMobilePhone", "PatientPhone")) if p)
+    )
     return Appointment(
         source=SOURCE,
         source_id=str(_text(row["ID"])),
@@ -121,7 +124,8 @@ def map_reception_row(
         ends_at=ends_at,
         patient_id=_text(row["ID_Patients"]),
         patient_name=" ".join(p for p in name_parts if p),
-        patient_phone=_text(row.get("PatientMobilePhone")) or _text(row.get("PatientPhone")),
+        patient_phone=phones[0] if phones else None,
+        patient_other_phones=tuple(phones[1:]),
         changed_at=parsed["DateTimeChanged"],
         version=_text(row.get("RowVersion")),
         status_reason=_text(row.get("CancelReasonName")) or reason,

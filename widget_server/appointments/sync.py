@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from connectors.types import Appointment, AppointmentBatch, AppointmentReject
 
 from ..clock import now_utc
-from ..models import MisAppointment, MisPatient, MisSyncRecord, MisSyncRun, OutboxJob, Portal
+from ..models import MisAppointment, MisLead, MisPatient, MisSyncRecord, MisSyncRun, OutboxJob, Portal
 from ..outbox import enqueue_outbox
 from .matching import e164, name_key
 from .settings import MisSettings, mis_settings
@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 MIRROR_OPERATION = "mis_mirror_appointment"
+INTAKE_WINDOW = timedelta(days=30)
 log = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1).astimezone()
 
@@ -208,6 +209,7 @@ class _Engine:
             name_key=nkey,
             phone_raw=a.patient_phone,
             phone_e164=phone,
+            other_phones=[p for p in (e164(raw) for raw in a.patient_other_phones) if p and p != phone],
             flags=flags,
             alias_of_id=alias_of.id if alias_of else None,
         )
@@ -246,6 +248,8 @@ class _Engine:
         self.s.flush()
         self._rows[(a.source, a.source_id)] = row
         self.changed.add(row.id)
+        if a.status not in ("void", "cancelled", "no_show"):
+            self._take_intake_deal(row, patient, a)
         self.record("created", source_id=a.source_id, appointment_id=row.id)
         if "invalid_phone" in patient.flags:
             self.record(
@@ -263,6 +267,31 @@ class _Engine:
                 appointment_id=row.id,
                 reason=f"same phone and name as patient {patient.alias_of_id}",
             )
+
+    def _take_intake_deal(self, row: MisAppointment, patient: MisPatient, a: Appointment) -> None:
+        """A booking continues the inquiry: the patient's oldest untaken intake lead of the last 30 days
+        gives its deal (reached by any of the patient's numbers). The mirror checks the deal is still open."""
+        root = self.s.get(MisPatient, patient.alias_of_id) if patient.alias_of_id else patient
+        phones = {p for p in (patient.phone_e164, *patient.other_phones) if p}
+        if root is not None and root is not patient:
+            phones |= {p for p in (root.phone_e164, *root.other_phones) if p}
+        if not phones:
+            return
+        booked_at = a.changed_at or now_utc()
+        lead = self.s.scalar(
+            select(MisLead)
+            .where(
+                MisLead.portal_id == self.portal.id,
+                MisLead.phone_e164.in_(sorted(phones)),
+                MisLead.appointment_id.is_(None),
+                MisLead.lead_created_at >= booked_at - INTAKE_WINDOW,
+            )
+            .order_by(MisLead.lead_created_at, MisLead.id)
+            .limit(1)
+        )
+        if lead is not None:
+            lead.appointment_id = row.id
+            row.deal_id = lead.deal_id
 
     def _write(self, row: MisAppointment, a: Appointment, digest: str) -> None:
         row.status = a.status

@@ -64,6 +64,7 @@ def offer_lead(
     lead.lead_created_at = created_at
     lead.name = name
     lead.phone_raw = phone
+    lead.phone_e164 = ident_phone(phone)
     lead.email = email
     lead.form_name = form_name
     lead.comment = comment

@@ -23,8 +23,9 @@ from .. import runtime
 from ..appointments.matching import name_key
 from ..appointments.settings import mis_settings
 from ..appointments.sync import ingest, mirror_hash, start_run
+from ..appointments.tickets import ident_phone
 from ..clock import now_utc
-from ..models import MisAppointment, MisPatient, MisSyncRun, Portal
+from ..models import MisAppointment, MisLead, MisPatient, MisSyncRun, Portal
 
 __all__ = [
     "STATUS_LABELS",
@@ -67,19 +68,26 @@ def appointment_note(doc: dict[str, Any], status: str, timezone: str) -> str:
     return f"Запись {starts:%d.%m.%Y %H:%M}, {doctor}: {STATUS_LABELS.get(status, status)}"
 
 
-def _contact_id(crm: CrmClient, patient: MisPatient) -> tuple[str, list[Contact]]:
-    """(our contact, other CRM contacts of the same person): the oldest match stays ours."""
+def _contact_id(crm: CrmClient, patient: MisPatient, deal_contact: str | None) -> tuple[str, list[Contact]]:
+    """(our contact, other CRM contacts of the same person). The contact of the inquiry's deal is ours, else
+    the oldest contact with one of the patient's numbers and the same name; a name alone never matches, and a
+    number the family shares matches nobody."""
     if patient.contact_id:
         return patient.contact_id, []
-    if patient.phone_e164 and "shared_phone" not in patient.flags:
-        same = [
-            c for c in crm.find_contacts_by_phone(patient.phone_e164) if name_key(c.name) == patient.name_key
-        ]
-        if same:
-            same.sort(key=lambda c: (len(c.id), c.id))
-            return same[0].id, same[1:]
+    same: dict[str, Contact] = {}
+    phones = [p for p in (patient.phone_e164, *patient.other_phones) if p]
+    if "shared_phone" not in patient.flags:
+        for phone in phones:
+            for contact in crm.find_contacts_by_phone(phone):
+                if name_key(contact.name) == patient.name_key:
+                    same[contact.id] = contact
+    ordered = sorted(same.values(), key=lambda c: (len(c.id), c.id))
+    if deal_contact is not None:
+        return deal_contact, [c for c in ordered if c.id != deal_contact]
+    if ordered:
+        return ordered[0].id, ordered[1:]
     contact = crm.create_contact(
-        NewContact(name=patient.name, phones=(patient.phone_e164,) if patient.phone_e164 else ()),
+        NewContact(name=patient.name, phones=tuple(phones)),
         idempotency_key=f"mis-contact-{patient.id}",
     )
     return contact.id, []
@@ -99,6 +107,7 @@ def mis_mirror_appointment(crm: CrmClient, payload: dict[str, Any], key: str) ->
         assert portal is not None
         settings = mis_settings(portal.settings)
         timezone = portal.timezone
+        row_portal = portal.id
         digest = mirror_hash(row)
         if row.mirrored_hash == digest:
             return {"skipped": "unchanged"}
@@ -113,9 +122,17 @@ def mis_mirror_appointment(crm: CrmClient, payload: dict[str, Any], key: str) ->
         }
         s.expunge(root)
     result: dict[str, Any] = {}
-    contact_id, duplicates = _contact_id(crm, root)
     deal_id = state["deal_id"]
     target = state["target"]
+    deal_contact = None
+    if deal_id is not None and state["mirrored_target"] is None:
+        # The deal of the patient's inquiry, taken at booking: continue it only while it is still open.
+        inquiry = crm.get_deal(deal_id)
+        if inquiry.is_closed:
+            deal_id = None
+        elif inquiry.contact_ids:
+            deal_contact = inquiry.contact_ids[0]
+    contact_id, duplicates = _contact_id(crm, root, deal_contact)
     note = appointment_note(state["doc"], state["status"], timezone)
     mirrored_target = state["mirrored_target"]
     if state["status"] == "void":
@@ -156,7 +173,7 @@ def mis_mirror_appointment(crm: CrmClient, payload: dict[str, Any], key: str) ->
                 idempotency_key=f"mis-invalid-phone-{state['row_id']}",
             )
         for other in duplicates:
-            _flag_duplicate(crm, deal_id, other, contact_id)
+            _flag_duplicate(crm, _deal_of(db, row_portal, other) or deal_id, other, contact_id)
     with db.transaction() as s:
         row = s.get(MisAppointment, state["row_id"])
         if row is not None:
@@ -169,6 +186,24 @@ def mis_mirror_appointment(crm: CrmClient, payload: dict[str, Any], key: str) ->
             patient_row.contact_id = contact_id
     result.update({"deal_id": deal_id, "contact_id": contact_id})
     return result
+
+
+def _deal_of(db: Any, portal_id: int, contact: Contact) -> str | None:
+    """The untaken intake deal of a duplicate contact (by its numbers): its «Проверить дубль» goes there."""
+    phones = [p for p in (ident_phone(raw) for raw in contact.phones) if p]
+    if not phones:
+        return None
+    with db.transaction() as s:
+        return s.scalar(
+            select(MisLead.deal_id)
+            .where(
+                MisLead.portal_id == portal_id,
+                MisLead.phone_e164.in_(phones),
+                MisLead.appointment_id.is_(None),
+            )
+            .order_by(MisLead.lead_created_at.desc())
+            .limit(1)
+        )
 
 
 def _flag_duplicate(crm: CrmClient, deal_id: str, other: Contact, kept: str) -> None:

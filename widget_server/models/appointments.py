@@ -61,6 +61,7 @@ class MisPatient(Base):
     name_key: Mapped[str] = mapped_column(String(300))
     phone_raw: Mapped[str | None] = mapped_column(String(64))
     phone_e164: Mapped[str | None] = mapped_column(String(20))
+    other_phones: Mapped[list[str]] = mapped_column(JsonDoc, default=list)
     flags: Mapped[list[str]] = mapped_column(JsonDoc, default=list)
     alias_of_id: Mapped[int | None] = mapped_column(ForeignKey("mis_patients.id", ondelete="SET NULL"))
     contact_id: Mapped[str | None] = mapped_column(String(64))
@@ -177,9 +178,12 @@ class MisLead(Base):
     lead_created_at: Mapped[datetime]
     name: Mapped[str] = mapped_column(String(300))
     phone_raw: Mapped[str | None] = mapped_column(String(64))
+    phone_e164: Mapped[str | None] = mapped_column(String(20), index=True)
     email: Mapped[str | None] = mapped_column(String(255))
     form_name: Mapped[str | None] = mapped_column(String(200))
     comment: Mapped[str | None] = mapped_column(Text)
     # utm_source … utm_content and referer, as IDENT's ticket names them.
     attribution: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+    # The appointment that took this lead's deal (a booking continues the inquiry's deal, once).
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("mis_appointments.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
