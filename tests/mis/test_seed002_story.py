@@ -1,6 +1,6 @@
-"""Seed 002 (amoCRM + IDENT) as the clinic lives it, on the sandbox CRM: a site lead goes to IDENT as a ticket,
-the booking IDENT records moves that same deal, completion closes the visit, the next booking is a repeat
-visit, an invalid number is flagged, and two leads from two numbers of one patient are one patient."""
+"""Seed 002 (amoCRM + IDENT) as the clinic lives it, on the sandbox CRM: a site lead goes to IDENT as a
+ticket, the booking IDENT records moves that same deal, completion closes the visit, the next booking is a
+repeat visit, an invalid number is flagged, and two leads from two numbers of one patient are one patient."""
 
 from __future__ import annotations
 
