@@ -34,4 +34,5 @@ def test_up_serves_readyz_and_the_demo_key(tmp_path, redis_mode):
     assert "readiness:" in result.stdout and "-> ready" in result.stdout
     assert "check passed" in result.stdout
     assert "admin key:   cb_" in result.stdout
+    assert "/static/widget/demo/#key=cb_" in result.stdout  # the demo panel, served (checked by --check)
     assert (tmp_path / "clinicbridge.sqlite3").exists()

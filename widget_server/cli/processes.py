@@ -187,9 +187,12 @@ def up(port: int, check: bool) -> None:
             f"  try:         curl -H 'Authorization: Bearer {demo_info['api_key']}' {base_url}/api/v1/portal"
         )
         click.echo(f"  API docs:    {base_url}/api/v1/openapi.json")
+        click.secho(f"  demo panel:  {base_url}/static/widget/demo/#key={demo_info['api_key']}", bold=True)
+        click.echo("               (in a browser: the amoCRM card and the Bitrix24 tab, no CRM account)")
         if check:
             _check_key(base_url, demo_info["api_key"])
-            click.echo("check passed: /readyz is ready and the demo admin key is accepted")
+            _check_demo_page(base_url)
+            click.echo("check passed: /readyz is ready, the demo admin key works, the demo page is served")
             return
         click.echo("Press Ctrl+C to stop.")
         while all(child.poll() is None for child in children):
@@ -199,6 +202,14 @@ def up(port: int, check: bool) -> None:
         pass
     finally:
         stop()
+
+
+def _check_demo_page(base_url: str) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{base_url}/static/widget/demo/", timeout=5) as response:  # noqa: S310
+        if response.status != 200 or b"clinicbridge" not in response.read().lower():
+            raise click.ClickException("the demo page is not served at /static/widget/demo/")
 
 
 def _check_key(base_url: str, key: str) -> None:
