@@ -164,3 +164,30 @@ def test_the_bitrix24_robot_entry_returns_user_decision_and_queue_flag(rt, clini
     with rt.db.transaction() as s:
         crm_id = s.get(PortalUser, operators[0]).crm_user_id
     assert first == again == {"user_id": crm_id, "decision_id": first["decision_id"], "queued": "N"}
+
+
+def test_a_lead_no_rule_matched_is_distributed_when_it_reaches_a_rules_stage(rt, clinic, amo_rule):
+    from connectors.types import DealStageChanged
+
+    def moved(stage: str) -> DealStageChanged:
+        return DealStageChanged(
+            portal_external_id=ACCOUNT, occurred_at=None, deal_id="555", stage=StageRef("8572511", stage)
+        )
+
+    jobs_distribution.distribute_on_stage_change(clinic.id, moved("67548619"))  # no rule for this stage
+    jobs_distribution.distribute_on_stage_change(clinic.id, moved("67548619"))  # a repeat adds nothing
+    assert _assignments(rt) == [("555", "unmatched", "webhook_status")]
+    assert _count(rt, DistributionDecision) == 1
+    jobs_distribution.distribute_on_stage_change(clinic.id, moved("67548607"))
+    assert _assignments(rt) == [("555", "assigned", "webhook_status")]
+
+
+def test_a_portal_without_rules_costs_no_crm_read(rt, clinic, monkeypatch):
+    from connectors.types import DealCreated
+
+    def no_read(portal, runtime):  # type: ignore[no-untyped-def]
+        raise AssertionError("the CRM was read for a portal that does not distribute")
+
+    monkeypatch.setattr(jobs_distribution, "crm_for", no_read)
+    jobs_distribution.distribute_on_new_deal(clinic.id, DealCreated(ACCOUNT, None, "556"))
+    assert _assignments(rt) == []

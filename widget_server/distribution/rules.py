@@ -25,6 +25,7 @@ __all__ = [
     "DealContext",
     "RuleInvalid",
     "create_rule",
+    "has_active_rules",
     "match_rule",
     "update_rule",
     "validate_rule",
@@ -233,3 +234,15 @@ def match_rule(
         if rule_id is not None or _matches(version.document["match"], ctx):
             return rule, version
     return None
+
+
+def has_active_rules(session: Session, portal_id: int) -> bool:
+    """Cheap gate for CRM event reactions: a clinic that does not distribute costs no CRM read."""
+    return (
+        session.scalar(
+            select(DistributionRule.id)
+            .where(DistributionRule.portal_id == portal_id, DistributionRule.active.is_(True))
+            .limit(1)
+        )
+        is not None
+    )

@@ -341,7 +341,8 @@ def assign_deal(
     at = now or clock.now_utc()
     context = context or DealContext()
     existing = _existing(session, portal.id, deal_id)
-    if existing is not None and not force:
+    # A deal no rule matched before (another stage, no rule yet) may match now; a live one stays as is.
+    if existing is not None and existing.state != "unmatched" and not force:
         decision = session.get(DistributionDecision, existing.decision_id) if existing.decision_id else None
         return AssignResult(existing, decision, existing=True)
     found = match_rule(session, portal.id, context, rule_id)
@@ -356,17 +357,21 @@ def assign_deal(
     # Lock first, then look again: a concurrent trigger for the same deal may have won meanwhile.
     pool = lock_pool(session, portal.id, rule.pool)
     existing = _existing(session, portal.id, deal_id)
-    if existing is not None and not force:
+    if existing is not None and existing.state != "unmatched" and not force:
         decision = session.get(DistributionDecision, existing.decision_id) if existing.decision_id else None
         return AssignResult(existing, decision, existing=True)
-    if existing is None:
+    if existing is not None and existing.state == "unmatched":
+        assignment = existing
+        assignment.trigger, assignment.context, assignment.state = trigger, context.as_json(), "queued"
+        exclude: frozenset[int] = frozenset()
+    elif existing is None:
         assignment = DistributionAssignment(
             portal_id=portal.id, deal_id=deal_id, state="queued", trigger=trigger, context=context.as_json(),
             hops=0, earlier_user_ids=[],
         )  # fmt: skip
         session.add(assignment)
         session.flush()
-        exclude: frozenset[int] = frozenset()
+        exclude = frozenset()
     else:
         assignment = existing
         assignment.trigger = trigger

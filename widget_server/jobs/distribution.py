@@ -16,7 +16,7 @@ from .. import clock, runtime
 from ..distribution import DealContext, assign_deal, drain_queue, mark_taken, record_manual, redistribute_due
 from ..distribution.operators import set_status
 from ..distribution.queue import close_assignment
-from ..distribution.rules import validate_rule
+from ..distribution.rules import has_active_rules, validate_rule
 from ..distribution.simulator import load_history, simulate
 from ..models import DistributionAssignment, OperatorState, Portal, PortalUser
 from ..registry import crm_for
@@ -120,9 +120,13 @@ def distribute_on_new_deal(portal_id: int, event: CrmEvent) -> None:
         portal = session.get(Portal, portal_id)
         if portal is None or portal.status != "active":
             return
+        if not has_active_rules(session, portal_id):
+            return
         exists = session.scalar(
             select(DistributionAssignment.id).where(
-                DistributionAssignment.portal_id == portal_id, DistributionAssignment.deal_id == event.deal_id
+                DistributionAssignment.portal_id == portal_id,
+                DistributionAssignment.deal_id == event.deal_id,
+                DistributionAssignment.state != "unmatched",
             )
         )
     if exists is not None:
@@ -148,12 +152,14 @@ def distribute_on_stage_change(portal_id: int, event: CrmEvent) -> None:
     without an assignment may now match a rule for its new stage."""
     assert isinstance(event, DealStageChanged)
     with runtime.current().db.transaction() as session:
+        if not has_active_rules(session, portal_id):
+            return
         assignment = session.scalar(
             select(DistributionAssignment).where(
                 DistributionAssignment.portal_id == portal_id, DistributionAssignment.deal_id == event.deal_id
             )
         )
-        if assignment is not None:
+        if assignment is not None and assignment.state != "unmatched":
             if event.stage.stage_id in CLOSED_STAGES:
                 portal = session.get(Portal, portal_id)
                 if portal is not None:
