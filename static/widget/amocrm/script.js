@@ -144,6 +144,32 @@ define(['jquery'], function ($) {
       mount(root, true);
     }
 
+    // The Digital Pipeline action's form: amo echoes its settings in every DP hook, and that is how our
+    // server knows a hook comes from this account's action. The hidden setting gets the portal's DP secret
+    // from our API (admins only); people never see or type it.
+    function fillDpSecret() {
+      var input = document.querySelector(
+        'input[name="clinicbridge_secret"], input[name$="[clinicbridge_secret]"]'
+      );
+      if (!input) { return; }
+      var row = input.closest('.widget_settings_block__item_field') || input.parentNode;
+      if (row && row.style) { row.style.display = 'none'; }
+      var note = document.createElement('p');
+      note.className = 'cb-dp-note';
+      row.parentNode.insertBefore(note, row.nextSibling);
+      transport.request({ method: 'GET', path: '/api/v1/amocrm/dp-settings' }).then(function (answer) {
+        var secret = answer.data && answer.data.secret;
+        if (!secret) { throw new Error('no secret'); }
+        input.value = secret;
+        input.dispatchEvent(new Event('input', { bubbles: true }));
+        input.dispatchEvent(new Event('change', { bubbles: true }));
+        note.textContent = t('dp_secret_filled');
+      }).catch(function () {
+        note.textContent = t('dp_secret_failed');
+        note.setAttribute('role', 'alert');
+      });
+    }
+
     this.callbacks = {
       render: function () {
         if (self.system().area === 'lcard') {
@@ -180,6 +206,7 @@ define(['jquery'], function ($) {
         return true;
       },
       dpSettings: function () {
+        fillDpSecret();
         return true;
       },
       onSave: function () {
