@@ -82,7 +82,10 @@ export async function mountPanel(root, options) {
   const shell = h('div', { class: 'cbp', lang: locale, dataset: { shell: options.shell || '' } });
   const toast = h('div', { class: 'cbp-toast', role: 'status', 'aria-live': 'polite' });
   const main = h('div', { class: 'cbp-main' }, summarySkeleton(t));
-  shell.append(main, toast);
+  // What an admin must act on (lost CRM access, a block, refused webhooks, failed CRM jobs): above
+  // everything, so "reconnect" is the first thing seen, not a silent failure later.
+  const attention = h('div', { class: 'cbp-attention', role: 'alert', hidden: true });
+  shell.append(attention, main, toast);
   root.replaceChildren(shell);
   const resizeObserver = typeof ResizeObserver === 'function' ? new ResizeObserver(() => onResize()) : null;
   resizeObserver?.observe(shell);
@@ -170,6 +173,16 @@ export async function mountPanel(root, options) {
     onResize();
   }
 
+  function showAttention(items) {
+    attention.replaceChildren(...items.map((item) => h('p', {
+      class: `cbp-attention-item cbp-attention-${item.severity}`, dataset: { code: item.code },
+    }, locale === 'en' ? item.message_en : item.message_ru,
+    item.action && item.code === 'needs_reauth'
+      ? h('a', { class: 'cbp-btn cbp-primary', href: item.action, target: '_blank', rel: 'noopener' }, t('reconnect'))
+      : null)));
+    attention.hidden = items.length === 0;
+  }
+
   async function fetched(name, path) {
     const early = prefetched[name];
     prefetched[name] = null; // a retry asks again
@@ -190,6 +203,7 @@ export async function mountPanel(root, options) {
       return onResize();
     }
     ctx.fmt = makeFormat(locale, ctx.session.portal);
+    showAttention(ctx.session.attention || []);
     if (only && !only.includes('account')) {
       return SECTIONS.some((s) => only.includes(s.id) && s.visible(ctx.session, ctx)) ? draw() : notice(t('no_role'));
     }
