@@ -235,7 +235,14 @@ class EventBatch(CrmEvent):
 
 
 APPOINTMENT_STATUSES = (
-    "requested", "booked", "confirmed", "arrived", "completed", "cancelled", "no_show", "void",
+    "requested",
+    "booked",
+    "confirmed",
+    "arrived",
+    "completed",
+    "cancelled",
+    "no_show",
+    "void",
 )
 """Canonical visit statuses (research/mis.md §5); terminal ones are completed, cancelled, no_show, void."""
 
@@ -282,6 +289,8 @@ class AppointmentReject:
     field: str
     reason: str
     value: str
+    # The visit's id when the row has one, so a refused row does not make its visit look deleted.
+    source_id: str | None = None
 
 
 @dataclass(frozen=True)

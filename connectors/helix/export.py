@@ -343,7 +343,8 @@ def parse_export(data: bytes, *, tz: tzinfo, filename: str = "") -> AppointmentB
         try:
             parsed.append((number, _visit(row, tz)))
         except _Bad as bad:
-            rejects.append(AppointmentReject(number, bad.field, bad.reason, bad.value))
+            visit_id = _text(row.get("visit_id"))
+            rejects.append(AppointmentReject(number, bad.field, bad.reason, bad.value, visit_id))
     # One visit twice: identical copies collapse; differing copies cannot be ordered, so all are refused.
     by_id: dict[str, list[tuple[int, Appointment]]] = {}
     for number, visit in parsed:
@@ -354,7 +355,13 @@ def parse_export(data: bytes, *, tz: tzinfo, filename: str = "") -> AppointmentB
             appointments.append(copies[0][1])
             continue
         rejects.extend(
-            AppointmentReject(number, "visit_id", "same visit twice with different content", visit.source_id)
+            AppointmentReject(
+                number,
+                "visit_id",
+                "same visit twice with different content",
+                visit.source_id,
+                visit.source_id,
+            )
             for number, visit in copies
         )
     rejects.sort(key=lambda r: r.row)

@@ -140,3 +140,17 @@ def test_sync_runs_list_and_csv(rt, helix):
     assert len(lines) == 7 and lines[1].split(";")[1:3] == ["HX-1001", "created"]
     assert api.get("/api/v1/mis/sync-runs/999.csv").status_code == 404
     assert api.get(f"/api/v1/mis/sync-runs/{runs[0]['id']}?outcome=bogus").status_code == 422
+
+
+def test_a_refused_row_does_not_void_its_visit(rt, helix):
+    _, api = helix
+    _upload(api, "visits_sample.csv")
+    text = (FIXTURES / "visits_sample.csv").read_bytes().decode("utf-8-sig")
+    line = next(x for x in text.splitlines() if x.startswith("HX-1002;"))
+    broken = text.replace(line, line.replace(";12.03.2026;11:00;", ";31.02.2026;11:00;"))
+    assert broken != text
+    counts = _upload(api, "visits_sample_fixed.csv", broken.encode()).get_json()["counts"]
+    assert counts == {"rejected": 1, "unchanged": 5}
+    with rt.db.transaction() as s:
+        status = s.scalar(select(MisAppointment.status).where(MisAppointment.source_id == "HX-1002"))
+    assert status == "booked"

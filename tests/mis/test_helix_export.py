@@ -116,4 +116,4 @@ def test_an_unreadable_file_or_missing_header_is_refused_whole(data, field):
 
 def test_reject_type():
     batch = parse_export(f"{HEADER}\nV9;;1;12.03.2026;10:00;;Записан;\n".encode(), tz=MSK)
-    assert batch.rejects == (AppointmentReject(1, "patient_full_name", "required", ""),)
+    assert batch.rejects == (AppointmentReject(1, "patient_full_name", "required", "", "V9"),)

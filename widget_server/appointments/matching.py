@@ -3,11 +3,14 @@ normalised surname and first name. A phone alone is a family's shared number; a 
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 
 __all__ = ["e164", "name_key"]
 
 
+@lru_cache(maxsize=65536)
 def e164(raw: str | None, region: str = "RU") -> str | None:
     """E.164 form, or None when the number is missing or not a valid number (`+7 (888) 888-88-88`)."""
     if not raw or not raw.strip():

@@ -114,6 +114,9 @@ def start_run(
 
 
 class _Engine:
+    """One batch's work. New rows are flushed once, after the loop: a flush per record would cost more than
+    everything else together (the import floor is 1,000 appointments/s)."""
+
     def __init__(self, session: Session, portal: Portal, run: MisSyncRun) -> None:
         self.s = session
         self.portal = portal
@@ -121,20 +124,23 @@ class _Engine:
         self.settings: MisSettings = mis_settings(portal.settings)
         self.result = SyncResult(run.id)
         self.records: list[dict[str, Any]] = []
-        self.touched_patients: set[int] = set()
-        self.changed: set[int] = set()
+        self.changed: set[MisAppointment] = set()
+        self.logged: set[MisAppointment] = set()
         self._patients: dict[tuple[str, str], MisPatient] = {}
         self._by_phone: dict[str, list[MisPatient]] = {}
         self._rows: dict[tuple[str, str], MisAppointment] = {}
+        self._new: list[tuple[MisAppointment, MisPatient, Appointment]] = []
+        self._aliases: dict[MisPatient, MisPatient] = {}
 
-    def record(self, outcome: str, **values: Any) -> None:
+    def record(self, outcome: str, appointment: MisAppointment | None = None, **values: Any) -> None:
         self.result.counts[outcome] += 1
-        self.records.append({"outcome": outcome, **values})
+        self.records.append({"outcome": outcome, "appointment": appointment, **values})
+        if appointment is not None and outcome in ("created", "updated", "void"):
+            self.logged.add(appointment)
 
     # patients
 
     def preload(self, appointments: Sequence[Appointment]) -> None:
-        # Two queries for the whole batch instead of two per record: the import floor is 1,000/s.
         portal_id = self.portal.id
         ids = {a.source_id for a in appointments}
         sources = {a.source for a in appointments}
@@ -176,11 +182,19 @@ class _Engine:
             if p not in bucket:
                 bucket.append(p)
 
-    def patient_for(self, a: Appointment) -> tuple[MisPatient, list[str]]:
+    def _root(self, p: MisPatient) -> MisPatient:
+        if p in self._aliases:
+            return self._aliases[p]
+        if p.alias_of_id is not None:
+            return self.s.get(MisPatient, p.alias_of_id) or p
+        return p
+
+    def patient_for(self, a: Appointment) -> tuple[MisPatient, bool]:
+        """(patient, linked as an alias of an earlier patient)."""
         key = _patient_key(a)
         known = self._patients.get(key)
         if known is not None:
-            return known, []
+            return known, False
         phone = e164(a.patient_phone)
         nkey = name_key(a.patient_name)
         flags: list[str] = []
@@ -191,11 +205,7 @@ class _Engine:
             same_phone = self._by_phone.get(phone, [])
             namesakes = [p for p in same_phone if p.name_key == nkey]
             if namesakes:
-                alias_of = min(namesakes, key=lambda p: p.id)
-                while alias_of.alias_of_id is not None:
-                    alias_of = self.s.get(MisPatient, alias_of.alias_of_id) or alias_of
-                    if alias_of.alias_of_id == alias_of.id:
-                        break
+                alias_of = self._root(namesakes[0])
             elif same_phone:
                 flags.append("shared_phone")
                 for other in same_phone:
@@ -211,12 +221,12 @@ class _Engine:
             phone_e164=phone,
             other_phones=[p for p in (e164(raw) for raw in a.patient_other_phones) if p and p != phone],
             flags=flags,
-            alias_of_id=alias_of.id if alias_of else None,
         )
+        if alias_of is not None:
+            self._aliases[patient] = alias_of
         self.s.add(patient)
-        self.s.flush()
         self._remember(patient)
-        return patient, (["duplicate_linked"] if alias_of else [])
+        return patient, alias_of is not None
 
     # appointments
 
@@ -230,68 +240,94 @@ class _Engine:
                 # later look newer than this one and the end state would depend on arrival order.
                 if _order(a.changed_at, a.version, digest) > current:
                     row.changed_at, row.version = a.changed_at, a.version
-                self.record("unchanged", source_id=a.source_id, appointment_id=row.id)
+                self.record("unchanged", row, source_id=a.source_id)
                 return
             if _order(a.changed_at, a.version, digest) <= current:
-                self.record("stale", source_id=a.source_id, appointment_id=row.id, reason="older version")
+                self.record("stale", row, source_id=a.source_id, reason="older version")
                 return
             self._write(row, a, digest)
-            outcome = "void" if a.status == "void" else "updated"
-            self.record(outcome, source_id=a.source_id, appointment_id=row.id)
+            self.record("void" if a.status == "void" else "updated", row, source_id=a.source_id)
             return
-        patient, extra = self.patient_for(a)
+        patient, linked = self.patient_for(a)
         row = MisAppointment(portal_id=self.portal.id, source=a.source, source_id=a.source_id, kind="primary")
-        row.patient_id = patient.id
         row.flags = [f for f in patient.flags if f in ("invalid_phone", "shared_phone")]
         self._write(row, a, digest)
-        self.s.add(row)
-        self.s.flush()
         self._rows[(a.source, a.source_id)] = row
-        self.changed.add(row.id)
-        if a.status not in ("void", "cancelled", "no_show"):
-            self._take_intake_deal(row, patient, a)
-        self.record("created", source_id=a.source_id, appointment_id=row.id)
+        self._new.append((row, patient, a))
+        self.record("created", row, source_id=a.source_id)
         if "invalid_phone" in patient.flags:
             self.record(
                 "invalid_phone",
+                row,
                 source_id=a.source_id,
-                appointment_id=row.id,
                 field="phone",
                 reason="not a valid phone number",
                 value=a.patient_phone or "",
             )
-        for outcome in extra:
+        if linked:
             self.record(
-                outcome,
+                "duplicate_linked",
+                row,
                 source_id=a.source_id,
-                appointment_id=row.id,
-                reason=f"same phone and name as patient {patient.alias_of_id}",
+                reason="same phone and name as an earlier patient",
             )
 
-    def _take_intake_deal(self, row: MisAppointment, patient: MisPatient, a: Appointment) -> None:
+    def flush_new(self) -> None:
+        """Insert the batch's new patients, then its new appointments: two flushes for the whole batch."""
+        if not self._new:
+            return
+        self.s.flush()
+        for patient, root in self._aliases.items():
+            patient.alias_of_id = root.id
+        rows = []
+        for row, patient, _ in self._new:
+            row.patient_id = patient.id
+            rows.append(row)
+        self.s.add_all(rows)
+        self.s.flush()
+        self._take_intake_deals()
+
+    def _take_intake_deals(self) -> None:
         """A booking continues the inquiry: the patient's oldest untaken intake lead of the last 30 days
         gives its deal (reached by any of the patient's numbers). The mirror checks the deal is still open."""
-        root = self.s.get(MisPatient, patient.alias_of_id) if patient.alias_of_id else patient
-        phones = {p for p in (patient.phone_e164, *patient.other_phones) if p}
-        if root is not None and root is not patient:
-            phones |= {p for p in (root.phone_e164, *root.other_phones) if p}
-        if not phones:
+        wanted: list[tuple[MisAppointment, set[str], datetime]] = []
+        for row, patient, a in self._new:
+            if a.status in ("void", "cancelled", "no_show"):
+                continue
+            phones = {p for p in (patient.phone_e164, *patient.other_phones) if p}
+            root = self._root(patient)
+            if root is not patient:
+                phones |= {p for p in (root.phone_e164, *root.other_phones) if p}
+            if phones:
+                wanted.append((row, phones, a.changed_at or now_utc()))
+        if not wanted:
             return
-        booked_at = a.changed_at or now_utc()
-        lead = self.s.scalar(
-            select(MisLead)
-            .where(
-                MisLead.portal_id == self.portal.id,
-                MisLead.phone_e164.in_(sorted(phones)),
-                MisLead.appointment_id.is_(None),
-                MisLead.lead_created_at >= booked_at - INTAKE_WINDOW,
-            )
-            .order_by(MisLead.lead_created_at, MisLead.id)
-            .limit(1)
-        )
-        if lead is not None:
-            lead.appointment_id = row.id
-            row.deal_id = lead.deal_id
+        leads: dict[str, list[MisLead]] = {}
+        all_phones = sorted(set().union(*(phones for _, phones, _ in wanted)))
+        for chunk in _chunks(all_phones, 500):
+            for lead in self.s.scalars(
+                select(MisLead)
+                .where(
+                    MisLead.portal_id == self.portal.id,
+                    MisLead.phone_e164.in_(chunk),
+                    MisLead.appointment_id.is_(None),
+                )
+                .order_by(MisLead.lead_created_at, MisLead.id)
+            ):
+                leads.setdefault(lead.phone_e164 or "", []).append(lead)
+        if not leads:
+            return
+        for row, phones, booked_at in wanted:
+            candidates = [
+                lead
+                for phone in phones
+                for lead in leads.get(phone, [])
+                if lead.appointment_id is None and lead.lead_created_at >= booked_at - INTAKE_WINDOW
+            ]
+            if candidates:
+                lead = min(candidates, key=lambda c: (c.lead_created_at, c.id))
+                lead.appointment_id = row.id
+                row.deal_id = lead.deal_id
 
     def _write(self, row: MisAppointment, a: Appointment, digest: str) -> None:
         row.status = a.status
@@ -301,26 +337,22 @@ class _Engine:
         row.version = a.version
         row.content_hash = digest
         row.doc = appointment_doc(a)
-        if row.patient_id is not None:
-            self.touched_patients.add(row.patient_id)
-        if row.id is not None:
-            self.changed.add(row.id)
+        self.changed.add(row)
 
     # primary vs repeat, targets, jobs
 
     def decide(self) -> None:
-        if not self.touched_patients:
+        if not self.changed:
             return
-        groups = self._patient_groups(self.touched_patients)
+        groups = self._patient_groups({row.patient_id for row in self.changed})
+        root_of = {member: root for root, members in groups.items() for member in members}
+        by_root: dict[int, list[MisAppointment]] = {}
+        for chunk in _chunks(sorted(root_of), 500):
+            for visit in self.s.scalars(select(MisAppointment).where(MisAppointment.patient_id.in_(chunk))):
+                by_root.setdefault(root_of[visit.patient_id], []).append(visit)
         gap = self.settings.primary_after_gap_months
-        for members in groups.values():
-            visits = list(
-                self.s.scalars(
-                    select(MisAppointment)
-                    .where(MisAppointment.patient_id.in_(members))
-                    .order_by(MisAppointment.starts_at, MisAppointment.id)
-                )
-            )
+        for visits in by_root.values():
+            visits.sort(key=lambda v: (v.starts_at, v.id))
             last_completed: datetime | None = None
             for visit in visits:
                 primary = last_completed is None or (
@@ -328,7 +360,7 @@ class _Engine:
                 )
                 kind = "primary" if primary else "repeat"
                 mis_primary = visit.doc.get("mis_primary")
-                if mis_primary is not None and mis_primary != primary and visit.id in self.changed:
+                if mis_primary is not None and mis_primary != primary and visit in self.changed:
                     log.info(
                         "mis primary flag disagrees",
                         extra={"appointment_id": visit.id, "mis_primary": mis_primary, "ours": primary},
@@ -338,66 +370,70 @@ class _Engine:
                     target = {"void": "1"}
                 if kind != visit.kind or target != visit.target:
                     visit.kind, visit.target = kind, target
-                    self.changed.add(visit.id)
+                    self.changed.add(visit)
                 if visit.status == "completed":
                     last_completed = visit.starts_at
-        for row_id in self.changed:
-            row = self.s.get(MisAppointment, row_id)
-            if row is None:
-                continue
-            if row.target is None and row.id in self._logged_ids:
+        queue = []
+        for row in sorted(self.changed, key=lambda r: r.id):
+            if row.target is None and row in self.logged:
                 self.record(
-                    "unmapped",
-                    source_id=row.source_id,
-                    appointment_id=row.id,
-                    reason=f"no stage for {row.kind}/{row.status}",
+                    "unmapped", row, source_id=row.source_id, reason=f"no stage for {row.kind}/{row.status}"
                 )
             if row.target is not None and row.mirrored_hash != mirror_hash(row):
-                self._queue(row)
-
-    @property
-    def _logged_ids(self) -> set[int]:
-        return {r["appointment_id"] for r in self.records if r["outcome"] in ("created", "updated", "void")}
+                queue.append(row)
+        self._queue(queue)
 
     def _patient_groups(self, patient_ids: set[int]) -> dict[int, set[int]]:
         """Root patient id → the patient and its aliases (one person's visits share one history)."""
+        root_ids: set[int] = set()
+        for chunk in _chunks(sorted(patient_ids), 500):
+            for pid, alias_of in self.s.execute(
+                select(MisPatient.id, MisPatient.alias_of_id).where(MisPatient.id.in_(chunk))
+            ):
+                root_ids.add(alias_of or pid)
         roots: dict[int, set[int]] = {}
-        seen = list(self.s.scalars(select(MisPatient).where(MisPatient.id.in_(patient_ids))))
-        root_ids = {p.alias_of_id or p.id for p in seen}
-        for p in self.s.scalars(
-            select(MisPatient).where(
-                MisPatient.portal_id == self.portal.id,
-                (MisPatient.id.in_(root_ids)) | (MisPatient.alias_of_id.in_(root_ids)),
-            )
-        ):
-            roots.setdefault(p.alias_of_id or p.id, set()).add(p.id)
+        for chunk in _chunks(sorted(root_ids), 500):
+            for pid, alias_of in self.s.execute(
+                select(MisPatient.id, MisPatient.alias_of_id).where(
+                    MisPatient.portal_id == self.portal.id,
+                    (MisPatient.id.in_(chunk)) | (MisPatient.alias_of_id.in_(chunk)),
+                )
+            ):
+                roots.setdefault(alias_of or pid, set()).add(pid)
         return roots
 
-    def _queue(self, row: MisAppointment) -> None:
-        origin = f"mis:{row.id}"
-        pending = self.s.scalar(
-            select(OutboxJob.id).where(
-                OutboxJob.portal_id == self.portal.id,
-                OutboxJob.origin == origin,
-                OutboxJob.state == "pending",
-                OutboxJob.attempts == 0,
+    def _queue(self, rows: list[MisAppointment]) -> None:
+        # A job still pending for a visit will read its newest state when it runs: it covers this change.
+        pending: set[str] = set()
+        origins = [f"mis:{row.id}" for row in rows]
+        for chunk in _chunks(origins, 500):
+            pending.update(
+                self.s.scalars(
+                    select(OutboxJob.origin).where(
+                        OutboxJob.portal_id == self.portal.id,
+                        OutboxJob.origin.in_(chunk),
+                        OutboxJob.state == "pending",
+                        OutboxJob.attempts == 0,
+                    )
+                )
             )
-        )
-        if pending is not None:
-            return
-        enqueue_outbox(
-            self.s,
-            portal_id=self.portal.id,
-            operation=MIRROR_OPERATION,
-            payload={"appointment_id": row.id},
-            idempotency_key=f"mis-{row.id}-{mirror_hash(row)[:24]}",
-            deal_id=row.deal_id,
-            origin=origin,
-        )
-        self.result.jobs += 1
+        for row, origin in zip(rows, origins, strict=True):
+            if origin in pending:
+                continue
+            enqueue_outbox(
+                self.s,
+                portal_id=self.portal.id,
+                operation=MIRROR_OPERATION,
+                payload={"appointment_id": row.id},
+                idempotency_key=f"mis-{row.id}-{mirror_hash(row)[:24]}",
+                deal_id=row.deal_id,
+                origin=origin,
+            )
+            self.result.jobs += 1
 
     def flush_log(self) -> None:
         if self.records:
+            now = now_utc()
             self.s.execute(
                 MisSyncRecord.__table__.insert(),
                 [
@@ -410,8 +446,8 @@ class _Engine:
                         "field": r.get("field"),
                         "reason": r.get("reason"),
                         "value": r.get("value"),
-                        "appointment_id": r.get("appointment_id"),
-                        "created_at": now_utc(),
+                        "appointment_id": r["appointment"].id if r["appointment"] is not None else None,
+                        "created_at": now,
                     }
                     for r in self.records
                 ],
@@ -446,8 +482,10 @@ def ingest(session: Session, portal: Portal, run: MisSyncRun, batch: Appointment
     for reject in batch.rejects:
         _log_reject(engine, reject)
     engine.preload(batch.appointments)
-    for appointment in batch.appointments:
-        engine.apply(appointment)
+    with session.no_autoflush:
+        for appointment in batch.appointments:
+            engine.apply(appointment)
+    engine.flush_new()
     if batch.period is not None:
         _void_missing(engine, batch)
     engine.decide()
@@ -456,7 +494,15 @@ def ingest(session: Session, portal: Portal, run: MisSyncRun, batch: Appointment
 
 
 def _log_reject(engine: _Engine, reject: AppointmentReject) -> None:
-    engine.record("rejected", row=reject.row, field=reject.field, reason=reject.reason, value=reject.value)
+    engine.record(
+        "rejected",
+        None,
+        row=reject.row,
+        source_id=reject.source_id,
+        field=reject.field,
+        reason=reject.reason,
+        value=reject.value,
+    )
 
 
 def _void_missing(engine: _Engine, batch: AppointmentBatch) -> None:
@@ -465,9 +511,8 @@ def _void_missing(engine: _Engine, batch: AppointmentBatch) -> None:
     first, last = batch.period
     start = datetime.combine(first, datetime.min.time(), tzinfo=tz)
     end = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=tz)
-    present = {a.source_id for a in batch.appointments} | {
-        r.value for r in batch.rejects if r.field == "visit_id"
-    }
+    # A visit whose row was refused is still in the file: refusing a row must not void its visit.
+    present = {a.source_id for a in batch.appointments} | {r.source_id for r in batch.rejects if r.source_id}
     sources = {a.source for a in batch.appointments} or {engine.run.source}
     void_missing(engine, sources, start, end, present)
 
@@ -491,7 +536,7 @@ def void_missing(
         old = Appointment(**{**_from_doc(row.doc), "status": "void", "changed_at": now})
         engine._rows[(row.source, row.source_id)] = row
         engine._write(row, old, content_hash(old))
-        engine.record("void", source_id=row.source_id, appointment_id=row.id, reason="gone from the MIS")
+        engine.record("void", row, source_id=row.source_id, reason="gone from the MIS")
 
 
 def _from_doc(doc: dict[str, Any]) -> dict[str, Any]:
