@@ -9,10 +9,14 @@ derived from our row, so a retried job finds what the first attempt made.
 from __future__ import annotations
 
 import hashlib
+import shutil
+import time
+from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from connectors.base import CrmClient
 from connectors.helix.export import SOURCE as HELIX_SOURCE
@@ -25,14 +29,19 @@ from ..appointments.settings import mis_settings
 from ..appointments.sync import ingest, mirror_hash, start_run
 from ..appointments.tickets import ident_phone
 from ..clock import now_utc
-from ..models import MisAppointment, MisLead, MisPatient, MisSyncRun, Portal
+from ..models import MisAppointment, MisLead, MisPatient, MisSyncRecord, MisSyncRun, Portal
+from .joblog import logged_job
+from .periodic import run_once_per_portal_day
 
 __all__ = [
     "STATUS_LABELS",
     "HelixImportRefused",
     "appointment_note",
+    "helix_folder",
     "import_helix_file",
     "mis_mirror_appointment",
+    "poll_helix_folders",
+    "purge_mis_sync_log",
     "short_name",
 ]
 
@@ -257,3 +266,111 @@ def import_helix_file(session: Any, portal: Portal, data: bytes, file_name: str)
     run.state = "done"
     run.finished_at = now_utc()
     return run, True
+
+
+# --- watch folder and log retention ---------------------------------------------------------------------
+
+SYNC_LOG_TTL = timedelta(days=90)
+SETTLE_S = 5.0
+"""A file modified more recently than this may still be being copied in: the next poll takes it."""
+
+
+def helix_folder(instance_path: Path, portal: Portal) -> Path:
+    """`<instance>/mis/<slug>/helix`, unless the admin set `mis.helix_watch_dir`."""
+    configured = ((portal.settings or {}).get("mis") or {}).get("helix_watch_dir")
+    return Path(configured) if configured else instance_path / "mis" / portal.slug / "helix"
+
+
+def _move(path: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / path.name
+    if target.exists():
+        target = folder / f"{path.stem}-{int(time.time())}{path.suffix}"
+    return Path(shutil.move(str(path), target))
+
+
+def _write_report(path: Path, lines: list[str]) -> None:
+    path.with_name(path.name + ".report.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _poll_portal_folder(portal_id: int, instance_path: Path) -> dict[str, int]:
+    db = runtime.current().db
+    with db.transaction() as s:
+        portal = s.get(Portal, portal_id)
+        if portal is None:
+            return {}
+        base = helix_folder(instance_path, portal)
+    incoming = base / "incoming"
+    if not incoming.is_dir():
+        return {}
+    counts = {"imported": 0, "failed": 0, "duplicate": 0}
+    now = time.time()
+    for path in sorted(incoming.iterdir()):
+        if not path.is_file() or path.name.startswith(".") or path.suffix in (".part", ".tmp"):
+            continue
+        if now - path.stat().st_mtime < SETTLE_S:
+            continue
+        data = path.read_bytes()
+        try:
+            with db.transaction() as s:
+                portal = s.get(Portal, portal_id)
+                assert portal is not None
+                run, new = import_helix_file(s, portal, data, path.name)
+                run_id, run_counts = run.id, dict(run.counts)
+                rejects = [
+                    f"строка {r.row}, {r.field}: {r.reason} ({r.value})"
+                    for r in s.scalars(
+                        select(MisSyncRecord)
+                        .where(MisSyncRecord.run_id == run.id, MisSyncRecord.outcome == "rejected")
+                        .order_by(MisSyncRecord.id)
+                    )
+                ]
+        except HelixImportRefused as refused:
+            moved = _move(path, base / "failed")
+            _write_report(moved, [f"Файл не импортирован / not imported: {refused.field}: {refused.reason}"])
+            counts["failed"] += 1
+            continue
+        moved = _move(path, base / "done")
+        summary = ", ".join(f"{k} {v}" for k, v in sorted(run_counts.items()))
+        head = (
+            f"Импорт / import {run_id}: {summary}"
+            if new
+            else f"Уже импортирован / already imported: {run_id}"
+        )
+        _write_report(moved, [head, *rejects])
+        counts["imported" if new else "duplicate"] += 1
+    return counts
+
+
+@logged_job("poll_helix_folders")
+def poll_helix_folders() -> str:
+    """Every active portal's Helix watch folder: `incoming/` → `done/` or `failed/`, each with a report."""
+    rt = runtime.current()
+    with rt.db.transaction() as s:
+        portal_ids = list(s.scalars(select(Portal.id).where(Portal.status == "active").order_by(Portal.id)))
+    totals: dict[str, int] = {}
+    for portal_id in portal_ids:
+        for key, value in _poll_portal_folder(portal_id, rt.settings.instance_path).items():
+            totals[key] = totals.get(key, 0) + value
+    return " ".join(f"{k} {v}" for k, v in sorted(totals.items())) or "nothing"
+
+
+def _purge_portal_sync_log(portal_id: int, day: date) -> dict[str, Any]:
+    cutoff = now_utc() - SYNC_LOG_TTL
+    with runtime.current().db.transaction() as s:
+        records = s.execute(
+            delete(MisSyncRecord).where(
+                MisSyncRecord.portal_id == portal_id, MisSyncRecord.created_at < cutoff
+            )
+        ).rowcount
+        runs = s.execute(
+            delete(MisSyncRun).where(MisSyncRun.portal_id == portal_id, MisSyncRun.created_at < cutoff)
+        ).rowcount
+    return {"records": records, "runs": runs, "day": day.isoformat()}
+
+
+@logged_job("purge_mis_sync_log")
+def purge_mis_sync_log() -> str:
+    """The sync log keeps 90 days; once a day per portal."""
+    counts = run_once_per_portal_day("purge_mis_sync_log", _purge_portal_sync_log)
+    return f"done {counts['done']} skipped {counts['skipped']}"

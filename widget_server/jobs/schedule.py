@@ -14,6 +14,7 @@ from .bitrix24 import keep_grants_alive, poll_offline_events, reconcile_deals
 from .distribution import run_distribution_sweep
 from .invoices import refresh_cbr_rates
 from .ledger import run_daily_charges, run_expire_holds
+from .mis import poll_helix_folders, purge_mis_sync_log
 from .periodic import purge_idempotency_records, sweep_inbox, sweep_outbox
 
 __all__ = ["PERIODIC_JOBS", "SchedulerAlreadyRunning", "SingletonCronScheduler", "build_scheduler"]
@@ -41,6 +42,9 @@ PERIODIC_JOBS = (
     (run_distribution_sweep, "default", 60),
     # CBR rates: only days the shared cache lacks (last week, today, tomorrow once published).
     (refresh_cbr_rates, "default", 3600),
+    # Helix watch folders (a file is taken once it has not changed for 5 s); the MIS sync log keeps 90 days.
+    (poll_helix_folders, "mis", 60),
+    (purge_mis_sync_log, "default", 3600),
 )
 
 
