@@ -7,8 +7,8 @@
    visits again (as another file) are then timed: all `unchanged`, no outbox job.
 2. Mirroring: the first `--mirror` (120) queued jobs run through the outbox operation against the sandbox CRM
    behind a proxy that answers 429 above `--limit` (7) requests in any second, while our side paces itself
-   to the same limit; prints requests, requests per appointment, 429s (floor 0) and duration ÷ (requests ÷
-   limit) (floor ≤ 1.2).
+   with the production `RedisRateLimiter` (window 1.02 s); prints requests, requests per appointment,
+   429s (floor 0) and duration ÷ (requests ÷ limit) (floor ≤ 1.2).
 
     .venv/bin/python bench/mis_import.py [--appointments 10000] [--patients 6000] [--mirror 120]
         [--limit 7] [--pg-url postgresql+psycopg://postgres@127.0.0.1:5433/cb_mis] [--no-postgres]
@@ -35,6 +35,7 @@ from rq import Queue
 from sqlalchemy import create_engine, select, text
 
 from connectors.helix.export import parse_export
+from connectors.ratelimit import RedisRateLimiter
 from widget_server import runtime as runtime_module
 from widget_server.appointments.settings import SEED004_TEMPLATE
 from widget_server.appointments.sync import ingest, start_run
@@ -108,25 +109,19 @@ class RateLimitedCrm:
     """The sandbox behind a platform-like limit: more than `limit` calls in any second → a 429 (counted, and
     the call retried after a pause, as the outbox would). The caller paces itself to the same limit."""
 
-    def __init__(self, inner: SandboxCrm, limit: int) -> None:
+    def __init__(self, inner: SandboxCrm, limit: int, redis_client: Any) -> None:
         self._inner = inner
         self._limit = limit
         self._server: collections.deque[float] = collections.deque()
-        self._sent: collections.deque[float] = collections.deque()
+        # Our side is the production limiter (a sliding window in Redis). Its window is 2 % longer than the
+        # platform's: the platform stamps a request when it arrives, a moment after we let it go.
+        self._limiter = RedisRateLimiter(redis_client, "cb:bench:mis-mirror", limit, window_s=1.02)
         self._lock = threading.Lock()
         self.requests = 0
         self.refused = 0
 
     def _pace(self) -> None:
-        # Our side: a sliding window of `limit` per second, like connectors.ratelimit's Redis limiter.
-        while True:
-            now = time.monotonic()
-            while self._sent and now - self._sent[0] >= 1.0:
-                self._sent.popleft()
-            if len(self._sent) < self._limit:
-                self._sent.append(now)
-                return
-            time.sleep(1.0 - (now - self._sent[0]) + 0.001)
+        self._limiter.acquire(timeout=None)
 
     def _admit(self) -> bool:
         now = time.monotonic()
@@ -198,7 +193,7 @@ def run(label: str, url: str, data: bytes, mirror: int, limit: int) -> None:
                     .order_by(OutboxJob.id)
                     .limit(mirror)
                 ).all()
-            crm = RateLimitedCrm(SandboxCrm(rt.db, portal_id, timezone="Europe/Moscow"), limit)
+            crm = RateLimitedCrm(SandboxCrm(rt.db, portal_id, timezone="Europe/Moscow"), limit, rt.redis)
             m_started = time.perf_counter()
             for payload, key in jobs:
                 mis_mirror_appointment(crm, payload, key)  # type: ignore[arg-type]

@@ -9,11 +9,22 @@ and the closed stages are `won` / `lost`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["GROUPS", "SEED002_TEMPLATE", "SEED004_TEMPLATE", "MisSettings", "mis_settings"]
+from ..errors import DomainError
+
+__all__ = [
+    "EDITABLE",
+    "GROUPS",
+    "SEED002_TEMPLATE",
+    "SEED004_TEMPLATE",
+    "TEMPLATES",
+    "MisSettings",
+    "mis_settings",
+    "validate_mis_settings",
+]
 
 GROUPS = ("primary", "repeat", "waiting_list")
 
@@ -88,3 +99,102 @@ def mis_settings(portal_settings: Mapping[str, Any] | None) -> MisSettings:
         lost_stage_id=str(doc.get("lost_stage_id") or "lost"),
         won_stage_id=str(doc.get("won_stage_id") or "won"),
     )
+
+
+STATUS_KEYS = ("requested", "booked", "confirmed", "arrived", "completed", "cancelled", "no_show")
+TEMPLATES = {"seed002": SEED002_TEMPLATE, "seed004": SEED004_TEMPLATE}
+EDITABLE = (
+    "stage_map",
+    "no_show_reasons",
+    "primary_after_gap_months",
+    "lost_stage_id",
+    "won_stage_id",
+    "ident_format",
+    "helix_watch_dir",
+    "doctor_map",
+    "intake_pipeline_id",
+)
+
+
+def validate_mis_settings(
+    doc: Mapping[str, Any], pipelines: Sequence[Mapping[str, Any]] | None
+) -> dict[str, Any]:
+    """A clean settings document, or `DomainError` naming the first bad setting. With the CRM's pipelines
+    (`[{id, stages: [{id}]}]`), every target must name a real pipeline and stage; None skips that check
+    (the sandbox CRM's pipelines are free-form)."""
+    clean: dict[str, Any] = {}
+    stage_map = doc.get("stage_map") or {}
+    if not isinstance(stage_map, Mapping):
+        raise DomainError("stage_map", "an object of groups is required")
+    stages = (
+        None
+        if pipelines is None
+        else {str(p["id"]): {str(s["id"]) for s in p.get("stages", [])} for p in pipelines}
+    )
+    lost = str(doc.get("lost_stage_id") or "lost")
+    won = str(doc.get("won_stage_id") or "won")
+    clean_map: dict[str, dict[str, dict[str, str]]] = {}
+    for group, statuses in stage_map.items():
+        if group not in GROUPS:
+            raise DomainError(f"stage_map.{group}", f"unknown group; one of {', '.join(GROUPS)}")
+        if not isinstance(statuses, Mapping):
+            raise DomainError(f"stage_map.{group}", "an object of statuses is required")
+        clean_map[group] = {}
+        for status, target in statuses.items():
+            where = f"stage_map.{group}.{status}"
+            if status not in STATUS_KEYS:
+                raise DomainError(where, f"unknown status; one of {', '.join(STATUS_KEYS)}")
+            if not isinstance(target, Mapping):
+                raise DomainError(where, "an object {pipeline_id, stage_id, loss_reason?} is required")
+            pipeline, stage = target.get("pipeline_id"), target.get("stage_id")
+            for key, value in (("pipeline_id", pipeline), ("stage_id", stage)):
+                if not isinstance(value, str) or not value.strip():
+                    raise DomainError(f"{where}.{key}", "a non-empty string is required")
+            assert isinstance(pipeline, str) and isinstance(stage, str)
+            if stages is not None:
+                if pipeline not in stages:
+                    raise DomainError(f"{where}.pipeline_id", f"the CRM has no pipeline {pipeline!r}")
+                if stage not in stages[pipeline] | {lost, won}:
+                    raise DomainError(f"{where}.stage_id", f"pipeline {pipeline!r} has no stage {stage!r}")
+            entry = {"pipeline_id": pipeline, "stage_id": stage}
+            reason = target.get("loss_reason")
+            if reason is not None:
+                if stage != lost or not isinstance(reason, str) or not reason.strip():
+                    raise DomainError(
+                        f"{where}.loss_reason", f"only a {lost!r} stage takes a loss reason text"
+                    )
+                entry["loss_reason"] = reason
+            clean_map[group][status] = entry
+    clean["stage_map"] = clean_map
+    reasons = doc.get("no_show_reasons") or []
+    if not isinstance(reasons, list) or not all(
+        isinstance(r, str | int) and not isinstance(r, bool) for r in reasons
+    ):
+        raise DomainError("no_show_reasons", "a list of IDENT cancel reason ids is required")
+    clean["no_show_reasons"] = [str(r) for r in reasons]
+    gap = doc.get("primary_after_gap_months")
+    if gap is not None and (isinstance(gap, bool) or not isinstance(gap, int) or not 1 <= gap <= 120):
+        raise DomainError("primary_after_gap_months", "null (off) or whole months 1…120")
+    clean["primary_after_gap_months"] = gap
+    clean["lost_stage_id"], clean["won_stage_id"] = lost, won
+    fmt = doc.get("ident_format") or "json"
+    if fmt not in ("json", "xml"):
+        raise DomainError("ident_format", "json or xml")
+    clean["ident_format"] = fmt
+    watch = doc.get("helix_watch_dir")
+    if watch is not None and (not isinstance(watch, str) or not watch.startswith("/")):
+        raise DomainError("helix_watch_dir", "null (the default folder) or an absolute path")
+    clean["helix_watch_dir"] = watch
+    doctors = doc.get("doctor_map") or {}
+    if not isinstance(doctors, Mapping):
+        raise DomainError("doctor_map", "an object {IDENT doctor id: {specialty}} is required")
+    clean_doctors = {}
+    for doctor_id, entry in doctors.items():
+        specialty = entry.get("specialty") if isinstance(entry, Mapping) else None
+        if not isinstance(specialty, str) or not specialty.strip():
+            raise DomainError(f"doctor_map.{doctor_id}.specialty", "a non-empty string is required")
+        clean_doctors[str(doctor_id)] = {"specialty": specialty.strip()}
+    clean["doctor_map"] = clean_doctors
+    intake = doc.get("intake_pipeline_id")
+    clean["intake_pipeline_id"] = intake if isinstance(intake, str) and intake else None
+    return clean

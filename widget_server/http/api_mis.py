@@ -9,11 +9,16 @@ from typing import Any
 from flask import Blueprint, Response, request
 from sqlalchemy import select
 
+from .. import runtime
+from ..appointments.settings import EDITABLE, TEMPLATES, validate_mis_settings
+from ..appointments.timetable import issue_ident_key, timetable_status
 from ..errors import NotFound, ValidationFailed
 from ..jobs.mis import HelixImportRefused, import_helix_file
-from ..models import MisAppointment, MisSyncRecord, MisSyncRun
+from ..models import MisAppointment, MisSyncRecord, MisSyncRun, MisTimetable, Portal
+from ..registry import crm_for
 from .auth import current_portal, current_principal, requires
-from .body import load_query
+from .body import load_query, read_json_object
+from .crm_errors import crm_errors_as_api_errors
 from .idempotency import mutation
 from .lifecycle import db_session
 from .openapi import api_doc
@@ -146,3 +151,85 @@ def get_run_csv(run_id: int) -> Any:
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="mis-sync-run-{run.id}.csv"'},
     )
+
+
+def _mis_doc(portal: Portal) -> dict[str, Any]:
+    return dict((portal.settings or {}).get("mis") or {})
+
+
+def _settings_view(portal: Portal, key: str | None = None) -> dict[str, Any]:
+    doc = _mis_doc(portal)
+    session = db_session()
+    snapshot = session.scalar(
+        select(MisTimetable).where(MisTimetable.portal_id == portal.id, MisTimetable.source == "ident")
+    )
+    specialties = doc.get("doctor_map") or {}
+    doctors = [
+        {
+            "id": str(d["Id"]),
+            "name": d["Name"],
+            "specialty": (specialties.get(str(d["Id"])) or {}).get("specialty"),
+        }
+        for d in (snapshot.doc.get("Doctors", []) if snapshot else [])
+    ]
+    body: dict[str, Any] = {
+        "settings": {k: doc.get(k) for k in EDITABLE},
+        "ident_key_set": bool(doc.get("ident_key_sha256")),
+        "timetable": timetable_status(session, portal),
+        "doctors": doctors,
+    }
+    if key is not None:
+        body["ident_key"] = key
+    return body
+
+
+def _pipelines(portal: Portal) -> list[dict[str, Any]] | None:
+    if portal.kind == "sandbox":
+        return None  # free-form pipelines: any id is one
+    crm: Any = crm_for(portal, runtime.current())
+    if not hasattr(crm, "list_pipelines"):
+        return None
+    with crm_errors_as_api_errors("pipelines"):
+        return list(crm.list_pipelines())
+
+
+@mis_api.get("/settings")
+@api_doc(summary="MIS settings: stage map, no-show reasons, doctor map, IDENT key state", tags=["mis"])
+@requires("admin")
+def get_settings() -> Any:
+    return _settings_view(current_portal())
+
+
+@mis_api.put("/settings")
+@api_doc(
+    summary="Replace MIS settings (optionally from a template: seed002, seed004); rotate_ident_key shows the "
+    "new IDENT-Integration-Key once",
+    tags=["mis"],
+    errors=(422,),
+)
+@requires("admin")
+@mutation
+def put_settings() -> Any:
+    body = read_json_object()
+    portal = current_portal()
+    template = body.pop("template", None)
+    rotate = body.pop("rotate_ident_key", False)
+    if template is not None and template not in TEMPLATES:
+        raise ValidationFailed(
+            "template: one of seed002, seed004", fields={"template": [f"one of {', '.join(TEMPLATES)}"]}
+        )
+    unknown = sorted(set(body) - set(EDITABLE))
+    if unknown:
+        raise ValidationFailed(f"{unknown[0]}: not a MIS setting", fields={unknown[0]: ["not a MIS setting"]})
+    current = _mis_doc(portal)
+    merged = {**(TEMPLATES[template] if template else current), **body}
+    clean = validate_mis_settings(merged, _pipelines(portal))
+    settings = dict(portal.settings or {})
+    settings["mis"] = {
+        **clean,
+        **({"ident_key_sha256": current["ident_key_sha256"]} if "ident_key_sha256" in current else {}),
+    }
+    portal.settings = settings
+    key = issue_ident_key(portal) if rotate else None
+    db_session().flush()
+    return _settings_view(portal, key)

@@ -67,13 +67,20 @@ def short_name(full: str | None) -> str:
     return " ".join([parts[0], *(f"{p[0]}." for p in parts[1:3])])
 
 
-def appointment_note(doc: dict[str, Any], status: str, timezone: str) -> str:
+def appointment_note(
+    doc: dict[str, Any], status: str, timezone: str, doctor_map: dict[str, Any] | None = None
+) -> str:
+    """«Запись 12.03.2026 10:00, Смирнов И. П. (терапия): Посетил клинику»; the specialty is the MIS's, else
+    the one the admin set for that doctor."""
     from datetime import datetime
 
     starts = datetime.fromisoformat(doc["starts_at"]).astimezone(ZoneInfo(timezone))
     doctor = short_name(doc.get("doctor_name"))
-    if doc.get("specialty"):
-        doctor = f"{doctor} ({doc['specialty']})"
+    specialty = doc.get("specialty") or ((doctor_map or {}).get(str(doc.get("doctor_id"))) or {}).get(
+        "specialty"
+    )
+    if specialty:
+        doctor = f"{doctor} ({specialty})"
     return f"Запись {starts:%d.%m.%Y %H:%M}, {doctor}: {STATUS_LABELS.get(status, status)}"
 
 
@@ -115,6 +122,7 @@ def mis_mirror_appointment(crm: CrmClient, payload: dict[str, Any], key: str) ->
         portal = s.get(Portal, row.portal_id)
         assert portal is not None
         settings = mis_settings(portal.settings)
+        doctor_map = dict(((portal.settings or {}).get("mis") or {}).get("doctor_map") or {})
         timezone = portal.timezone
         row_portal = portal.id
         digest = mirror_hash(row)
@@ -142,7 +150,7 @@ def mis_mirror_appointment(crm: CrmClient, payload: dict[str, Any], key: str) ->
         elif inquiry.contact_ids:
             deal_contact = inquiry.contact_ids[0]
     contact_id, duplicates = _contact_id(crm, root, deal_contact)
-    note = appointment_note(state["doc"], state["status"], timezone)
+    note = appointment_note(state["doc"], state["status"], timezone, doctor_map)
     mirrored_target = state["mirrored_target"]
     if state["status"] == "void":
         if deal_id is not None:
