@@ -25,7 +25,7 @@ def test_120_updates_go_as_3_batches_with_per_command_errors(fake: FakeBitrix24,
         crm.update_deals(updates)
 
     batches = fake.calls("batch")
-    assert [len(b["cmd"]) for b in batches] == [50, 50, 20]
+    assert sorted(len(b["cmd"]) for b in batches) == [20, 50, 50]  # two travel at once: any order
     assert exc.value.status == 404
     assert "1 of 120" in str(exc.value) and "987654321" in str(exc.value)
     # Every other command was applied: a failed command does not hide its neighbours' results.
