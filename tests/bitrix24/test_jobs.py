@@ -128,3 +128,28 @@ def test_20_workers_on_expired_token_share_one_refresh_stored_encrypted(
         ciphertext = session.get(Portal, installed).token_ciphertext
     assert "refresh-r1" not in ciphertext and "access-r1" not in ciphertext
     assert rt.cipher.decrypt_token(ciphertext).refresh_token == "refresh-r1"
+
+
+def test_a_moved_portal_updates_its_domain_and_endpoint(
+    rt: Any, installed: int, portal_fake: FakeBitrix24
+) -> None:
+    from widget_server.registry import crm_for
+
+    deal = str(portal_fake.new_deal("Орлов")["id"])
+    portal_fake.move_domain("clinic-new.bitrix24.ru")
+    with rt.db.transaction() as session:
+        portal = session.get(Portal, installed)
+        session.expunge(portal)
+
+    crm_for(portal, rt).update_deal_fields(deal, {"UF_CRM_TEXT": "Палата 2"})
+
+    assert portal_fake.deals[int(deal)]["UF_CRM_TEXT"] == "Палата 2"
+    with rt.db.transaction() as session:
+        assert session.get(Portal, installed).domain == "clinic-new.bitrix24.ru"
+    token = DbTokenSource(rt, installed).get()
+    assert token is not None and token.extra["client_endpoint"] == "https://clinic-new.bitrix24.ru/rest/"
+    # The next client starts at the new address: no redirect at all.
+    redirects = portal_fake.redirects
+    assert redirects >= 1
+    crm_for(portal, rt).get_deal(deal)
+    assert portal_fake.redirects == redirects

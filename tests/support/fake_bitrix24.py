@@ -113,6 +113,7 @@ class FakeBitrix24:
         self.refreshes: list[tuple[str, str]] = []  # (host, refresh token spent)
         self.user_tokens: dict[str, dict[str, Any]] = {}
         self.moved_from: set[str] = set()
+        self.redirects = 0
         self.level = 0.0
         self._last = clock()
         self.max_level = 0.0
@@ -318,6 +319,7 @@ class FakeBitrix24:
         query = dict(parse_qsl(parts.query))
         method = parts.path[len("/rest/") :].removesuffix(".json")
         if parts.hostname in self.moved_from:
+            self.redirects += 1
             location = f"https://{self.domain}{parts.path}?{parts.query}"
             return 302, {"Location": location}, ""
         if parts.hostname != self.domain:
