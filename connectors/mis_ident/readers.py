@@ -12,7 +12,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from datetime import datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from ..types import Appointment, AppointmentBatch, AppointmentReject
@@ -27,6 +27,10 @@ QUERY = (
     "WHERE DateTimeChanged >= ? ORDER BY DateTimeChanged, ID"
 )
 QUERY_ALL = f"SELECT {', '.join(COLUMNS)} FROM cb_receptions ORDER BY DateTimeChanged, ID"  # noqa: S608
+QUERY_WINDOW = (
+    f"SELECT {', '.join(COLUMNS)} FROM cb_receptions "  # noqa: S608 — fixed column list, no user input
+    "WHERE PlanStart >= ? AND PlanStart < ? ORDER BY PlanStart, ID"
+)
 
 
 class IdentExportError(ValueError):
@@ -79,6 +83,20 @@ class IdentDbReader:
 
     def fetch(self, cursor: str | None) -> AppointmentBatch:
         return map_rows(self._rows(cursor), tz=self._tz, no_show_reasons=self._no_show, cursor=cursor)
+
+    def fetch_window(self, first: date, last: date) -> AppointmentBatch:
+        """Every reception planned on the days first…last, as an authoritative batch: a visit of those days
+        that is no longer there was deleted in IDENT (the daily reconciliation voids it)."""
+        conn = self._connect()
+        try:
+            cur = conn.cursor()
+            cur.execute(QUERY_WINDOW, (first.isoformat(), (last + timedelta(days=1)).isoformat()))
+            names = [d[0] for d in cur.description]
+            rows = [dict(zip(names, values, strict=True)) for values in cur.fetchall()]
+        finally:
+            conn.close()
+        batch = map_rows(rows, tz=self._tz, no_show_reasons=self._no_show, cursor=None)
+        return AppointmentBatch(batch.appointments, batch.rejects, None, (first, last))
 
     def iter_all(self, cursor: str | None) -> Iterator[AppointmentBatch]:
         yield self.fetch(cursor)

@@ -97,19 +97,22 @@ def map_reception_row(
     row: Mapping[str, Any], *, row_number: int, tz: tzinfo, no_show_reasons: Collection[str]
 ) -> Appointment | AppointmentReject:
     """One view row → an appointment, or a reject naming the first bad column."""
+    visit = _text(row.get("ID"))
     for column in REQUIRED:
         if _text(row.get(column)) is None:
-            return AppointmentReject(row_number, column, "required", "")
+            return AppointmentReject(row_number, column, "required", "", visit)
     parsed: dict[str, datetime | None] = {}
     for column in ("DateTimeChanged", "PlanStart", "PlanEnd"):
         try:
             parsed[column] = _when(row.get(column), tz)
         except (TypeError, ValueError):
-            return AppointmentReject(row_number, column, "not a date and time", str(row.get(column)))
+            return AppointmentReject(row_number, column, "not a date and time", str(row.get(column)), visit)
     starts_at, ends_at = parsed["PlanStart"], parsed["PlanEnd"]
     assert starts_at is not None
     if ends_at is not None and ends_at < starts_at:
-        return AppointmentReject(row_number, "PlanEnd", "ends before it starts", str(row.get("PlanEnd")))
+        return AppointmentReject(
+            row_number, "PlanEnd", "ends before it starts", str(row.get("PlanEnd")), visit
+        )
     status, reason = derive_status(row, no_show_reasons)
     name_parts = [_text(row.get(c)) for c in ("PatientSurname", "PatientName", "PatientPatronymic")]
     first = row.get("FirstConsultation")

@@ -14,7 +14,7 @@ from .bitrix24 import keep_grants_alive, poll_offline_events, reconcile_deals
 from .distribution import run_distribution_sweep
 from .invoices import refresh_cbr_rates
 from .ledger import run_daily_charges, run_expire_holds
-from .mis import poll_helix_folders, purge_mis_sync_log
+from .mis import poll_helix_folders, poll_ident_databases, purge_mis_sync_log, reconcile_ident_databases
 from .periodic import purge_idempotency_records, sweep_inbox, sweep_outbox
 
 __all__ = ["PERIODIC_JOBS", "SchedulerAlreadyRunning", "SingletonCronScheduler", "build_scheduler"]
@@ -45,6 +45,9 @@ PERIODIC_JOBS = (
     # Helix watch folders (a file is taken once it has not changed for 5 s); the MIS sync log keeps 90 days.
     (poll_helix_folders, "mis", 60),
     (purge_mis_sync_log, "default", 3600),
+    # IDENT databases: changes every 2 min; the −30…+90-day window once a day voids deleted receptions.
+    (poll_ident_databases, "mis", 120),
+    (reconcile_ident_databases, "mis", 3600),
 )
 
 
