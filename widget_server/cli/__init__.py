@@ -14,6 +14,7 @@ from .demo import demo
 from .distribution import distribution
 from .documents import documents
 from .ledger import ledger
+from .mis import mis
 from .processes import cron, run, up, worker
 
 __all__ = ["main"]
@@ -29,6 +30,7 @@ for command in (
 ):
     cli.add_command(command)
 cli.add_command(bitrix24)
+cli.add_command(mis)
 
 
 def main() -> None:
