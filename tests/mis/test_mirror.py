@@ -102,3 +102,20 @@ def test_invalid_phone_is_flagged_on_the_deal(rt, crm, sync, jobs):
     jobs()
     notes = crm.notes_for(_deal_id(rt))
     assert "Телефон пациента в МИС недействителен: +7 (888) 888-88-88" in notes
+
+
+def test_a_visit_back_in_an_earlier_state_is_mirrored_again(rt, crm, sync, jobs):
+    sync(visit())
+    jobs()
+    sync(visit(status="cancelled", changed_at=LATER))
+    jobs()
+    sync(visit(changed_at=LATER + timedelta(hours=1), comment="снова записан"))
+    sync(visit(changed_at=LATER + timedelta(hours=2)))  # booked exactly as at first
+    jobs()
+    deal_id = _deal_id(rt)
+    assert crm.get_deal(deal_id).stage == StageRef("Первичный приём", "Записан на приём")
+    assert [n.rsplit(": ", 1)[1] for n in crm.notes_for(deal_id)] == [
+        "Записан на приём",
+        "Отменил запись",
+        "Записан на приём",
+    ]

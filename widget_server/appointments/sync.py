@@ -427,18 +427,22 @@ class _Engine:
         return roots
 
     def _queue(self, rows: list[MisAppointment]) -> None:
-        # A job still pending for a visit will read its newest state when it runs: it covers this change.
+        # A job not yet claimed for a visit will read its newest state when it runs: it covers this change.
+        # FOR UPDATE holds a worker's claim (which bumps attempts) until this commits, so the job it then
+        # runs sees this change; a job claimed before this read gets a successor below.
         pending: set[str] = set()
         origins = [f"mis:{row.id}" for row in rows]
         for chunk in _chunks(origins, 500):
             pending.update(
                 self.s.scalars(
-                    select(OutboxJob.origin).where(
+                    select(OutboxJob.origin)
+                    .where(
                         OutboxJob.portal_id == self.portal.id,
                         OutboxJob.origin.in_(chunk),
                         OutboxJob.state == "pending",
                         OutboxJob.attempts == 0,
                     )
+                    .with_for_update()
                 )
             )
         # One INSERT for the batch's jobs, not one round trip each (enqueue_outbox flushes per job): the
@@ -448,7 +452,9 @@ class _Engine:
                 portal_id=self.portal.id,
                 operation=MIRROR_OPERATION,
                 payload={"appointment_id": row.id},
-                idempotency_key=f"mis-{row.id}-{mirror_hash(row)[:24]}",
+                # Per run: a visit may return to an earlier state (booked → cancelled → booked) and need a
+                # job for it again; within a run it is queued once.
+                idempotency_key=f"mis-{row.id}-{self.run.id}-{mirror_hash(row)[:16]}",
                 deal_id=row.deal_id,
                 origin=origin,
             )

@@ -187,7 +187,8 @@ def mis_mirror_appointment(crm: CrmClient, payload: dict[str, Any], key: str) ->
             )
             mirrored_target = target
     if deal_id is not None:
-        crm.add_note(deal_id, note, idempotency_key=f"mis-note-{state['row_id']}-{digest[:16]}")
+        # Keyed by the job: a retry adds nothing, a later return to the same state is noted again.
+        crm.add_note(deal_id, note, idempotency_key=f"mis-note-{key}")
         if "invalid_phone" in state["flags"]:
             crm.add_note(
                 deal_id,
