@@ -90,3 +90,14 @@ def test_alert_webhook_url_is_optional_and_checked(tmp_path):
     with pytest.raises(ConfigError) as exc:
         load_settings({"ALERT_WEBHOOK_URL": "alerts.example.ru"}, instance_path=tmp_path)
     assert "ALERT_WEBHOOK_URL" in str(exc.value)
+
+
+def test_bitrix24_app_credentials_come_together(tmp_path):
+    both = {"B24_CLIENT_ID": "local.abc123", "B24_CLIENT_SECRET": "s3cr3t"}
+    settings = load_settings(both, instance_path=tmp_path)
+    assert (settings.b24_client_id, settings.b24_client_secret) == ("local.abc123", "s3cr3t")
+    for missing in ("B24_CLIENT_ID", "B24_CLIENT_SECRET"):
+        alone = {k: v for k, v in both.items() if k != missing}
+        with pytest.raises(ConfigError) as exc:
+            load_settings(alone, instance_path=tmp_path)
+        assert missing in str(exc.value)

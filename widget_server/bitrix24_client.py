@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from typing import Any
 
 import redis
@@ -59,8 +58,8 @@ class B24NotConfigured(RuntimeError):
 
 
 def _setting(rt: Runtime, name: str) -> str | None:
-    value = rt.settings.extra.get(name) if rt.settings.extra else None
-    return str(value) if value else os.environ.get(name) or None
+    value = getattr(rt.settings, name.lower(), None)
+    return str(value) if value else None
 
 
 def b24_oauth(rt: Runtime) -> B24OAuth:

@@ -58,6 +58,9 @@ class Settings:
     """Sustained requests per second to one amoCRM budget; never more than 7 in any one second."""
     amo_rate_scope: str = "ip"
     """"ip": one budget for the whole deployment; "account": one per amoCRM account (research §6)."""
+    b24_client_id: str | None = None
+    b24_client_secret: str | None = None
+    """The Bitrix24 local or market application (its "client_id" and "client_secret")."""
     alert_webhook_url: str | None = None
     """Where a portal losing its CRM connection (re-auth needed, blocked) is announced, as JSON, besides
     the admin panel and the error log: a chat bot or an on-call tool."""
@@ -202,6 +205,14 @@ def _amo_settings(env: Mapping[str, str]) -> dict[str, object]:
     }
 
 
+def _b24_settings(env: Mapping[str, str]) -> dict[str, object]:
+    client_id, client_secret = env.get("B24_CLIENT_ID") or None, env.get("B24_CLIENT_SECRET") or None
+    if bool(client_id) != bool(client_secret):
+        missing = "B24_CLIENT_SECRET" if client_id else "B24_CLIENT_ID"
+        raise ConfigError(missing, "set B24_CLIENT_ID and B24_CLIENT_SECRET together (or neither)")
+    return {"b24_client_id": client_id, "b24_client_secret": client_secret}
+
+
 def load_settings(environ: Mapping[str, str] | None = None, instance_path: Path | None = None) -> Settings:
     """Build Settings from the environment; raise ConfigError naming the first bad variable."""
     env = os.environ if environ is None else environ
@@ -229,4 +240,5 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: Path 
         api_rate_limit=_check_positive_int("API_RATE_LIMIT", env.get("API_RATE_LIMIT") or "50"),
         alert_webhook_url=_optional_url("ALERT_WEBHOOK_URL", env.get("ALERT_WEBHOOK_URL")),
         **_amo_settings(env),
+        **_b24_settings(env),
     )

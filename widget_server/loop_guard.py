@@ -25,9 +25,17 @@ def _amocrm_echo(client: redis.Redis, portal_id: int, event: CrmEvent) -> bool:
     return is_own_write(client, portal_id, "leads", event.deal_id, int(event.occurred_at.timestamp()))
 
 
+def _bitrix24_echo(client: redis.Redis, portal_id: int, event: CrmEvent) -> bool:
+    # Bitrix24 events carry only the deal id: the test compares the deal with what we last wrote to it.
+    from .bitrix24_client import is_own_echo
+
+    return is_own_echo(client, portal_id, event)
+
+
 ECHO_CHECKS: dict[str, Callable[[redis.Redis, int, CrmEvent], bool]] = {
     "amocrm": _amocrm_echo,
     "amocrm_poll": _amocrm_echo,
+    "bitrix24": _bitrix24_echo,
 }
 """Inbox source → its echo test. Sources without one have every event treated as a person's."""
 

@@ -118,7 +118,8 @@ def form(name: str, **replace: str) -> str:
 def settings(settings):  # type: ignore[no-untyped-def]
     return settings.with_overrides(
         public_base_url="https://cb.example.ru",
-        extra={"B24_CLIENT_ID": CLIENT_ID, "B24_CLIENT_SECRET": CLIENT_SECRET},
+        b24_client_id=CLIENT_ID,
+        b24_client_secret=CLIENT_SECRET,
     )
 
 

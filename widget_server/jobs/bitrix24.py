@@ -203,17 +203,6 @@ def run_robot(portal_id: int, event: CrmEvent) -> None:
         raise
 
 
-def _register_echo_check() -> None:
-    # Bitrix24 events carry only the deal id, so its echo test reads the deal (bitrix24_client); it joins
-    # the loop guard's table here, next to the robot reaction the inbox job imports from this module.
-    from ..bitrix24_client import is_own_echo
-    from ..loop_guard import ECHO_CHECKS
-
-    ECHO_CHECKS.setdefault("bitrix24", is_own_echo)
-
-
-_register_echo_check()
-
 
 GRANT_IDLE = timedelta(days=150)
 """A refresh token lives 180 days (research §1.5); an unused grant is refreshed well before, and only then:
