@@ -12,8 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import phonenumbers
-
+from ..phones import e164
 from ..types import Contact, CrmUser, Deal, StageRef
 from .const import LOST_STATUS_ID, WON_STATUS_ID
 from .fields import decode_fields
@@ -60,15 +59,9 @@ def parse_deal(lead: Mapping[str, Any], tz: ZoneInfo, aliases: Mapping[str, str]
     )
 
 
-def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> str | None:
+def normalize_phone(raw: str, region: str = "RU") -> str | None:
     """E.164 of a phone as typed into the CRM ("8 (916) 123-45-67" → "+79161234567"); None if invalid."""
-    try:
-        parsed = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(parsed):
-        return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return e164(raw, region)
 
 
 def _multitext(entity: Mapping[str, Any], code: str) -> list[str]:

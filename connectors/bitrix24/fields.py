@@ -16,6 +16,7 @@ from typing import Any
 import phonenumbers
 
 from ..errors import Rejected
+from ..phones import e164 as to_e164
 from ..types import FieldValue
 
 __all__ = ["FieldDef", "decode_value", "encode_value", "normalize_phone", "parse_field_defs"]
@@ -100,13 +101,7 @@ def decode_value(field: FieldDef | None, raw: Any) -> FieldValue:
 
 def normalize_phone(raw: str, region: str = "RU") -> str | None:
     """E.164 of a phone as typed into the CRM ("8 (916) 123-45-67" → "+79161234567"); None if invalid."""
-    try:
-        parsed = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_valid_number(parsed):
-        return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return to_e164(raw, region)
 
 
 def phone_forms(e164: str) -> list[str]:

@@ -33,12 +33,12 @@ from datetime import date, datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-import phonenumbers
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from connectors.errors import Rejected
+from connectors.phones import e164
 from connectors.types import (
     Contact,
     CrmUser,
@@ -162,15 +162,12 @@ def _encode_fields(fields: Mapping[str, FieldValue], path: str = "fields") -> di
 
 def normalize_phone(raw: str, region: str = DEFAULT_PHONE_REGION) -> str:
     """E.164 form of a phone as people type it ("8 (916) 123-45-67" → "+79161234567")."""
-    try:
-        parsed = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException:
-        parsed = None
-    if parsed is None or not phonenumbers.is_valid_number(parsed):
+    number = e164(raw, region)
+    if number is None:
         raise Rejected(
             f"phones: invalid phone number {raw!r}", status=422, code="invalid_phone", path="phones"
         )
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    return number
 
 
 def _text(path: str, value: object, max_length: int | None = None) -> str:
