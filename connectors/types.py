@@ -47,6 +47,22 @@ class StageRef:
 
 
 @dataclass(frozen=True)
+class Stage:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A pipeline (amoCRM) or deal category (Bitrix24) with its stages in board order: what the settings
+    screen offers, so that no stage id is ever typed by hand."""
+
+    id: str
+    name: str
+    stages: tuple[Stage, ...] = ()
+
+
+@dataclass(frozen=True)
 class Deal:
     id: str
     name: str

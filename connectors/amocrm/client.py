@@ -21,7 +21,18 @@ from zoneinfo import ZoneInfo
 from ..base import TokenSource
 from ..errors import Rejected, RetryLater
 from ..http import PortalHttp
-from ..types import Contact, Deal, DealUpdate, FieldValue, NewContact, NewDeal, OAuthToken, StageRef
+from ..types import (
+    Contact,
+    Deal,
+    DealUpdate,
+    FieldValue,
+    NewContact,
+    NewDeal,
+    OAuthToken,
+    Pipeline,
+    Stage,
+    StageRef,
+)
 from .activity import ActivityMixin
 from .const import BATCH_SIZE, COMPLEX_FIELDS_MAX, LOST_STATUS_ID
 from .fields import FieldDef, FieldDefsCache, encode_value, parse_field_defs
@@ -204,6 +215,21 @@ class AmoCrmClient(ActivityMixin):
         if lead is None:
             raise Rejected(f"deal_id: no such deal {deal_id!r}", status=404, code="NotFound", path="deal_id")
         return parse_deal(lead, self.tz, self.aliases)
+
+    def list_pipelines(self) -> list[Pipeline]:
+        """`GET /api/v4/leads/pipelines` (§5.1): every pipeline with its statuses, 142/143 included."""
+        body = self.transport.get_json("/api/v4/leads/pipelines") or {}
+        pipelines = []
+        for item in embedded(body, "pipelines"):
+            statuses = sorted(embedded(item, "statuses"), key=lambda status: status.get("sort") or 0)
+            pipelines.append(
+                Pipeline(
+                    id=str(item["id"]),
+                    name=str(item.get("name") or item["id"]),
+                    stages=tuple(Stage(str(st["id"]), str(st.get("name") or st["id"])) for st in statuses),
+                )
+            )
+        return pipelines
 
     def iter_leads_updated_since(self, since: int) -> Iterator[Mapping[str, Any]]:
         """Every lead changed at or after unix time `since`, oldest change first, as amo returns them

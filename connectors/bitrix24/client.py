@@ -31,6 +31,8 @@ from ..types import (
     NewDeal,
     NewTask,
     NoteRef,
+    Pipeline,
+    Stage,
     StageRef,
     TaskRef,
 )
@@ -266,6 +268,21 @@ class Bitrix24Client:
             rows = self._call("crm.status.list", {"filter": {"ENTITY_ID": entity}}, read=True) or []
             self._stages[category] = {str(r["STATUS_ID"]): str(r.get("SEMANTICS") or "") for r in rows}
         return self._stages[category]
+
+    def list_pipelines(self) -> list[Pipeline]:
+        """Deal categories (`crm.category.list`, entityTypeId 2) with their stages (`crm.status.list`,
+        DEAL_STAGE / DEAL_STAGE_<id>), as `move_deal` takes them: pipeline = category id."""
+        answer = self._call("crm.category.list", {"entityTypeId": 2}, read=True) or {}
+        categories = sorted(answer.get("categories") or [], key=lambda c: int(c.get("sort") or 0))
+        pipelines = []
+        for category in categories:
+            cid = int(category["id"])
+            entity = "DEAL_STAGE" if cid == 0 else f"DEAL_STAGE_{cid}"
+            rows = self._call("crm.status.list", {"filter": {"ENTITY_ID": entity}}, read=True) or []
+            self._stages[cid] = {str(r["STATUS_ID"]): str(r.get("SEMANTICS") or "") for r in rows}
+            stages = tuple(Stage(str(r["STATUS_ID"]), str(r.get("NAME") or r["STATUS_ID"])) for r in rows)
+            pipelines.append(Pipeline(str(cid), str(category.get("name") or cid), stages))
+        return pipelines
 
     def move_deal(self, deal_id: str, stage: StageRef, *, loss_reason: str | None = None) -> None:
         item_id = _id(deal_id, "deal_id")

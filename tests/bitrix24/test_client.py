@@ -11,7 +11,7 @@ import redis
 from connectors.bitrix24.client import Bitrix24Client, check_stage
 from connectors.bitrix24.limits import STANDARD, LeakyBucketLimiter, OperatingBudget
 from connectors.errors import ReauthRequired, Rejected, RetryLater
-from connectors.types import DealUpdate, StageRef
+from connectors.types import DealUpdate, NewDeal, StageRef
 from tests.bitrix24.conftest import MemoryTokens, make_client, stored_token
 from tests.support.fake_bitrix24 import FakeBitrix24
 
@@ -327,3 +327,13 @@ def test_batches_travel_two_at_a_time(fake: FakeBitrix24, crm: Bitrix24Client) -
     crm.update_deals([DealUpdate(d, {"UF_CRM_NUMBER": 1}) for d in deals])
     assert peak[0] == 2
     assert all(fake.deals[int(d)]["UF_CRM_NUMBER"] == 1 for d in deals)
+
+
+def test_pipelines_are_the_deal_categories_with_their_stages(fake: FakeBitrix24, crm: Bitrix24Client) -> None:
+    pipelines = crm.list_pipelines()
+    assert [(p.id, p.name) for p in pipelines] == [("0", "Общее"), ("1", "Стационар")]
+    assert [s.id for s in pipelines[1].stages] == ["C1:NEW", "C1:WORK", "C1:WON", "C1:LOSE"]
+    # A stage offered by the picker is one move_deal accepts.
+    deal = crm.create_deal(NewDeal(name="Орлов", stage=StageRef("0", "NEW")), idempotency_key="p-1")
+    crm.move_deal(deal.id, StageRef(pipelines[1].id, pipelines[1].stages[1].id))
+    assert crm.get_deal(deal.id).stage == StageRef("1", "C1:WORK")

@@ -121,3 +121,20 @@ def test_many_notes_queued_together_reach_amo_in_one_request(amo_rt, make_api, j
         jobs_done = session.scalars(select(OutboxJob).where(OutboxJob.operation == "add_note")).all()
         assert {j.state for j in jobs_done} == {"done"}
         assert len({j.result["note_id"] for j in jobs_done}) == 30
+
+
+def test_the_settings_pickers_offer_the_amo_accounts_real_pipelines_and_fields(amo_rt, make_api):
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.post("https://clinic.amocrm.ru/oauth2/access_token", json=TOKEN)
+        fake = FakeAmo(rsps, token=TOKEN["access_token"], rate_limit=None)
+        installed = complete_install(amo_rt, "clinic.amocrm.ru", "auth-code")
+        with amo_rt.db.transaction() as s:
+            portal = s.get(Portal, installed.portal_id)
+        catalogue = make_api(portal, "admin").get("/api/v1/settings/catalogue").get_json()
+
+    assert catalogue["supported"] == {"deal_fields": True, "pipelines": True}
+    pipeline = fake.pipelines[0]
+    offered = {p["id"]: p for p in catalogue["pipelines"]}[str(pipeline["id"])]
+    assert offered["name"] == pipeline["name"]
+    assert [s["id"] for s in offered["stages"]][:1] == [str(pipeline["_embedded"]["statuses"][0]["id"])]
+    assert "1002" in {f["id"] for f in catalogue["deal_fields"]}

@@ -688,6 +688,19 @@ class FakeBitrix24:
             extra["next"] = start + 50
         return {"items": page}, extra
 
+    def m_crm_category_list(self, params: dict[str, Any]) -> Any:
+        # crm.category.list{entityTypeId: 2}: deal categories ("воронки"); 0 is the default one.
+        if _int(params.get("entityTypeId"), "entityTypeId") != 2:
+            raise _Err("NOT_FOUND", "Smart process not found", 400)
+        names = {0: "Общее", 1: "Стационар"}
+        return {
+            "categories": [
+                {"id": c, "name": names.get(c, f"Воронка {c}"), "sort": (c + 1) * 100, "entityTypeId": 2,
+                 "isDefault": "Y" if c == 0 else "N"}
+                for c in sorted(self.stages)
+            ]
+        }, {"total": len(self.stages)}
+
     def m_crm_status_list(self, params: dict[str, Any]) -> Any:
         entity = str((params.get("filter") or {}).get("ENTITY_ID", ""))
         category = 0 if entity == "DEAL_STAGE" else _int(entity.rsplit("_", 1)[-1], "ENTITY_ID")

@@ -867,3 +867,12 @@ def test_the_fake_answers_in_the_shapes_of_the_fixtures(fake: FakeAmo, world: Am
     }
     for name, answer in answers.items():
         assert _shape(answer) == _shape(load_fixture(f"api/{name}")), name
+
+
+def test_pipelines_come_with_their_statuses_in_board_order(fake: FakeAmo, world: AmoWorld) -> None:
+    pipelines = make_client().list_pipelines()
+    recorded = load_fixture("api/pipelines_list.json")["_embedded"]["pipelines"]
+    assert [p.id for p in pipelines] == [str(p["id"]) for p in recorded]
+    first = sorted(recorded[0]["_embedded"]["statuses"], key=lambda s: s["sort"])
+    assert [s.name for s in pipelines[0].stages] == [s["name"] for s in first]
+    assert {"142", "143"} <= {s.id for s in pipelines[0].stages}
