@@ -390,8 +390,13 @@ class _Engine:
                 target = self.settings.target(kind, bool(visit.doc.get("waiting_list")), visit.status)
                 if visit.status == "void":
                     target = {"void": "1"}
-                if kind != visit.kind or target != visit.target:
-                    visit.kind, visit.target = kind, target
+                # Only what differs is assigned: an explicit None in a JSON column is sent as a value, which
+                # would split the batch's INSERT into many small ones.
+                if kind != visit.kind:
+                    visit.kind = kind
+                    self.changed.add(visit)
+                if target != visit.target:
+                    visit.target = target
                     self.changed.add(visit)
                 if visit.status == "completed":
                     last_completed = visit.starts_at
