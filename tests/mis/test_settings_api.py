@@ -118,3 +118,44 @@ def test_the_doctor_map_joins_the_timetable_and_feeds_the_note(rt, api, client):
     }
     note = appointment_note(doc, "booked", "Europe/Moscow", view["settings"]["doctor_map"])
     assert note == "Запись 12.03.2026 12:00, Орлова М. А. (ортодонтия): Записан на приём"
+
+
+def test_on_amocrm_the_stage_map_must_name_the_accounts_real_pipelines_and_stages(  # type: ignore[no-untyped-def]
+    rt, make_api, monkeypatch
+):
+    import json
+    from pathlib import Path
+
+    import responses
+
+    from tests.support.fake_amocrm import FakeAmo
+    from widget_server.amocrm_install import complete_install
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures/amocrm/oauth/token__ok.json"
+    token = json.loads(fixture.read_text())
+    secret = "client-secret-0123456789"
+    overrides = {"amo_client_id": "cid", "amo_client_secret": secret}
+    monkeypatch.setattr(rt, "settings", rt.settings.with_overrides(**overrides))
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        rsps.post("https://clinic.amocrm.ru/oauth2/access_token", json=token)
+        fake = FakeAmo(rsps, token=token["access_token"], rate_limit=None)
+        installed = complete_install(rt, "clinic.amocrm.ru", "auth-code")
+        with rt.db.transaction() as s:
+            portal = s.get(Portal, installed.portal_id)
+        api = make_api(portal, "admin")
+        pipeline = fake.pipelines[0]
+        stage = pipeline["_embedded"]["statuses"][1]
+        real = {"pipeline_id": str(pipeline["id"]), "stage_id": str(stage["id"])}
+
+        wrong = api.put(
+            "/api/v1/mis/settings",
+            json={"stage_map": {"primary": {"booked": {**real, "stage_id": "Записан на приём"}}}},
+        )
+        assert wrong.status_code == 422
+        assert list(wrong.get_json()["error"]["fields"]) == ["stage_map.primary.booked.stage_id"]
+        with rt.db.transaction() as s:
+            assert "mis" not in (s.get(Portal, installed.portal_id).settings or {})
+
+        right = api.put("/api/v1/mis/settings", json={"stage_map": {"primary": {"booked": real}}})
+        assert right.status_code == 200, right.get_json()
+        assert right.get_json()["settings"]["stage_map"]["primary"]["booked"] == real

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import asdict
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -190,7 +191,7 @@ def _pipelines(portal: Portal) -> list[dict[str, Any]] | None:
     if not hasattr(crm, "list_pipelines"):
         return None
     with crm_errors_as_api_errors("pipelines"):
-        return list(crm.list_pipelines())
+        return [p if isinstance(p, dict) else asdict(p) for p in crm.list_pipelines()]
 
 
 @mis_api.get("/settings")
