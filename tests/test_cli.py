@@ -130,3 +130,32 @@ def test_unblock_only_a_blocked_portal(rt, make_portal):
     assert result.exit_code == 0
     with rt.db.transaction() as s:
         assert s.get(Portal, portal.id).status == "active"
+
+
+def test_tokens_rotate_reencrypts_oauth_tokens_and_ident_connection_strings(rt, make_portal, monkeypatch):
+    from cryptography.fernet import Fernet
+
+    from connectors.types import OAuthToken
+    from widget_server.crypto import TokenCipher
+
+    old_cipher = rt.cipher
+    portal = make_portal(slug="rotating")
+    dsn = "DRIVER={ODBC Driver 18 for SQL Server};SERVER=ident;UID=cb;PWD=secret"
+    with rt.db.transaction() as s:
+        row = s.get(Portal, portal.id)
+        row.token_ciphertext = old_cipher.encrypt_token(OAuthToken("access", "refresh", None))
+        sealed = old_cipher.encrypt_token(OAuthToken(dsn, None, None))
+        row.settings = {"mis": {"ident_db": {"dsn_ciphertext": sealed}}}
+    new_key = Fernet.generate_key().decode()
+    monkeypatch.setattr(rt, "cipher", TokenCipher((new_key, *rt.settings.token_encryption_keys)))
+
+    result = invoke("tokens", "rotate")
+
+    assert result.exit_code == 0, result.output
+    assert "1 token(s) and 1 IDENT connection string(s)" in result.output
+    only_new = TokenCipher((new_key,))  # the old key can now be dropped
+    with rt.db.transaction() as s:
+        row = s.get(Portal, portal.id)
+        assert only_new.decrypt_token(row.token_ciphertext).access_token == "access"
+        stored = row.settings["mis"]["ident_db"]["dsn_ciphertext"]
+        assert only_new.decrypt_token(stored).access_token == dsn

@@ -178,11 +178,20 @@ def tokens() -> None:
 
 @tokens.command("rotate")
 def tokens_rotate() -> None:
-    """Re-encrypt every stored token under the first TOKEN_ENCRYPTION_KEY."""
+    """Re-encrypt every stored secret under the first TOKEN_ENCRYPTION_KEY: OAuth tokens and the IDENT
+    database connection strings (after this the old key can be dropped)."""
     rt = cli_runtime()
-    count = 0
+    count = secrets = 0
     with rt.db.transaction() as session:
-        for row in session.scalars(select(Portal).where(Portal.token_ciphertext.is_not(None))):
-            row.token_ciphertext = rt.cipher.rotate(row.token_ciphertext)
-            count += 1
-    click.echo(f"re-encrypted {count} token(s)")
+        for row in session.scalars(select(Portal)):
+            if row.token_ciphertext is not None:
+                row.token_ciphertext = rt.cipher.rotate(row.token_ciphertext)
+                count += 1
+            mis = dict((row.settings or {}).get("mis") or {})
+            ident_db = dict(mis.get("ident_db") or {})
+            if ident_db.get("dsn_ciphertext"):
+                ident_db["dsn_ciphertext"] = rt.cipher.rotate(ident_db["dsn_ciphertext"])
+                # New dicts all the way up: the JSON column only notices assignment.
+                row.settings = {**row.settings, "mis": {**mis, "ident_db": ident_db}}
+                secrets += 1
+    click.echo(f"re-encrypted {count} token(s) and {secrets} IDENT connection string(s)")
