@@ -87,8 +87,12 @@ class NewDeal:
 
 @dataclass(frozen=True)
 class DealUpdate:
+    """One deal's changes in a batch: custom fields, and optionally a new responsible user (a lead
+    distribution run reassigns many deals at once)."""
+
     deal_id: str
     fields: Mapping[str, FieldValue]
+    responsible_user_id: str | None = None
 
 
 @dataclass(frozen=True)

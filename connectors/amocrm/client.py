@@ -246,11 +246,24 @@ class AmoCrmClient(ActivityMixin):
 
     def update_deals(self, updates: Sequence[DealUpdate]) -> None:
         merged: dict[int, dict[str, dict[str, Any]]] = {}
+        responsible: dict[int, int] = {}
         for i, update in enumerate(updates):
             lead_id = _id(update.deal_id, f"updates[{i}].deal_id")
+            values = merged.setdefault(lead_id, {})
             for item in self._encode(update.fields, f"updates[{i}].fields"):
-                merged.setdefault(lead_id, {})[str(item["field_id"])] = item
-        batch = [{"id": lead_id, "custom_fields_values": list(v.values())} for lead_id, v in merged.items()]
+                values[str(item["field_id"])] = item
+            if update.responsible_user_id is not None:
+                self._check_user(update.responsible_user_id, f"updates[{i}].responsible_user_id")
+                responsible[lead_id] = int(update.responsible_user_id)
+        batch = [
+            {
+                "id": lead_id,
+                **({"custom_fields_values": list(v.values())} if v else {}),
+                **({"responsible_user_id": responsible[lead_id]} if lead_id in responsible else {}),
+            }
+            for lead_id, v in merged.items()
+            if v or lead_id in responsible
+        ]
         for start in range(0, len(batch), BATCH_SIZE):
             self._patch_batch(batch[start : start + BATCH_SIZE])
 

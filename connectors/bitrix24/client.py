@@ -238,6 +238,9 @@ class Bitrix24Client:
         for i, update in enumerate(updates):
             item_id = _id(update.deal_id, f"updates[{i}].deal_id")
             merged.setdefault(item_id, {}).update(self._encode(update.fields, f"updates[{i}].fields"))
+            if update.responsible_user_id is not None:
+                self._check_user(update.responsible_user_id, f"updates[{i}].responsible_user_id")
+                merged[item_id]["assignedById"] = int(update.responsible_user_id)
         commands = [
             (
                 f"d{item_id}",

@@ -228,6 +228,27 @@ class CrmContract:
     def test_update_deals_with_nothing_to_do_is_fine(self, crm: CrmClient) -> None:
         crm.update_deals([])
 
+    def test_update_deals_also_reassigns_deals(self, crm: CrmClient, crm_world: CrmWorld) -> None:
+        w = crm_world
+        first, second = w.make_user("Ирина Волкова"), w.make_user("Пётр Лебедев")
+        a = w.make_deal("А", responsible_user_id=first)
+        b = w.make_deal("Б", fields={w.text_field: "b"}, responsible_user_id=first)
+
+        crm.update_deals(
+            [
+                DealUpdate(a, {}, responsible_user_id=second),
+                DealUpdate(b, {w.text_field: "b2"}, responsible_user_id=second),
+            ]
+        )
+
+        assert crm.get_deal(a).responsible_user_id == second
+        assert (crm.get_deal(b).responsible_user_id, crm.get_deal(b).fields[w.text_field]) == (second, "b2")
+
+    def test_update_deals_refuses_an_unknown_responsible(self, crm: CrmClient, crm_world: CrmWorld) -> None:
+        deal_id = crm_world.make_deal("В")
+        with pytest.raises(Rejected):
+            crm.update_deals([DealUpdate(deal_id, {}, responsible_user_id="987654")])
+
     # --- stages -----------------------------------------------------------------------------------------
 
     def test_move_within_a_pipeline(self, crm: CrmClient, crm_world: CrmWorld) -> None:

@@ -145,3 +145,21 @@ def test_notes_still_go_one_by_one_before_the_field_batch(rt, portal, crm, jobs)
     jobs()
     assert crm.inner.notes_for(deals[0]) == ["Пополнение"]
     assert crm.batches == [2]
+
+
+def test_reassignments_from_one_run_go_in_one_batch(rt, portal, crm, jobs):
+    deals = _deals(crm, 3)
+    operator = crm.inner.seed_user("Ольга Смирнова", email="olga@example.ru")
+    with rt.db.transaction() as session:
+        for i, deal_id in enumerate(deals):
+            enqueue_outbox(
+                session,
+                portal_id=portal.id,
+                operation="set_responsible",
+                payload={"deal_id": deal_id, "user_id": operator.id},
+                idempotency_key=f"assign-{i}",
+                deal_id=deal_id,
+            )
+    jobs()
+    assert crm.batches == [3]
+    assert {crm.inner.get_deal(d).responsible_user_id for d in deals} == {operator.id}

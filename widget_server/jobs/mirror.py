@@ -22,7 +22,7 @@ from .. import runtime
 from ..models import OutboxJob, Portal, utcnow
 from ..registry import UnsupportedPortal, crm_for
 from .joblog import logged_job
-from .operations import BATCHED_OPERATIONS, deal_fields_of, run_operation
+from .operations import BATCHED_OPERATIONS, deal_update_of, run_operation
 
 __all__ = ["LEASE", "backoff", "mirror_outbox_job", "mirror_outbox_jobs"]
 
@@ -136,14 +136,14 @@ Send = Callable[[CrmClient, Loaded], dict[int, dict] | None]
 
 
 def _send_fields(crm: CrmClient, jobs: Loaded) -> dict[int, dict] | None:
-    """One `update_deals` for all of them."""
+    """One `update_deals` for all of them (fields and responsible users)."""
     updates: list[DealUpdate] = []
     written: dict[int, dict] = {}
     for job_id, operation, payload, _key in jobs:
-        deal_id, fields = deal_fields_of(operation, payload)
-        written[job_id] = {"fields": sorted(fields)} if operation == "sync_stay_fields" else {}
-        if fields:
-            updates.append(DealUpdate(deal_id, fields))
+        update = deal_update_of(operation, payload)
+        written[job_id] = {"fields": sorted(update.fields)} if operation == "sync_stay_fields" else {}
+        if update.fields or update.responsible_user_id is not None:
+            updates.append(update)
     if updates:
         crm.update_deals(updates)
     return written

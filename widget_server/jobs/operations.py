@@ -12,13 +12,14 @@ from datetime import date, datetime
 from typing import Any
 
 from connectors.base import CrmClient
-from connectors.types import FieldValue, NewTask, StageRef
+from connectors.types import DealUpdate, FieldValue, NewTask, StageRef
 
 __all__ = [
     "BATCHED_OPERATIONS",
     "LAZY_OPERATIONS",
     "OPERATIONS",
     "deal_fields_of",
+    "deal_update_of",
     "is_operation",
     "resolve_operation",
     "run_operation",
@@ -100,8 +101,16 @@ def _sync_stay_fields(crm: CrmClient, payload: dict[str, Any], key: str) -> dict
     return {"fields": sorted(fields)}
 
 
-BATCHED_OPERATIONS = frozenset({"update_deal_fields", "sync_stay_fields"})
-"""Operations that only set deal fields: many of them go to the CRM as one batch request."""
+BATCHED_OPERATIONS = frozenset({"update_deal_fields", "sync_stay_fields", "set_responsible"})
+"""Operations that only change a deal (fields, responsible): many of them go to the CRM as one batch
+request (`deal_update_of`)."""
+
+
+def deal_update_of(operation: str, payload: dict[str, Any]) -> DealUpdate:
+    """The deal change a batched operation makes, read at send time (a stay's figures as they are now)."""
+    if operation == "set_responsible":
+        return DealUpdate(str(payload["deal_id"]), {}, responsible_user_id=str(payload["user_id"]))
+    return DealUpdate(*deal_fields_of(operation, payload))
 
 
 def deal_fields_of(operation: str, payload: dict[str, Any]) -> tuple[str, dict[str, FieldValue]]:

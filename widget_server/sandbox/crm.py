@@ -238,8 +238,12 @@ class SandboxCrm:
         if not batch:
             return
         with self._db.transaction() as s:
-            for deal_id, changes in batch:
-                _merge_fields(self._deal(s, deal_id, lock=True), changes)
+            for i, (update, (deal_id, changes)) in enumerate(zip(updates, batch, strict=True)):
+                row = self._deal(s, deal_id, lock=True)
+                _merge_fields(row, changes)
+                if update.responsible_user_id is not None:
+                    path = f"updates[{i}].responsible_user_id"
+                    row.responsible_user_id = self._user(s, update.responsible_user_id, path=path).id
 
     def move_deal(self, deal_id: str, stage: StageRef, *, loss_reason: str | None = None) -> None:
         _stage(stage)
