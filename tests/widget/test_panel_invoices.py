@@ -195,3 +195,63 @@ def test_staff_sees_statuses_and_no_forms(open_card, clinic):
     assert page.locator("[data-invoice-action]").count() == 0
     assert page.locator("form").count() == 0
     assert "3 000,00" not in plain(page.locator(".cbp-invoices").inner_text())
+
+
+def _issued_patient_invoice(live) -> dict:  # type: ignore[no-untyped-def]
+    payer = live.api("POST", "/api/v1/counterparties", PATIENT_PAYER)
+    return live.api(
+        "POST",
+        "/api/v1/deals/501/invoices",
+        {
+            "kind": "patient",
+            "counterparty_id": payer["id"],
+            "issue": True,
+            "lines": [{"name": "Массаж", "quantity": "2", "unit_price": "1500.00"}],
+        },
+    )
+
+
+def test_a_network_error_is_worded_and_the_retry_replays_one_payment(open_card, clinic, rt):
+    invoice = _issued_patient_invoice(clinic)
+    page = open_card(FINANCE)
+    _invoices_tab(page)
+    item = page.locator(f'.cbp-invoice-list li[data-invoice="{invoice["id"]}"]')
+    item.locator('[data-invoice-action="pay"]').click()
+    pay = page.locator('form[data-form="invoice-payment"]')
+    _field(pay, "amount").fill("1000")
+    key = pay.get_attribute("data-key")
+    clinic.failing["api"] = True
+    try:
+        pay.get_by_role("button", name=RU["inv_pay"]).click()
+        expect(pay.locator(".cbp-form-error")).to_contain_text(RU["error_server"])
+        assert _rows(rt, InvoicePayment) == 0
+    finally:
+        clinic.failing["api"] = False
+    assert pay.get_attribute("data-key") == key  # outcome unknown: the retry must replay the same key
+    pay.locator(".cbp-retry").click()
+    expect(item).to_have_attribute("data-status", "partly_paid")
+    assert _rows(rt, InvoicePayment) == 1
+
+
+def test_missing_kpp_is_shown_beside_the_counterparty_and_consumes_no_number(open_card, live, rt, cbr_http):
+    with rt.db.transaction() as s:
+        portal = s.get(Portal, live.portal_id)
+        portal.settings = {
+            **(portal.settings or {}),
+            "invoices": {"clinic": CLINIC_REQUISITES, "vat_payer": True},
+        }
+    requisites = {k: v for k, v in INSURER["requisites"].items() if k != "kpp"}
+    insurer = live.api("POST", "/api/v1/counterparties", {**INSURER, "requisites": requisites})
+    page = open_card(FINANCE, width=320)
+    _invoices_tab(page)
+    page.locator('.cbp-action[data-action="issue-invoice"]').click()
+    form = page.locator('form[data-form="issue-invoice"]')
+    _field(form, "counterparty_id").select_option(str(insurer["id"]))
+    for name, value in INSURER_DETAILS.items():
+        _field(form, f"details.{name}").fill(value)
+    _field(form, "lines[0].name").fill("Консультация")
+    _field(form, "lines[0].unit_price").fill("4500")
+    form.get_by_role("button", name=RU["inv_issue_submit"]).click()
+    expect(_error(form, "counterparty_id")).not_to_be_empty()
+    expect(_field(form, "counterparty_id")).to_have_attribute("aria-invalid", "true")
+    assert _rows(rt, Invoice) == 0  # not even a draft: the refused issue rolled the whole request back

@@ -44,6 +44,16 @@ function refuse(fields) {
   return new ApiFailure(422, { error: { code: 'client_validation', message: 'invalid', fields } }, false);
 }
 
+// "2.000" → "2", "1.500" → "1,5": in the portal's locale, like its amounts.
+function quantityText(ctx, quantity) {
+  const locale = (ctx.session?.portal?.locale || 'ru_RU').replace('_', '-');
+  try {
+    return new Intl.NumberFormat(locale, { maximumFractionDigits: 3 }).format(String(quantity));
+  } catch {
+    return String(quantity);
+  }
+}
+
 function sumOf(amounts) {
   // Exact in minor units: the decimal strings have at most two decimals.
   const minor = amounts.reduce((acc, a) => {
@@ -69,7 +79,8 @@ export const invoicesSection = {
       const text = t(`${prefix}_${value}`);
       return text === `${prefix}_${value}` ? value : text;
     };
-    const today = () => isoToday(ctx.session?.portal?.timezone);
+    // The portal's day as the server counts it (the stay carries it), else the portal's timezone here.
+    const today = () => ctx.stay?.today || isoToday(ctx.session?.portal?.timezone);
     const close = () => { slot.replaceChildren(); ctx.resized?.(); };
 
     function mount(form) {
@@ -248,7 +259,7 @@ export const invoicesSection = {
       const open = (invoice.lines || []).filter((l) => !l.credited);
       const lineFields = open.map((l) => ({
         name: `line_${l.id}`, type: 'checkbox',
-        label: `${l.name} · ${l.quantity} × ${moneyIn(ctx, l.unit_price, invoice.price_currency)}`,
+        label: `${l.name} · ${quantityText(ctx, l.quantity)} × ${moneyIn(ctx, l.unit_price, invoice.price_currency)}`,
       }));
       return {
         id: 'credit-note', title: t('inv_credit_title', { number: invoice.number }), submitLabel: t('inv_credit'), danger: true,
@@ -275,8 +286,18 @@ export const invoicesSection = {
       };
     }
 
-    function openForm(spec) {
+    // The line boxes of a credit note matter only when crediting by lines.
+    function byLines(form) {
+      const scope = form.elements.namedItem('scope');
+      const parts = [...form.querySelectorAll('.cbp-field-check, .cbp-form-heading')];
+      const sync = () => { for (const el of parts) el.hidden = scope.value !== 'lines'; ctx.resized?.(); };
+      scope.addEventListener('change', sync);
+      sync();
+    }
+
+    function openForm(spec, after) {
       const form = actionForm(t, spec, close);
+      after?.(form);
       mount(form);
       form.querySelector('input, select, textarea')?.focus();
     }
@@ -311,7 +332,7 @@ export const invoicesSection = {
         }, t('inv_pay')) : null,
         CREDITABLE.has(invoice.status) ? h('button', {
           type: 'button', class: 'cbp-btn cbp-small-btn', dataset: { invoiceAction: 'credit' },
-          onclick: () => openForm(creditSpec(invoice)),
+          onclick: () => openForm(creditSpec(invoice), byLines),
         }, t('inv_credit')) : null,
       ] : [];
       return h('li', { class: 'cbp-item', dataset: { invoice: invoice.id, status: invoice.status } },
