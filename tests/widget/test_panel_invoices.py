@@ -138,6 +138,9 @@ def test_finance_issues_an_insurer_invoice_in_eur_and_records_a_partial_payment(
     assert _rows(rt, InvoicePayment) == 1
     with rt.db.transaction() as s:
         assert s.scalar(select(Invoice.status)) == "partly_paid"
+    owed = page.locator('.cbp-settlements [data-settlement="insurer-RUB"]')
+    expect(owed).to_contain_text(f"{RU['inv_outstanding']} 96 462,13 ₽")
+    expect(owed).to_contain_text(f"{RU['inv_paid']} 50 000,00 ₽")
 
 
 def test_credit_note_by_lines_needs_a_reason_and_a_line(open_card, clinic, rt):
@@ -194,6 +197,7 @@ def test_staff_sees_statuses_and_no_forms(open_card, clinic):
     assert page.locator('[data-action="issue-invoice"]').count() == 0
     assert page.locator("[data-invoice-action]").count() == 0
     assert page.locator("form").count() == 0
+    assert page.locator(".cbp-settlements").count() == 0
     assert "3 000,00" not in plain(page.locator(".cbp-invoices").inner_text())
 
 

@@ -351,12 +351,37 @@ export const invoicesSection = {
         h('div', { class: 'cbp-item-actions' }, pdfButton(invoice), actions));
     }
 
+    // What the patient, the insurer and the assistance company owe on this deal, and what we owe partners.
+    function settlements(view) {
+      const rows = [];
+      for (const [kind, byCurrency] of Object.entries(view?.by_kind || {})) {
+        for (const [ccy, p] of Object.entries(byCurrency)) {
+          rows.push(h('li', { class: 'cbp-item', dataset: { settlement: `${kind}-${ccy}` } },
+            h('div', { class: 'cbp-item-main' },
+              h('span', {}, label('ik', kind)),
+              h('b', { class: Number(p.outstanding) > 0 ? 'cbp-debt' : null },
+                `${t(kind === 'partner_clinic' ? 'inv_we_owe' : 'inv_outstanding')} ${moneyIn(ctx, p.outstanding, ccy)}`)),
+            h('div', { class: 'cbp-muted cbp-small' },
+              `${t('inv_invoiced')} ${moneyIn(ctx, p.invoiced, ccy)} · ${t('inv_paid')} ${moneyIn(ctx, p.paid, ccy)}`,
+              Number(p.credited) > 0 ? ` · ${t('inv_credited')} ${moneyIn(ctx, p.credited, ccy)}` : '')));
+        }
+      }
+      return rows.length
+        ? h('section', { class: 'cbp-list cbp-settlements' }, h('h3', { class: 'cbp-h' }, t('inv_settlements')),
+          h('ul', { class: 'cbp-simple-list' }, rows))
+        : null;
+    }
+
     async function load() {
       try {
-        const invoices = await ctx.api.get(`/api/v1/deals/${encodeURIComponent(ctx.dealId)}/invoices`);
-        list.replaceChildren(invoices.length
+        const deal = encodeURIComponent(ctx.dealId);
+        const [invoices, view] = await Promise.all([
+          ctx.api.get(`/api/v1/deals/${deal}/invoices`),
+          finance ? ctx.api.get(`/api/v1/deals/${deal}/settlements`) : null,
+        ]);
+        list.replaceChildren(...[invoices.length
           ? h('ul', { class: 'cbp-simple-list' }, invoices.map(card))
-          : h('p', { class: 'cbp-muted' }, t('inv_empty')));
+          : h('p', { class: 'cbp-muted' }, t('inv_empty')), invoices.length ? settlements(view) : null].filter(Boolean));
       } catch (failure) {
         list.replaceChildren(ctx.failureBox(failure, load));
       }
