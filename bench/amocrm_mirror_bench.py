@@ -66,8 +66,8 @@ from fake_amocrm_server import local_session
 
 from connectors.amocrm.client import AmoCrmClient
 from connectors.amocrm.fields import FieldDefsCache
-from connectors.amocrm.idempotency import RedisCreatedStore
 from connectors.amocrm.limits import amo_http, amo_limiter
+from connectors.created import RedisCreatedStore
 from connectors.errors import ReauthRequired, Rejected, RetryLater
 from connectors.ratelimit import KEY_PREFIX
 from connectors.types import DealUpdate, NewNote, OAuthToken

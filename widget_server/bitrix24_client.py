@@ -115,7 +115,7 @@ def is_own_echo(client: redis.Redis, portal_id: int, event: CrmEvent) -> bool:
 
 
 def build_client(portal: Portal, rt: Runtime) -> Bitrix24Client:
-    from connectors.amocrm.idempotency import RedisCreatedStore
+    from connectors.created import RedisCreatedStore
 
     settings = b24_settings(portal)
     portal_id = portal.id

@@ -46,8 +46,8 @@ def _shared_amo_field_defs(runtime: Runtime):  # type: ignore[no-untyped-def]
 
 def _amocrm(portal: Portal, runtime: Runtime) -> CrmClient:
     from connectors.amocrm.client import AmoCrmClient
-    from connectors.amocrm.idempotency import RedisCreatedStore
     from connectors.amocrm.limits import amo_http, amo_limiter
+    from connectors.created import RedisCreatedStore
 
     from .amocrm_hooks import remember_own_write
     from .amocrm_install import amo_oauth

@@ -18,10 +18,13 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from ..arguments import invalid as _invalid
+from ..arguments import platform_id
+from ..arguments import required_text as _nonempty
+from ..created import PENDING, CreatedStore, now
 from ..errors import Rejected, RetryLater
 from ..types import CrmUser, FileRef, NewNote, NewTask, NoteRef, TaskRef
 from .const import BATCH_SIZE, NOTE_ATTACHMENT, NOTE_SERVICE, SERVICE_NAME, TASK_TYPE_FOLLOW_UP
-from .idempotency import PENDING, CreatedStore, now
 from .schemas import embedded, parse_user
 
 if TYPE_CHECKING:
@@ -34,26 +37,8 @@ USER_CACHE_S = 300.0
 READ_BACK_SKEW_S = 120
 
 
-def _invalid(path: str, why: str) -> Rejected:
-    return Rejected(f"{path}: {why}", status=422, code="invalid", path=path)
-
-
 def _lead_id(value: object, path: str = "deal_id") -> int:
-    if (
-        not isinstance(value, str)
-        or not value.isascii()
-        or not value.isdigit()
-        or len(value) > 19
-        or value.startswith("0")
-    ):
-        raise Rejected(f"{path}: no such id {value!r}", status=404, code="NotFound", path=path)
-    return int(value)
-
-
-def _nonempty(value: object, path: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise _invalid(path, f"a non-empty string is required (got {value!r})")
-    return value
+    return platform_id(value, path, not_found_code="NotFound")
 
 
 class ActivityMixin:

@@ -18,7 +18,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ..arguments import invalid as _invalid
+from ..arguments import platform_id
+from ..arguments import required_text as _text
 from ..base import TokenSource
+from ..created import PENDING, CreatedStore, MemoryCreatedStore, now, pending_since
 from ..errors import Rejected, RetryLater
 from ..http import PortalHttp
 from ..types import (
@@ -36,14 +40,12 @@ from ..types import (
 from .activity import ActivityMixin
 from .const import BATCH_SIZE, COMPLEX_FIELDS_MAX, LOST_STATUS_ID
 from .fields import FieldDef, FieldDefsCache, encode_value, parse_field_defs
-from .idempotency import PENDING, CreatedStore, MemoryCreatedStore, now, pending_since
 from .schemas import embedded, normalize_phone, parse_contact, parse_deal, phone_values
 from .transport import AmoTransport
 
 __all__ = ["AmoCrmClient", "reference_for"]
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-_ID = re.compile(r"^[1-9]\d{0,18}$")
 
 
 def reference_for(idempotency_key: str) -> str:
@@ -51,22 +53,8 @@ def reference_for(idempotency_key: str) -> str:
     return "cb-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:20]
 
 
-def _invalid(path: str, why: str) -> Rejected:
-    return Rejected(f"{path}: {why}", status=422, code="invalid", path=path)
-
-
 def _id(value: object, path: str) -> int:
-    """A platform id; a malformed one cannot exist, so it is reported like an unknown one (404)."""
-    text = value if isinstance(value, str) else ""
-    if not _ID.match(text):
-        raise Rejected(f"{path}: no such id {value!r}", status=404, code="NotFound", path=path)
-    return int(text)
-
-
-def _text(value: object, path: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise _invalid(path, f"a non-empty string is required (got {value!r})")
-    return value
+    return platform_id(value, path, not_found_code="NotFound")
 
 
 class AmoCrmClient(ActivityMixin):

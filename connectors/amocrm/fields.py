@@ -25,7 +25,7 @@ from time import monotonic
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..errors import Rejected
+from ..arguments import invalid as _invalid
 from ..types import FieldValue
 
 __all__ = [
@@ -86,10 +86,6 @@ def parse_field_defs(items: list[Mapping[str, Any]]) -> dict[str, FieldDef]:
         fid = str(item["id"])
         defs[fid] = FieldDef(id=fid, code=item.get("code"), type=str(item.get("type")), enums=enums)
     return defs
-
-
-def _invalid(path: str, why: str) -> Rejected:
-    return Rejected(f"{path}: {why}", status=422, code="invalid", path=path)
 
 
 def _to_date(raw: Any, tz: ZoneInfo) -> date | None:

@@ -18,7 +18,10 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..amocrm.idempotency import PENDING, CreatedStore, MemoryCreatedStore, now, pending_since
+from ..arguments import invalid as _invalid
+from ..arguments import is_platform_id, platform_id
+from ..arguments import required_text as _text
+from ..created import PENDING, CreatedStore, MemoryCreatedStore, now, pending_since
 from ..errors import Rejected, RetryLater
 from ..types import (
     Contact,
@@ -45,7 +48,6 @@ DEAL, CONTACT = 2, 3
 LOSS_REASON_FIELD = "UF_CRM_CB_LOSS_REASON"
 FOLDER_EXISTS = "DISK_OBJ_22000"
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-_ID = re.compile(r"^[1-9]\d{0,18}$")
 _PREFIXED = re.compile(r"^C(\d+):")
 
 
@@ -53,21 +55,8 @@ def reference_for(idempotency_key: str) -> str:
     return "cb-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
 
 
-def _invalid(path: str, why: str) -> Rejected:
-    return Rejected(f"{path}: {why}", status=422, code="invalid", path=path)
-
-
 def _id(value: object, path: str) -> int:
-    text = value if isinstance(value, str) else ""
-    if not _ID.match(text):
-        raise Rejected(f"{path}: no such id {value!r}", status=404, code="NOT_FOUND", path=path)
-    return int(text)
-
-
-def _text(value: object, path: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise _invalid(path, f"a non-empty string is required (got {value!r})")
-    return value
+    return platform_id(value, path, not_found_code="NOT_FOUND")
 
 
 def _minor(amount: Any) -> int | None:
@@ -506,7 +495,7 @@ class Bitrix24Client:
         return sorted((self._user(r) for r in rows), key=lambda u: int(u.id))
 
     def _check_user(self, user_id: str, path: str) -> CrmUser:
-        uid = _id(user_id, path) if isinstance(user_id, str) and _ID.match(user_id) else None
+        uid = _id(user_id, path) if is_platform_id(user_id) else None
         rows = self._call("user.get", {"filter": {"ID": uid}}, read=True) if uid else []
         if not rows:
             raise Rejected(f"{path}: no such user {user_id!r}", status=422, code="unknown_user", path=path)

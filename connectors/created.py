@@ -1,9 +1,10 @@
-"""Where `AmoCrmClient` remembers what it created, by idempotency key.
+"""Where a CRM client remembers what it created, by idempotency key.
 
-amoCRM has no server-side idempotency (`request_id` is only echoed back, §5.2-5.3), so the client keeps
-``key → id`` itself. Before a POST it records ``pending:<unix time>``; a later call that finds a pending
-mark reads the platform back before creating anything. Deals and contacts also carry a searchable
-reference, so they are looked up on the platform whenever the store has no id.
+amoCRM has no server-side idempotency (`request_id` is only echoed back, §5.2-5.3) and Bitrix24's
+`originId` is only searchable, so each client keeps ``key → id`` itself. Before a POST it records
+``pending:<unix time>``; a later call that finds a pending mark reads the platform back before creating
+anything. Deals and contacts also carry a searchable reference, so they are looked up on the platform
+whenever the store has no id.
 
 `MemoryCreatedStore` serves one process (tests, the CLI); workers should share `RedisCreatedStore`.
 """

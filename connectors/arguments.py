@@ -1,0 +1,33 @@
+"""Checks of the arguments a connector is called with, before any request: the same refusals for every CRM."""
+
+from __future__ import annotations
+
+import re
+
+from .errors import Rejected
+
+__all__ = ["invalid", "is_platform_id", "platform_id", "required_text"]
+
+_ID = re.compile(r"^[1-9]\d{0,18}$")
+
+
+def invalid(path: str, why: str) -> Rejected:
+    return Rejected(f"{path}: {why}", status=422, code="invalid", path=path)
+
+
+def required_text(value: object, path: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise invalid(path, f"a non-empty string is required (got {value!r})")
+    return value
+
+
+def is_platform_id(value: object) -> bool:
+    return isinstance(value, str) and _ID.match(value) is not None
+
+
+def platform_id(value: object, path: str, *, not_found_code: str) -> int:
+    """A platform's numeric id. A malformed one cannot exist, so it is reported like an unknown one (404),
+    with the code that platform itself uses for a missing entity."""
+    if not is_platform_id(value):
+        raise Rejected(f"{path}: no such id {value!r}", status=404, code=not_found_code, path=path)
+    return int(str(value))
