@@ -36,12 +36,11 @@ def crm_for(portal: Portal, runtime: Runtime) -> CrmClient:
 def _shared_amo_field_defs(runtime: Runtime):  # type: ignore[no-untyped-def]
     """One `FieldDefsCache` per runtime (so per process): every outbox wake-up builds a client, the field
     definitions stay shared."""
-    cache = runtime.__dict__.get("_amo_field_defs")
-    if cache is None:
+    if "amo_field_defs" not in runtime.shared:
         from connectors.amocrm.fields import FieldDefsCache
 
-        cache = runtime.__dict__["_amo_field_defs"] = FieldDefsCache(ttl_s=300.0)
-    return cache
+        runtime.shared["amo_field_defs"] = FieldDefsCache(ttl_s=300.0)
+    return runtime.shared["amo_field_defs"]
 
 
 def _amocrm(portal: Portal, runtime: Runtime) -> CrmClient:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 from rq import Queue
@@ -31,6 +32,8 @@ class Runtime:
     redis: redis.Redis
     cipher: TokenCipher
     queues: dict[str, Queue] = field(default_factory=dict)
+    shared: dict[str, Any] = field(default_factory=dict)
+    """Per-process caches the CRM clients share (e.g. amoCRM field definitions), built on first use."""
 
     def queue(self, name: str) -> Queue:
         return self.queues[name]
