@@ -19,10 +19,8 @@ __all__ = ["ALERTING_STATUSES", "install_alert_listener"]
 
 log = logging.getLogger(__name__)
 
-ALERTING_STATUSES = {
-    "needs_reauth": "Нет доступа к CRM: нужно переподключить интеграцию / CRM access lost: reconnect",
-    "blocked": "CRM заблокировала запросы (403) / the CRM blocked our requests (403)",
-}
+ALERTING_STATUSES = frozenset({"needs_reauth", "blocked"})
+"""Statuses that cut the portal off from its CRM; the words sent are the admin panel's (`attention.py`)."""
 
 
 def _on_status(target: Portal, value: str, oldvalue: Any, _initiator: Any) -> None:

@@ -64,6 +64,8 @@ def test_losing_access_is_announced_once_to_the_alert_webhook(rt, amo_portal, jo
     assert body["status"] == "needs_reauth"
     assert body["portal"]["slug"] == "amo-att"
     assert body["reason"] == "Token has been revoked"
+    assert body["action"].endswith("/install/amocrm")  # the panel banner's reconnect link
+    assert "переподключите" in body["text"] and "reconnect" in body["text"]
 
 
 def test_an_alert_for_a_portal_that_recovered_meanwhile_is_not_sent(rt, amo_portal, jobs, monkeypatch):

@@ -8,7 +8,7 @@ import requests
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from .. import runtime
-from ..alerts import ALERTING_STATUSES
+from ..attention import portal_attention
 from ..models import Portal
 from .joblog import logged_job
 
@@ -37,11 +37,15 @@ def deliver_portal_alert(portal_id: int, status: str) -> str:
         portal = session.get(Portal, portal_id)
         if portal is None or portal.status != status:
             return "recovered before delivery"
+        # The same words and action the admin sees in the panel's banner.
+        notices = portal_attention(session, portal, rt.settings.public_base_url)
+        [item] = [notice for notice in notices if notice.code == status]
         body = {
             "event": "portal.connection_lost",
             "portal": {"id": portal.id, "slug": portal.slug, "kind": portal.kind, "domain": portal.domain},
             "status": status,
-            "text": f"ClinicBridge — {portal.name or portal.slug}: {ALERTING_STATUSES[status]}",
+            "text": f"ClinicBridge — {portal.name or portal.slug}: {item.message_ru} / {item.message_en}",
+            "action": item.action,
             "reason": (portal.settings or {}).get("reauth_reason"),
         }
     _post(url, body)
