@@ -191,7 +191,7 @@ def _pipelines(portal: Portal) -> list[dict[str, Any]] | None:
     if not hasattr(crm, "list_pipelines"):
         return None
     with crm_errors_as_api_errors("pipelines"):
-        return [p if isinstance(p, dict) else asdict(p) for p in crm.list_pipelines()]
+        return [asdict(p) for p in crm.list_pipelines()]
 
 
 @mis_api.get("/settings")

@@ -96,7 +96,7 @@ def _catalogue(portal: Portal) -> tuple[Catalogue, dict[str, bool]]:
                 for key, d in crm.field_defs().items()
             ]
         if hasattr(crm, "list_pipelines"):
-            pipelines = [p if isinstance(p, dict) else asdict(p) for p in crm.list_pipelines()]
+            pipelines = [asdict(p) for p in crm.list_pipelines()]
         if portal.kind == "sandbox":
             fields, pipelines = _sandbox_catalogue(portal)
         supported["deal_fields"] = bool(fields) or hasattr(crm, "list_deal_fields")
