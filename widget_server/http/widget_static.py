@@ -18,10 +18,19 @@ WIDGET_STATIC_DIR = Path(__file__).resolve().parents[2] / "static" / "widget"
 widget_static = Blueprint("widget_static", __name__)
 
 
+def _buffered(response: Response) -> Response:
+    # The files are small (tens of KB). Read into memory, the open file is closed here and now; streamed,
+    # it stays open until the server closes the response, which a browser dropping the connection
+    # mid-transfer (a tab closed while modules preload) can prevent: a leaked file handle per drop.
+    response.direct_passthrough = False
+    response.make_sequence()
+    return response
+
+
 @widget_static.get("/static/widget/<path:filename>")
 def widget_file(filename: str) -> Response:
     # send_from_directory refuses paths that leave the folder (404), so ../ cannot reach the source tree.
-    response = send_from_directory(WIDGET_STATIC_DIR, filename, max_age=300)
+    response = _buffered(send_from_directory(WIDGET_STATIC_DIR, filename, max_age=300))
     response.headers["Access-Control-Allow-Origin"] = "*"
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
@@ -29,4 +38,4 @@ def widget_file(filename: str) -> Response:
 
 @widget_static.get("/static/widget/demo/")
 def demo_page() -> Response:
-    return send_from_directory(WIDGET_STATIC_DIR / "demo", "index.html", max_age=0)
+    return _buffered(send_from_directory(WIDGET_STATIC_DIR / "demo", "index.html", max_age=0))
