@@ -20,6 +20,7 @@ from .types import (
     NewTask,
     NoteRef,
     OAuthToken,
+    OutgoingMessage,
     StageRef,
     TaskRef,
 )
@@ -69,6 +70,11 @@ class CrmClient(Protocol):
     ) -> FileRef: ...
 
     def notify_user(self, user_id: str, text: str, *, idempotency_key: str) -> None: ...
+
+    def send_message(self, message: OutgoingMessage, *, idempotency_key: str) -> None:
+        """Send a patient message through the CRM's channel (see `OutgoingMessage`). Sending twice with one
+        key sends once; `Rejected` names `text_field_id` or `bot_id` when the mapping is wrong."""
+        ...
 
 
 @runtime_checkable

@@ -31,6 +31,7 @@ __all__ = [
     "NewTask",
     "NoteRef",
     "OAuthToken",
+    "OutgoingMessage",
     "RobotCall",
     "StageRef",
     "TaskRef",
@@ -125,6 +126,19 @@ class NewNote:
     deal_id: str
     text: str
     idempotency_key: str
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A message to the patient sent through the CRM's own channel. We never talk to messengers
+    ourselves: the text goes into a deal field the channel reads (an amoCRM Salesbot's
+    `{{lead.cf.<id>}}`, a Bitrix24 robot triggered on the field), then amoCRM runs the mapped bot.
+    `bot_id` is required on amoCRM and ignored where a robot reacts to the field."""
+
+    deal_id: str
+    text: str
+    text_field_id: str
+    bot_id: str | None = None
 
 
 @dataclass(frozen=True)

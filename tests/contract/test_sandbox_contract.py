@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from connectors.base import CrmClient
 from connectors.errors import Rejected
-from connectors.types import DealUpdate, FieldValue, NewContact, NewDeal, StageRef
+from connectors.types import DealUpdate, FieldValue, NewContact, NewDeal, OutgoingMessage, StageRef
 from widget_server.db import Database
 from widget_server.models import Portal
 from widget_server.sandbox import models as sm
@@ -298,3 +298,24 @@ def test_losing_a_create_race_returns_the_winner(crm: SandboxCrm, database: Data
         kept = crm._insert_once(loser, sm.SandboxNote, "race", row)
         assert kept.text == "первый"
     assert crm.notes_for(str(deal_id)) == ["первый"]
+
+
+def test_a_patient_message_fills_the_field_and_shows_once_in_the_feed(
+    crm: SandboxCrm, crm_world: SandboxWorld
+) -> None:
+    deal_id = crm_world.make_deal("Орлов В. Н.")
+    message = OutgoingMessage(deal_id=deal_id, text="Ждём вас 12.03 в 10:00", text_field_id="ward")
+
+    crm.send_message(message, idempotency_key="journey:1:confirm")
+    crm.send_message(message, idempotency_key="journey:1:confirm")
+
+    assert crm.get_deal(deal_id).fields["ward"] == "Ждём вас 12.03 в 10:00"
+    assert crm.messages_for(deal_id) == ["Ждём вас 12.03 в 10:00"]
+
+
+def test_a_message_without_text_sends_nothing(crm: SandboxCrm, crm_world: SandboxWorld) -> None:
+    deal_id = crm_world.make_deal("Орлов В. Н.")
+    with pytest.raises(Rejected) as refused:
+        crm.send_message(OutgoingMessage(deal_id, "  ", "ward"), idempotency_key="journey:2")
+    assert refused.value.path == "text"
+    assert crm.messages_for(deal_id) == []

@@ -50,6 +50,7 @@ from connectors.types import (
     NewDeal,
     NewTask,
     NoteRef,
+    OutgoingMessage,
     StageRef,
     TaskRef,
 )
@@ -70,6 +71,7 @@ __all__ = [
     "CLOSED_STAGES",
     "DEFAULT_PHONE_REGION",
     "LOST_STAGE",
+    "MESSAGE_NOTE_PREFIX",
     "WON_STAGE",
     "FileRecord",
     "SandboxCrm",
@@ -83,6 +85,7 @@ WON_STAGE = "won"
 LOST_STAGE = "lost"
 CLOSED_STAGES = frozenset({WON_STAGE, LOST_STAGE})
 DEFAULT_PHONE_REGION = "RU"
+MESSAGE_NOTE_PREFIX = "Сообщение пациенту: "
 
 _DATE_TAG = "$date"
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -404,7 +407,29 @@ class SandboxCrm:
             row = SandboxNotification(portal_id=self._portal_id, user_id=user.id, text=text, created_key=key)
             self._insert_once(s, SandboxNotification, key, row)
 
+    def send_message(self, message: OutgoingMessage, *, idempotency_key: str) -> None:
+        # Like a real channel: the text lands in the mapped field, and the sent message shows in the feed
+        # (the note is the sandbox's "delivery"; its key makes a retry send nothing more).
+        key = _key(idempotency_key)
+        _text("text", message.text)
+        field_id = _text("text_field_id", message.text_field_id, max_length=64)
+        with self._db.transaction() as s:
+            if self._existing(s, SandboxNote, key) is not None:
+                return
+            deal = self._deal(s, message.deal_id, lock=True)
+            _merge_fields(deal, _encode_fields({field_id: message.text}))
+            text = f"{MESSAGE_NOTE_PREFIX}{message.text}"
+            self._insert_once(s, SandboxNote, key, SandboxNote(
+                portal_id=self._portal_id, deal_id=deal.id, text=text, created_key=key
+            ))
+
     # --- helpers for the demo and tests (not part of CrmClient) -----------------------------------------
+
+    def messages_for(self, deal_id: str) -> list[str]:
+        """Patient messages sent on this deal, oldest first."""
+        n = len(MESSAGE_NOTE_PREFIX)
+        return [text[n:] for text in self.notes_for(deal_id) if text.startswith(MESSAGE_NOTE_PREFIX)]
+
 
     def seed_user(
         self,

@@ -1,0 +1,27 @@
+"""reports_payroll
+
+Revision ID: 0011
+Revises: 0010
+Create Date: 2026-11-23 09:00:00
+
+"""
+from typing import Sequence, Union
+
+from alembic import op  # noqa: F401
+import sqlalchemy as sa  # noqa: F401
+
+
+revision: str = '0011'
+down_revision: Union[str, Sequence[str], None] = '0010'
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+
+def upgrade() -> None:
+    """Upgrade schema."""
+    pass
+
+
+def downgrade() -> None:
+    """Downgrade schema."""
+    pass

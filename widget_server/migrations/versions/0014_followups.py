@@ -1,0 +1,27 @@
+"""followups
+
+Revision ID: 0014
+Revises: 0013
+Create Date: 2026-11-23 09:00:00
+
+"""
+from typing import Sequence, Union
+
+from alembic import op  # noqa: F401
+import sqlalchemy as sa  # noqa: F401
+
+
+revision: str = '0014'
+down_revision: Union[str, Sequence[str], None] = '0013'
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+
+def upgrade() -> None:
+    """Upgrade schema."""
+    pass
+
+
+def downgrade() -> None:
+    """Downgrade schema."""
+    pass
