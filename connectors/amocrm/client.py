@@ -33,19 +33,22 @@ from ..types import (
     NewContact,
     NewDeal,
     OAuthToken,
+    OutgoingMessage,
     Pipeline,
     Stage,
     StageRef,
 )
 from .activity import ActivityMixin
-from .const import BATCH_SIZE, COMPLEX_FIELDS_MAX, LOST_STATUS_ID
+from .const import BATCH_SIZE, COMPLEX_FIELDS_MAX, ENTITY_TYPE_LEAD, LOST_STATUS_ID
 from .fields import FieldDef, FieldDefsCache, encode_value, parse_field_defs
 from .schemas import embedded, normalize_phone, parse_contact, parse_deal, phone_values
 from .transport import AmoTransport
 
-__all__ = ["AmoCrmClient", "reference_for"]
+__all__ = ["MESSAGE_SENT", "SALESBOT_RUN", "AmoCrmClient", "reference_for"]
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+SALESBOT_RUN = "/api/v2/salesbot/run"
+MESSAGE_SENT = "sent"
 
 
 def reference_for(idempotency_key: str) -> str:
@@ -55,6 +58,11 @@ def reference_for(idempotency_key: str) -> str:
 
 def _id(value: object, path: str) -> int:
     return platform_id(value, path, not_found_code="NotFound")
+
+
+def _throttled(exc: RetryLater) -> bool:
+    """A 429 means amo did not take the request (§6), unlike a timeout or a 5xx, whose outcome is unknown."""
+    return "HTTP 429" in str(exc) or "answered 429" in str(exc) or "rate limit" in str(exc)
 
 
 class AmoCrmClient(ActivityMixin):
@@ -265,7 +273,7 @@ class AmoCrmClient(ActivityMixin):
             # Not retried whole by PortalHttp: a batch that timed out is better resent smaller.
             self._heard(self.transport.send_json("PATCH", "/api/v4/leads", batch, idempotent=False))
         except RetryLater as exc:
-            if "HTTP 429" in str(exc) or "rate limit" in str(exc):
+            if _throttled(exc):
                 raise
             half = len(batch) // 2
             self._patch_batch(batch[:half])
@@ -304,6 +312,59 @@ class AmoCrmClient(ActivityMixin):
         lead_id = _id(deal_id, "deal_id")
         self._check_user(user_id, "user_id")
         self._patch_lead(lead_id, {"responsible_user_id": int(user_id)})
+
+    # --- patient messages -----------------------------------------------------------------------------
+
+    def send_message(self, message: OutgoingMessage, *, idempotency_key: str) -> None:
+        """The text into the lead field the Salesbot reads (`{{lead.cf.<id>}}`), then
+        `POST /api/v2/salesbot/run` for the lead (§7; entity_type 2 = lead; 202 with an empty body).
+
+        amo keeps no key and has nothing to read back for a bot run, so the key is recorded here: done
+        after the 202, pending while the run is in flight. A run whose answer was lost (timeout, 5xx) is
+        not resent blindly: the retry is refused as `outcome_unknown`, because a patient getting the same
+        message twice is worse than a person checking the chat once. A throttled run (429) was not taken
+        and is resent."""
+        key = _text(idempotency_key, "idempotency_key")
+        lead_id = _id(message.deal_id, "deal_id")
+        text = _text(message.text, "text")
+        _text(message.text_field_id, "text_field_id")
+        if message.bot_id is None:
+            raise _invalid("bot_id", "amoCRM sends patient messages through a Salesbot: bot_id is required")
+        bot_id = platform_id(message.bot_id, "bot_id", not_found_code="NotFound")
+        store_key = f"message:{key}"
+        known = self.created.get(store_key)
+        if known == MESSAGE_SENT:
+            return
+        if pending_since(known) is not None:
+            raise Rejected(
+                f"idempotency_key: the Salesbot run for {key!r} was sent and its answer lost; amoCRM cannot "
+                "tell whether the bot ran, so it is not run twice (check the lead's chat)",
+                status=409,
+                code="outcome_unknown",
+                path="idempotency_key",
+            )
+        field = self._field(message.text_field_id, "text_field_id")
+        value = encode_value(field, text, self.tz, "text_field_id")
+        self._patch_lead(lead_id, {"custom_fields_values": [value]})
+        self.created.set(store_key, f"{PENDING}{now()}")
+        run = [{"bot_id": bot_id, "entity_id": lead_id, "entity_type": ENTITY_TYPE_LEAD}]
+        try:
+            self.transport.send_json("POST", SALESBOT_RUN, run)
+        except Rejected as exc:
+            self.created.delete(store_key)
+            if exc.status == 404:
+                raise Rejected(
+                    f"bot_id: no Salesbot {message.bot_id!r} in this account",
+                    status=404,
+                    code=exc.code or "NotFound",
+                    path="bot_id",
+                ) from None
+            raise
+        except RetryLater as exc:
+            if _throttled(exc):
+                self.created.delete(store_key)
+            raise
+        self.created.set(store_key, MESSAGE_SENT)
 
     def _patch_lead(self, lead_id: int, body: dict[str, Any]) -> None:
         self._heard(self.transport.send_json("PATCH", f"/api/v4/leads/{lead_id}", body, idempotent=True))

@@ -10,6 +10,7 @@ __all__ = [
     "BATCH_SIZE",
     "COMPLEX_FIELDS_MAX",
     "DRIVE_HOST",
+    "ENTITY_TYPE_LEAD",
     "LOST_STATUS_ID",
     "MAX_RPS",
     "NOTE_ATTACHMENT",
@@ -37,4 +38,5 @@ LOST_STATUS_ID = "143"
 NOTE_SERVICE = "extended_service_message"  # §5.3, recommended for widget results [K-DPW].
 NOTE_ATTACHMENT = "attachment"  # §5.3 / §5.4: params{file_uuid, version_uuid, file_name}.
 SERVICE_NAME = "ClinicBridge"
+ENTITY_TYPE_LEAD = 2  # §7: /api/v2/salesbot/run takes entity_type 1 = contact, 2 = lead.
 TASK_TYPE_FOLLOW_UP = 1  # §5.3: 1 = follow-up, 2 = meeting.

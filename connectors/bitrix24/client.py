@@ -34,6 +34,7 @@ from ..types import (
     NewDeal,
     NewTask,
     NoteRef,
+    OutgoingMessage,
     Pipeline,
     Stage,
     StageRef,
@@ -42,11 +43,12 @@ from ..types import (
 from .fields import FieldDef, decode_value, encode_value, normalize_phone, parse_field_defs, phone_forms
 from .transport import B24Transport
 
-__all__ = ["DEAL", "LOSS_REASON_FIELD", "Bitrix24Client", "reference_for"]
+__all__ = ["DEAL", "LOSS_REASON_FIELD", "MESSAGE_SENT", "Bitrix24Client", "reference_for"]
 
 DEAL, CONTACT = 2, 3
 LOSS_REASON_FIELD = "UF_CRM_CB_LOSS_REASON"
 FOLDER_EXISTS = "DISK_OBJ_22000"
+MESSAGE_SENT = "sent"
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _PREFIXED = re.compile(r"^C(\d+):")
 
@@ -475,6 +477,43 @@ class Bitrix24Client:
             return str(mine[-1]["id"]) if mine else None
 
         return TaskRef(self._create_once("task", idempotency_key, post, read_back), task.deal_id)
+
+    # --- patient messages -------------------------------------------------------------------------------
+
+    def send_message(self, message: OutgoingMessage, *, idempotency_key: str) -> None:
+        """The text into the deal's `UF_CRM_…` field that the portal's robot ("field changed") sends on;
+        `bot_id` is not used. A robot only sees a change, so the same words sent again under a new key
+        first clear the field. The field is also the read-back: a retry whose first answer was lost finds
+        the text already there and writes nothing."""
+        key = _text(idempotency_key, "idempotency_key")
+        item_id = _id(message.deal_id, "deal_id")
+        text = _text(message.text, "text")
+        field = _text(message.text_field_id, "text_field_id")
+        if not field.startswith("UF_CRM_") or field not in self.field_defs():
+            raise Rejected(
+                f"text_field_id: {field!r} is not a deal field of this portal",
+                status=422,
+                code="unknown_field",
+                path="text_field_id",
+            )
+        value = encode_value(self.field_defs()[field], text, "text_field_id")
+        store_key = f"message:{key}"
+        known = self.created.get(store_key)
+        if known == MESSAGE_SENT:
+            return
+        current = self._item(DEAL, item_id).get(field)
+        if current == value and pending_since(known) is not None:
+            self.created.set(store_key, MESSAGE_SENT)
+            return
+        if current == value:
+            self._update(item_id, {field: ""})
+        self.created.set(store_key, f"{PENDING}{now()}")
+        try:
+            self._update(item_id, {field: value})
+        except Rejected:
+            self.created.delete(store_key)
+            raise
+        self.created.set(store_key, MESSAGE_SENT)
 
     # --- users and notifications ------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ class B24World:
     date_field = "UF_CRM_DATE"
     multi_field = "UF_CRM_MULTI"
     multi_options = ("41", "42", "43")
+    message_bot_id = None
 
     def __init__(self, fake: FakeBitrix24) -> None:
         self.fake = fake
@@ -82,6 +83,9 @@ class B24World:
 
     def loss_reason(self, deal_id: str) -> str | None:
         return self.fake.deals[int(deal_id)].get("UF_CRM_CB_LOSS_REASON")
+
+    def messages(self, deal_id: str) -> list[str]:
+        return [v for d, k, v in self.fake.field_changes if d == int(deal_id) and k == self.text_field]
 
 
 @pytest.fixture

@@ -23,7 +23,15 @@ import pytest
 
 from connectors.base import CrmClient
 from connectors.errors import Rejected
-from connectors.types import DealUpdate, FieldValue, NewContact, NewDeal, NewTask, StageRef
+from connectors.types import (
+    DealUpdate,
+    FieldValue,
+    NewContact,
+    NewDeal,
+    NewTask,
+    OutgoingMessage,
+    StageRef,
+)
 
 __all__ = ["MISSING_ID", "CrmContract", "CrmWorld", "WorldFile", "WorldTask"]
 
@@ -66,6 +74,8 @@ class CrmWorld(Protocol):
     date_field: str
     multi_field: str
     multi_options: tuple[str, str, str]
+    # What a patient message names besides the text field: amoCRM's Salesbot; None where a robot reacts.
+    message_bot_id: str | None
 
     def make_user(self, name: str, *, active: bool = True) -> str: ...
 
@@ -94,6 +104,14 @@ class CrmWorld(Protocol):
 
     def loss_reason(self, deal_id: str) -> str | None: ...
 
+    def messages(self, deal_id: str) -> list[str]:
+        """Patient messages the CRM's channel sent on the deal (bot runs, robot triggers), oldest first."""
+        ...
+
+
+def _message(world: CrmWorld, deal_id: str, text: str = "Ждём вас 12.03 в 10:00") -> OutgoingMessage:
+    return OutgoingMessage(deal_id, text, world.text_field, world.message_bot_id)
+
 
 def _task(
     deal_id: str, user_id: str, text: str = "Позвонить пациенту", due_at: datetime | None = None
@@ -117,6 +135,9 @@ _DEAL_CALLS: dict[str, Callable[[CrmClient, CrmWorld, str, str], object]] = {
         _task(deal, user), idempotency_key="c-task-404"
     ),
     "set_responsible": lambda crm, w, deal, user: crm.set_responsible(deal, user),
+    "send_message": lambda crm, w, deal, user: crm.send_message(
+        _message(w, deal), idempotency_key="c-message-404"
+    ),
     "attach_file": lambda crm, w, deal, user: crm.attach_file(
         deal, "a.pdf", b"%PDF", "application/pdf", idempotency_key="c-file-404"
     ),
@@ -546,3 +567,33 @@ class CrmContract:
         with pytest.raises(Rejected):
             crm.notify_user(gone, "Кто здесь?", idempotency_key="c-notify-gone")
         assert crm_world.notifications(gone) == []
+
+    # --- patient messages -------------------------------------------------------------------------------
+
+    def test_send_message_fills_the_field_and_sends_once_per_key(
+        self, crm: CrmClient, crm_world: CrmWorld
+    ) -> None:
+        deal_id = crm_world.make_deal("Орлов В. Н.")
+
+        crm.send_message(_message(crm_world, deal_id), idempotency_key="c-message-same")
+        crm.send_message(_message(crm_world, deal_id), idempotency_key="c-message-same")
+
+        assert crm.get_deal(deal_id).fields[crm_world.text_field] == "Ждём вас 12.03 в 10:00"
+        assert crm_world.messages(deal_id) == ["Ждём вас 12.03 в 10:00"]
+
+    def test_the_same_words_under_a_new_key_are_sent_again(self, crm: CrmClient, crm_world: CrmWorld) -> None:
+        deal_id = crm_world.make_deal("Орлов В. Н.")
+
+        crm.send_message(_message(crm_world, deal_id, "Примите лекарство"), idempotency_key="c-message-d1")
+        crm.send_message(_message(crm_world, deal_id, "Примите лекарство"), idempotency_key="c-message-d2")
+
+        assert crm_world.messages(deal_id) == ["Примите лекарство", "Примите лекарство"]
+
+    def test_send_message_without_text_sends_nothing(self, crm: CrmClient, crm_world: CrmWorld) -> None:
+        deal_id = crm_world.make_deal("Орлов В. Н.")
+
+        with pytest.raises(Rejected) as exc:
+            crm.send_message(_message(crm_world, deal_id, "  "), idempotency_key="c-message-blank")
+
+        assert exc.value.path == "text"
+        assert crm_world.messages(deal_id) == []

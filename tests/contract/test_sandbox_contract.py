@@ -52,6 +52,7 @@ class SandboxWorld:
     date_field = "admission_date"
     multi_field = "diagnosis_codes"
     multi_options = ("I63.9", "G81.9", "S72.0")
+    message_bot_id = None
 
     def __init__(self, crm: SandboxCrm) -> None:
         self.crm = crm
@@ -95,6 +96,9 @@ class SandboxWorld:
 
     def loss_reason(self, deal_id: str) -> str | None:
         return self.crm.loss_reason_for(deal_id)
+
+    def messages(self, deal_id: str) -> list[str]:
+        return self.crm.messages_for(deal_id)
 
 
 @pytest.fixture

@@ -139,6 +139,9 @@ class FakeBitrix24:
         self.offline: list[dict[str, Any]] = []
         self.reserved: dict[str, list[dict[str, Any]]] = {}
         self.event_sends: list[dict[str, Any]] = []
+        # (deal, field, new value) for each change of a UF field to a non-empty value: what a robot
+        # triggered on "field changed" would see (a patient message is one).
+        self.field_changes: list[tuple[int, str, Any]] = []
         self.valid_event_tokens: set[str] = set()
         self.fail_methods: dict[str, str] = {}  # method → error code (set-up failures)
         self.stages = {
@@ -566,7 +569,10 @@ class FakeBitrix24:
         deal["categoryId"], deal["stageId"] = category, stage
         for key, value in fields.items():
             if key.startswith("UF_CRM_"):
+                before = deal.get(key)
                 self._set_uf(deal, key, value)
+                if deal.get(key) not in (None, before):
+                    self.field_changes.append((deal["id"], key, deal[key]))
             elif key == "title":
                 deal["title"] = str(value)
             elif key == "assignedById":

@@ -63,6 +63,7 @@ class AmoWorld:
     date_field = "1004"
     multi_field = "1005"
     multi_options = ("5001", "5002", "5003")
+    message_bot_id = "36143"
 
     def __init__(self, fake: FakeAmo) -> None:
         self.fake = fake
@@ -132,6 +133,16 @@ class AmoWorld:
     def loss_reason(self, deal_id: str) -> str | None:
         rid = self.fake.leads[int(deal_id)]["loss_reason_id"]
         return next((r["name"] for r in self.fake.loss_reasons if r["id"] == rid), None)
+
+    def messages(self, deal_id: str) -> list[str]:
+        # What the bot's {{lead.cf.<text field>}} read at each run on this lead.
+        return [
+            str(cf["values"][0]["value"])
+            for run in self.fake.bot_runs
+            if run["entity_type"] == 2 and run["entity_id"] == int(deal_id)
+            for cf in run["fields"] or ()
+            if str(cf["field_id"]) == self.text_field and cf.get("values")
+        ]
 
 
 @pytest.fixture

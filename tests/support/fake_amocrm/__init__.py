@@ -73,6 +73,8 @@ class FakeAmo(LeadsMixin, ContactsMixin, ActivityMixin, AccountMixin, CustomFiel
         self.notes: dict[int, dict[str, Any]] = {}
         self.tasks: dict[int, dict[str, Any]] = {}
         self.files: dict[str, dict[str, Any]] = {}
+        self.bots = {36143: "Напоминание о визите"}
+        self.bot_runs: list[dict[str, Any]] = []
         self.sessions: dict[str, dict[str, Any]] = {}
         self.users = {u["id"]: u for u in load_fixture("api/users_list.json")["_embedded"]["users"][:1]}
         self.lead_fields = {
@@ -131,6 +133,7 @@ class FakeAmo(LeadsMixin, ContactsMixin, ActivityMixin, AccountMixin, CustomFiel
                 ("POST", r"/api/v4/contacts", self._add_contacts),
                 ("GET", r"/api/v4/tasks", self._list_tasks),
                 ("POST", r"/api/v4/tasks", self._add_tasks),
+                ("POST", r"/api/v2/salesbot/run", self._salesbot_run),
                 ("GET", r"/api/v4/users/(\d+)", self._get_user),
                 ("GET", r"/api/v4/users", self._list_users),
                 ("POST", r"/v1\.0/sessions", self._drive_session),

@@ -11,6 +11,30 @@ from ._base import Reply, _problem, _validation, load_fixture
 
 
 class ActivityMixin:
+    # --- Salesbot ---------------------------------------------------------------------------------------
+
+    def _salesbot_run(self, *, query: Mapping[str, str], body: Any) -> Reply:
+        """POST /api/v2/salesbot/run: a list of {bot_id, entity_id, entity_type 1|2}, ≤ 100; 202 `{}` (§7).
+        Each run keeps the lead's field values at that moment, which is what the bot's
+        `{{lead.cf.<id>}}` would read. Unknown bot → 404 as the v4 form documents (assumption for v2)."""
+        if not isinstance(body, list) or not body:
+            return _validation("0", "NotBlank", "bot_id")
+        if len(body) > 100:
+            return 422, load_fixture("errors/limit_exceeded__422.json")
+        for i, item in enumerate(body):
+            if item.get("entity_type") not in (1, 2):
+                return _validation(str(i), "NotSupportedChoice", "entity_type")
+            entities = self.leads if item["entity_type"] == 2 else self.contacts
+            if item.get("entity_id") not in entities:
+                return _validation(str(i), "NotFound", "entity_id")
+            if item.get("bot_id") not in self.bots:
+                return _problem(404)
+        for item in body:
+            lead = self.leads.get(item["entity_id"]) if item["entity_type"] == 2 else None
+            fields = copy.deepcopy(lead["custom_fields_values"]) if lead else None
+            self.bot_runs.append({**item, "fields": fields})
+        return 202, {}
+
     # --- notes ------------------------------------------------------------------------------------------
 
     def _list_notes(self, lead_id: str, *, query: Mapping[str, str], body: Any) -> Reply:
