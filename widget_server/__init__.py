@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import runtime as runtime_module
 from .config import Settings, load_settings
@@ -32,6 +33,10 @@ def create_app(config: Settings | Mapping[str, str] | None = None, *, rt: Any = 
     app.config.update(SECRET_KEY=settings.secret_key, TESTING=settings.testing, JSON_SORT_KEYS=False)
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
     app.extensions["clinicbridge"] = runtime
+    if settings.trusted_proxy_hops:
+        # Only as many X-Forwarded-For hops as we have proxies: a client can prepend any address it likes.
+        hops = settings.trusted_proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
     from .http import register_http
 

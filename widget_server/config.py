@@ -20,7 +20,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["B24_SOURCE_LIST_URLS", "ConfigError", "Settings", "load_settings"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INSTANCE_PATH = PROJECT_ROOT / "instance"
@@ -36,6 +36,13 @@ class ConfigError(RuntimeError):
         super().__init__(f"{variable}: {reason}")
         self.variable = variable
         self.reason = reason
+
+
+B24_SOURCE_LIST_URLS = (
+    "https://dl.bitrix24.com/webhook/app-world.json",
+    "https://repos.1c-bitrix.ru/webhook/app.json",
+)
+"""Bitrix24's published lists of the servers that call applications (global, and the Russian region)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,14 @@ class Settings:
     b24_client_id: str | None = None
     b24_client_secret: str | None = None
     """The Bitrix24 local or market application (its "client_id" and "client_secret")."""
+    b24_event_source_check: str = "log"
+    """Bitrix24 events and robot calls from outside Bitrix24's published server lists: "off" (not
+    checked), "log" (accepted and logged), "enforce" (refused with 403; Bitrix24 does not resend them)."""
+    b24_event_source_lists: tuple[str, ...] = B24_SOURCE_LIST_URLS
+    """The published lists of Bitrix24's calling servers, read every 10 minutes (bitrix24_sources.py)."""
+    trusted_proxy_hops: int = 0
+    """Reverse proxies in front of the app whose X-Forwarded-For we believe (the source check needs the
+    caller's real address)."""
     alert_webhook_url: str | None = None
     """Where a portal losing its CRM connection (re-auth needed, blocked) is announced, as JSON, besides
     the admin panel and the error log: a chat bot or an on-call tool."""
@@ -176,6 +191,12 @@ AMO_MAX_RPS = Decimal(7)
 """amoCRM refuses more than 7 requests per second (research/amocrm.md §6)."""
 
 
+def _check_hops(value: str) -> int:
+    if not value.isdigit() or int(value) > 5:
+        raise ConfigError("TRUSTED_PROXY_HOPS", f"must be a whole number from 0 to 5, got {value!r}")
+    return int(value)
+
+
 def _amo_settings(env: Mapping[str, str]) -> dict[str, object]:
     client_id, client_secret = env.get("AMO_CLIENT_ID") or None, env.get("AMO_CLIENT_SECRET") or None
     if bool(client_id) != bool(client_secret):
@@ -210,7 +231,24 @@ def _b24_settings(env: Mapping[str, str]) -> dict[str, object]:
     if bool(client_id) != bool(client_secret):
         missing = "B24_CLIENT_SECRET" if client_id else "B24_CLIENT_ID"
         raise ConfigError(missing, "set B24_CLIENT_ID and B24_CLIENT_SECRET together (or neither)")
-    return {"b24_client_id": client_id, "b24_client_secret": client_secret}
+    mode = (env.get("B24_EVENT_SOURCE_CHECK") or "log").strip().lower()
+    if mode not in ("off", "log", "enforce"):
+        raise ConfigError("B24_EVENT_SOURCE_CHECK", f"must be off, log or enforce, got {mode!r}")
+    raw_lists = env.get("B24_EVENT_SOURCE_LISTS")
+    if raw_lists is None:
+        lists: tuple[str, ...] = B24_SOURCE_LIST_URLS
+    else:
+        lists = tuple(
+            _check_url("B24_EVENT_SOURCE_LISTS", url.strip()) for url in raw_lists.split(",") if url.strip()
+        )
+    if mode == "enforce" and not lists:
+        raise ConfigError("B24_EVENT_SOURCE_LISTS", "enforce needs at least one list URL")
+    return {
+        "b24_client_id": client_id,
+        "b24_client_secret": client_secret,
+        "b24_event_source_check": mode,
+        "b24_event_source_lists": lists,
+    }
 
 
 def load_settings(environ: Mapping[str, str] | None = None, instance_path: Path | None = None) -> Settings:
@@ -239,6 +277,7 @@ def load_settings(environ: Mapping[str, str] | None = None, instance_path: Path 
         log_level=_check_log_level(env.get("LOG_LEVEL") or "INFO"),
         api_rate_limit=_check_positive_int("API_RATE_LIMIT", env.get("API_RATE_LIMIT") or "50"),
         alert_webhook_url=_optional_url("ALERT_WEBHOOK_URL", env.get("ALERT_WEBHOOK_URL")),
+        trusted_proxy_hops=_check_hops(env.get("TRUSTED_PROXY_HOPS") or "0"),
         **_amo_settings(env),
         **_b24_settings(env),
     )

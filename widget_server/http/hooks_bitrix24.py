@@ -9,6 +9,7 @@ acknowledged at once with no outgoing call; a replay answers `duplicate`. Refusa
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
 
@@ -30,7 +31,8 @@ from .. import runtime
 from ..bitrix24_client import B24NotConfigured, b24_settings
 from ..bitrix24_install import InstallRefused, application_token_ok, uninstall, verify_frame
 from ..bitrix24_panel import PanelSession, issue_panel_token, user_roles
-from ..errors import ApiError, NotFound, Unauthorized
+from ..bitrix24_sources import cached_source_list, source_verdict
+from ..errors import ApiError, Forbidden, NotFound, Unauthorized
 from ..inbox import receive_event
 from ..models import Portal
 from ..outbox import after_commit
@@ -40,6 +42,7 @@ from .openapi import api_doc
 
 __all__ = ["bitrix24_hooks"]
 
+log = logging.getLogger(__name__)
 bitrix24_hooks = Blueprint("bitrix24_hooks", __name__, url_prefix="/bitrix24")
 _DEAL_ID = re.compile(r"^[1-9]\d{0,18}$")
 
@@ -51,6 +54,26 @@ def _auth(form: dict[str, Any]) -> dict[str, Any]:
             "auth[member_id]: required", code="malformed_body", fields={"auth[member_id]": ["required"]}
         )
     return auth
+
+
+def _check_source() -> None:
+    """The second fence after the application token: calls come from Bitrix24's published servers."""
+    settings = runtime.current().settings
+    if settings.b24_event_source_check == "off":
+        return
+    verdict = source_verdict(request.remote_addr, settings.b24_event_source_check, cached_source_list())
+    if verdict.stranger:
+        action = "accepted" if verdict.allowed else "refused"
+        log.warning(
+            "bitrix24 call %s from %s to %s: %s", action, request.remote_addr, request.path, verdict.reason
+        )
+    if verdict.allowed:
+        return
+    raise Forbidden(
+        f"remote_addr: {verdict.reason}",
+        code="source_not_allowed",
+        fields={"remote_addr": [verdict.reason]},
+    )
 
 
 def _portal(session: Session, member_id: str) -> Portal:
@@ -129,6 +152,7 @@ def _store(session: Session, portal: Portal, *, source: str, key: str, event_typ
     errors=(400, 404, 410),
 )
 def events() -> Any:
+    _check_source()
     form = frame_form()
     session = db_session()
     try:
@@ -159,6 +183,7 @@ def events() -> Any:
     errors=(400, 404, 410),
 )
 def robot(name: str) -> Any:
+    _check_source()
     if name not in ROBOTS:
         raise NotFound(f"no robot {name!r}")
     form = frame_form()
@@ -190,6 +215,7 @@ def robot(name: str) -> Any:
     errors=(400, 404),
 )
 def app_uninstall() -> Any:
+    _check_source()
     form = frame_form()
     session = db_session()
     auth = _auth(form)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from redis import Redis
 from rq.cron import CronScheduler
 
+from ..bitrix24_sources import refresh_event_sources
 from .amocrm import poll_amo_changes, refresh_amo_tokens
 from .bitrix24 import keep_grants_alive, poll_offline_events, reconcile_deals
 from .distribution import run_distribution_sweep
@@ -38,6 +39,8 @@ PERIODIC_JOBS = (
     (poll_offline_events, "crm", 300),
     (reconcile_deals, "crm", 900),
     (keep_grants_alive, "crm", 86400),
+    # Bitrix24's published caller lists: every 10 min, as Bitrix24 recommends (at most once a minute).
+    (refresh_event_sources, "crm", 600),
     # Untaken leads move after take_within_min (default 15): a minute's lateness is the precision.
     (run_distribution_sweep, "default", 60),
     # CBR rates: only days the shared cache lacks (last week, today, tomorrow once published).
