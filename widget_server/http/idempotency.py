@@ -1,9 +1,11 @@
 """The unit of work of every state-changing endpoint, with Idempotency-Key semantics.
 
 Same key + same body → the first response again (header `Idempotent-Replayed: true`); same key + another
-body → 409; a key whose first request is still running → 409 with Retry-After. The stored response is
-written in the same transaction as the endpoint's own changes, so there is no window in which the effect
-exists without its recorded response.
+body → 409; a key whose first request is still running → 409 with Retry-After. The claim, the endpoint's
+own changes and the stored response are one transaction, so there is no window in which the effect exists
+without its recorded response, and a request that fails leaves no claim behind. A second request with the
+same key meanwhile waits on the first one's uncommitted claim (SQLite's write lock, PostgreSQL's unique
+index) and is then answered from its record.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from typing import Any, ParamSpec
 
 from flask import Response, g, jsonify, make_response, request
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
 
 from .. import runtime
 from ..errors import ApiError, Conflict, DomainError
@@ -39,6 +43,7 @@ STALE_IN_PROGRESS = timedelta(seconds=120)
 """A claim older than this belonged to a process that died mid-request; a retry may take it over."""
 
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_RECORDS = IdempotencyRecord.__table__
 
 
 def _request_hash() -> str:
@@ -60,50 +65,87 @@ def _replay(record: IdempotencyRecord) -> Response:
     return response
 
 
-def _claim(portal_id: int, key: str, request_hash: str, actor: str) -> IdempotencyRecord | Response:
-    """Insert an in-progress record in its own transaction, or answer from the existing one."""
-    db = runtime.current().db
+def _upsert(session: Session) -> Callable[..., Any]:
+    return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+
+
+def _claim(
+    session: Session, portal_id: int, key: str, request_hash: str, actor: str
+) -> int | Response:
+    """Claim the key inside the view's own transaction (the id of our record), or answer from the
+    existing one. The usual path is one INSERT … ON CONFLICT DO NOTHING, not a transaction of its own."""
+    claim = (
+        _upsert(session)(_RECORDS)
+        .values(
+            portal_id=portal_id,
+            key=key,
+            method=request.method,
+            path=request.path,
+            request_hash=request_hash,
+            principal=actor,
+        )
+        .on_conflict_do_nothing(index_elements=["portal_id", "key"])
+        .returning(_RECORDS.c.id)
+    )
     for _ in range(2):
-        with db.transaction() as session:
-            record = session.scalar(
-                select(IdempotencyRecord).where(
-                    IdempotencyRecord.portal_id == portal_id, IdempotencyRecord.key == key
-                )
+        record_id = session.execute(claim).scalar()
+        if record_id is not None:
+            return record_id
+        record = session.scalar(
+            select(IdempotencyRecord).where(
+                IdempotencyRecord.portal_id == portal_id, IdempotencyRecord.key == key
             )
-            if record is None:
-                record = IdempotencyRecord(
-                    portal_id=portal_id,
-                    key=key,
-                    method=request.method,
-                    path=request.path,
-                    request_hash=request_hash,
-                    principal=actor,
-                )
-                try:
-                    with session.begin_nested():
-                        session.add(record)
-                except IntegrityError:
-                    continue  # a concurrent request claimed it first: read its record
-                return record
-            if record.request_hash != request_hash:
-                raise Conflict(
-                    f"{HEADER} was already used with a different request",
-                    code="idempotency_key_reused",
-                    fields={HEADER: ["already used for another request body or path"]},
-                )
-            if record.state == "completed":
-                return _replay(record)
-            if utcnow() - record.created_at > STALE_IN_PROGRESS:
-                record.created_at = utcnow()
-                record.principal = actor
-                return record
+        )
+        if record is None:
+            continue  # the request that held it rolled back: claim it again
+        if record.request_hash != request_hash:
             raise Conflict(
-                "a request with this Idempotency-Key is still being processed",
-                code="idempotency_in_progress",
-                fields={HEADER: ["still in progress; retry shortly"]},
-                headers={"Retry-After": "1"},
+                f"{HEADER} was already used with a different request",
+                code="idempotency_key_reused",
+                fields={HEADER: ["already used for another request body or path"]},
             )
+        if record.state == "completed":
+            return _replay(record)
+        if utcnow() - record.created_at > STALE_IN_PROGRESS:
+            record.created_at = utcnow()
+            record.principal = actor
+            return record.id
+        raise Conflict(
+            "a request with this Idempotency-Key is still being processed",
+            code="idempotency_in_progress",
+            fields={HEADER: ["still in progress; retry shortly"]},
+            headers={"Retry-After": "1"},
+        )
     raise Conflict("could not claim the Idempotency-Key", code="idempotency_in_progress")
+
+
+def _remember_refusal(
+    session: Session, portal_id: int, key: str, request_hash: str, actor: str, response: Response
+) -> None:
+    """After the rollback of a refused request (which took its claim with it): store the refusal."""
+    outcome = {
+        "state": "completed",
+        "response_status": response.status_code,
+        "response_body": response.get_data(as_text=True),
+        "completed_at": utcnow(),
+    }
+    statement = _upsert(session)(_RECORDS).values(
+        portal_id=portal_id,
+        key=key,
+        method=request.method,
+        path=request.path,
+        request_hash=request_hash,
+        principal=actor,
+        **outcome,
+    )
+    # An abandoned claim taken over by this request is still there (the takeover was rolled back too).
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["portal_id", "key"],
+            set_=outcome,
+            where=(_RECORDS.c.state == "in_progress") & (_RECORDS.c.request_hash == request_hash),
+        )
+    )
 
 
 def _release(record_id: int) -> None:
@@ -148,23 +190,32 @@ def mutation(view: Callable[P, Any]) -> Callable[P, Response]:
                 fields={HEADER: ["1-255 printable ASCII characters, no spaces"]},
             )
         principal = g.principal
-        claimed = _claim(principal.portal_id, key, _request_hash(), principal.actor)
+        request_hash = _request_hash()
+        try:
+            claimed = _claim(session, principal.portal_id, key, request_hash, principal.actor)
+        except BaseException:
+            session.rollback()
+            raise
         if isinstance(claimed, Response):
+            session.rollback()  # a replay wrote nothing: end the transaction the claim opened
             return claimed
-        record_id = claimed.id
+        record_id = claimed
         try:
             response = _as_response(view(*args, **kwargs))
         except (ApiError, DomainError) as error:
             # A refused request is deterministic for its body: remember the refusal too.
             session.rollback()
             response = error_response(error.as_api_error() if isinstance(error, DomainError) else error)
+            _remember_refusal(session, principal.portal_id, key, request_hash, principal.actor, response)
+            session.commit()
+            return response
         except BaseException:
             session.rollback()
             _release(record_id)
             raise
         session.execute(
-            update(IdempotencyRecord)
-            .where(IdempotencyRecord.id == record_id)
+            update(_RECORDS)
+            .where(_RECORDS.c.id == record_id)
             .values(
                 state="completed",
                 response_status=response.status_code,
