@@ -1,0 +1,110 @@
+"""The rate directory the head edits: per operator, from a date, hourly and overtime rates and the bonuses
+per converted primary patient and per waiting-list visit. Amounts are decimal strings ("250.00"): a JSON
+number may already have passed through a float on its way in, so it is refused like a negative amount."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..errors import DomainError
+from ..models import OVERTIME_BASES, PayrollRate, Portal, PortalUser
+from ..money import AmountError, minor_to_decimal, parse_amount
+
+__all__ = ["AMOUNT_FIELDS", "PayrollInvalid", "RateInput", "head_user_id", "rates_in_effect", "save_rates"]
+
+AMOUNT_FIELDS = ("hourly_rate", "overtime_rate", "primary_bonus", "waiting_list_bonus")
+
+
+class PayrollInvalid(DomainError):
+    code = "validation_failed"
+
+
+@dataclass(frozen=True)
+class RateInput:
+    user_id: int
+    effective_from: date
+    amounts: Mapping[str, object]
+    overtime_basis: str = "month"
+    mis_names: tuple[str, ...] = ()
+
+
+def _amount(raw: object, field: str, currency: str) -> Decimal:
+    try:
+        return minor_to_decimal(parse_amount(raw, currency, allow_zero=True), currency)
+    except AmountError as exc:
+        negative = isinstance(raw, str) and raw.strip().startswith("-")
+        reason = "must not be negative" if negative else exc.reason
+        raise PayrollInvalid(field, reason) from None
+
+
+def save_rates(
+    session: Session, portal: Portal, entries: Iterable[RateInput], *, actor: str, prefix: str = "rates"
+) -> list[PayrollRate]:
+    """Validate every entry first (the first bad one names its field, nothing is written), then upsert by
+    (operator, effective_from): a rate for a date that already has one replaces it."""
+    entries = list(entries)
+    users = {
+        u.id for u in session.scalars(select(PortalUser).where(PortalUser.portal_id == portal.id))
+    }
+    clean: list[tuple[RateInput, dict[str, Decimal]]] = []
+    seen: set[tuple[int, date]] = set()
+    for index, entry in enumerate(entries):
+        where = f"{prefix}[{index}]"
+        if entry.user_id not in users:
+            raise PayrollInvalid(f"{where}.user_id", f"no user {entry.user_id} in this portal")
+        if entry.overtime_basis not in OVERTIME_BASES:
+            raise PayrollInvalid(f"{where}.overtime_basis", f"must be one of {', '.join(OVERTIME_BASES)}")
+        if (entry.user_id, entry.effective_from) in seen:
+            raise PayrollInvalid(f"{where}.effective_from", "a second rate for the same user and date")
+        seen.add((entry.user_id, entry.effective_from))
+        amounts = {
+            name: _amount(entry.amounts.get(name), f"{where}.{name}", portal.currency)
+            for name in AMOUNT_FIELDS
+        }
+        clean.append((entry, amounts))
+    saved: list[PayrollRate] = []
+    for entry, amounts in clean:
+        row = session.scalar(
+            select(PayrollRate).where(
+                PayrollRate.portal_id == portal.id,
+                PayrollRate.user_id == entry.user_id,
+                PayrollRate.effective_from == entry.effective_from,
+            )
+        )
+        if row is None:
+            row = PayrollRate(portal_id=portal.id, user_id=entry.user_id, effective_from=entry.effective_from)
+            session.add(row)
+        for name, value in amounts.items():
+            setattr(row, name, value)
+        row.overtime_basis = entry.overtime_basis
+        row.mis_names = list(entry.mis_names)
+        row.created_by = actor
+        saved.append(row)
+    session.flush()
+    return saved
+
+
+def rates_in_effect(session: Session, portal_id: int, on: date) -> dict[int, PayrollRate]:
+    """Operator → the rate in effect on `on` (the latest effective_from not after it)."""
+    found: dict[int, PayrollRate] = {}
+    for row in session.scalars(
+        select(PayrollRate)
+        .where(PayrollRate.portal_id == portal_id, PayrollRate.effective_from <= on)
+        .order_by(PayrollRate.user_id, PayrollRate.effective_from)
+    ):
+        found[row.user_id] = row
+    return found
+
+
+def head_user_id(portal: Portal) -> int | None:
+    """The portal user who gets the monthly statement (settings.payroll.head_user_id)."""
+    value = ((portal.settings or {}).get("payroll") or {}).get("head_user_id")
+    return int(value) if isinstance(value, int) else None
+
+
