@@ -5,10 +5,13 @@
    in one import, on SQLite and on PostgreSQL (`--pg-url`, default the cb_mis database; `--no-postgres`);
    prints appointments/s per phase (floor: ≥ 1 000 appointments/s for the whole import). The same file's
    visits again (as another file) are then timed: all `unchanged`, no outbox job.
-2. Mirroring: the first `--mirror` (120) queued jobs run through the outbox operation against the sandbox CRM
-   behind a proxy that answers 429 above `--limit` (7) requests in any second, while our side paces itself
-   with the production `RedisRateLimiter` (window 1.05 s); prints requests, requests per appointment,
-   429s (floor 0) and duration ÷ (requests ÷ limit) (floor ≤ 1.2).
+2. Mirroring: the first `--mirror` (120) queued jobs run through the outbox (`mirror_outbox_jobs`, in the
+   wake-up groups the import queued, then the held notes as the sweep sends them) against the sandbox CRM
+   behind a proxy that answers 429 above `--limit` (7) requests in any second and, like amoCRM, takes up to
+   50 notes in one request; our side paces itself with the production `RedisRateLimiter` (window 1.05 s).
+   Prints requests (by verb), requests per appointment (the mirror ratio), 429s (floor 0) and
+   duration ÷ (requests ÷ limit) (floor ≤ 1.2). The first jobs of an import are each a new patient, the
+   worst case for contacts: a patient's later visits cost no contact request.
 
     .venv/bin/python bench/mis_import.py [--appointments 10000] [--patients 6000] [--mirror 120]
         [--limit 7] [--pg-url postgresql+psycopg://postgres@127.0.0.1:5433/cb_mis] [--no-postgres]
@@ -36,15 +39,17 @@ from sqlalchemy import create_engine, select, text
 
 from connectors.helix.export import parse_export
 from connectors.ratelimit import RedisRateLimiter
+from connectors.types import NewNote, NoteRef
 from widget_server import runtime as runtime_module
 from widget_server.appointments.settings import SEED004_TEMPLATE
 from widget_server.appointments.sync import ingest, start_run
 from widget_server.config import Settings
 from widget_server.crypto import TokenCipher
 from widget_server.db import Database
-from widget_server.jobs.mis import mis_mirror_appointment
+from widget_server.jobs import mirror as mirror_module
+from widget_server.jobs.mis import FEED_ORIGIN
 from widget_server.migrations import upgrade
-from widget_server.models import OutboxJob, Portal
+from widget_server.models import MisAppointment, OutboxJob, Portal
 from widget_server.portals import create_portal
 from widget_server.sandbox.crm import SandboxCrm
 
@@ -119,6 +124,7 @@ class RateLimitedCrm:
         self._lock = threading.Lock()
         self.requests = 0
         self.refused = 0
+        self.verbs: collections.Counter[str] = collections.Counter()
 
     def _pace(self) -> None:
         self._limiter.acquire(timeout=None)
@@ -132,21 +138,37 @@ class RateLimitedCrm:
         self._server.append(now)
         return True
 
+    def _request(self, verb: str) -> None:
+        while True:
+            self._pace()
+            with self._lock:
+                self.requests += 1
+                admitted = self._admit()
+            if admitted:
+                self.verbs[verb] += 1
+                return
+            self.refused += 1
+            time.sleep(1.0)
+
+    def add_notes(self, notes: list[NewNote]) -> list[NoteRef]:
+        """amoCRM's `POST /api/v4/leads/notes`: up to 50 notes per request."""
+        refs = []
+        for start in range(0, len(notes), 50):
+            self._request("add_notes")
+            refs += [
+                self._inner.add_note(n.deal_id, n.text, idempotency_key=n.idempotency_key)
+                for n in notes[start : start + 50]
+            ]
+        return refs
+
     def __getattr__(self, name: str) -> Any:
         target = getattr(self._inner, name)
         if not callable(target):
             return target
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            while True:
-                self._pace()
-                with self._lock:
-                    self.requests += 1
-                    admitted = self._admit()
-                if admitted:
-                    return target(*args, **kwargs)
-                self.refused += 1
-                time.sleep(1.0)
+            self._request(name)
+            return target(*args, **kwargs)
 
         return call
 
@@ -187,24 +209,70 @@ def run(label: str, url: str, data: bytes, mirror: int, limit: int) -> None:
         )
         if mirror:
             with rt.db.transaction() as s:
-                jobs = s.execute(
-                    select(OutboxJob.payload, OutboxJob.idempotency_key)
-                    .where(OutboxJob.portal_id == portal_id)
-                    .order_by(OutboxJob.id)
-                    .limit(mirror)
-                ).all()
+                ids = list(
+                    s.scalars(
+                        select(OutboxJob.id)
+                        .where(OutboxJob.portal_id == portal_id)
+                        .order_by(OutboxJob.id)
+                        .limit(mirror)
+                    )
+                )
             crm = RateLimitedCrm(SandboxCrm(rt.db, portal_id, timezone="Europe/Moscow"), limit, rt.redis)
-            m_started = time.perf_counter()
-            for payload, key in jobs:
-                mis_mirror_appointment(crm, payload, key)  # type: ignore[arg-type]
-            seconds = time.perf_counter() - m_started
-            print(
-                f"  mirror {len(jobs)} appointments at {limit} req/s: {crm.requests} requests "
-                f"({crm.requests / len(jobs):.2f} per appointment), 429s {crm.refused} (floor 0), "
-                f"{seconds:.1f} s, duration ÷ (requests ÷ limit) = "
-                f"{seconds / (crm.requests / limit):.2f} (floor ≤ 1.2)"
-            )
+            mirror_module.crm_for = lambda portal, rt=None: crm  # type: ignore[assignment]
+            mirror_jobs(rt, crm, ids, limit, "appointments (each a new patient)")
+            # The same patients' other visits of the import: their contacts are known now.
+            with rt.db.transaction() as s:
+                patients = select(MisAppointment.patient_id).where(MisAppointment.deal_id.is_not(None))
+                others = [
+                    f"mis:{row_id}"
+                    for row_id in s.scalars(
+                        select(MisAppointment.id).where(
+                            MisAppointment.patient_id.in_(patients), MisAppointment.deal_id.is_(None)
+                        )
+                    )
+                ]
+                later = list(
+                    s.scalars(
+                        select(OutboxJob.id)
+                        .where(OutboxJob.origin.in_(others), OutboxJob.state == "pending")
+                        .order_by(OutboxJob.id)
+                    )
+                )
+            crm.requests = crm.refused = 0
+            crm.verbs.clear()
+            mirror_jobs(rt, crm, later, limit, "later visits of the same patients")
         rt.db.dispose()
+
+
+def mirror_jobs(
+    rt: runtime_module.Runtime, crm: RateLimitedCrm, ids: list[int], limit: int, what: str
+) -> None:
+    """The jobs through the outbox in the import's wake-up groups, then the held notes as the sweep sends
+    them (the rest of the import's visit jobs are still queued, so the last notes wait for a full batch)."""
+    if not ids:
+        return
+    started = time.perf_counter()
+    for start in range(0, len(ids), 50):
+        mirror_module.mirror_outbox_jobs(ids[start : start + 50])
+    with rt.db.transaction() as s:
+        held = list(
+            s.scalars(
+                select(OutboxJob.id)
+                .where(OutboxJob.state == "pending", OutboxJob.origin.like(f"{FEED_ORIGIN}%"))
+                .order_by(OutboxJob.id)
+            )
+        )
+    if held:
+        mirror_module.mirror_outbox_jobs(held)
+    seconds = time.perf_counter() - started
+    with rt.db.transaction() as s:
+        states = collections.Counter(s.scalars(select(OutboxJob.state).where(OutboxJob.id.in_(ids))))
+    print(
+        f"  mirror {len(ids)} {what} at {limit} req/s: {crm.requests} requests "
+        f"({crm.requests / len(ids):.2f} per appointment: {dict(crm.verbs)}), "
+        f"429s {crm.refused} (floor 0), {seconds:.1f} s, duration ÷ (requests ÷ limit) = "
+        f"{seconds / (crm.requests / limit):.2f} (floor ≤ 1.2); visit jobs {dict(states)}"
+    )
 
 
 def reset_postgres(url: str) -> None:

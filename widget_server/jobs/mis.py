@@ -1,9 +1,14 @@
 """MIS jobs: the outbox operation that mirrors one appointment into the CRM.
 
 The job reads the appointment as it is when the job runs, so several changes queued before it ran go out as
-one: contact (found by phone + name, else created), the deal (created in the mapped pipeline, or moved), and
-a feed note «Запись 12.03.2026 10:00, Смирнов И. П. (терапия): Посетил клинику». Every create carries a key
-derived from our row, so a retried job finds what the first attempt made.
+one: contact (found by phone + name once per patient, else created), the deal (created in the mapped pipeline,
+or moved), and a feed note «Запись 12.03.2026 10:00, Смирнов И. П. (терапия): Посетил клинику». Every create
+carries a key derived from our row, so a retried job finds what the first attempt made.
+
+Notes are not sent by the job itself: they become `add_note` outbox jobs (origin `mis-feed:<visit>`) that
+go to the CRM through the outbox's note batches, 50 per request where the CRM takes batches. An import
+queues hundreds of visit jobs; while more of them wait, notes are held until a full batch has gathered, and
+the last visit job sends the rest. The outbox sweep sends any left behind by a crash.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from connectors.base import CrmClient
 from connectors.helix.export import SOURCE as HELIX_SOURCE
@@ -27,10 +33,10 @@ from connectors.types import Contact, NewContact, NewDeal, NewTask, OAuthToken, 
 from .. import runtime
 from ..appointments.matching import name_key
 from ..appointments.settings import mis_settings
-from ..appointments.sync import ingest, mirror_hash, start_run
+from ..appointments.sync import MIRROR_OPERATION, ingest, mirror_hash, start_run
 from ..appointments.tickets import ident_phone
 from ..clock import now_utc
-from ..models import MisAppointment, MisLead, MisPatient, MisSyncRecord, MisSyncRun, Portal
+from ..models import MisAppointment, MisLead, MisPatient, MisSyncRecord, MisSyncRun, OutboxJob, Portal, utcnow
 from .joblog import logged_job
 from .periodic import run_once_per_portal_day
 
@@ -62,6 +68,9 @@ STATUS_LABELS = {
 }
 VOID_REASON = "Удалено в МИС"
 DUPLICATE_TASK = "Проверить дубль"
+FEED_ORIGIN = "mis-feed:"
+FEED_BATCH = 50
+"""Notes per CRM request (amoCRM's `POST /api/v4/leads/notes` takes 50): held until this many wait."""
 
 
 def short_name(full: str | None) -> str:
@@ -174,26 +183,29 @@ def mis_mirror_appointment(crm: CrmClient, payload: dict[str, Any], key: str) ->
         if target.get("loss_reason"):
             crm.move_deal(deal_id, stage, loss_reason=target["loss_reason"])
         mirrored_target = target
-    elif deal_id is not None and target:
+    elif deal_id is not None and target and target != mirrored_target:
+        # Only a move needs the deal's stage (a user may have closed it); a note alone does not.
         deal = crm.get_deal(deal_id)
         ours = mirrored_target and StageRef(mirrored_target["pipeline_id"], mirrored_target["stage_id"])
         if deal.is_closed and deal.stage != ours:
             result["kept_closed"] = True  # a user closed it; the note below still tells what the MIS says
-        elif target != mirrored_target:
+        else:
             crm.move_deal(
                 deal_id,
                 StageRef(target["pipeline_id"], target["stage_id"]),
                 loss_reason=target.get("loss_reason"),
             )
             mirrored_target = target
+    feed: list[tuple[str, str]] = []
     if deal_id is not None:
         # Keyed by the job: a retry adds nothing, a later return to the same state is noted again.
-        crm.add_note(deal_id, note, idempotency_key=f"mis-note-{key}")
+        feed.append((note, f"mis-note-{key}"))
         if "invalid_phone" in state["flags"]:
-            crm.add_note(
-                deal_id,
-                f"Телефон пациента в МИС недействителен: {root.phone_raw or '—'}",
-                idempotency_key=f"mis-invalid-phone-{state['row_id']}",
+            feed.append(
+                (
+                    f"Телефон пациента в МИС недействителен: {root.phone_raw or '—'}",
+                    f"mis-invalid-phone-{state['row_id']}",
+                )
             )
         for other in duplicates:
             _flag_duplicate(crm, _deal_of(db, row_portal, other) or deal_id, other, contact_id)
@@ -207,8 +219,74 @@ def mis_mirror_appointment(crm: CrmClient, payload: dict[str, Any], key: str) ->
         patient_row = s.get(MisPatient, root.id)
         if patient_row is not None and patient_row.contact_id is None:
             patient_row.contact_id = contact_id
+        if deal_id is not None:
+            _queue_feed(s, row_portal, state["row_id"], deal_id, feed)
     result.update({"deal_id": deal_id, "contact_id": contact_id})
+    if feed:
+        send_waiting_feed(row_portal)
     return result
+
+
+def _queue_feed(s: Session, portal_id: int, row_id: int, deal_id: str, feed: list[tuple[str, str]]) -> None:
+    """The visit's notes as outbox jobs; a key already queued (the invalid-phone flag of an earlier job) is
+    not queued twice."""
+    keys = [key for _text, key in feed]
+    known = set(
+        s.scalars(
+            select(OutboxJob.idempotency_key).where(
+                OutboxJob.portal_id == portal_id, OutboxJob.idempotency_key.in_(keys)
+            )
+        )
+    )
+    for text, key in feed:
+        if key not in known:
+            s.add(
+                OutboxJob(
+                    portal_id=portal_id,
+                    operation="add_note",
+                    payload={"deal_id": deal_id, "text": text},
+                    idempotency_key=key,
+                    deal_id=deal_id,
+                    origin=f"{FEED_ORIGIN}{row_id}",
+                )
+            )
+
+
+def send_waiting_feed(portal_id: int) -> str:
+    """Send the portal's waiting MIS notes through the outbox's batches: full batches while visit jobs are
+    still to run, everything once none is. Two workers doing this at once is harmless: each job is claimed
+    once."""
+    from .mirror import mirror_outbox_jobs  # the mirror imports the operations table, which reaches here
+
+    now = utcnow()
+    with runtime.current().db.transaction() as s:
+        busy = s.scalar(
+            select(OutboxJob.id)
+            .where(
+                OutboxJob.portal_id == portal_id,
+                OutboxJob.operation == MIRROR_OPERATION,
+                OutboxJob.state == "pending",
+                OutboxJob.attempts == 0,
+                OutboxJob.next_attempt_at <= now,
+            )
+            .limit(1)
+        )
+        waiting = list(
+            s.scalars(
+                select(OutboxJob.id)
+                .where(
+                    OutboxJob.portal_id == portal_id,
+                    OutboxJob.state == "pending",
+                    OutboxJob.attempts == 0,
+                    OutboxJob.origin.like(f"{FEED_ORIGIN}%"),
+                )
+                .order_by(OutboxJob.id)
+                .limit(FEED_BATCH * 10)
+            )
+        )
+    if busy is not None:
+        waiting = waiting[: len(waiting) // FEED_BATCH * FEED_BATCH]
+    return mirror_outbox_jobs(waiting) if waiting else "held"
 
 
 def _deal_of(db: Any, portal_id: int, contact: Contact) -> str | None:
