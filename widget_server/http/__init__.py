@@ -9,6 +9,7 @@ from .api_catalogue import catalogue_api
 from .api_counterparties import counterparties_api
 from .api_deals import deals_api
 from .api_distribution import distribution_api
+from .api_inpatient import inpatient_api
 from .api_invoices import deal_invoices_api, invoices_api, rates_api
 from .api_mis import mis_api
 from .api_outbox import outbox_api
@@ -56,5 +57,6 @@ def register_http(app: Flask) -> None:
         settings_api,
         mis_ident,
         mis_api,
+        inpatient_api,
     ):
         app.register_blueprint(blueprint)

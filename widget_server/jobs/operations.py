@@ -142,6 +142,8 @@ LAZY_OPERATIONS: dict[str, str] = {
     "attach_invoice_document": "widget_server.jobs.invoices:attach_invoice_document",
     "notify_deal_responsible": "widget_server.jobs.invoices:notify_deal_responsible",
     "mis_mirror_appointment": "widget_server.jobs.mis:mis_mirror_appointment",
+    "inpatient_send_message": "widget_server.jobs.inpatient:send_relative_message",
+    "inpatient_representative_contact": "widget_server.jobs.inpatient:representative_contact",
 }
 """Operations features add, by dotted path: their modules reach HTTP clients, and the domain's import graph
 reaches this table through the outbox, so they are imported only when a job runs them."""

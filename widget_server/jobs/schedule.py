@@ -13,6 +13,7 @@ from ..bitrix24_sources import refresh_event_sources
 from .amocrm import poll_amo_changes, refresh_amo_tokens
 from .bitrix24 import keep_grants_alive, poll_offline_events, reconcile_deals
 from .distribution import run_distribution_sweep
+from .inpatient import run_inpatient_sweep
 from .invoices import refresh_cbr_rates
 from .ledger import run_daily_charges, run_expire_holds
 from .mis import poll_helix_folders, poll_ident_databases, purge_mis_sync_log, reconcile_ident_databases
@@ -51,6 +52,8 @@ PERIODIC_JOBS = (
     # IDENT databases: changes every 2 min; the −30…+90-day window once a day voids deleted receptions.
     (poll_ident_databases, "mis", 120),
     (reconcile_ident_databases, "mis", 3600),
+    # Overdue doses escalate once each, arrival-day tasks, relatives told of purchases and low balance.
+    (run_inpatient_sweep, "default", 120),
 )
 
 

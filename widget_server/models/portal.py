@@ -10,15 +10,20 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, BigIntPK, JsonDoc, utcnow
 
-__all__ = ["PORTAL_KINDS", "PORTAL_STATUSES", "ROLES", "Portal", "PortalUser", "implied_roles"]
+__all__ = ["MEDICAL", "PORTAL_KINDS", "PORTAL_STATUSES", "ROLES", "Portal", "PortalUser", "implied_roles"]
 
 PORTAL_KINDS = ("amocrm", "bitrix24", "sandbox")
 PORTAL_STATUSES = ("active", "needs_reauth", "blocked", "uninstalled")
 
-ROLES = ("viewer", "staff", "supervisor", "finance", "admin")
+ROLES = ("viewer", "staff", "supervisor", "finance", "admin", "nurse", "doctor")
 """App roles. staff sees stays without money and sets only their own shift status; supervisor also runs
 lead distribution (rules, shifts, anyone's status, forced reassignment); finance sees and moves money;
-admin does everything, including reversals, overrides and configuration."""
+admin does everything, including reversals, overrides and configuration. nurse and doctor are medical staff
+(the `medical` capability: prescriptions, rounds, examinations) and see stays without money."""
+
+MEDICAL = "medical"
+"""Not a role one is given but a capability the medical roles (and admin) imply: finance reads no medical
+records, a nurse reads no money."""
 
 # Not a line: a supervisor runs operators but sees no money, and finance does not run operators.
 _IMPLIES: dict[str, frozenset[str]] = {
@@ -26,7 +31,9 @@ _IMPLIES: dict[str, frozenset[str]] = {
     "staff": frozenset({"viewer", "staff"}),
     "supervisor": frozenset({"viewer", "staff", "supervisor"}),
     "finance": frozenset({"viewer", "staff", "finance"}),
-    "admin": frozenset(ROLES),
+    "admin": frozenset(ROLES) | {MEDICAL},
+    "nurse": frozenset({"viewer", "staff", "nurse", MEDICAL}),
+    "doctor": frozenset({"viewer", "staff", "doctor", MEDICAL}),
 }
 
 

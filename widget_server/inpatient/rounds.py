@@ -1,0 +1,377 @@
+"""Medication rounds: which doses are due now, marking one given or not given (append-only, corrections
+point at what they correct), and escalating a dose nobody marked.
+
+A dose has no row until someone marks it: its id is `<prescription id>-<UTC due time>` (e.g.
+`17-20261124T0600Z`), computed from the schedule. So the nurse's list is computed, not materialised,
+and nothing needs to be generated ahead of time for 2,000 patients.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..ledger import Actor
+from ..models import (
+    Building,
+    InpatientStay,
+    Portal,
+    Prescription,
+    RoundEscalation,
+    RoundRecord,
+    Ward,
+    utcnow,
+)
+from .catalogue import NEXT_STEPS, REASONS
+from .errors import InpatientConflict, InpatientError, InpatientNotFound
+from .mirror import queue_note, queue_task, task_user
+from .settings import inpatient_settings
+
+__all__ = [
+    "DueRound",
+    "ScheduledDose",
+    "due_rounds",
+    "escalate_overdue",
+    "parse_round_id",
+    "record_round",
+    "round_id",
+    "slots_between",
+]
+
+_ROUND_ID = re.compile(r"^(\d{1,18})-(\d{8}T\d{4})Z$")
+
+
+def round_id(prescription_id: int, due_at: datetime) -> str:
+    return f"{prescription_id}-{due_at.astimezone(UTC):%Y%m%dT%H%M}Z"
+
+
+def parse_round_id(value: str) -> tuple[int, datetime]:
+    match = _ROUND_ID.match(value)
+    if match is None:
+        raise InpatientNotFound(
+            "round_id", f"not a round id: {value!r} (expected <prescription>-<YYYYMMDDTHHMM>Z)"
+        )
+    try:
+        due_at = datetime.strptime(match.group(2), "%Y%m%dT%H%M").replace(tzinfo=UTC)
+    except ValueError:
+        raise InpatientNotFound("round_id", f"not a date and time: {match.group(2)!r}") from None
+    return int(match.group(1)), due_at
+
+
+@dataclass(frozen=True)
+class ScheduledDose:
+    """A prescription as the schedule needs it (plain values: thousands are read per request)."""
+
+    prescription_id: int
+    times: tuple[str, ...]
+    start_date: date
+    end_date: date | None
+    stopped_at: datetime | None
+
+
+class _SlotClock:
+    """UTC instants of local (day, "HH:MM") pairs, each computed once: 12,000 prescriptions share a few
+    dozen distinct times, and the zone arithmetic is the costly part."""
+
+    def __init__(self, timezone: str) -> None:
+        self.zone = ZoneInfo(timezone)
+        self.cache: dict[tuple[date, str], datetime] = {}
+
+    def at(self, day: date, hhmm: str) -> datetime:
+        key = (day, hhmm)
+        found = self.cache.get(key)
+        if found is None:
+            local = datetime.combine(day, time(int(hhmm[:2]), int(hhmm[3:])), self.zone)
+            found = self.cache[key] = local.astimezone(UTC)
+        return found
+
+
+def slots_between(
+    doses: Iterable[ScheduledDose], timezone: str, start: datetime, end: datetime
+) -> list[tuple[int, datetime]]:
+    """(prescription id, due instant) for every scheduled dose with start ≤ due ≤ end, in due order."""
+    clock = _SlotClock(timezone)
+    first_day = start.astimezone(clock.zone).date()
+    last_day = end.astimezone(clock.zone).date()
+    days = [first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)]
+    out: list[tuple[int, datetime]] = []
+    for dose in doses:
+        for day in days:
+            if day < dose.start_date or (dose.end_date is not None and day > dose.end_date):
+                continue
+            for hhmm in dose.times:
+                due = clock.at(day, hhmm)
+                if start <= due <= end and (dose.stopped_at is None or due < dose.stopped_at):
+                    out.append((dose.prescription_id, due))
+    out.sort(key=lambda slot: slot[1])
+    return out
+
+
+@dataclass(frozen=True)
+class DueRound:
+    round_id: str
+    prescription_id: int
+    stay_id: int
+    deal_id: str
+    building_id: int
+    ward: str
+    bed: int
+    drug: str
+    dose: str
+    due_at: datetime
+    overdue: bool
+
+
+def due_rounds(
+    session: Session,
+    portal: Portal,
+    at: datetime,
+    building_id: int | None = None,
+    *,
+    ahead_min: int | None = None,
+) -> list[DueRound]:
+    """What the nurses must do at `at`: unmarked doses from `lookback_hours` ago up to `due_ahead_min`
+    ahead, oldest first, each flagged overdue once past `overdue_after_min`."""
+    settings = inpatient_settings(portal)
+    start = at - timedelta(hours=settings.lookback_hours)
+    end = at + timedelta(minutes=settings.due_ahead_min if ahead_min is None else ahead_min)
+    query = (
+        select(
+            Prescription.id,
+            Prescription.times,
+            Prescription.start_date,
+            Prescription.end_date,
+            Prescription.stopped_at,
+            Prescription.drug,
+            Prescription.dose,
+            InpatientStay.id,
+            InpatientStay.deal_id,
+            InpatientStay.building_id,
+            InpatientStay.bed,
+            Ward.name,
+        )
+        .join(InpatientStay, InpatientStay.id == Prescription.stay_id)
+        .join(Ward, Ward.id == InpatientStay.ward_id)
+        .where(
+            Prescription.portal_id == portal.id,
+            InpatientStay.status != "discharged",
+            Prescription.start_date <= end.date() + timedelta(days=1),
+            (Prescription.end_date.is_(None)) | (Prescription.end_date >= start.date() - timedelta(days=1)),
+        )
+    )
+    if building_id is not None:
+        query = query.where(InpatientStay.building_id == building_id)
+    rows = session.execute(query).all()
+    info = {row[0]: row for row in rows}
+    doses = [ScheduledDose(row[0], tuple(row[1]), row[2], row[3], row[4]) for row in rows]
+    slots = slots_between(doses, portal.timezone, start, end)
+    if not slots:
+        return []
+    marked = _marked(session, portal, start, end, building_id)
+    overdue_before = at - timedelta(minutes=settings.overdue_after_min)
+    out: list[DueRound] = []
+    for prescription_id, due in slots:
+        if (prescription_id, due) in marked:
+            continue
+        row = info[prescription_id]
+        out.append(
+            DueRound(
+                round_id=round_id(prescription_id, due),
+                prescription_id=prescription_id,
+                stay_id=row[7],
+                deal_id=row[8],
+                building_id=row[9],
+                ward=row[11],
+                bed=row[10],
+                drug=row[5],
+                dose=row[6],
+                due_at=due,
+                overdue=due <= overdue_before,
+            )
+        )
+    return out
+
+
+def _marked(
+    session: Session, portal: Portal, start: datetime, end: datetime, building_id: int | None
+) -> set[tuple[int, datetime]]:
+    query = select(RoundRecord.prescription_id, RoundRecord.due_at).where(
+        RoundRecord.portal_id == portal.id,
+        RoundRecord.due_at >= start,
+        RoundRecord.due_at <= end,
+        RoundRecord.corrects_id.is_(None),
+    )
+    if building_id is not None:
+        query = query.join(InpatientStay, InpatientStay.id == RoundRecord.stay_id).where(
+            InpatientStay.building_id == building_id
+        )
+    return {(pid, due) for pid, due in session.execute(query)}
+
+
+def _dose_of(session: Session, portal: Portal, value: str) -> tuple[Prescription, InpatientStay, datetime]:
+    prescription_id, due_at = parse_round_id(value)
+    prescription = session.get(Prescription, prescription_id)
+    if prescription is None or prescription.portal_id != portal.id:
+        raise InpatientNotFound("round_id", f"no prescription {prescription_id} in this portal")
+    scheduled = slots_between(
+        [ScheduledDose(prescription.id, tuple(prescription.times), prescription.start_date,
+                       prescription.end_date, prescription.stopped_at)],
+        portal.timezone, due_at, due_at,
+    )  # fmt: skip
+    if not scheduled:
+        raise InpatientNotFound("round_id", f"{prescription.drug} is not scheduled at that time")
+    stay = session.get(InpatientStay, prescription.stay_id)
+    assert stay is not None
+    return prescription, stay, due_at
+
+
+def record_round(
+    session: Session,
+    portal: Portal,
+    value: str,
+    outcome: str,
+    reason: str | None,
+    note: str | None,
+    corrects: int | None,
+    actor: Actor,
+) -> RoundRecord:
+    """Mark a dose. A second mark of the same dose must say which record it corrects (the latest one);
+    earlier records are never changed."""
+    prescription, stay, due_at = _dose_of(session, portal, value)
+    if stay.status == "discharged":
+        raise InpatientConflict("round_id", "the patient is discharged")
+    settings = inpatient_settings(portal)
+    if due_at > utcnow() + timedelta(minutes=settings.due_ahead_min):
+        raise InpatientError("round_id", "this dose is not due yet")
+    if outcome == "not_given":
+        if reason not in REASONS:
+            raise InpatientError("reason", f"must be one of {', '.join(REASONS)}")
+    elif reason is not None:
+        raise InpatientError("reason", "only a dose not given has a reason")
+    latest = _latest(session, prescription.id, due_at)
+    if latest is not None and corrects is None:
+        raise InpatientConflict(
+            "round_id",
+            f"already marked {latest.outcome} by {latest.actor} (record {latest.id}); "
+            f"send corrects={latest.id} to correct it",
+        )
+    if corrects is not None and (latest is None or latest.id != corrects):
+        raise InpatientConflict(
+            "corrects", f"correct the latest record of this dose ({latest.id if latest else 'none yet'})"
+        )
+    step = NEXT_STEPS[REASONS[reason].next_step] if reason else None
+    record = RoundRecord(
+        portal_id=portal.id,
+        stay_id=stay.id,
+        prescription_id=prescription.id,
+        due_at=due_at,
+        outcome=outcome,
+        reason=reason,
+        note=(note or "").strip() or None,
+        next_step=step.code if step else None,
+        corrects_id=corrects,
+        actor=actor.label,
+    )
+    try:
+        with session.begin_nested():
+            session.add(record)
+    except IntegrityError:
+        raise InpatientConflict("round_id", "someone marked this dose a moment ago; reload") from None
+    _mirror_round(session, portal, stay, prescription, record)
+    return record
+
+
+def _latest(session: Session, prescription_id: int, due_at: datetime) -> RoundRecord | None:
+    records = session.scalars(
+        select(RoundRecord)
+        .where(RoundRecord.prescription_id == prescription_id, RoundRecord.due_at == due_at)
+        .order_by(RoundRecord.id)
+    ).all()
+    corrected = {r.corrects_id for r in records}
+    uncorrected = [r for r in records if r.id not in corrected]
+    return uncorrected[-1] if uncorrected else None
+
+
+def _local(portal: Portal, moment: datetime) -> str:
+    return moment.astimezone(ZoneInfo(portal.timezone)).strftime("%d.%m.%Y %H:%M")
+
+
+def _mirror_round(
+    session: Session, portal: Portal, stay: InpatientStay, prescription: Prescription, record: RoundRecord
+) -> None:
+    """A missed dose is never silent: a note in the feed and the next step as a task for its role. A dose
+    given on time needs no note; a correction always gets one."""
+    dose = f"{prescription.drug} {prescription.dose} в {_local(portal, record.due_at)}"
+    prefix = "Исправление: " if record.corrects_id else ""
+    if record.outcome == "given":
+        if record.corrects_id:
+            queue_note(session, portal, stay.deal_id, f"{prefix}приём {dose} выдан", f"round:{record.id}")
+        return
+    reason = REASONS[record.reason or ""]
+    step = NEXT_STEPS[reason.next_step]
+    building = session.get(Building, stay.building_id)
+    assert building is not None
+    user_id = task_user(step.role, building, prescription.doctor_user_id)
+    text = step.task_ru.format(drug=prescription.drug, dose=prescription.dose, reason=reason.title_ru.lower())
+    queue_task(session, portal, stay.deal_id, text, f"round:{record.id}", user_id=user_id,
+               due=utcnow() + timedelta(hours=2))  # fmt: skip
+    comment = f" ({record.note})" if record.note else ""
+    queue_note(
+        session,
+        portal,
+        stay.deal_id,
+        f"{prefix}приём {dose} не выдан: {reason.title_ru.lower()}{comment}. Следующий шаг: {step.title_ru}",
+        f"round:{record.id}",
+    )
+
+
+def escalate_overdue(session: Session, portal: Portal, now: datetime) -> int:
+    """A task for the building manager for each dose overdue and still unmarked, exactly once per dose
+    (the unique escalation row is written in the same transaction as the task's outbox row)."""
+    settings = inpatient_settings(portal)
+    cutoff = now - timedelta(minutes=settings.overdue_after_min)
+    overdue = [r for r in due_rounds(session, portal, now, ahead_min=0) if r.due_at <= cutoff]
+    if not overdue:
+        return 0
+    done = {
+        (pid, due)
+        for pid, due in session.execute(
+            select(RoundEscalation.prescription_id, RoundEscalation.due_at).where(
+                RoundEscalation.portal_id == portal.id,
+                RoundEscalation.prescription_id.in_({r.prescription_id for r in overdue}),
+            )
+        )
+    }
+    buildings = {b.id: b for b in session.scalars(select(Building).where(Building.portal_id == portal.id))}
+    count = 0
+    for item in overdue:
+        if (item.prescription_id, item.due_at) in done:
+            continue
+        escalation = RoundEscalation(
+            portal_id=portal.id, prescription_id=item.prescription_id, due_at=item.due_at
+        )
+        try:
+            with session.begin_nested():
+                session.add(escalation)
+        except IntegrityError:
+            continue  # a concurrent sweep took it
+        building = buildings[item.building_id]
+        queue_task(
+            session,
+            portal,
+            item.deal_id,
+            f"Просрочен приём: {item.drug} {item.dose} в {_local(portal, item.due_at)} "
+            f"(палата {item.ward}, место {item.bed}) не отмечен",
+            f"escalation:{escalation.id}",
+            user_id=building.manager_user_id,
+            due=now + timedelta(minutes=30),
+        )
+        count += 1
+    return count

@@ -1,0 +1,104 @@
+"""In-patient jobs: the sweep that escalates overdue doses, sends arrival-day tasks and tells relatives of
+purchase requests and low balance; and the outbox operations for messages and the representative's
+contact.
+
+Every part of the sweep is idempotent on its own rows (one escalation per dose, `tasked_on` per arrival,
+one notice per event), so the sweep runs often and a double or late run adds nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+
+from connectors.base import CrmClient
+from connectors.types import NewContact, OutgoingMessage
+
+from .. import clock, runtime
+from ..clock import local_today
+from ..inpatient import arrival_day_tasks, escalate_overdue, inform_about_ledger
+from ..models import Building, InpatientStay, Portal
+from .joblog import logged_job
+
+__all__ = ["representative_contact", "run_inpatient_sweep", "send_relative_message", "sweep_portal"]
+
+
+def sweep_portal(portal_id: int, now: datetime) -> dict[str, int]:
+    """One portal's in-patient duties at `now`, each step in its own transaction (a failure in one does
+    not hold back the others)."""
+    db = runtime.current().db
+    detail: dict[str, int] = {}
+    with db.transaction() as session:
+        portal = session.get(Portal, portal_id)
+        assert portal is not None
+        detail["escalated"] = escalate_overdue(session, portal, now)
+    with db.transaction() as session:
+        portal = session.get(Portal, portal_id)
+        assert portal is not None
+        detail["arrivals"] = arrival_day_tasks(session, portal, local_today(portal.timezone, now))
+    with db.transaction() as session:
+        portal = session.get(Portal, portal_id)
+        assert portal is not None
+        detail["relatives"] = inform_about_ledger(session, portal)
+    return detail
+
+
+@logged_job("inpatient_sweep")
+def run_inpatient_sweep(now: datetime | None = None) -> str:
+    moment = now or clock.now_utc()
+    with runtime.current().db.transaction() as session:
+        # Only portals that run a hospital: one cheap query for everyone else.
+        portal_ids = list(
+            session.scalars(
+                select(Portal.id)
+                .where(Portal.status == "active", Portal.id.in_(select(Building.portal_id)))
+                .order_by(Portal.id)
+            )
+        )
+    totals = {"escalated": 0, "arrivals": 0, "relatives": 0}
+    for portal_id in portal_ids:
+        for name, count in sweep_portal(portal_id, moment).items():
+            totals[name] += count
+    return " ".join(f"{k} {v}" for k, v in totals.items())
+
+
+# --- outbox operations (jobs/operations.py LAZY_OPERATIONS) --------------------------------------------
+
+
+def send_relative_message(crm: CrmClient, payload: dict[str, Any], key: str) -> dict[str, Any]:
+    crm.send_message(
+        OutgoingMessage(
+            deal_id=str(payload["deal_id"]),
+            text=payload["text"],
+            text_field_id=str(payload["text_field_id"]),
+            bot_id=payload.get("bot_id"),
+        ),
+        idempotency_key=key,
+    )
+    return {}
+
+
+def representative_contact(crm: CrmClient, payload: dict[str, Any], key: str) -> dict[str, Any]:
+    """The representative as a CRM contact: found by phone, else created; its id kept on the stay."""
+    phone = payload.get("phone")
+    found = crm.find_contacts_by_phone(phone) if phone else []
+    if found:
+        contact = found[0]
+    else:
+        contact = crm.create_contact(
+            NewContact(
+                name=payload["name"],
+                phones=(phone,) if phone else (),
+                emails=(payload["email"],) if payload.get("email") else (),
+            ),
+            idempotency_key=key,
+        )
+    with runtime.current().db.transaction() as session:
+        session.execute(
+            update(InpatientStay)
+            .where(InpatientStay.id == int(payload["stay_id"]))
+            .values(representative_contact_id=contact.id)
+        )
+    return {"contact_id": contact.id, "found": bool(found)}
