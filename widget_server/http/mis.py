@@ -19,7 +19,7 @@ from flask import Blueprint, Response, request
 from sqlalchemy import select
 
 from .. import runtime
-from ..appointments.tickets import tickets
+from ..appointments.tickets import ATTRIBUTION_KEYS, tickets
 from ..appointments.timetable import (
     TimetableError,
     ident_key_matches,
@@ -161,3 +161,150 @@ _METHODS = {
     "getfinishedcalls": ("GET", _no_calls),
     "getongoingcalls": ("GET", _no_calls),
 }
+
+
+# --- OpenAPI: the catch-all route serves four fixed operations, documented one by one ---------------------
+
+
+def _plain(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+def _json_or_xml(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": schema}, "application/xml": {"schema": schema}},
+    }
+
+
+_REFUSALS = {
+    "401": _plain(f"`{KEY_HEADER}` header missing (plain-text reason)"),
+    "403": _plain(
+        "The key is wrong, belongs to another clinic, or the clinic's integration is not active "
+        "(plain-text reason; an unknown clinic gets the same answer)"
+    ),
+}
+_SLUG = {"in": "path", "name": "slug", "required": True, "schema": {"type": "string"}}
+_MOMENT = {"type": "string", "format": "date-time", "example": "2026-03-12T10:00:00+03:00"}
+_TICKET = {
+    "type": "object",
+    "required": ["Id", "DateAndTime", "ClientPhone", "ClientFullName"],
+    "properties": {
+        "Id": {"type": "string", "example": "cb-31844567", "description": "`cb-` + the CRM deal id"},
+        "DateAndTime": _MOMENT,
+        "ClientPhone": {"type": "string", "example": "+79161234567", "description": "E.164, one number"},
+        "ClientFullName": {"type": "string"},
+        "ClientEmail": {"type": "string"},
+        "FormName": {"type": "string"},
+        "Comment": {"type": "string"},
+        **{name: {"type": "string"} for name in ATTRIBUTION_KEYS.values()},
+    },
+}
+_TIMETABLE = {
+    "type": "object",
+    "required": ["Doctors", "Intervals"],
+    "properties": {
+        "Doctors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["Id", "Name"],
+                "properties": {"Id": {"type": "integer"}, "Name": {"type": "string"}},
+            },
+        },
+        "Branches": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["Id", "Name"],
+                "properties": {"Id": {"type": "integer"}, "Name": {"type": "string"}},
+            },
+        },
+        "Intervals": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["DoctorId", "StartDateTime", "LengthInMinutes", "IsBusy"],
+                "properties": {
+                    "DoctorId": {"type": "integer"},
+                    "BranchId": {"type": "integer", "nullable": True},
+                    "StartDateTime": _MOMENT,
+                    "LengthInMinutes": {"type": "integer"},
+                    "IsBusy": {"type": "boolean"},
+                },
+            },
+        },
+    },
+}
+
+
+def _operation(summary: str, ok: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "tags": ["mis-ident"],
+        "security": [{"identIntegrationKey": []}],
+        "description": "Called by IDENT. Method and query names match case-insensitively; no redirects.",
+        "responses": {"200": ok, **extra.pop("errors", {}), **_REFUSALS},
+        **extra,
+    }
+
+
+def _query(name: str, schema: dict[str, Any], required: bool, description: str) -> dict[str, Any]:
+    return {"in": "query", "name": name, "required": required, "schema": schema, "description": description}
+
+
+def _document(spec: Any) -> None:
+    spec.components.security_scheme(
+        "identIntegrationKey", {"type": "apiKey", "in": "header", "name": KEY_HEADER}
+    )
+    base = "/mis/ident/{slug}"
+    no_calls = _json_or_xml({"type": "array", "items": {"type": "object"}, "maxItems": 0}, "Always `[]`")
+    spec.path(
+        path=f"{base}/GetTickets",
+        parameters=[_SLUG],
+        operations={
+            "get": _operation(
+                "Our intake leads as IDENT tickets, a bare array in a stable order (stateless paging)",
+                _json_or_xml({"type": "array", "items": _TICKET}, "Tickets (JSON or XML per clinic setting)"),
+                parameters=[
+                    _query("dateTimeFrom", _MOMENT, True, "Offset with or without a colon"),
+                    _query("dateTimeTo", _MOMENT, True, "Not before dateTimeFrom"),
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+                        False,
+                        "Page size",
+                    ),
+                    _query("offset", {"type": "integer", "minimum": 0, "default": 0}, False, "Also `offSet`"),
+                ],
+                errors={"400": _plain("A parameter missing or bad, or dateTimeFrom after dateTimeTo")},
+            )
+        },
+    )
+    spec.path(
+        path=f"{base}/PostTimeTable",
+        parameters=[_SLUG],
+        operations={
+            "post": _operation(
+                "Doctors, branches and free/busy intervals: a valid snapshot replaces the last one",
+                {"description": "Stored (empty body)"},
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": _TIMETABLE},
+                        "application/xml": {"schema": _TIMETABLE},
+                    },
+                },
+                errors={"400": _plain("The body is not a valid timetable; the previous snapshot is kept")},
+            )
+        },
+    )
+    for method in ("GetFinishedCalls", "GetOngoingCalls"):
+        spec.path(
+            path=f"{base}/{method}",
+            parameters=[_SLUG],
+            operations={"get": _operation("No telephony here: always an empty list", no_calls)},
+        )
+
+
+ident.__openapi__ = _document  # type: ignore[attr-defined]

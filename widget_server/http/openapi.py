@@ -104,6 +104,10 @@ def build_spec(app: Flask) -> dict[str, Any]:
     path_parameters: dict[str, list[dict[str, Any]]] = {}
     for rule in app.url_map.iter_rules():
         view = app.view_functions.get(rule.endpoint)
+        if view is not None and hasattr(view, "__openapi__"):
+            # A route serving several fixed operations (IDENT's catch-all) documents them itself.
+            view.__openapi__(spec)
+            continue
         if view is None or not hasattr(view, "__apidoc__"):
             continue
         path = _PATH_PARAM.sub(lambda m: "{" + m.group("name") + "}", rule.rule)
