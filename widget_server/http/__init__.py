@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from .api_amocrm import amocrm_api
+from .api_callers import callers_api
 from .api_catalogue import catalogue_api
 from .api_counterparties import counterparties_api
 from .api_deals import deals_api
@@ -13,7 +14,9 @@ from .api_inpatient import inpatient_api
 from .api_invoices import deal_invoices_api, invoices_api, rates_api
 from .api_mis import mis_api
 from .api_outbox import outbox_api
+from .api_payroll import payroll_api
 from .api_portal import portal_api
+from .api_reports import reports_api
 from .api_settings import settings_api
 from .api_stay import stay_api
 from .cors import install_cors
@@ -57,6 +60,9 @@ def register_http(app: Flask) -> None:
         settings_api,
         mis_ident,
         mis_api,
+        reports_api,
+        payroll_api,
+        callers_api,
         inpatient_api,
     ):
         app.register_blueprint(blueprint)

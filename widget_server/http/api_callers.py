@@ -1,0 +1,29 @@
+"""Caller identification for the telephony pop-up: GET /api/v1/callers?phone=… (staff), from our DB alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint
+
+from ..callers import lookup_callers
+from .auth import current_portal, requires
+from .body import load_query
+from .lifecycle import db_session
+from .openapi import api_doc
+from .schemas_reports import CallerQuerySchema
+
+__all__ = ["callers_api"]
+
+callers_api = Blueprint("callers_api", __name__, url_prefix="/api/v1")
+
+
+@callers_api.get("/callers")
+@api_doc(
+    summary="Every patient on a phone number (families share phones), with visits and open deals",
+    tags=["callers"], query=CallerQuerySchema, errors=(422,),
+)  # fmt: skip
+@requires("staff")
+def get_callers() -> Any:
+    query = load_query(CallerQuerySchema())
+    return lookup_callers(db_session(), current_portal(), query["phone"])

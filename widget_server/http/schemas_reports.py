@@ -1,0 +1,40 @@
+"""Schemas of the reports, payroll and caller-lookup API. Types and shapes here; periods, months, amounts
+and users are checked by the domain (reports.periods, payroll.rates, callers), which names the field."""
+
+from __future__ import annotations
+
+from marshmallow import fields as f
+from marshmallow import validate
+
+from ..models import OVERTIME_BASES
+from ..reports import GROUPS
+from .schemas import StrictSchema
+
+__all__ = ["CallerQuerySchema", "PayrollRatesSchema", "ReportQuerySchema"]
+
+
+class ReportQuerySchema(StrictSchema):
+    from_ = f.Date(data_key="from", attribute="from", required=True)
+    to = f.Date(required=True)
+    group = f.String(load_default="month", validate=validate.OneOf(GROUPS))
+
+
+class RateSchema(StrictSchema):
+    user_id = f.Integer(required=True, strict=True)
+    effective_from = f.Date(required=True)
+    # Raw: the domain refuses a JSON number by name ("must be a decimal string"), as the money API does.
+    hourly_rate = f.Raw(required=True)
+    overtime_rate = f.Raw(required=True)
+    primary_bonus = f.Raw(required=True)
+    waiting_list_bonus = f.Raw(required=True)
+    overtime_basis = f.String(load_default="month", validate=validate.OneOf(OVERTIME_BASES))
+    mis_names = f.List(f.String(validate=validate.Length(min=1, max=200)), load_default=list)
+
+
+class PayrollRatesSchema(StrictSchema):
+    rates = f.List(f.Nested(RateSchema), load_default=list)
+    head_user_id = f.Integer(strict=True, allow_none=True)
+
+
+class CallerQuerySchema(StrictSchema):
+    phone = f.String(required=True)
