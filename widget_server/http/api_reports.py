@@ -13,7 +13,7 @@ from .auth import current_portal, current_principal, requires
 from .body import load_query
 from .lifecycle import db_session
 from .openapi import api_doc
-from .schemas_reports import ReportQuerySchema
+from .schemas_reports import ClinicReportQuerySchema
 
 __all__ = ["reports_api"]
 
@@ -26,7 +26,7 @@ _FORMATS = {"": "json", "csv": "csv", "png": "png"}
 @reports_api.get("/reports/<string:name>")
 @api_doc(
     summary="A clinic report as JSON, or as .csv (UTF-8 BOM, ;) or .png (1200×700) with the same numbers",
-    tags=TAG, query=ReportQuerySchema, errors=(404, 422),
+    tags=TAG, query=ClinicReportQuerySchema, errors=(404, 422),
 )  # fmt: skip
 @requires("finance")
 def get_report(name: str) -> Any:
@@ -34,7 +34,7 @@ def get_report(name: str) -> Any:
     if base not in REPORTS or extension not in _FORMATS:
         known = f"one of {', '.join(REPORTS)}, optionally .csv or .png"
         raise NotFound(f"no report {name!r}", fields={"report": [known]})
-    query = load_query(ReportQuerySchema())
+    query = load_query(ClinicReportQuerySchema())
     period = make_period(query["from"], query["to"], query["group"], current_portal().timezone)
     report = build_report(db_session(), current_principal().portal_id, base, period)
     filename = f"{base}-{period.start.isoformat()}-{period.end.isoformat()}"

@@ -10,16 +10,16 @@ from ..models import OVERTIME_BASES
 from ..reports import GROUPS
 from .schemas import StrictSchema
 
-__all__ = ["CallerQuerySchema", "PayrollRatesSchema", "ReportQuerySchema"]
+__all__ = ["CallerQuerySchema", "ClinicReportQuerySchema", "PayrollRatesSchema"]
 
 
-class ReportQuerySchema(StrictSchema):
+class ClinicReportQuerySchema(StrictSchema):
     from_ = f.Date(data_key="from", attribute="from", required=True)
     to = f.Date(required=True)
     group = f.String(load_default="month", validate=validate.OneOf(GROUPS))
 
 
-class RateSchema(StrictSchema):
+class PayrollRateSchema(StrictSchema):
     user_id = f.Integer(required=True, strict=True)
     effective_from = f.Date(required=True)
     # Raw: the domain refuses a JSON number by name ("must be a decimal string"), as the money API does.
@@ -32,7 +32,7 @@ class RateSchema(StrictSchema):
 
 
 class PayrollRatesSchema(StrictSchema):
-    rates = f.List(f.Nested(RateSchema), load_default=list)
+    rates = f.List(f.Nested(PayrollRateSchema), load_default=list)
     head_user_id = f.Integer(strict=True, allow_none=True)
 
 
