@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from connectors.types import Appointment, AppointmentBatch, AppointmentReject
 
 from ..clock import now_utc
+from ..journey.hooks import plan_from_visits
 from ..models import MisAppointment, MisLead, MisPatient, MisSyncRecord, MisSyncRun, OutboxJob, Portal
 from ..outbox import after_commit, wake_outbox_jobs
 from .matching import e164, name_key
@@ -555,6 +556,7 @@ def ingest(session: Session, portal: Portal, run: MisSyncRun, batch: Appointment
     engine.decide()
     engine.insert_new()
     engine.queue_changed()
+    plan_from_visits(session, portal, engine.changed)
     engine.flush_log()
     return engine.result
 

@@ -33,6 +33,7 @@ from .distribution import (
     record_reassignment,
 )
 from .joblog import logged_job
+from .journey import journey_on_deal_event
 
 __all__ = ["EVENT_REACTIONS", "PARSERS", "process_inbox_event"]
 
@@ -50,9 +51,9 @@ PARSERS: dict[str, Callable[[str, str], CrmEvent | None]] = {
 }
 
 EVENT_REACTIONS: dict[type[CrmEvent], list[Callable[[int, CrmEvent], None]]] = {
-    DealUpdated: [restore_stay_fields, record_reassignment],
+    DealUpdated: [restore_stay_fields, record_reassignment, journey_on_deal_event],
     DealCreated: [distribute_on_new_deal],
-    DealStageChanged: [distribute_on_stage_change],
+    DealStageChanged: [distribute_on_stage_change, journey_on_deal_event],
     DpAction: [distribute_on_dp_action],
     RobotCall: [run_robot],
 }

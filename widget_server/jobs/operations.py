@@ -142,6 +142,8 @@ LAZY_OPERATIONS: dict[str, str] = {
     "attach_invoice_document": "widget_server.jobs.invoices:attach_invoice_document",
     "notify_deal_responsible": "widget_server.jobs.invoices:notify_deal_responsible",
     "mis_mirror_appointment": "widget_server.jobs.mis:mis_mirror_appointment",
+    "journey_send_message": "widget_server.jobs.journey:journey_send_message",
+    "journey_create_deal": "widget_server.jobs.journey:journey_create_deal",
     "inpatient_send_message": "widget_server.jobs.inpatient:send_relative_message",
     "inpatient_representative_contact": "widget_server.jobs.inpatient:representative_contact",
 }

@@ -15,6 +15,7 @@ from .bitrix24 import keep_grants_alive, poll_offline_events, reconcile_deals
 from .distribution import run_distribution_sweep
 from .inpatient import run_inpatient_sweep
 from .invoices import refresh_cbr_rates
+from .journey import run_journey_sweep
 from .ledger import run_daily_charges, run_expire_holds
 from .mis import poll_helix_folders, poll_ident_databases, purge_mis_sync_log, reconcile_ident_databases
 from .periodic import purge_idempotency_records, sweep_inbox, sweep_outbox
@@ -52,6 +53,8 @@ PERIODIC_JOBS = (
     # IDENT databases: changes every 2 min; the −30…+90-day window once a day voids deleted receptions.
     (poll_ident_databases, "mis", 120),
     (reconcile_ident_databases, "mis", 3600),
+    # Patient journey: everything due since the last sweep, in each portal's timezone.
+    (run_journey_sweep, "default", 300),
     # Overdue doses escalate once each, arrival-day tasks, relatives told of purchases and low balance.
     (run_inpatient_sweep, "default", 120),
 )

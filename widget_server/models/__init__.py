@@ -54,6 +54,16 @@ from .invoices import (
     InvoicePayment,
     PaymentAllocation,
 )
+from .journey import (
+    ANSWER_KINDS,
+    FIRING_STATES,
+    JourneyAnswer,
+    JourneyDeal,
+    JourneyRule,
+    JourneyRuleVersion,
+    JourneySweep,
+    RuleFiring,
+)
 from .ledger import (
     ENTRY_KINDS,
     PAYMENT_METHODS,
@@ -77,10 +87,12 @@ from .reliability import (
 )
 
 __all__ = [
+    "ANSWER_KINDS",
     "APPOINTMENT_KINDS",
     "ASSIGNMENT_STATES",
     "COUNTERPARTY_KINDS",
     "ENTRY_KINDS",
+    "FIRING_STATES",
     "INBOX_OUTCOMES",
     "INPATIENT_STATUSES",
     "INVOICE_STATUSES",
@@ -119,6 +131,11 @@ __all__ = [
     "InvoiceDocument",
     "InvoiceLine",
     "InvoicePayment",
+    "JourneyAnswer",
+    "JourneyDeal",
+    "JourneyRule",
+    "JourneyRuleVersion",
+    "JourneySweep",
     "LedgerEntry",
     "MisAppointment",
     "MisLead",
@@ -142,6 +159,7 @@ __all__ = [
     "RelativeNotice",
     "RoundEscalation",
     "RoundRecord",
+    "RuleFiring",
     "StayAccount",
     "Tariff",
     "TariffAssignment",

@@ -1,0 +1,427 @@
+"""Journey rules: validation of a rule document and versioning (an edit is a new version; firings cite the
+version they fired under and an edit never re-fires what is already decided).
+
+A rule document:
+    trigger     {type: appointment_status, statuses}
+              | {type: stage_entered, pipeline_id?, stage_id}
+              | {type: field_set, field_id, values?}
+              | {type: stuck, pipeline_id?, stage_id, hours}
+              | {type: offset, anchor: visit|last_visit|date_field, days?, months?, at: "HH:MM", field_id?}
+              | {type: answer, kind: confirmation|nps|plus}
+              | {type: after_rule, rule: <rule key>, days?, at?}
+    conditions  {pipelines, kind, specialties, statuses, future_booking, complex_treatment, loss_reasons,
+                 not_loss_reasons, answer_values, score_min, score_max, no_answer {kind, within_days},
+                 no_booking_since_anchor, fields_set, curator_needed}
+    actions     [{type: task, user_id | role, text, due_days?, due_at?, due_months_field?, due_date_field?}
+                 | {type: move, pipeline_id?, stage_id, loss_reason?}  | {type: note, text}
+                 | {type: message, text} | {type: fields, fields} | {type: tag, tag}
+                 | {type: create_deal, pipeline_id, stage_id | stage_from_field, name, copy_fields, then}]
+    target      deal | created (after_rule: act on the deal the earlier firing created)
+    window_hours  how late an occurrence may still fire (default 12; past it the occurrence is expired)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..errors import DomainError
+from ..models import JourneyRule, JourneyRuleVersion, Portal
+from .placeholders import unknown_placeholders
+from .settings import journey_settings, parse_hhmm
+
+__all__ = [
+    "ANCHORS",
+    "DEFAULT_WINDOW_HOURS",
+    "ROLES",
+    "TRIGGERS",
+    "Catalogue",
+    "RuleInvalid",
+    "create_rule",
+    "current_version",
+    "update_rule",
+    "validate_rule",
+]
+
+TRIGGERS = ("appointment_status", "stage_entered", "field_set", "stuck", "offset", "answer", "after_rule")
+ANCHORS = ("visit", "last_visit", "date_field")
+ACTIONS = ("task", "move", "note", "message", "fields", "tag", "create_deal")
+ROLES = ("responsible", "head", "administrator", "curator")
+ANSWER_KINDS = ("confirmation", "nps", "plus")
+VISIT_STATUSES = ("requested", "booked", "confirmed", "arrived", "completed", "cancelled", "no_show", "void")
+DEFAULT_WINDOW_HOURS = 12
+
+
+class RuleInvalid(DomainError):
+    code = "validation_failed"
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """What the portal's CRM has, for checking a rule; None where it could not be read (not checked)."""
+
+    pipelines: Mapping[str, Collection[str]] | None = None
+    users: Collection[str] | None = None
+    fields: Collection[str] | None = None
+
+
+def _int(value: Any, path: str, *, low: int | None = None, high: int | None = None) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise RuleInvalid(path, "must be a whole number")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise RuleInvalid(path, f"must be between {low} and {high}")
+    return value
+
+
+def _text(doc: Mapping[str, Any], key: str, path: str) -> str:
+    value = doc.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise RuleInvalid(f"{path}.{key}", "required text")
+    bad = unknown_placeholders(value)
+    if bad:
+        raise RuleInvalid(f"{path}.{key}", f"unknown placeholder {{{{{bad[0]}}}}}")
+    return value
+
+
+def _strings(value: Any, path: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
+        raise RuleInvalid(path, "must be a list of ids")
+    return [str(v) for v in value]
+
+
+class _Checker:
+    def __init__(self, catalogue: Catalogue, settings_doc: Mapping[str, Any], *, strict: bool) -> None:
+        self.catalogue = catalogue
+        self.settings = journey_settings(settings_doc)
+        self.strict = strict
+
+    def stage(self, pipeline_id: Any, stage_id: Any, path: str) -> tuple[str | None, str]:
+        if not isinstance(stage_id, str | int) or str(stage_id) == "":
+            raise RuleInvalid(f"{path}.stage_id", "required")
+        pipeline = None if pipeline_id in (None, "") else str(pipeline_id)
+        stage = str(stage_id)
+        pipelines = self.catalogue.pipelines
+        closed = {self.settings.lost_stage_id, self.settings.won_stage_id}
+        if pipelines is not None and self.strict:
+            if pipeline is not None and pipeline not in pipelines:
+                raise RuleInvalid(f"{path}.pipeline_id", f"the CRM has no pipeline {pipeline!r}")
+            known = (
+                set(pipelines[pipeline])
+                if pipeline is not None
+                else {s for v in pipelines.values() for s in v}
+            )
+            if stage not in known | closed:
+                raise RuleInvalid(f"{path}.stage_id", f"the CRM has no stage {stage!r}")
+        return pipeline, stage
+
+    def field(self, field_id: Any, path: str) -> str:
+        if not isinstance(field_id, str | int) or str(field_id) == "":
+            raise RuleInvalid(path, "required")
+        if self.strict and self.catalogue.fields is not None and str(field_id) not in self.catalogue.fields:
+            raise RuleInvalid(path, f"the CRM has no deal field {field_id!r}")
+        return str(field_id)
+
+    def user(self, user_id: Any, path: str) -> str:
+        if self.strict and self.catalogue.users is not None and str(user_id) not in self.catalogue.users:
+            raise RuleInvalid(path, f"the CRM has no user {user_id!r}")
+        return str(user_id)
+
+
+def _trigger(doc: Any, check: _Checker) -> dict[str, Any]:
+    if not isinstance(doc, Mapping):
+        raise RuleInvalid("trigger", "required object")
+    kind = doc.get("type")
+    if kind not in TRIGGERS:
+        raise RuleInvalid("trigger.type", f"one of {', '.join(TRIGGERS)}")
+    out: dict[str, Any] = {"type": kind}
+    if kind == "appointment_status":
+        statuses = _strings(doc.get("statuses"), "trigger.statuses")
+        if not statuses or any(s not in VISIT_STATUSES for s in statuses):
+            raise RuleInvalid("trigger.statuses", f"one or more of {', '.join(VISIT_STATUSES)}")
+        out["statuses"] = statuses
+    elif kind in ("stage_entered", "stuck"):
+        out["pipeline_id"], out["stage_id"] = check.stage(
+            doc.get("pipeline_id"), doc.get("stage_id"), "trigger"
+        )
+        if kind == "stuck":
+            out["hours"] = _int(doc.get("hours"), "trigger.hours", low=1, high=24 * 365)
+    elif kind == "field_set":
+        out["field_id"] = check.field(doc.get("field_id"), "trigger.field_id")
+        out["values"] = _strings(doc.get("values"), "trigger.values")
+    elif kind == "offset":
+        anchor = doc.get("anchor")
+        if anchor not in ANCHORS:
+            raise RuleInvalid("trigger.anchor", f"one of {', '.join(ANCHORS)}")
+        out["anchor"] = anchor
+        out["days"] = _int(doc.get("days", 0), "trigger.days", low=-366, high=3660)
+        out["months"] = _int(doc.get("months", 0), "trigger.months", low=0, high=120)
+        if parse_hhmm(doc.get("at")) is None:
+            raise RuleInvalid("trigger.at", "local time HH:MM")
+        out["at"] = doc["at"]
+        if anchor == "date_field":
+            out["field_id"] = check.field(doc.get("field_id"), "trigger.field_id")
+    elif kind == "answer":
+        if doc.get("kind") not in ANSWER_KINDS:
+            raise RuleInvalid("trigger.kind", f"one of {', '.join(ANSWER_KINDS)}")
+        out["kind"] = doc["kind"]
+    else:
+        if not isinstance(doc.get("rule"), str) or not doc["rule"]:
+            raise RuleInvalid("trigger.rule", "the key of the rule this one follows")
+        out["rule"] = doc["rule"]
+        out["days"] = _int(doc.get("days", 0), "trigger.days", low=0, high=3660)
+        if doc.get("at") is not None and parse_hhmm(doc.get("at")) is None:
+            raise RuleInvalid("trigger.at", "local time HH:MM")
+        out["at"] = doc.get("at")
+    return out
+
+
+_BOOL_CONDITIONS = ("future_booking", "complex_treatment", "no_booking_since_anchor", "curator_needed")
+
+
+def _conditions(doc: Any, check: _Checker) -> dict[str, Any]:
+    if doc is None:
+        return {}
+    if not isinstance(doc, Mapping):
+        raise RuleInvalid("conditions", "must be an object")
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        path = f"conditions.{key}"
+        if key in ("pipelines", "specialties", "loss_reasons", "not_loss_reasons", "answer_values"):
+            out[key] = _strings(value, path)
+        elif key == "statuses":
+            out[key] = _strings(value, path)
+            if any(s not in VISIT_STATUSES for s in out[key]):
+                raise RuleInvalid(path, f"one or more of {', '.join(VISIT_STATUSES)}")
+        elif key == "kind":
+            if value not in ("primary", "repeat"):
+                raise RuleInvalid(path, "primary or repeat")
+            out[key] = value
+        elif key in _BOOL_CONDITIONS:
+            if not isinstance(value, bool):
+                raise RuleInvalid(path, "true or false")
+            out[key] = value
+        elif key in ("score_min", "score_max"):
+            out[key] = _int(value, path, low=0, high=10)
+        elif key == "no_answer":
+            if not isinstance(value, Mapping) or value.get("kind") not in ANSWER_KINDS:
+                raise RuleInvalid(f"{path}.kind", f"one of {', '.join(ANSWER_KINDS)}")
+            out[key] = {
+                "kind": value["kind"],
+                "within_days": _int(value.get("within_days", 1), f"{path}.within_days", low=1, high=366),
+            }
+        elif key == "fields_set":
+            out[key] = [check.field(f, f"{path}[{i}]") for i, f in enumerate(_strings(value, path))]
+        else:
+            raise RuleInvalid(path, "unknown condition")
+    return out
+
+
+def _action(doc: Any, path: str, check: _Checker, *, nested: bool = False) -> dict[str, Any]:
+    if not isinstance(doc, Mapping):
+        raise RuleInvalid(path, "must be an object")
+    kind = doc.get("type")
+    if kind not in ACTIONS or (nested and kind == "create_deal"):
+        raise RuleInvalid(f"{path}.type", f"one of {', '.join(ACTIONS)}")
+    out: dict[str, Any] = {"type": kind}
+    if kind == "task":
+        out["text"] = _text(doc, "text", path)
+        if doc.get("user_id") not in (None, ""):
+            out["user_id"] = check.user(doc["user_id"], f"{path}.user_id")
+        else:
+            role = doc.get("role", "responsible")
+            if role not in ROLES:
+                raise RuleInvalid(f"{path}.role", f"one of {', '.join(ROLES)}")
+            if role != "responsible" and check.strict:
+                mapped = check.settings.roles.get(role)
+                if mapped is None:
+                    raise RuleInvalid(f"{path}.role", f"map the {role} role to a CRM user (journey settings)")
+                check.user(mapped, f"{path}.role")
+            out["role"] = role
+        out["due_days"] = _int(doc.get("due_days", 0), f"{path}.due_days", low=0, high=3660)
+        if doc.get("due_at") is not None and parse_hhmm(doc["due_at"]) is None:
+            raise RuleInvalid(f"{path}.due_at", "local time HH:MM")
+        out["due_at"] = doc.get("due_at")
+        for key in ("due_months_field", "due_date_field"):
+            if doc.get(key) is not None:
+                out[key] = check.field(doc[key], f"{path}.{key}")
+    elif kind == "move":
+        out["pipeline_id"], out["stage_id"] = check.stage(doc.get("pipeline_id"), doc.get("stage_id"), path)
+        if doc.get("loss_reason") is not None:
+            out["loss_reason"] = _text(doc, "loss_reason", path)
+    elif kind in ("note", "message"):
+        out["text"] = _text(doc, "text", path)
+        if kind == "message" and check.strict and not check.settings.message_field_id:
+            raise RuleInvalid(path, "map the message field (message_field_id) in the journey settings first")
+    elif kind == "fields":
+        fields = doc.get("fields")
+        if not isinstance(fields, Mapping) or not fields:
+            raise RuleInvalid(f"{path}.fields", "an object of field id → value")
+        out["fields"] = {check.field(k, f"{path}.fields.{k}"): v for k, v in fields.items()}
+    elif kind == "tag":
+        out["tag"] = _text(doc, "tag", path)
+        if check.strict and not check.settings.tag_field_id:
+            raise RuleInvalid(path, "map the tags field (tag_field_id) in the journey settings first")
+    else:
+        if doc.get("stage_from_field") is not None:
+            # The stage is the field's value at firing time («Продажа комплексного лечения» names it).
+            out["stage_from_field"] = check.field(doc["stage_from_field"], f"{path}.stage_from_field")
+            if doc.get("pipeline_id") in (None, ""):
+                raise RuleInvalid(f"{path}.pipeline_id", "required")
+            out["pipeline_id"] = str(doc["pipeline_id"])
+        else:
+            out["pipeline_id"], out["stage_id"] = check.stage(
+                doc.get("pipeline_id"), doc.get("stage_id"), path
+            )
+            if out["pipeline_id"] is None:
+                raise RuleInvalid(f"{path}.pipeline_id", "required")
+        out["name"] = _text(doc, "name", path)
+        out["copy_fields"] = [
+            check.field(f, f"{path}.copy_fields[{i}]")
+            for i, f in enumerate(_strings(doc.get("copy_fields"), path))
+        ]
+        then = doc.get("then") or []
+        if not isinstance(then, list):
+            raise RuleInvalid(f"{path}.then", "a list of actions")
+        out["then"] = [_action(a, f"{path}.then[{i}]", check, nested=True) for i, a in enumerate(then)]
+    return out
+
+
+def _stage_matches(trigger: Mapping[str, Any], pipeline_id: str | None, stage_id: str) -> bool:
+    return trigger["stage_id"] == stage_id and trigger.get("pipeline_id") in (None, pipeline_id)
+
+
+def _self_retriggering(trigger: Mapping[str, Any], actions: Sequence[Mapping[str, Any]]) -> str | None:
+    """The path of an action that would set off this same rule on the same deal again."""
+    for index, action in enumerate(actions):
+        path = f"actions[{index}]"
+        if trigger["type"] == "stage_entered" and action["type"] == "move":
+            if _stage_matches(trigger, action.get("pipeline_id"), action["stage_id"]):
+                return path
+        if (
+            trigger["type"] == "field_set"
+            and action["type"] == "fields"
+            and trigger["field_id"] in action["fields"]
+        ):
+            return path
+        if action["type"] == "create_deal" and trigger["type"] == "stage_entered" and action.get("stage_id"):
+            if _stage_matches(trigger, action["pipeline_id"], action["stage_id"]):
+                return path
+    return None
+
+
+def validate_rule(
+    session: Session, portal: Portal, doc: Mapping[str, Any], catalogue: Catalogue, *, strict: bool = True
+) -> dict[str, Any]:
+    """The normalised document, or RuleInvalid naming the first bad field. `strict=False` checks shape and
+    placeholders only: a seed template is kept, disabled, before the clinic has mapped its names."""
+    check = _Checker(catalogue, portal.settings or {}, strict=strict)
+    name = doc.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise RuleInvalid("name", "required text")
+    trigger = _trigger(doc.get("trigger"), check)
+    conditions = _conditions(doc.get("conditions"), check)
+    raw_actions = doc.get("actions")
+    if not isinstance(raw_actions, list) or not raw_actions:
+        raise RuleInvalid("actions", "at least one action")
+    actions = [_action(a, f"actions[{i}]", check) for i, a in enumerate(raw_actions)]
+    looping = _self_retriggering(trigger, actions)
+    if looping is not None:
+        raise RuleInvalid(looping, "this action would trigger the rule again on the same deal (a loop)")
+    target = doc.get("target", "deal")
+    if target not in ("deal", "created"):
+        raise RuleInvalid("target", "deal or created")
+    if target == "created" and trigger["type"] != "after_rule":
+        raise RuleInvalid("target", "only an after_rule rule acts on the deal it created")
+    window = doc.get("window_hours", DEFAULT_WINDOW_HOURS)
+    if trigger["type"] == "after_rule" and isinstance(trigger.get("rule"), str):
+        known = session.scalar(
+            select(JourneyRule.id).where(
+                JourneyRule.portal_id == portal.id, JourneyRule.key == trigger["rule"]
+            )
+        )
+        if known is None and strict:
+            raise RuleInvalid("trigger.rule", f"no rule with key {trigger['rule']!r}")
+    return {
+        "name": name.strip(),
+        "trigger": trigger,
+        "conditions": conditions,
+        "actions": actions,
+        "target": target,
+        "window_hours": _int(window, "window_hours", low=1, high=24 * 366),
+    }
+
+
+def create_rule(
+    session: Session,
+    portal: Portal,
+    doc: Mapping[str, Any],
+    actor: str,
+    catalogue: Catalogue,
+    *,
+    key: str | None = None,
+    template: str | None = None,
+) -> JourneyRule:
+    enabled = bool(doc.get("enabled", False))
+    normalised = validate_rule(session, portal, doc, catalogue, strict=enabled)
+    rule = JourneyRule(
+        portal_id=portal.id,
+        key=key or doc.get("key"),
+        template=template,
+        name=normalised["name"],
+        enabled=enabled,
+    )
+    session.add(rule)
+    session.flush()
+    session.add(
+        JourneyRuleVersion(
+            portal_id=portal.id, rule_id=rule.id, version=1, document=normalised, created_by=actor
+        )
+    )
+    session.flush()
+    return rule
+
+
+def update_rule(
+    session: Session,
+    portal: Portal,
+    rule: JourneyRule,
+    changes: Mapping[str, Any],
+    actor: str,
+    catalogue: Catalogue,
+) -> JourneyRule:
+    """A PATCH: the given keys over the current document; a changed document is a new version."""
+    current = current_version(session, rule).document
+    enabled = bool(changes.get("enabled", rule.enabled))
+    merged = {**current, **{k: v for k, v in changes.items() if k != "enabled"}}
+    normalised = validate_rule(session, portal, merged, catalogue, strict=enabled)
+    rule.enabled = enabled
+    if normalised != current:
+        rule.version += 1
+        rule.name = normalised["name"]
+        session.add(
+            JourneyRuleVersion(
+                portal_id=portal.id,
+                rule_id=rule.id,
+                version=rule.version,
+                document=normalised,
+                created_by=actor,
+            )
+        )
+    session.flush()
+    return rule
+
+
+def current_version(session: Session, rule: JourneyRule) -> JourneyRuleVersion:
+    version = session.scalar(
+        select(JourneyRuleVersion).where(
+            JourneyRuleVersion.rule_id == rule.id, JourneyRuleVersion.version == rule.version
+        )
+    )
+    assert version is not None
+    return version
