@@ -62,8 +62,8 @@ def test_seed_000_whole_stay_from_sales_deal_to_won_stage(
     stay = admit(apis, building, tariff, deal)
     assert (stay["building"], stay["ward"], stay["bed"], stay["status"]) == ("Корпус 1", "12", 1, "admitted")
     assert stay["representative"]["phone"] == "+79161234567"
-    deposit = finance.post(f"/api/v1/deals/{deal}/stay/deposits", json={"amount": "50000.00", "method": "cash",
-                                                                        "payer": "Петрова Ольга"})  # fmt: skip
+    top_up = {"amount": "50000.00", "method": "cash", "payer": "Петрова Ольга"}
+    deposit = finance.post(f"/api/v1/deals/{deal}/stay/deposits", json=top_up)
     assert deposit.status_code == 201
     jobs()
     assert crm.get_deal(deal).stage.pipeline_id == "corpus-1"
@@ -113,8 +113,8 @@ def test_seed_000_whole_stay_from_sales_deal_to_won_stage(
             ]
             round_id = due[0]["round_id"]
             if (day, hour) == ("26", "09"):
-                marked = nurse.post(f"/api/v1/rounds/{round_id}/not-given",
-                                    json={"reason": "out_of_stock", "note": "в аптеке корпуса нет"})  # fmt: skip
+                missed = {"reason": "out_of_stock", "note": "в аптеке корпуса нет"}
+                marked = nurse.post(f"/api/v1/rounds/{round_id}/not-given", json=missed)
             else:
                 marked = nurse.post(f"/api/v1/rounds/{round_id}/given", json={})
             assert marked.status_code == 201, marked.get_json()
@@ -126,12 +126,15 @@ def test_seed_000_whole_stay_from_sales_deal_to_won_stage(
                     staff.manager,
                     "Купить препарат Мексидол (125 мг): согласуйте закупку с представителем",
                 ) in (_texts(crm.tasks_for(deal)))
-                assert any(n.startswith("приём Мексидол 125 мг в 26.11.2026 09:00 не выдан: закончились таблетки "
-                                        "(в аптеке корпуса нет). Следующий шаг: Купить препарат") for n in crm.notes_for(deal))  # fmt: skip
+                expected = (
+                    "приём Мексидол 125 мг в 26.11.2026 09:00 не выдан: закончились таблетки "
+                    "(в аптеке корпуса нет). Следующий шаг: Купить препарат"
+                )
+                assert expected in crm.notes_for(deal)
 
                 # The purchase: a hold above the threshold, the representative is told, then consents.
-                requested = finance.post(f"/api/v1/deals/{deal}/stay/purchases", json={
-                    "amount": "12000.00", "article_id": article, "description": "Мексидол, курс"})  # fmt: skip
+                buy = {"amount": "12000.00", "article_id": article, "description": "Мексидол, курс"}
+                requested = finance.post(f"/api/v1/deals/{deal}/stay/purchases", json=buy)
                 assert requested.status_code == 201
                 purchase = requested.get_json()["purchase"]
                 assert purchase["status"] == "pending"
@@ -142,16 +145,21 @@ def test_seed_000_whole_stay_from_sales_deal_to_won_stage(
                 assert [m.replace("\xa0", " ") for m in asked] == [
                     "Нужна закупка: Мексидол, курс, 12 000,00 ₽. Просим вашего согласия."
                 ]
-                approved = finance.post(f"/api/v1/deals/{deal}/stay/purchases/{purchase['id']}/approve", json={
-                    "consent": {"given_by": "Петрова Ольга (дочь)", "channel": "phone",
-                                "given_at": frozen.now.isoformat()}})  # fmt: skip
+                consent = {
+                    "given_by": "Петрова Ольга (дочь)",
+                    "channel": "phone",
+                    "given_at": frozen.now.isoformat(),
+                }
+                approved = finance.post(
+                    f"/api/v1/deals/{deal}/stay/purchases/{purchase['id']}/approve", json={"consent": consent}
+                )
                 assert approved.status_code == 201, approved.get_json()
                 assert approved.get_json()["stay"]["balance"] == "38000.00"
 
                 # The dose is given once the drug arrived: a correction pointing at the "not given".
                 frozen.set_local("2026-11-26 13:00")
-                corrected = nurse.post(f"/api/v1/rounds/{round_id}/given",
-                                       json={"corrects": records["26 09"], "note": "выдан после закупки"})  # fmt: skip
+                fix = {"corrects": records["26 09"], "note": "выдан после закупки"}
+                corrected = nurse.post(f"/api/v1/rounds/{round_id}/given", json=fix)
                 assert corrected.status_code == 201, corrected.get_json()
                 assert corrected.get_json()["corrects_id"] == records["26 09"]
 
