@@ -8,12 +8,14 @@ from typing import Protocol, runtime_checkable
 
 from .types import (
     AppointmentBatch,
+    Company,
     Contact,
     CrmUser,
     Deal,
     DealUpdate,
     FieldValue,
     FileRef,
+    Handover,
     NewContact,
     NewDeal,
     NewNote,
@@ -56,6 +58,24 @@ class CrmClient(Protocol):
         ...
 
     def create_contact(self, contact: NewContact, *, idempotency_key: str) -> Contact: ...
+
+    def get_contact(self, contact_id: str) -> Contact:
+        """The contact with its company and open deals; `Rejected` (status 404) if it does not exist."""
+        ...
+
+    def get_company(self, company_id: str) -> Company:
+        """`Rejected` (status 404) if it does not exist."""
+        ...
+
+    def add_company_note(self, company_id: str, text: str, *, idempotency_key: str) -> NoteRef:
+        """A note in the company's feed (an invoice paid by a corporate client); `NoteRef.deal_id` is empty.
+        Twice with one key adds one."""
+        ...
+
+    def hand_over(self, handovers: Sequence[Handover]) -> None:
+        """Give each deal's contacts, company and open tasks to its new responsible, batched as the platform
+        allows. Idempotent by nature; `Rejected` names the first refused item."""
+        ...
 
     def add_note(self, deal_id: str, text: str, *, idempotency_key: str) -> NoteRef: ...
 

@@ -17,6 +17,7 @@ __all__ = [
     "Appointment",
     "AppointmentBatch",
     "AppointmentReject",
+    "Company",
     "Contact",
     "CrmEvent",
     "CrmUser",
@@ -26,6 +27,7 @@ __all__ = [
     "DealUpdate",
     "FieldValue",
     "FileRef",
+    "Handover",
     "NewContact",
     "NewDeal",
     "NewTask",
@@ -103,6 +105,30 @@ class Contact:
     phones: tuple[str, ...] = ()
     emails: tuple[str, ...] = ()
     responsible_user_id: str | None = None
+    # Filled by `get_contact` (a phone search or a create does not read links): the contact's company and
+    # its deals still open, oldest first (lead distribution's sticky owner looks there).
+    company_id: str | None = None
+    open_deal_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Company:
+    id: str
+    name: str
+    responsible_user_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Handover:
+    """A deal's new responsible carried to what hangs off the deal: its contacts, its company and its
+    open tasks (a lead distribution reassignment, a shift handover). The deal itself is reassigned by
+    `update_deals`; the connector reads the links itself."""
+
+    deal_id: str
+    user_id: str
+    contacts: bool = True
+    company: bool = True
+    open_tasks: bool = True
 
 
 @dataclass(frozen=True)
@@ -117,6 +143,8 @@ class NewContact:
 class NoteRef:
     id: str
     deal_id: str
+    # Set for a note in a company's feed (`add_company_note`), whose `deal_id` is empty.
+    company_id: str | None = None
 
 
 @dataclass(frozen=True)

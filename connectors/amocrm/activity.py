@@ -91,12 +91,14 @@ class ActivityMixin:
 
     # --- notes ------------------------------------------------------------------------------------------
 
-    def _notes_since(self, lead_id: int, note_type: str, since: float) -> list[Mapping[str, Any]]:
+    def _notes_since(
+        self, entity_id: int, note_type: str, since: float, entity: str = "leads"
+    ) -> list[Mapping[str, Any]]:
         params = {
             "filter[note_type]": note_type,
             "filter[updated_at][from]": max(0, int(since) - READ_BACK_SKEW_S),
         }
-        return list(self.transport.iter_pages(f"/api/v4/leads/{lead_id}/notes", "notes", params))
+        return list(self.transport.iter_pages(f"/api/v4/{entity}/{entity_id}/notes", "notes", params))
 
     def _post_note(self, lead_id: int, note: dict[str, Any]) -> str:
         body = self.transport.send_json("POST", f"/api/v4/leads/{lead_id}/notes", [note])

@@ -41,6 +41,7 @@ from ..types import (
 from .activity import ActivityMixin
 from .const import BATCH_SIZE, COMPLEX_FIELDS_MAX, ENTITY_TYPE_LEAD, LOST_STATUS_ID
 from .fields import FieldDef, FieldDefsCache, encode_value, parse_field_defs
+from .links import LinksMixin
 from .schemas import embedded, normalize_phone, parse_contact, parse_deal, phone_values
 from .transport import AmoTransport
 
@@ -65,7 +66,7 @@ def _throttled(exc: RetryLater) -> bool:
     return "HTTP 429" in str(exc) or "answered 429" in str(exc) or "rate limit" in str(exc)
 
 
-class AmoCrmClient(ActivityMixin):
+class AmoCrmClient(LinksMixin, ActivityMixin):
     """The `CrmClient` of one amoCRM account. Build one per portal and process; it caches field
     definitions, loss reasons and the drive host for its lifetime."""
 
@@ -472,12 +473,6 @@ class AmoCrmClient(ActivityMixin):
             if phone_e164 in phones:
                 found.append(parse_contact(item))
         return sorted(found, key=lambda c: int(c.id))
-
-    def get_contact(self, contact_id: str) -> Contact:
-        body = self.transport.get_json(f"/api/v4/contacts/{_id(contact_id, 'contact_id')}")
-        if body is None:
-            raise Rejected(f"contact_id: no such contact {contact_id!r}", status=404, code="NotFound")
-        return parse_contact(body)
 
     def create_contact(self, contact: NewContact, *, idempotency_key: str) -> Contact:
         name = _text(contact.name, "name")

@@ -41,6 +41,7 @@ from ..types import (
     TaskRef,
 )
 from .fields import FieldDef, decode_value, encode_value, normalize_phone, parse_field_defs, phone_forms
+from .links import LinksMixin
 from .transport import B24Transport
 
 __all__ = ["DEAL", "LOSS_REASON_FIELD", "MESSAGE_SENT", "Bitrix24Client", "reference_for"]
@@ -82,7 +83,7 @@ def check_stage(stage: StageRef) -> int:
     return category
 
 
-class Bitrix24Client:
+class Bitrix24Client(LinksMixin):
     """The `CrmClient` of one Bitrix24 portal; build one per portal and process."""
 
     def __init__(
@@ -357,7 +358,7 @@ class Bitrix24Client:
                 "crm.contact.list",
                 {
                     "filter": {"@ID": list(ids)},
-                    "select": ["ID", "NAME", "LAST_NAME", "PHONE", "EMAIL", "ASSIGNED_BY_ID"],
+                    "select": ["ID", "NAME", "LAST_NAME", "PHONE", "EMAIL", "ASSIGNED_BY_ID", "COMPANY_ID"],
                 },
                 read=True,
             )
@@ -373,6 +374,7 @@ class Bitrix24Client:
                     phones=tuple(dict.fromkeys(p for p in phones if p)),
                     emails=tuple(str(e.get("VALUE")) for e in row.get("EMAIL") or ()),
                     responsible_user_id=str(row["ASSIGNED_BY_ID"]) if row.get("ASSIGNED_BY_ID") else None,
+                    company_id=_linked(row.get("COMPANY_ID")),
                 )
             )
         return sorted(out, key=lambda c: int(c.id))
@@ -428,21 +430,24 @@ class Bitrix24Client:
             return str(self._call("crm.timeline.comment.add", {"fields": fields}))
 
         def read_back(since: float) -> str | None:
-            rows = (
-                self._call(
-                    "crm.timeline.comment.list",
-                    {
-                        "filter": {"ENTITY_ID": item_id, "ENTITY_TYPE": "deal"},
-                        "select": ["ID", "COMMENT", "CREATED"],
-                    },
-                    read=True,
-                )
-                or []
-            )
-            mine = [r for r in rows if r.get("COMMENT") == text and _after(r.get("CREATED"), since)]
-            return str(mine[-1]["ID"]) if mine else None
+            return self._comment_read_back("deal", item_id, text, since)
 
         return NoteRef(self._create_once("note", idempotency_key, post, read_back), deal_id)
+
+    def _comment_read_back(self, entity_type: str, entity_id: int, text: str, since: float) -> str | None:
+        rows = (
+            self._call(
+                "crm.timeline.comment.list",
+                {
+                    "filter": {"ENTITY_ID": entity_id, "ENTITY_TYPE": entity_type},
+                    "select": ["ID", "COMMENT", "CREATED"],
+                },
+                read=True,
+            )
+            or []
+        )
+        mine = [r for r in rows if r.get("COMMENT") == text and _after(r.get("CREATED"), since)]
+        return str(mine[-1]["ID"]) if mine else None
 
     def create_task(self, task: NewTask, *, idempotency_key: str) -> TaskRef:
         if not isinstance(task.due_at, datetime) or task.due_at.tzinfo is None:
@@ -620,6 +625,11 @@ class Bitrix24Client:
 
         file_id = self._create_once("file", idempotency_key, post, lambda _since: find())
         return FileRef(file_id, deal_id, name, urls.get(file_id))
+
+
+def _linked(value: Any) -> str | None:
+    """A link id as Bitrix24 lists it: 0 or empty means no link."""
+    return str(value) if value not in (None, "", "0", 0) else None
 
 
 def _after(value: Any, since: float) -> bool:

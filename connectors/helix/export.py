@@ -19,7 +19,16 @@ from typing import Any
 
 from ..types import Appointment, AppointmentBatch, AppointmentReject
 
-__all__ = ["ALIASES", "REQUIRED", "SOURCE", "STATUSES", "HelixFileError", "HelixFileReader", "parse_export"]
+__all__ = [
+    "ALIASES",
+    "REQUIRED",
+    "SOURCE",
+    "STATUSES",
+    "HelixFileError",
+    "HelixFileReader",
+    "parse_export",
+    "read_rows",
+]
 
 SOURCE = "helix_export"
 
@@ -324,19 +333,24 @@ def _xlsx_rows(data: bytes) -> tuple[list[dict[str, Any]], tuple[date, date] | N
     return rows, period
 
 
+def read_rows(data: bytes, *, filename: str = "") -> tuple[list[dict[str, Any]], tuple[date, date] | None]:
+    """The file's rows by canonical column (values unparsed) and its declared period. Raises `HelixFileError`
+    when the file as a whole cannot be read (format, encoding, a required column missing): cheap next to the
+    import, so an upload can be refused before it is stored."""
+    if data.startswith(b"PK\x03\x04") or filename.lower().endswith(".xlsx"):
+        return _xlsx_rows(data)
+    try:
+        text = _decode(data)
+    except UnicodeDecodeError:
+        raise HelixFileError("neither UTF-8 nor cp1251 text") from None
+    if text.lstrip().startswith(("{", "[")):
+        return _json_rows(text)
+    return _csv_rows(text)
+
+
 def parse_export(data: bytes, *, tz: tzinfo, filename: str = "") -> AppointmentBatch:
     """The whole file → appointments + rejects (+ the declared period). Raises `HelixFileError`."""
-    if data.startswith(b"PK\x03\x04") or filename.lower().endswith(".xlsx"):
-        rows, period = _xlsx_rows(data)
-    else:
-        try:
-            text = _decode(data)
-        except UnicodeDecodeError:
-            raise HelixFileError("neither UTF-8 nor cp1251 text") from None
-        if text.lstrip().startswith(("{", "[")):
-            rows, period = _json_rows(text)
-        else:
-            rows, period = _csv_rows(text)
+    rows, period = read_rows(data, filename=filename)
     parsed: list[tuple[int, Appointment]] = []
     rejects: list[AppointmentReject] = []
     for number, row in enumerate(rows, start=1):

@@ -24,5 +24,25 @@ def standard_world(fake: FakeBitrix24) -> dict[str, int]:
         }
     )
     fake.dispatch("crm.item.update", {"entityTypeId": 2, "id": deal, "fields": {"UF_CRM_NUMBER": 5}})
+    # Made last, so that the ids above stay those the older fixtures were recorded with.
+    company = int(fake.new_company("ООО «Ромашка»", responsible=user)["id"])
+    fake.link(deal, contact, company)
+    task = fake.m_tasks_task_add(
+        {
+            "fields": {
+                "TITLE": "Перезвонить",
+                "RESPONSIBLE_ID": user,
+                "DEADLINE": "2030-05-06T15:00:00+03:00",
+                "UF_CRM_TASK": [f"D_{deal}"],
+            }
+        }
+    )["task"]["id"]
     fake.log.clear()
-    return {"user": user, "deal": deal, "contact": contact, "folder": folder}
+    return {
+        "user": user,
+        "deal": deal,
+        "contact": contact,
+        "folder": folder,
+        "company": company,
+        "task": int(task),
+    }

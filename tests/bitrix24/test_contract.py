@@ -57,11 +57,40 @@ class B24World:
             deal["assignedById"] = int(responsible_user_id)
         return str(deal["id"])
 
-    def make_contact(self, name: str, phones: tuple[str, ...]) -> str:
-        return str(self.fake.new_contact(name, phones)["ID"])
+    def make_contact(
+        self, name: str, phones: tuple[str, ...], *, responsible_user_id: str | None = None
+    ) -> str:
+        return str(self.fake.new_contact(name, phones, responsible=int(responsible_user_id or 1))["ID"])
+
+    def make_company(self, name: str, *, responsible_user_id: str | None = None) -> str:
+        return str(self.fake.new_company(name, responsible=int(responsible_user_id or 1))["id"])
+
+    def link(self, deal_id: str, contact_id: str, company_id: str | None = None) -> None:
+        self.fake.link(int(deal_id), int(contact_id), int(company_id) if company_id else None)
+
+    def responsible(self, entity: str, entity_id: str) -> str | None:
+        if entity == "contact":
+            return self.fake.contacts[int(entity_id)]["ASSIGNED_BY_ID"]
+        return str(self.fake.companies[int(entity_id)]["assignedById"])
+
+    def complete_task(self, deal_id: str, text: str) -> None:
+        for task in self.fake.tasks.values():
+            if f"D_{deal_id}" in task["ufCrmTask"] and task["title"] == text:
+                task["status"] = "5"
+
+    def company_notes(self, company_id: str) -> list[str]:
+        return [
+            c["COMMENT"]
+            for _, c in sorted(self.fake.comments.items())
+            if c["ENTITY_TYPE"] == "company" and c["ENTITY_ID"] == int(company_id)
+        ]
 
     def notes(self, deal_id: str) -> list[str]:
-        return [c["COMMENT"] for _, c in sorted(self.fake.comments.items()) if c["ENTITY_ID"] == int(deal_id)]
+        return [
+            c["COMMENT"]
+            for _, c in sorted(self.fake.comments.items())
+            if c["ENTITY_TYPE"] == "deal" and c["ENTITY_ID"] == int(deal_id)
+        ]
 
     def tasks(self, deal_id: str) -> list[WorldTask]:
         return [

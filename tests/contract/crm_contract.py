@@ -26,6 +26,7 @@ from connectors.errors import Rejected
 from connectors.types import (
     DealUpdate,
     FieldValue,
+    Handover,
     NewContact,
     NewDeal,
     NewTask,
@@ -90,9 +91,25 @@ class CrmWorld(Protocol):
         """A deal in `stage` (default `open_stage`)."""
         ...
 
-    def make_contact(self, name: str, phones: tuple[str, ...]) -> str:
+    def make_contact(
+        self, name: str, phones: tuple[str, ...], *, responsible_user_id: str | None = None
+    ) -> str:
         """A contact with phones as a person typed them into the CRM."""
         ...
+
+    def make_company(self, name: str, *, responsible_user_id: str | None = None) -> str: ...
+
+    def link(self, deal_id: str, contact_id: str, company_id: str | None = None) -> None:
+        """Link the contact (and the company, to the deal and the contact) as a person would in the card."""
+        ...
+
+    def responsible(self, entity: str, entity_id: str) -> str | None:
+        """The responsible user of a "contact" or "company", read on the platform."""
+        ...
+
+    def complete_task(self, deal_id: str, text: str) -> None: ...
+
+    def company_notes(self, company_id: str) -> list[str]: ...
 
     def notes(self, deal_id: str) -> list[str]: ...
 
@@ -597,3 +614,116 @@ class CrmContract:
 
         assert exc.value.path == "text"
         assert crm_world.messages(deal_id) == []
+
+    # --- contacts, companies and hand-over ----------------------------------------------------------------
+
+    def test_get_contact_reads_its_company_and_its_open_deals(
+        self, crm: CrmClient, crm_world: CrmWorld
+    ) -> None:
+        w = crm_world
+        anna = w.make_user("Анна Смирнова")
+        company = w.make_company("ООО «Ромашка»", responsible_user_id=anna)
+        contact = w.make_contact("Елена Орлова", ("8 (916) 123-45-67",), responsible_user_id=anna)
+        first, won, second = (
+            w.make_deal("Первая"),
+            w.make_deal("Закрытая", w.won_stage),
+            w.make_deal("Вторая"),
+        )
+        for deal in (first, won, second):
+            w.link(deal, contact, company)
+
+        got = crm.get_contact(contact)
+
+        assert (got.id, got.name, got.phones) == (contact, "Елена Орлова", ("+79161234567",))
+        assert (got.responsible_user_id, got.company_id) == (anna, company)
+        assert got.open_deal_ids == (first, second)
+
+    def test_a_contact_without_links_has_none(self, crm: CrmClient, crm_world: CrmWorld) -> None:
+        contact = crm_world.make_contact("Елена Орлова", ())
+
+        got = crm.get_contact(contact)
+
+        assert (got.company_id, got.open_deal_ids) == (None, ())
+
+    def test_get_company_reads_its_responsible(self, crm: CrmClient, crm_world: CrmWorld) -> None:
+        anna = crm_world.make_user("Анна Смирнова")
+        company = crm_world.make_company("АО «Страховая»", responsible_user_id=anna)
+
+        got = crm.get_company(company)
+
+        assert (got.id, got.name, got.responsible_user_id) == (company, "АО «Страховая»", anna)
+
+    @pytest.mark.parametrize("call", ["get_contact", "get_company", "add_company_note"])
+    def test_an_unknown_contact_or_company_is_rejected_with_404(self, crm: CrmClient, call: str) -> None:
+        calls: dict[str, Callable[[], object]] = {
+            "get_contact": lambda: crm.get_contact(MISSING_ID),
+            "get_company": lambda: crm.get_company(MISSING_ID),
+            "add_company_note": lambda: crm.add_company_note(MISSING_ID, "x", idempotency_key="c-cn-404"),
+        }
+        with pytest.raises(Rejected) as exc:
+            calls[call]()
+        assert exc.value.status == 404
+
+    def test_add_company_note_twice_with_one_key_adds_one(self, crm: CrmClient, crm_world: CrmWorld) -> None:
+        company = crm_world.make_company("АО «Страховая»")
+
+        first = crm.add_company_note(
+            company, "Оплата 1 000,00 ₽ по счёту СК-2026-000001", idempotency_key="c-cn"
+        )
+        second = crm.add_company_note(
+            company, "Оплата 1 000,00 ₽ по счёту СК-2026-000001", idempotency_key="c-cn"
+        )
+
+        assert (second.id, second.company_id) == (first.id, company)
+        assert crm_world.company_notes(company) == ["Оплата 1 000,00 ₽ по счёту СК-2026-000001"]
+
+    def test_hand_over_gives_contact_company_and_open_tasks_to_the_new_responsible(
+        self, crm: CrmClient, crm_world: CrmWorld
+    ) -> None:
+        w = crm_world
+        anna, maria = w.make_user("Анна Смирнова"), w.make_user("Мария Козлова")
+        company = w.make_company("ООО «Ромашка»", responsible_user_id=anna)
+        contact = w.make_contact("Елена Орлова", (), responsible_user_id=anna)
+        deal = w.make_deal("Орлов В. Н.", responsible_user_id=anna)
+        w.link(deal, contact, company)
+        crm.create_task(_task(deal, anna, "Перезвонить"), idempotency_key="c-ho-open")
+        crm.create_task(_task(deal, anna, "Уже сделано"), idempotency_key="c-ho-done")
+        w.complete_task(deal, "Уже сделано")
+
+        crm.hand_over([Handover(deal, maria)])
+        crm.hand_over([Handover(deal, maria)])
+
+        assert (w.responsible("contact", contact), w.responsible("company", company)) == (maria, maria)
+        assert {t.text: t.responsible_user_id for t in w.tasks(deal)} == {
+            "Перезвонить": maria,
+            "Уже сделано": anna,
+        }
+
+    def test_hand_over_can_leave_the_company_and_tasks(self, crm: CrmClient, crm_world: CrmWorld) -> None:
+        w = crm_world
+        anna, maria = w.make_user("Анна Смирнова"), w.make_user("Мария Козлова")
+        company = w.make_company("ООО «Ромашка»", responsible_user_id=anna)
+        contact = w.make_contact("Елена Орлова", (), responsible_user_id=anna)
+        deal = w.make_deal("Орлов В. Н.", responsible_user_id=anna)
+        w.link(deal, contact, company)
+        crm.create_task(_task(deal, anna, "Перезвонить"), idempotency_key="c-ho-keep")
+
+        crm.hand_over([Handover(deal, maria, company=False, open_tasks=False)])
+
+        assert (w.responsible("contact", contact), w.responsible("company", company)) == (maria, anna)
+        assert [t.responsible_user_id for t in w.tasks(deal)] == [anna]
+
+    def test_hand_over_to_an_unknown_user_changes_nothing(self, crm: CrmClient, crm_world: CrmWorld) -> None:
+        w = crm_world
+        anna = w.make_user("Анна Смирнова")
+        contact = w.make_contact("Елена Орлова", (), responsible_user_id=anna)
+        deal = w.make_deal("Орлов В. Н.", responsible_user_id=anna)
+        w.link(deal, contact)
+
+        with pytest.raises(Rejected):
+            crm.hand_over([Handover(deal, MISSING_ID)])
+
+        assert w.responsible("contact", contact) == anna
+
+    def test_hand_over_of_nothing_is_fine(self, crm: CrmClient) -> None:
+        crm.hand_over([])

@@ -76,9 +76,30 @@ class SandboxWorld:
         )
         return self.crm.create_deal(new, idempotency_key=f"world-deal-{next(_world_keys)}").id
 
-    def make_contact(self, name: str, phones: tuple[str, ...]) -> str:
-        new = NewContact(name=name, phones=phones)
+    def make_contact(
+        self, name: str, phones: tuple[str, ...], *, responsible_user_id: str | None = None
+    ) -> str:
+        new = NewContact(name=name, phones=phones, responsible_user_id=responsible_user_id)
         return self.crm.create_contact(new, idempotency_key=f"world-contact-{next(_world_keys)}").id
+
+    def make_company(self, name: str, *, responsible_user_id: str | None = None) -> str:
+        return self.crm.seed_company(name, responsible_user_id=responsible_user_id)
+
+    def link(self, deal_id: str, contact_id: str, company_id: str | None = None) -> None:
+        self.crm.link_contact(deal_id, contact_id, company_id)
+
+    def responsible(self, entity: str, entity_id: str) -> str | None:
+        if entity == "contact":
+            return self.crm.get_contact(entity_id).responsible_user_id
+        return self.crm.get_company(entity_id).responsible_user_id
+
+    def complete_task(self, deal_id: str, text: str) -> None:
+        for task in self.crm.tasks_for(deal_id):
+            if task.text == text:
+                self.crm.complete_task(task.id)
+
+    def company_notes(self, company_id: str) -> list[str]:
+        return self.crm.company_notes_for(company_id)
 
     def notes(self, deal_id: str) -> list[str]:
         return self.crm.notes_for(deal_id)

@@ -125,6 +125,7 @@ class FakeBitrix24:
         self._ids = itertools.count(101)
         self.deals: dict[int, dict[str, Any]] = {}
         self.contacts: dict[int, dict[str, Any]] = {}
+        self.companies: dict[int, dict[str, Any]] = {}
         self.comments: dict[int, dict[str, Any]] = {}
         self.tasks: dict[int, dict[str, Any]] = {}
         self.users: dict[int, dict[str, Any]] = {}
@@ -220,6 +221,7 @@ class FakeBitrix24:
             "opportunity": Decimal("0"),
             "currencyId": "RUB",
             "contactIds": [],
+            "companyId": 0,
             "originId": None,
             "createdTime": datetime.now(self.tz).replace(microsecond=0).isoformat(),
             "updatedTime": datetime.now(self.tz).replace(microsecond=0).isoformat(),
@@ -229,14 +231,17 @@ class FakeBitrix24:
             self.deals[did][key] = value
         return self.deals[did]
 
-    def new_contact(self, name: str, phones: tuple[str, ...] = (), origin: str | None = None) -> dict:
+    def new_contact(
+        self, name: str, phones: tuple[str, ...] = (), origin: str | None = None, responsible: int = 1
+    ) -> dict:
         first, _, last = name.partition(" ")
         cid = next(self._ids)
         self.contacts[cid] = {
             "ID": str(cid),
             "NAME": first,
             "LAST_NAME": last,
-            "ASSIGNED_BY_ID": "1",
+            "ASSIGNED_BY_ID": str(responsible),
+            "COMPANY_ID": None,
             "originId": origin,
             "PHONE": [
                 {"ID": str(next(self._ids)), "VALUE_TYPE": "WORK", "VALUE": p, "TYPE_ID": "PHONE"}
@@ -245,6 +250,27 @@ class FakeBitrix24:
             "EMAIL": [],
         }
         return self.contacts[cid]
+
+    def new_company(self, title: str, responsible: int = 1) -> dict:
+        cid = next(self._ids)
+        self.companies[cid] = {
+            "id": cid,
+            "title": title,
+            "assignedById": responsible,
+            "companyTypeId": "CUSTOMER",
+            "createdTime": datetime.now(self.tz).replace(microsecond=0).isoformat(),
+            "updatedTime": datetime.now(self.tz).replace(microsecond=0).isoformat(),
+        }
+        return self.companies[cid]
+
+    def link(self, deal_id: int, contact_id: int, company_id: int | None = None) -> None:
+        """Bind a contact (and a company, to the deal and the contact) as a person would in the card."""
+        deal = self.deals[deal_id]
+        if contact_id not in deal["contactIds"]:
+            deal["contactIds"].append(contact_id)
+        if company_id is not None:
+            deal["companyId"] = company_id
+            self.contacts[contact_id]["COMPANY_ID"] = str(company_id)
 
     def user_session(
         self,
@@ -623,10 +649,45 @@ class FakeBitrix24:
     def m_crm_item_fields(self, params: dict[str, Any]) -> Any:
         return {"fields": copy.deepcopy(self.fields)}
 
+    def _other(self, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        """A contact (3) or company (4) named by crm.item.get/update; None for a deal."""
+        entity = _int(params.get("entityTypeId"), "entityTypeId")
+        if entity not in (3, 4):
+            return None
+        store = self.contacts if entity == 3 else self.companies
+        found = store.get(_int(params.get("id")))
+        if found is None:
+            raise _Err("NOT_FOUND", "Element not found")
+        return found
+
+    @staticmethod
+    def _out_contact(contact: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "id": int(contact["ID"]),
+            "name": contact["NAME"],
+            "lastName": contact["LAST_NAME"],
+            "assignedById": int(contact["ASSIGNED_BY_ID"]),
+            "companyId": int(contact["COMPANY_ID"] or 0),
+        }
+
     def m_crm_item_get(self, params: dict[str, Any]) -> Any:
+        other = self._other(params)
+        if other is not None:
+            return {"item": self._out_contact(other) if "ID" in other else dict(other)}
         return {"item": self._out_deal(self._deal(params))}
 
     def m_crm_item_update(self, params: dict[str, Any]) -> Any:
+        other = self._other(params)
+        if other is not None:
+            responsible = (params.get("fields") or {}).get("assignedById")
+            if responsible is not None:
+                if _int(responsible, "assignedById") not in self.users:
+                    raise _Err("CRM_FIELD_ERROR_VALUE_NOT_VALID", "assignedById: no such user")
+                if "ID" in other:
+                    other["ASSIGNED_BY_ID"] = str(_int(responsible))
+                else:
+                    other["assignedById"] = _int(responsible)
+            return {"item": self._out_contact(other) if "ID" in other else dict(other)}
         deal = self._deal(params)
         before = (deal["categoryId"], deal["stageId"])
         self._apply_deal(deal, params.get("fields") or {})
@@ -680,6 +741,10 @@ class FakeBitrix24:
             elif key == "@id":
                 wanted = {_int(v) for v in (value if isinstance(value, list) else value.values())}
                 rows = [r for r in rows if r["id"] in wanted]
+            elif key == "=contactId":
+                rows = [r for r in rows if (r.get("contactIds") or [None])[0] == _int(value)]
+            elif key == "=closed":
+                rows = [r for r in rows if self._out_deal(r)["closed"] == value]
             elif key == ">=updatedTime":
                 since = datetime.fromisoformat(str(value))
                 rows = [r for r in rows if datetime.fromisoformat(r["updatedTime"]) >= since]
@@ -749,16 +814,15 @@ class FakeBitrix24:
 
     def m_crm_timeline_comment_add(self, params: dict[str, Any]) -> Any:
         fields = params.get("fields") or {}
-        if (
-            str(fields.get("ENTITY_TYPE", "")).lower() != "deal"
-            or _int(fields.get("ENTITY_ID")) not in self.deals
-        ):
+        kind = str(fields.get("ENTITY_TYPE", "")).lower()
+        store = {"deal": self.deals, "company": self.companies, "contact": self.contacts}.get(kind)
+        if store is None or _int(fields.get("ENTITY_ID")) not in store:
             raise _Err("NOT_FOUND", "Entity not found")
         cid = next(self._ids)
         self.comments[cid] = {
             "ID": str(cid),
             "ENTITY_ID": _int(fields["ENTITY_ID"]),
-            "ENTITY_TYPE": "deal",
+            "ENTITY_TYPE": kind,
             "COMMENT": str(fields.get("COMMENT") or ""),
             "CREATED": datetime.now(self.tz).isoformat(),
         }
@@ -766,7 +830,12 @@ class FakeBitrix24:
 
     def m_crm_timeline_comment_list(self, params: dict[str, Any]) -> Any:
         flt = params.get("filter") or {}
-        return [c for c in self.comments.values() if c["ENTITY_ID"] == _int(flt.get("ENTITY_ID"))]
+        kind = str(flt.get("ENTITY_TYPE", "deal")).lower()
+        return [
+            c
+            for c in self.comments.values()
+            if c["ENTITY_ID"] == _int(flt.get("ENTITY_ID")) and c["ENTITY_TYPE"] == kind
+        ]
 
     def m_tasks_task_add(self, params: dict[str, Any]) -> Any:
         fields = params.get("fields") or {}
@@ -779,9 +848,21 @@ class FakeBitrix24:
             "responsibleId": str(fields["RESPONSIBLE_ID"]),
             "deadline": str(fields.get("DEADLINE")),
             "ufCrmTask": list(fields.get("UF_CRM_TASK") or []),
+            "status": "2",
             "createdDate": datetime.now(self.tz).isoformat(),
         }
         return {"task": self.tasks[tid]}
+
+    def m_tasks_task_update(self, params: dict[str, Any]) -> Any:
+        task = self.tasks.get(_int(params.get("taskId"), "taskId"))
+        if task is None:
+            raise _Err("ERROR_CORE", "Задача не найдена или доступ запрещен")
+        fields = params.get("fields") or {}
+        if "RESPONSIBLE_ID" in fields:
+            if _int(fields["RESPONSIBLE_ID"], "RESPONSIBLE_ID") not in self.users:
+                raise _Err("ERROR_CORE", "Не найден ответственный")
+            task["responsibleId"] = str(_int(fields["RESPONSIBLE_ID"]))
+        return {"task": task}
 
     def m_tasks_task_list(self, params: dict[str, Any]) -> Any:
         flt = params.get("filter") or {}
@@ -789,7 +870,9 @@ class FakeBitrix24:
             "tasks": [
                 t
                 for t in self.tasks.values()
-                if flt.get("UF_CRM_TASK") in t["ufCrmTask"] and t["title"] == flt.get("TITLE", t["title"])
+                if flt.get("UF_CRM_TASK") in t["ufCrmTask"]
+                and t["title"] == flt.get("TITLE", t["title"])
+                and t["status"] != str(flt.get("!REAL_STATUS", ""))
             ]
         }
 

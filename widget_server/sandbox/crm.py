@@ -40,12 +40,14 @@ from sqlalchemy.orm import Session
 from connectors.errors import Rejected
 from connectors.phones import e164
 from connectors.types import (
+    Company,
     Contact,
     CrmUser,
     Deal,
     DealUpdate,
     FieldValue,
     FileRef,
+    Handover,
     NewContact,
     NewDeal,
     NewTask,
@@ -58,6 +60,8 @@ from widget_server.db import Database
 
 from .models import (
     KEY_LENGTH,
+    SandboxCompany,
+    SandboxCompanyNote,
     SandboxContact,
     SandboxDeal,
     SandboxFile,
@@ -93,7 +97,14 @@ _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _MAX_ID_DIGITS = 18
 
 _Keyed = TypeVar(
-    "_Keyed", SandboxDeal, SandboxContact, SandboxNote, SandboxTask, SandboxFile, SandboxNotification
+    "_Keyed",
+    SandboxDeal,
+    SandboxContact,
+    SandboxNote,
+    SandboxTask,
+    SandboxFile,
+    SandboxNotification,
+    SandboxCompanyNote,
 )
 
 
@@ -330,6 +341,60 @@ class SandboxCrm:
             )
             return _to_contact(self._insert_once(s, SandboxContact, key, row))
 
+    def get_contact(self, contact_id: str) -> Contact:
+        with self._db.transaction() as s:
+            row = self._contact(s, contact_id, path="contact_id")
+            # Deals keep their contacts in a JSON list; a sandbox holds few deals, so filter here (portable).
+            deals = s.scalars(
+                select(SandboxDeal)
+                .where(SandboxDeal.portal_id == self._portal_id, SandboxDeal.is_closed.is_(False))
+                .order_by(SandboxDeal.id)
+            )
+            open_deals = tuple(str(d.id) for d in deals if str(row.id) in (d.contact_ids or ()))
+            return _to_contact(row, open_deals)
+
+    def get_company(self, company_id: str) -> Company:
+        with self._db.transaction() as s:
+            row = self._company(s, company_id)
+            return Company(str(row.id), row.name, _str_id(row.responsible_user_id))
+
+    def add_company_note(self, company_id: str, text: str, *, idempotency_key: str) -> NoteRef:
+        key = _key(idempotency_key)
+        _text("text", text)
+        with self._db.transaction() as s:
+            existing = self._existing(s, SandboxCompanyNote, key)
+            if existing is None:
+                company = self._company(s, company_id)
+                row = SandboxCompanyNote(
+                    portal_id=self._portal_id, company_id=company.id, text=text, created_key=key
+                )
+                existing = self._insert_once(s, SandboxCompanyNote, key, row)
+            return NoteRef(id=str(existing.id), deal_id="", company_id=str(existing.company_id))
+
+    def hand_over(self, handovers: Sequence[Handover]) -> None:
+        # One transaction: a refused user or deal anywhere leaves every responsible as it was.
+        if not handovers:
+            return
+        with self._db.transaction() as s:
+            for i, handover in enumerate(handovers):
+                deal = self._deal(s, handover.deal_id, path=f"handovers[{i}].deal_id")
+                user = self._user(s, handover.user_id, path=f"handovers[{i}].user_id")
+                contacts = [self._contact(s, cid) for cid in deal.contact_ids or ()]
+                if handover.contacts:
+                    for contact in contacts:
+                        contact.responsible_user_id = user.id
+                if handover.company:
+                    for company_id in {c.company_id for c in contacts if c.company_id is not None}:
+                        self._company(s, str(company_id)).responsible_user_id = user.id
+                if handover.open_tasks:
+                    tasks = s.scalars(
+                        select(SandboxTask).where(
+                            SandboxTask.deal_id == deal.id, SandboxTask.is_completed.is_(False)
+                        )
+                    )
+                    for task in tasks:
+                        task.responsible_user_id = user.id
+
     # timeline
 
     def add_note(self, deal_id: str, text: str, *, idempotency_key: str) -> NoteRef:
@@ -465,6 +530,42 @@ class SandboxCrm:
             s.flush()
             return _to_user(row)
 
+    def seed_company(self, name: str, *, responsible_user_id: str | None = None) -> str:
+        _text("name", name, 255)
+        with self._db.transaction() as s:
+            responsible = self._responsible(s, responsible_user_id)
+            row = SandboxCompany(portal_id=self._portal_id, name=name, responsible_user_id=responsible)
+            s.add(row)
+            s.flush()
+            return str(row.id)
+
+    def link_contact(self, deal_id: str, contact_id: str, company_id: str | None = None) -> None:
+        """Add the contact to the deal and, if given, put the contact in the company."""
+        with self._db.transaction() as s:
+            deal = self._deal(s, deal_id, lock=True)
+            contact = self._contact(s, contact_id, path="contact_id")
+            if str(contact.id) not in (deal.contact_ids or ()):
+                deal.contact_ids = [*(deal.contact_ids or ()), str(contact.id)]
+            if company_id is not None:
+                contact.company_id = self._company(s, company_id).id
+
+    def complete_task(self, task_id: str) -> None:
+        with self._db.transaction() as s:
+            row = s.get(SandboxTask, _parse_id(task_id))
+            if row is None or row.portal_id != self._portal_id:
+                raise _not_found("task_id", "task", task_id)
+            row.is_completed = True
+
+    def company_notes_for(self, company_id: str) -> list[str]:
+        with self._db.transaction() as s:
+            company = self._company(s, company_id)
+            rows = s.scalars(
+                select(SandboxCompanyNote)
+                .where(SandboxCompanyNote.company_id == company.id)
+                .order_by(SandboxCompanyNote.id)
+            )
+            return [row.text for row in rows]
+
     def notes_for(self, deal_id: str) -> list[str]:
         with self._db.transaction() as s:
             deal = self._deal(s, deal_id)
@@ -525,7 +626,7 @@ class SandboxCrm:
 
     # --- internals ------------------------------------------------------------------------------------------
 
-    def _deal(self, s: Session, deal_id: str, *, lock: bool = False) -> SandboxDeal:
+    def _deal(self, s: Session, deal_id: str, *, lock: bool = False, path: str = "deal_id") -> SandboxDeal:
         pk = _parse_id(deal_id)
         row = None
         if pk is not None:
@@ -533,7 +634,7 @@ class SandboxCrm:
             # Read-modify-write of the fields JSON: lock the row on PostgreSQL (SQLite is BEGIN IMMEDIATE).
             row = s.scalars(stmt.with_for_update() if lock else stmt).one_or_none()
         if row is None:
-            raise _not_found("deal_id", "deal", deal_id)
+            raise _not_found(path, "deal", deal_id)
         return row
 
     def _user(self, s: Session, user_id: str, *, path: str, require_active: bool = True) -> SandboxUser:
@@ -552,7 +653,7 @@ class SandboxCrm:
     def _responsible(self, s: Session, user_id: str | None) -> int | None:
         return None if user_id is None else self._user(s, user_id, path="responsible_user_id").id
 
-    def _contact(self, s: Session, contact_id: str) -> SandboxContact:
+    def _contact(self, s: Session, contact_id: str, *, path: str = "contact_ids") -> SandboxContact:
         pk = _parse_id(contact_id)
         row = None
         if pk is not None:
@@ -562,7 +663,20 @@ class SandboxCrm:
                 )
             ).one_or_none()
         if row is None:
-            raise _not_found("contact_ids", "contact", contact_id)
+            raise _not_found(path, "contact", contact_id)
+        return row
+
+    def _company(self, s: Session, company_id: str) -> SandboxCompany:
+        pk = _parse_id(company_id)
+        row = None
+        if pk is not None:
+            row = s.scalars(
+                select(SandboxCompany).where(
+                    SandboxCompany.id == pk, SandboxCompany.portal_id == self._portal_id
+                )
+            ).one_or_none()
+        if row is None:
+            raise _not_found("company_id", "company", company_id)
         return row
 
     def _existing(self, s: Session, model: type[_Keyed], key: str) -> _Keyed | None:
@@ -611,13 +725,15 @@ def _to_deal(row: SandboxDeal) -> Deal:
     )
 
 
-def _to_contact(row: SandboxContact) -> Contact:
+def _to_contact(row: SandboxContact, open_deal_ids: tuple[str, ...] = ()) -> Contact:
     return Contact(
         id=str(row.id),
         name=row.name,
         phones=tuple(row.phones or ()),
         emails=tuple(row.emails or ()),
         responsible_user_id=_str_id(row.responsible_user_id),
+        company_id=_str_id(row.company_id),
+        open_deal_ids=open_deal_ids,
     )
 
 

@@ -16,6 +16,8 @@ from sqlalchemy.orm import Mapped, MappedColumn, mapped_column
 from widget_server.models.base import Base, BigIntPK, JsonDoc, utcnow
 
 __all__ = [
+    "SandboxCompany",
+    "SandboxCompanyNote",
     "SandboxContact",
     "SandboxDeal",
     "SandboxFile",
@@ -72,6 +74,20 @@ class SandboxDeal(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class SandboxCompany(Base):
+    """A company (a corporate client, an insurer) that contacts and, through them, deals belong to."""
+
+    __tablename__ = "sandbox_companies"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    portal_id: Mapped[int] = _portal_fk()
+    name: Mapped[str] = mapped_column(String(255))
+    responsible_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sandbox_users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class SandboxContact(Base):
     __tablename__ = "sandbox_contacts"
     __table_args__ = (UniqueConstraint("portal_id", "created_key"),)
@@ -85,6 +101,23 @@ class SandboxContact(Base):
     responsible_user_id: Mapped[int | None] = mapped_column(
         ForeignKey("sandbox_users.id", ondelete="SET NULL")
     )
+    created_key: Mapped[str | None] = mapped_column(String(KEY_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    company_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sandbox_companies.id", ondelete="SET NULL"), index=True
+    )
+
+
+class SandboxCompanyNote(Base):
+    __tablename__ = "sandbox_company_notes"
+    __table_args__ = (UniqueConstraint("portal_id", "created_key"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    portal_id: Mapped[int] = _portal_fk()
+    company_id: Mapped[int] = mapped_column(
+        ForeignKey("sandbox_companies.id", ondelete="CASCADE"), index=True
+    )
+    text: Mapped[str] = mapped_column(Text)
     created_key: Mapped[str | None] = mapped_column(String(KEY_LENGTH))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -89,18 +89,50 @@ class AmoWorld:
         )
         return str(lead["id"])
 
-    def make_contact(self, name: str, phones: tuple[str, ...]) -> str:
-        item = {
+    def make_contact(
+        self, name: str, phones: tuple[str, ...], *, responsible_user_id: str | None = None
+    ) -> str:
+        item: dict[str, object] = {
             "name": name,
-            "custom_fields_values": [{"field_code": "PHONE", "values": [{"value": p} for p in phones]}],
+            "custom_fields_values": [{"field_code": "PHONE", "values": [{"value": p} for p in phones]}]
+            if phones
+            else [],
         }
+        if responsible_user_id:
+            item["responsible_user_id"] = int(responsible_user_id)
         return str(self.fake._new_contact(item, "0")["id"])
+
+    def make_company(self, name: str, *, responsible_user_id: str | None = None) -> str:
+        responsible = int(responsible_user_id) if responsible_user_id else None
+        return str(self.fake.new_company(name, responsible=responsible)["id"])
+
+    def link(self, deal_id: str, contact_id: str, company_id: str | None = None) -> None:
+        company = int(company_id) if company_id else None
+        self.fake.link(int(deal_id), contact=int(contact_id), company=company)
+
+    def responsible(self, entity: str, entity_id: str) -> str | None:
+        store = {"contact": self.fake.contacts, "company": self.fake.companies}[entity]
+        return str(store[int(entity_id)]["responsible_user_id"])
+
+    def complete_task(self, deal_id: str, text: str) -> None:
+        for task in self.fake.tasks.values():
+            if task["entity_id"] == int(deal_id) and task["text"] == text:
+                task["is_completed"] = True
+
+    def company_notes(self, company_id: str) -> list[str]:
+        return [
+            n["params"]["text"]
+            for _, n in sorted(self.fake.notes.items())
+            if n.get("__entity") == "companies" and n["entity_id"] == int(company_id)
+        ]
 
     def notes(self, deal_id: str) -> list[str]:
         return [
             n["params"]["text"]
             for _, n in sorted(self.fake.notes.items())
-            if n["entity_id"] == int(deal_id) and n["note_type"] == "extended_service_message"
+            if n["entity_id"] == int(deal_id)
+            and n.get("__entity", "leads") == "leads"
+            and n["note_type"] == "extended_service_message"
         ]
 
     def tasks(self, deal_id: str) -> list[WorldTask]:

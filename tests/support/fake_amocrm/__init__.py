@@ -35,6 +35,7 @@ import responses
 from ._base import FIXTURES, HOST, Fault, Reply, _Invalid, _problem, load_fixture
 from .account import AccountMixin
 from .activity import ActivityMixin
+from .companies import CompaniesMixin
 from .contacts import ContactsMixin
 from .fields import CustomFieldsMixin
 from .leads import LeadsMixin
@@ -42,7 +43,7 @@ from .leads import LeadsMixin
 __all__ = ["FIXTURES", "FakeAmo", "Fault", "load_fixture"]
 
 
-class FakeAmo(LeadsMixin, ContactsMixin, ActivityMixin, AccountMixin, CustomFieldsMixin):
+class FakeAmo(LeadsMixin, ContactsMixin, CompaniesMixin, ActivityMixin, AccountMixin, CustomFieldsMixin):
     def __init__(
         self,
         rsps: responses.RequestsMock,
@@ -70,6 +71,7 @@ class FakeAmo(LeadsMixin, ContactsMixin, ActivityMixin, AccountMixin, CustomFiel
         self.log: list[tuple[str, str, Any]] = []
         self.leads: dict[int, dict[str, Any]] = {}
         self.contacts: dict[int, dict[str, Any]] = {}
+        self.companies: dict[int, dict[str, Any]] = {}
         self.notes: dict[int, dict[str, Any]] = {}
         self.tasks: dict[int, dict[str, Any]] = {}
         self.files: dict[str, dict[str, Any]] = {}
@@ -104,6 +106,7 @@ class FakeAmo(LeadsMixin, ContactsMixin, ActivityMixin, AccountMixin, CustomFiel
             for k, v in {
                 "lead": 19619,
                 "contact": 7143599,
+                "company": 8214500,
                 "note": 42709325,
                 "task": 4745251,
                 "user": 5000003,
@@ -131,8 +134,14 @@ class FakeAmo(LeadsMixin, ContactsMixin, ActivityMixin, AccountMixin, CustomFiel
                 ("GET", r"/api/v4/contacts/(\d+)", self._get_contact),
                 ("GET", r"/api/v4/contacts", self._list_contacts),
                 ("POST", r"/api/v4/contacts", self._add_contacts),
+                ("PATCH", r"/api/v4/contacts", self._patch_contacts),
+                ("GET", r"/api/v4/companies/(\d+)/notes", self._list_company_notes),
+                ("POST", r"/api/v4/companies/notes", self._add_company_notes),
+                ("GET", r"/api/v4/companies/(\d+)", self._get_company),
+                ("PATCH", r"/api/v4/companies", self._patch_companies),
                 ("GET", r"/api/v4/tasks", self._list_tasks),
                 ("POST", r"/api/v4/tasks", self._add_tasks),
+                ("PATCH", r"/api/v4/tasks", self._patch_tasks),
                 ("POST", r"/api/v2/salesbot/run", self._salesbot_run),
                 ("GET", r"/api/v4/users/(\d+)", self._get_user),
                 ("GET", r"/api/v4/users", self._list_users),
@@ -218,7 +227,8 @@ class FakeAmo(LeadsMixin, ContactsMixin, ActivityMixin, AccountMixin, CustomFiel
         auth = request.headers.get("Authorization") or ""
         if not auth.startswith("Bearer ") or auth[7:] not in self.tokens:
             return self._reply(_problem(401))
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        # PHP-style list parameters (`filter[id][]=1&filter[id][]=2`) stay lists; the rest are single values.
+        query = {k: v if k.endswith("[]") else v[-1] for k, v in parse_qs(parts.query).items()}
         for method, pattern, handler in self._routes:
             match = pattern.match(parts.path)
             if method == request.method and match:
@@ -268,7 +278,8 @@ class FakeAmo(LeadsMixin, ContactsMixin, ActivityMixin, AccountMixin, CustomFiel
         rest = {k: v for k, v in query.items() if k not in ("limit", "page")}
 
         def href(p: int) -> dict[str, str]:
-            return {"href": f"{self.base_url}{path}?{urlencode({**rest, 'limit': limit, 'page': p})}"}
+            query = urlencode({**rest, "limit": limit, "page": p}, doseq=True)
+            return {"href": f"{self.base_url}{path}?{query}"}
 
         links = {"self": href(page)}
         if page * limit < len(items):

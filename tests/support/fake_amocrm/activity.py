@@ -43,13 +43,69 @@ class ActivityMixin:
         kind = query.get("filter[note_type]") or query.get("filter[note_type][]")
         since = int(query.get("filter[updated_at][from]", 0))
         items = [
-            n
+            {k: v for k, v in n.items() if not k.startswith("__")}
             for _, n in sorted(self.notes.items())
             if n["entity_id"] == int(lead_id)
+            and n.get("__entity", "leads") == "leads"
             and (kind is None or n["note_type"] == kind)
             and n["updated_at"] >= since
         ]
         return self._page(f"/api/v4/leads/{lead_id}/notes", "notes", copy.deepcopy(items), query)
+
+    def _list_company_notes(self, company_id: str, *, query: Mapping[str, str], body: Any) -> Reply:
+        if int(company_id) not in self.companies:
+            return _problem(404)
+        kind = query.get("filter[note_type]")
+        since = int(query.get("filter[updated_at][from]", 0))
+        items = [
+            {k: v for k, v in n.items() if not k.startswith("__")}
+            for _, n in sorted(self.notes.items())
+            if n["entity_id"] == int(company_id)
+            and n.get("__entity") == "companies"
+            and (kind is None or n["note_type"] == kind)
+            and n["updated_at"] >= since
+        ]
+        return self._page(f"/api/v4/companies/{company_id}/notes", "notes", items, query)
+
+    def _add_company_notes(self, *, query: Mapping[str, str], body: Any) -> Reply:
+        """POST /api/v4/companies/notes: each item names its company in `entity_id` (§5.3)."""
+        for i, item in enumerate(body if isinstance(body, list) else []):
+            if item.get("entity_id") not in self.companies:
+                return _validation(str(i), "NotFound", "entity_id")
+            params = item.get("params") or {}
+            if item.get("note_type") == "extended_service_message" and not params.get("text"):
+                return _validation(str(i), "NotBlank", "params.text")
+        out = []
+        for item in body:
+            stamp = int(time.time())
+            note = {
+                "id": self.next_id("note"),
+                "entity_id": int(item["entity_id"]),
+                "created_by": 5000001,
+                "updated_by": 5000001,
+                "created_at": stamp,
+                "updated_at": stamp,
+                "responsible_user_id": 5000001,
+                "group_id": 0,
+                "note_type": item["note_type"],
+                "params": item.get("params") or {},
+                "account_id": 29876543,
+                "__entity": "companies",
+            }
+            self.notes[note["id"]] = note
+            href = f"{self.base_url}/api/v4/companies/{note['entity_id']}/notes/{note['id']}"
+            out.append(
+                {
+                    "id": note["id"],
+                    "entity_id": note["entity_id"],
+                    "request_id": item.get("request_id"),
+                    "_links": {"self": {"href": href}},
+                }
+            )
+        return 200, {
+            "_links": {"self": {"href": f"{self.base_url}/api/v4/companies/notes"}},
+            "_embedded": {"notes": out},
+        }
 
     def _add_notes_by_entity(self, *, query: Mapping[str, str], body: Any) -> Reply:
         """POST /api/v4/leads/notes: each item names its lead in `entity_id` (§5.3)."""
@@ -106,12 +162,20 @@ class ActivityMixin:
     # --- tasks ------------------------------------------------------------------------------------------
 
     def _list_tasks(self, *, query: Mapping[str, str], body: Any) -> Reply:
+        entity_ids = set(query.get("filter[entity_id][]") or ())
+        done = query.get("filter[is_completed]")
+
         def keep(t: Mapping[str, Any]) -> bool:
-            return all(
-                str(t.get(f)) == query[f"filter[{f}]"]
-                for f in ("responsible_user_id", "entity_type", "entity_id")
-                if f"filter[{f}]" in query
-            ) and t["updated_at"] >= int(query.get("filter[updated_at][from]", 0))
+            return (
+                all(
+                    str(t.get(f)) == query[f"filter[{f}]"]
+                    for f in ("responsible_user_id", "entity_type", "entity_id")
+                    if f"filter[{f}]" in query
+                )
+                and t["updated_at"] >= int(query.get("filter[updated_at][from]", 0))
+                and (not entity_ids or str(t.get("entity_id")) in entity_ids)
+                and (done is None or t["is_completed"] == (done in ("1", "true")))
+            )
 
         items = [copy.deepcopy(t) for _, t in sorted(self.tasks.items()) if keep(t)]
         return self._page("/api/v4/tasks", "tasks", items, query)

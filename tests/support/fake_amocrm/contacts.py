@@ -13,10 +13,24 @@ from ._base import Reply, _problem, load_fixture
 class ContactsMixin:
     # --- contacts ---------------------------------------------------------------------------------------
 
-    def _contact_out(self, contact: Mapping[str, Any]) -> dict[str, Any]:
+    def _contact_out(self, contact: Mapping[str, Any], with_: str = "") -> dict[str, Any]:
         out = {k: copy.deepcopy(v) for k, v in contact.items() if not k.startswith("__")}
         out["_links"] = {"self": {"href": f"{self.base_url}/api/v4/contacts/{contact['id']}"}}
-        out["_embedded"] = {"tags": copy.deepcopy(contact["__tags"]), "companies": []}
+        company = contact.get("__company")
+        out["_embedded"] = {
+            "tags": copy.deepcopy(contact["__tags"]),
+            "companies": [
+                {"id": company, "_links": {"self": {"href": f"{self.base_url}/api/v4/companies/{company}"}}}
+            ]
+            if company
+            else [],
+        }
+        if "leads" in with_:
+            out["_embedded"]["leads"] = [
+                {"id": lid, "_links": {"self": {"href": f"{self.base_url}/api/v4/leads/{lid}"}}}
+                for lid, lead in sorted(self.leads.items())
+                if contact["id"] in lead["__contacts"]
+            ]
         return out
 
     def _new_contact(self, item: Mapping[str, Any], rid: str) -> dict[str, Any]:
@@ -49,7 +63,7 @@ class ContactsMixin:
 
     def _get_contact(self, contact_id: str, *, query: Mapping[str, str], body: Any) -> Reply:
         contact = self.contacts.get(int(contact_id))
-        return (200, self._contact_out(contact)) if contact else _problem(404)
+        return (200, self._contact_out(contact, query.get("with", ""))) if contact else _problem(404)
 
     def _list_contacts(self, *, query: Mapping[str, str], body: Any) -> Reply:
         items = [

@@ -17,7 +17,13 @@ class LeadsMixin:
     def _lead_out(self, lead: Mapping[str, Any], with_: str = "") -> dict[str, Any]:
         out = {k: copy.deepcopy(v) for k, v in lead.items() if not k.startswith("__")}
         out["_links"] = {"self": {"href": f"{self.base_url}/api/v4/leads/{lead['id']}"}}
-        emb: dict[str, Any] = {"tags": copy.deepcopy(lead["__tags"]), "companies": []}
+        emb: dict[str, Any] = {
+            "tags": copy.deepcopy(lead["__tags"]),
+            "companies": [
+                {"id": c, "_links": {"self": {"href": f"{self.base_url}/api/v4/companies/{c}"}}}
+                for c in lead.get("__companies") or ()
+            ],
+        }
         if "contacts" in with_:
             emb["contacts"] = [
                 {
@@ -108,6 +114,7 @@ class LeadsMixin:
             "labor_cost": None,
             "__tags": [],
             "__contacts": [],
+            "__companies": [],
         }
         self._apply_lead(
             lead,
@@ -135,10 +142,13 @@ class LeadsMixin:
 
     def _list_leads(self, *, query: Mapping[str, str], body: Any) -> Reply:
         since = int(query.get("filter[updated_at][from]", 0))
+        ids = {int(i) for i in query["filter[id][]"]} if "filter[id][]" in query else None
         items = [
             self._lead_out(lead, query.get("with", ""))
             for _, lead in sorted(self.leads.items())
-            if ("query" not in query or self._matches(lead, query["query"])) and lead["updated_at"] >= since
+            if ("query" not in query or self._matches(lead, query["query"]))
+            and lead["updated_at"] >= since
+            and (ids is None or lead["id"] in ids)
         ]
         if query.get("order[updated_at]") in ("asc", "desc"):
             items.sort(key=lambda lead: lead["updated_at"], reverse=query["order[updated_at]"] == "desc")
