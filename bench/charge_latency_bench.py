@@ -300,7 +300,7 @@ def _caller() -> str:
     return " < ".join(reversed(names[-2:]))
 
 
-def _profile(env: dict, fixture: dict, count: int) -> None:
+def _profile(env: dict, fixture: dict, count: int, top: int = 0) -> None:
     """Service time of one request, in-process, one at a time: where does it go?"""
     import logging
 
@@ -462,6 +462,9 @@ def _profile(env: dict, fixture: dict, count: int) -> None:
             if any(needle in f"{filename}:{name}" for needle in needles)
         )
         print(f"    {label:62s} {own * per:6.2f}")
+    if top:
+        print(f"  the {top} functions with the most own time:")
+        stats.sort_stats("tottime").print_stats(top)
 
 
 def main() -> None:
@@ -492,6 +495,7 @@ def main() -> None:
         default=0,
         help="also profile N in-process requests (default 200)",
     )
+    parser.add_argument("--top", type=int, default=0, help="with --profile: list the N costliest functions")
     args = parser.parse_args()
     seconds = args.seconds if args.requests is None else 3600.0
 
@@ -551,7 +555,7 @@ def main() -> None:
             gunicorn = None
             _check(url, fixture["portal_id"], created, redis_proc.url)
             if args.profile:
-                _profile(env, fixture, args.profile)
+                _profile(env, fixture, args.profile, args.top)
         finally:
             if gunicorn is not None:
                 _stop(gunicorn)

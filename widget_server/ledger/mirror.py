@@ -50,9 +50,12 @@ def entry_note(
         title = _TITLES[entry.kind]
     parts = [f"{title} {money(entry.amount_minor)}"]
     if entry.article_id is not None:
-        article = session.get(ExpenseArticle, entry.article_id)
-        if article is not None:
-            parts[0] += f" — {article.name}"
+        name = getattr(entry, "article_name", None)
+        if name is None:
+            article = session.get(ExpenseArticle, entry.article_id)
+            name = article.name if article is not None else None
+        if name is not None:
+            parts[0] += f" — {name}"
     if entry.kind == "daily_charge" and entry.service_date:
         parts[0] += f" за {_date(entry.service_date)}"
     if entry.method:

@@ -175,8 +175,8 @@ def charge(
 ) -> LedgerEntry:
     _require(actor, "finance", "a one-off charge")
     account = lock_account(session, portal.id, deal_id)
-    _article(session, portal, article_id)
-    return post_one_off_debit(
+    article = _article(session, portal, article_id)
+    entry = post_one_off_debit(
         session,
         portal,
         account,
@@ -191,6 +191,9 @@ def charge(
         ),
         actor,
     )
+    if article is not None:
+        entry.article_name = article.name  # type: ignore[attr-defined]  # the mirror's note needs no lookup
+    return entry
 
 
 def post_one_off_debit(
@@ -198,14 +201,15 @@ def post_one_off_debit(
 ) -> LedgerEntry:
     """A charge or an immediate purchase: judged against the available balance, except a replay, which
     must return the first result rather than be re-judged against today's balance."""
-    replay = session.scalar(
-        select(LedgerEntry.id).where(
-            LedgerEntry.portal_id == portal.id, LedgerEntry.idempotency_key == draft.idempotency_key
-        )
+    return post_entry(
+        session,
+        account,
+        draft,
+        actor,
+        unless_replay=lambda: check_overdraft(
+            session, portal, account, draft.amount_minor, actor, draft.overdraft_override
+        ),
     )
-    if replay is None:
-        check_overdraft(session, portal, account, draft.amount_minor, actor, draft.overdraft_override)
-    return post_entry(session, account, draft, actor)
 
 
 def reverse(

@@ -7,24 +7,30 @@ chains the hash and inserts. The database constraints repeat the same rules as a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Executable, Result, bindparam, func, insert, select
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from ..models import ENTRY_KINDS, PAYMENT_METHODS, LedgerEntry, PurchaseRequest, StayAccount, utcnow
 from ..money import MAX_MINOR
-from .chain import CHAINED_FIELDS, GENESIS, entry_hash
+from .chain import GENESIS, entry_hash
 from .errors import LedgerConflict, LedgerError
 
 __all__ = [
     "Actor",
     "EntryDraft",
+    "account_state",
     "available_minor",
+    "balance_and_holds",
     "balance_minor",
     "holds_minor",
     "post_entry",
+    "replayed_entry_id",
+    "run",
 ]
 
 _SIGN = {"deposit": 1, "daily_charge": -1, "charge": -1, "purchase": -1, "refund": -1}
@@ -61,28 +67,78 @@ class EntryDraft:
     """Only for reversals: the opposite of the reversed entry's sign."""
 
 
-def balance_minor(session: Session, account_id: int) -> int:
-    total = session.scalar(
-        select(func.coalesce(func.sum(LedgerEntry.sign * LedgerEntry.amount_minor), 0)).where(
-            LedgerEntry.account_id == account_id
-        )
+# The hot path's statements are built once, with bound parameters, and run on the session's connection:
+# building a statement costs more than SQLite takes to run it (coercions and cache-key generation on every
+# call), and the ORM's execute path adds as much again. `run` flushes pending ORM changes first, as the
+# session's autoflush would.
+_ENTRIES = LedgerEntry.__table__
+_ACCOUNT = bindparam("account_id")
+_BALANCE = (
+    select(func.coalesce(func.sum(LedgerEntry.sign * LedgerEntry.amount_minor), 0))
+    .where(LedgerEntry.account_id == _ACCOUNT)
+    .scalar_subquery()
+)
+_HOLDS = (
+    select(func.coalesce(func.sum(PurchaseRequest.amount_minor), 0))
+    .where(
+        PurchaseRequest.account_id == _ACCOUNT,
+        PurchaseRequest.status == "pending",
+        PurchaseRequest.expires_at > bindparam("now", type_=PurchaseRequest.expires_at.type),
     )
-    return int(total or 0)
+    .scalar_subquery()
+)
+_LAST_DAILY = (
+    select(func.max(LedgerEntry.service_date))
+    .where(LedgerEntry.account_id == _ACCOUNT, LedgerEntry.kind == "daily_charge")
+    .scalar_subquery()
+)
+_SUMS = select(_BALANCE, _HOLDS)
+_STATE = select(_BALANCE, _HOLDS, _LAST_DAILY)
+_REPLAY = select(LedgerEntry.id).where(
+    LedgerEntry.portal_id == bindparam("portal_id"), LedgerEntry.idempotency_key == bindparam("key")
+)
+_HEAD = (
+    select(LedgerEntry.seq, LedgerEntry.hash)
+    .where(LedgerEntry.account_id == _ACCOUNT)
+    .order_by(LedgerEntry.seq.desc())
+    .limit(1)
+)
+_INSERT = insert(_ENTRIES).returning(_ENTRIES.c.id)
+
+
+def run(session: Session, statement: Executable, params: dict[str, Any] | None = None) -> Result[Any]:
+    """Execute a prebuilt Core statement in the session's transaction (after flushing pending changes)."""
+    session.flush()
+    return session.connection().execute(statement, params or {})
+
+
+def balance_minor(session: Session, account_id: int) -> int:
+    return int(run(session, select(_BALANCE), {"account_id": account_id}).scalar() or 0)
 
 
 def holds_minor(session: Session, account_id: int, now: datetime | None = None) -> int:
-    total = session.scalar(
-        select(func.coalesce(func.sum(PurchaseRequest.amount_minor), 0)).where(
-            PurchaseRequest.account_id == account_id,
-            PurchaseRequest.status == "pending",
-            PurchaseRequest.expires_at > (now or utcnow()),
-        )
-    )
-    return int(total or 0)
+    return int(run(session, select(_HOLDS), {"account_id": account_id, "now": now or utcnow()}).scalar() or 0)
+
+
+def balance_and_holds(session: Session, account_id: int) -> tuple[int, int]:
+    """Both sums in one round trip (the hot path of every charge)."""
+    balance, holds = run(session, _SUMS, {"account_id": account_id, "now": utcnow()}).one()
+    return int(balance or 0), int(holds or 0)
+
+
+def account_state(session: Session, account_id: int) -> tuple[int, int, date | None]:
+    """Balance, holds and the last charged service date in one round trip (every stay summary)."""
+    balance, holds, last_daily = run(session, _STATE, {"account_id": account_id, "now": utcnow()}).one()
+    return int(balance or 0), int(holds or 0), last_daily
 
 
 def available_minor(session: Session, account_id: int) -> int:
-    return balance_minor(session, account_id) - holds_minor(session, account_id)
+    balance, holds = balance_and_holds(session, account_id)
+    return balance - holds
+
+
+def replayed_entry_id(session: Session, portal_id: int, idempotency_key: str) -> int | None:
+    return run(session, _REPLAY, {"portal_id": portal_id, "key": idempotency_key}).scalar()
 
 
 def _check(draft: EntryDraft) -> int:
@@ -119,21 +175,29 @@ def _same_request(existing: LedgerEntry, draft: EntryDraft, account: StayAccount
     )
 
 
-def post_entry(session: Session, account: StayAccount, draft: EntryDraft, actor: Actor) -> LedgerEntry:
+def post_entry(
+    session: Session,
+    account: StayAccount,
+    draft: EntryDraft,
+    actor: Actor,
+    *,
+    unless_replay: Callable[[], None] | None = None,
+) -> LedgerEntry:
     """Append one entry to a locked, open account. A replay of the same idempotency key with the same
-    content returns the stored entry; with different content it is refused."""
+    content returns the stored entry; with different content it is refused. `unless_replay` runs only
+    for a new entry, before it is written (a replay must return the first result, not be re-judged)."""
     sign = _check(draft)
-    existing = session.scalar(
-        select(LedgerEntry).where(
-            LedgerEntry.portal_id == account.portal_id, LedgerEntry.idempotency_key == draft.idempotency_key
-        )
-    )
-    if existing is not None:
+    existing_id = replayed_entry_id(session, account.portal_id, draft.idempotency_key)
+    if existing_id is not None:
+        existing = session.get(LedgerEntry, existing_id)
+        assert existing is not None
         if _same_request(existing, draft, account):
             return existing
         raise LedgerConflict(
             "idempotency_key", "already used for a different entry", code="idempotency_key_reused"
         )
+    if unless_replay is not None:
+        unless_replay()
     if account.status != "open" and draft.kind != "reversal":
         raise LedgerConflict("account", "the stay is closed; only an admin reversal is possible")
     # The unique indexes enforce these two as well; checking first names the field instead of failing
@@ -157,39 +221,38 @@ def post_entry(session: Session, account: StayAccount, draft: EntryDraft, actor:
                 "entry_id", f"entry {draft.reverses_entry_id} was already reversed by entry {earlier}"
             )
 
-    last = session.execute(
-        select(LedgerEntry.seq, LedgerEntry.hash)
-        .where(LedgerEntry.account_id == account.id)
-        .order_by(LedgerEntry.seq.desc())
-        .limit(1)
-    ).first()
+    last = run(session, _HEAD, {"account_id": account.id}).first()
     seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS)
-    entry = LedgerEntry(
-        portal_id=account.portal_id,
-        account_id=account.id,
-        seq=seq,
-        kind=draft.kind,
-        sign=sign,
-        amount_minor=draft.amount_minor,
-        currency=account.currency,
-        entry_date=draft.entry_date,
-        service_date=draft.service_date,
-        method=draft.method,
-        payer=draft.payer,
-        article_id=draft.article_id,
-        tariff_id=draft.tariff_id,
-        reason=draft.reason,
-        reverses_entry_id=draft.reverses_entry_id,
-        purchase_request_id=draft.purchase_request_id,
-        overdraft_override=draft.overdraft_override,
-        idempotency_key=draft.idempotency_key,
-        actor=actor.label,
-        source=actor.source,
-        created_at=utcnow(),
-        prev_hash=prev_hash,
-    )
-    entry.hash = entry_hash(prev_hash, {name: getattr(entry, name) for name in CHAINED_FIELDS})
+    values = {
+        "portal_id": account.portal_id,
+        "account_id": account.id,
+        "seq": seq,
+        "kind": draft.kind,
+        "sign": sign,
+        "amount_minor": draft.amount_minor,
+        "currency": account.currency,
+        "entry_date": draft.entry_date,
+        "service_date": draft.service_date,
+        "method": draft.method,
+        "payer": draft.payer,
+        "article_id": draft.article_id,
+        "tariff_id": draft.tariff_id,
+        "reason": draft.reason,
+        "reverses_entry_id": draft.reverses_entry_id,
+        "purchase_request_id": draft.purchase_request_id,
+        "overdraft_override": draft.overdraft_override,
+        "idempotency_key": draft.idempotency_key,
+        "actor": actor.label,
+        "source": actor.source,
+        "created_at": utcnow(),
+        "prev_hash": prev_hash,
+    }
+    values["hash"] = entry_hash(prev_hash, values)
+    # A Core INSERT rather than the ORM's unit of work (several times the cost of the statement itself);
+    # the entry then joins the session as if loaded, so later lookups by id need no query.
+    entry_id = run(session, _INSERT, values).scalar_one()
+    entry = LedgerEntry(id=entry_id, **values)
+    make_transient_to_detached(entry)
     session.add(entry)
-    session.flush()
     entry.posted_now = True  # type: ignore[attr-defined]  # lets the mirror skip its replay lookup
     return entry

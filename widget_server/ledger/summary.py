@@ -5,15 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from ..clock import local_today
 from ..forecast import Forecast, forecast_stay
 from ..models import LedgerEntry, Portal, PurchaseRequest, StayAccount
 from .accounts import rate_on, rate_schedule
-from .operations import first_uncharged_day
-from .posting import balance_minor, holds_minor
+from .posting import account_state, run
 from .settings import ledger_settings
 
 __all__ = ["StaySummary", "WhatIf", "stay_summary"]
@@ -45,6 +44,14 @@ class StaySummary:
         return self.forecast.days_left(self.today)
 
 
+_RECENT = (
+    select(*LedgerEntry.__table__.columns)
+    .where(LedgerEntry.account_id == bindparam("account_id"))
+    .order_by(LedgerEntry.seq.desc())
+    .limit(bindparam("recent"))
+)
+
+
 def stay_summary(
     session: Session,
     portal: Portal,
@@ -55,10 +62,9 @@ def stay_summary(
     today: date | None = None,
 ) -> StaySummary:
     today = today or local_today(portal.timezone)
-    balance = balance_minor(session, account.id)
-    holds = holds_minor(session, account.id)
+    balance, holds, last_daily = account_state(session, account.id)
     schedule = rate_schedule(session, account.id)
-    first_uncharged = first_uncharged_day(session, account)
+    first_uncharged = account.admission_date if last_daily is None else last_daily + timedelta(days=1)
     available = balance - holds
     if what_if is not None:
         available -= what_if.purchase_minor
@@ -81,14 +87,9 @@ def stay_summary(
             .order_by(PurchaseRequest.id)
         )
     )
-    entries = list(
-        session.scalars(
-            select(LedgerEntry)
-            .where(LedgerEntry.account_id == account.id)
-            .order_by(LedgerEntry.seq.desc())
-            .limit(recent)
-        )
-    )
+    # Plain rows (the entry's columns as attributes): loading ten ORM objects per request costs more
+    # than the whole query.
+    entries = list(run(session, _RECENT, {"account_id": account.id, "recent": recent})) if recent else []
     return StaySummary(
         account=account,
         today=today,
