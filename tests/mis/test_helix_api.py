@@ -32,6 +32,13 @@ def _upload(api, name: str, data: bytes | None = None, **headers: str):
     )
 
 
+def _imported(api, response, jobs) -> dict:
+    """The upload's sync run once its job has run (the upload itself only queues it)."""
+    assert response.status_code == 202
+    jobs()
+    return api.get(response.get_json()["status_url"]).get_json()
+
+
 def _counts(rt, model, **where) -> int:
     with rt.db.transaction() as s:
         statement = select(func.count()).select_from(model)
@@ -45,10 +52,8 @@ def test_seed004_helix_day(rt, helix, jobs):
     assert _upload(api, "visits_history.csv").status_code == 202
     jobs()
     response = _upload(api, "visits_day_120.csv")
-    assert response.status_code == 202
     import_id = response.get_json()["import_id"]
-    jobs()
-    counts = response.get_json()["counts"]
+    counts = _imported(api, response, jobs)["counts"]
     assert counts == {"created": 118, "rejected": 2, "unmapped": 3}
     run = api.get(f"/api/v1/mis/sync-runs/{import_id}?outcome=rejected").get_json()
     assert [(r["row"], r["field"], r["value"]) for r in run["records"]] == [
@@ -100,8 +105,7 @@ def test_the_same_visits_in_another_file_are_all_unchanged_with_no_job(rt, helix
     jobs()
     jobs_before = _counts(rt, OutboxJob)
     again = _upload(api, "visits_sample.json")  # other bytes, same visits
-    assert again.get_json()["counts"] == {"unchanged": 6}
-    assert jobs() == 0
+    assert _imported(api, again, jobs)["counts"] == {"unchanged": 6}
     assert _counts(rt, OutboxJob) == jobs_before
 
 
@@ -118,6 +122,7 @@ def test_an_unreadable_file_is_422_naming_it_and_nothing_is_imported(rt, helix, 
     assert response.status_code == 422
     assert field in response.get_json()["error"]["fields"]
     assert (_counts(rt, MisSyncRun), _counts(rt, MisAppointment)) == (0, 0)
+    assert not (rt.settings.instance_path / "mis" / "helix-clinic" / "helix" / "uploads").exists()
 
 
 def test_only_an_admin_imports(rt, helix, make_api):
@@ -127,9 +132,10 @@ def test_only_an_admin_imports(rt, helix, make_api):
     assert _counts(rt, MisSyncRun) == 0
 
 
-def test_sync_runs_list_and_csv(rt, helix):
+def test_sync_runs_list_and_csv(rt, helix, jobs):
     _, api = helix
     _upload(api, "visits_sample.csv")
+    jobs()
     runs = api.get("/api/v1/mis/sync-runs").get_json()
     assert [r["file_name"] for r in runs] == ["visits_sample.csv"]
     assert runs[0]["counts"]["created"] == 6
@@ -142,15 +148,70 @@ def test_sync_runs_list_and_csv(rt, helix):
     assert api.get(f"/api/v1/mis/sync-runs/{runs[0]['id']}?outcome=bogus").status_code == 422
 
 
-def test_a_refused_row_does_not_void_its_visit(rt, helix):
+def test_a_refused_row_does_not_void_its_visit(rt, helix, jobs):
     _, api = helix
     _upload(api, "visits_sample.csv")
+    jobs()
     text = (FIXTURES / "visits_sample.csv").read_bytes().decode("utf-8-sig")
     line = next(x for x in text.splitlines() if x.startswith("HX-1002;"))
     broken = text.replace(line, line.replace(";12.03.2026;11:00;", ";31.02.2026;11:00;"))
     assert broken != text
-    counts = _upload(api, "visits_sample_fixed.csv", broken.encode()).get_json()["counts"]
+    counts = _imported(api, _upload(api, "visits_sample_fixed.csv", broken.encode()), jobs)["counts"]
     assert counts == {"rejected": 1, "unchanged": 5}
     with rt.db.transaction() as s:
         status = s.scalar(select(MisAppointment.status).where(MisAppointment.source_id == "HX-1002"))
     assert status == "booked"
+
+
+def test_an_upload_is_stored_and_queued_then_imported_by_a_job(rt, helix, jobs):
+    portal, api = helix
+    response = _upload(api, "visits_sample.xlsx")
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["state"] == "queued" and body["duplicate"] is False and body["counts"] == {}
+    assert body["status_url"] == f"/api/v1/mis/sync-runs/{body['import_id']}"
+    # Nothing imported inside the request; the file is on disk before the run commits.
+    assert _counts(rt, MisAppointment) == 0
+    assert api.get(body["status_url"]).get_json()["state"] == "queued"
+    stored = list((rt.settings.instance_path / "mis" / portal.slug / "helix" / "uploads").iterdir())
+    assert len(stored) == 1 and stored[0].read_bytes() == (FIXTURES / "visits_sample.xlsx").read_bytes()
+    run = _imported(api, response, jobs)
+    assert run["state"] == "done" and run["counts"]["created"] == 6 and run["finished_at"]
+    assert _counts(rt, MisAppointment) == 6
+    assert not stored[0].exists()  # imported: the run and its records are the record now
+    again = _upload(api, "visits_sample.xlsx").get_json()
+    assert (again["import_id"], again["duplicate"], again["state"]) == (body["import_id"], True, "done")
+    assert again["counts"]["created"] == 6
+
+
+def test_an_upload_whose_wake_up_was_lost_is_imported_by_the_folder_poll(rt, helix, jobs):
+    from datetime import timedelta
+
+    from widget_server import clock
+    from widget_server.jobs.mis import poll_helix_folders
+
+    _, api = helix
+    response = _upload(api, "visits_sample.csv")
+    rt.queue("mis").empty()  # Redis lost the wake-up; the run and the file are committed
+    assert jobs() == 0
+    poll_helix_folders()
+    jobs()
+    # Too young to be lost: its job may be about to run.
+    assert api.get(response.get_json()["status_url"]).get_json()["state"] == "queued"
+    later = clock.now_utc() + timedelta(minutes=3)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(clock, "now_utc", lambda: later)
+        mp.setattr("widget_server.jobs.mis.now_utc", lambda: later)
+        poll_helix_folders()
+    run = _imported(api, response, jobs)
+    assert run["state"] == "done" and run["counts"]["created"] == 6
+
+
+def test_an_upload_whose_rows_cannot_be_imported_fails_its_run_with_the_reason(rt, helix, jobs):
+    _, api = helix
+    response = _upload(api, "visits_sample.csv")
+    path = next((rt.settings.instance_path / "mis" / "helix-clinic" / "helix" / "uploads").iterdir())
+    path.unlink()  # the disk lost it between the upload and the job
+    run = _imported(api, response, jobs)
+    assert run["state"] == "failed" and run["error"].startswith("file:")
+    assert _counts(rt, MisAppointment) == 0

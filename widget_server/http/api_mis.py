@@ -7,14 +7,14 @@ import io
 from dataclasses import asdict
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, request, url_for
 from sqlalchemy import select
 
 from .. import runtime
 from ..appointments.settings import EDITABLE, TEMPLATES, validate_mis_settings
 from ..appointments.timetable import issue_ident_key, timetable_status
 from ..errors import NotFound, ValidationFailed
-from ..jobs.mis import HelixImportRefused, import_helix_file
+from ..jobs.mis import HelixImportRefused, accept_helix_upload
 from ..models import MisAppointment, MisSyncRecord, MisSyncRun, MisTimetable, Portal
 from ..registry import crm_for
 from .auth import current_portal, current_principal, requires
@@ -40,7 +40,8 @@ MAX_FILE_BYTES = 20 * 1024 * 1024
 
 @mis_api.post("/helix/imports")
 @api_doc(
-    summary="Import a Helix visits export (multipart `file`); the same file again returns its first import",
+    summary="Queue a Helix visits export (multipart `file`) for import; the same file again returns its "
+    "first import. Poll `status_url` (the sync run) for its state and counts",
     tags=["mis"],
     response=ImportAcceptedSchema,
     status=202,
@@ -56,14 +57,22 @@ def import_helix() -> Any:
     if len(data) > MAX_FILE_BYTES:
         raise ValidationFailed("file: larger than 20 MB", fields={"file": ["larger than 20 MB"]})
     try:
-        run, new = import_helix_file(db_session(), current_portal(), data, upload.filename or "upload")
+        run, new = accept_helix_upload(db_session(), current_portal(), data, upload.filename or "upload")
     except HelixImportRefused as refused:
         raise ValidationFailed(
             f"{refused.field}: {refused.reason}",
             code="unreadable_file",
             fields={refused.field: [refused.reason]},
         ) from None
-    body = ImportAcceptedSchema().dump({"import_id": run.id, "duplicate": not new, "counts": run.counts})
+    body = ImportAcceptedSchema().dump(
+        {
+            "import_id": run.id,
+            "duplicate": not new,
+            "state": run.state,
+            "status_url": url_for("mis_api.get_run", run_id=run.id),
+            "counts": run.counts,
+        }
+    )
     return body, 202
 
 

@@ -16,6 +16,8 @@ class ImportAcceptedSchema(Schema):
     duplicate = f.Boolean(
         metadata={"description": "the same file (SHA-256) was imported before: its first run"}
     )
+    state = f.String(metadata={"description": "queued → done, or failed with the run's error"})
+    status_url = f.String(metadata={"description": "the sync run: state, counts and per-record outcomes"})
     counts = f.Dict(keys=f.String(), values=f.Integer())
 
 
@@ -28,6 +30,7 @@ class SyncRunSchema(Schema):
     period_to = f.Date(allow_none=True)
     counts = f.Dict(keys=f.String(), values=f.Integer())
     state = f.String()
+    error = f.String(allow_none=True)
     created_at = f.DateTime()
     finished_at = f.DateTime(allow_none=True)
 
