@@ -18,6 +18,7 @@ from .invoices import refresh_cbr_rates
 from .journey import run_journey_sweep
 from .ledger import run_daily_charges, run_expire_holds
 from .mis import poll_helix_folders, poll_ident_databases, purge_mis_sync_log, reconcile_ident_databases
+from .payroll import send_payroll_statements
 from .periodic import purge_idempotency_records, sweep_inbox, sweep_outbox
 
 __all__ = ["PERIODIC_JOBS", "SchedulerAlreadyRunning", "SingletonCronScheduler", "build_scheduler"]
@@ -53,6 +54,8 @@ PERIODIC_JOBS = (
     # IDENT databases: changes every 2 min; the −30…+90-day window once a day voids deleted receptions.
     (poll_ident_databases, "mis", 120),
     (reconcile_ident_databases, "mis", 3600),
+    # Last month's payroll to the head from the 1st, 08:00 local; once per (portal, month), catches up.
+    (send_payroll_statements, "default", 900),
     # Patient journey: everything due since the last sweep, in each portal's timezone.
     (run_journey_sweep, "default", 300),
     # Overdue doses escalate once each, arrival-day tasks, relatives told of purchases and low balance.
