@@ -824,13 +824,13 @@ def fire_due(
     with session.no_autoflush:
         for firing in firings:
             rule = rules.get(firing.rule_id)
+            deal_id = _target_deal(rule, firing, ctx) if rule is not None else firing.deal_id
+            firing.deal_id = deal_id or firing.deal_id
             if rule is None:
                 firing.state, firing.reason = "skipped", "the rule is disabled"
             elif firing.expires_at is not None and now > firing.expires_at:
                 firing.state, firing.reason = "expired", "past its window"
             else:
-                deal_id = _target_deal(rule, firing, ctx)
-                firing.deal_id = deal_id or firing.deal_id
                 failed = _failed_condition(rule, firing, deal_id, ctx)
                 held = ctx.settings.quiet_until(now, ctx.tz) if _has_message(rule.doc["actions"]) else None
                 if failed is not None:
