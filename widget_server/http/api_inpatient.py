@@ -71,13 +71,13 @@ from .schemas_inpatient import (
     DueQuerySchema,
     DueRoundSchema,
     ExaminationSchema,
-    GivenSchema,
     InpatientStaySchema,
-    NotGivenSchema,
     OccupancyQuerySchema,
     PrescriptionSchema,
+    PrescriptionStopSchema,
+    RoundGivenSchema,
+    RoundNotGivenSchema,
     RoundRecordSchema,
-    StopSchema,
 )
 
 __all__ = ["inpatient_api"]
@@ -269,7 +269,7 @@ def post_admission(deal_id: str) -> Any:
             profile=body.get("profile"),
             ward_id=body["ward"],
             bed=body["bed"],
-            tariff_id=body["tariff"],
+            tariff_id=body.get("tariff"),
             admission_date=body.get("admission_date"),
             representative=Representative(
                 name=rep["name"],
@@ -376,12 +376,12 @@ def post_prescription(deal_id: str) -> Any:
 
 
 @inpatient_api.post("/deals/<deal_id>/stay/prescriptions/<int:prescription_id>/stop")
-@api_doc(summary="Stop a prescription from now on (medical)", tags=TAGS, request=StopSchema,
+@api_doc(summary="Stop a prescription from now on (medical)", tags=TAGS, request=PrescriptionStopSchema,
          response=PrescriptionSchema, errors=ERRORS)  # fmt: skip
 @requires(MEDICAL)
 @mutation
 def post_stop(deal_id: str, prescription_id: int) -> Any:
-    body = load_body(StopSchema())
+    body = load_body(PrescriptionStopSchema())
     prescription = stop_prescription(
         db_session(), _portal(), deal_id, prescription_id, body.get("reason"), _actor()
     )
@@ -396,6 +396,8 @@ def get_due() -> Any:
     query = load_query(DueQuerySchema())
     at = query.get("at") or clock.now_utc()
     items = due_rounds(db_session(), current_portal(), at, query.get("building"))
+    if "deal" in query:
+        items = [item for item in items if item.deal_id == query["deal"]]
     return {"at": at.isoformat(), "rounds": DueRoundSchema(many=True).dump(items)}
 
 
@@ -417,7 +419,7 @@ def _record_document(record: RoundRecord) -> dict[str, Any]:
     )  # fmt: skip
 
 
-def _mark(value: str, outcome: str, schema: GivenSchema) -> Any:
+def _mark(value: str, outcome: str, schema: RoundGivenSchema) -> Any:
     body = load_body(schema)
     record = record_round(
         db_session(),
@@ -433,21 +435,21 @@ def _mark(value: str, outcome: str, schema: GivenSchema) -> Any:
 
 
 @inpatient_api.post("/rounds/<round_id>/given")
-@api_doc(summary="Mark a dose given (medical)", tags=TAGS, request=GivenSchema, response=RoundRecordSchema,
-         status=201, errors=ERRORS)  # fmt: skip
+@api_doc(summary="Mark a dose given (medical)", tags=TAGS, request=RoundGivenSchema,
+         response=RoundRecordSchema, status=201, errors=ERRORS)  # fmt: skip
 @requires(MEDICAL)
 @mutation
 def post_given(round_id: str) -> Any:
-    return _mark(round_id, "given", GivenSchema())
+    return _mark(round_id, "given", RoundGivenSchema())
 
 
 @inpatient_api.post("/rounds/<round_id>/not-given")
 @api_doc(summary="Mark a dose not given, with a reason from the catalogue (medical)", tags=TAGS,
-         request=NotGivenSchema, response=RoundRecordSchema, status=201, errors=ERRORS)  # fmt: skip
+         request=RoundNotGivenSchema, response=RoundRecordSchema, status=201, errors=ERRORS)  # fmt: skip
 @requires(MEDICAL)
 @mutation
 def post_not_given(round_id: str) -> Any:
-    return _mark(round_id, "not_given", NotGivenSchema())
+    return _mark(round_id, "not_given", RoundNotGivenSchema())
 
 
 @inpatient_api.get("/deals/<deal_id>/stay/rounds")

@@ -23,20 +23,20 @@ __all__ = [
     "DueQuerySchema",
     "DueRoundSchema",
     "ExaminationSchema",
-    "GivenSchema",
     "InpatientStaySchema",
-    "NotGivenSchema",
     "OccupancyQuerySchema",
     "PrescriptionSchema",
+    "PrescriptionStopSchema",
+    "RoundGivenSchema",
+    "RoundNotGivenSchema",
     "RoundRecordSchema",
-    "StopSchema",
 ]
 
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _ID = validate.Length(min=1, max=64)
 
 
-class WardSchema(StrictSchema):
+class InpatientWardSchema(StrictSchema):
     id = f.Integer(dump_only=True)
     name = f.String(required=True, validate=validate.Length(min=1, max=64))
     beds = f.Integer(required=True, strict=True, validate=validate.Range(min=1, max=100))
@@ -51,7 +51,7 @@ class BuildingSchema(StrictSchema):
     manager_user_id = f.String(required=True, validate=_ID)
     nurse_user_id = f.String(validate=_ID, allow_none=True)
     profiles = f.List(f.String(validate=validate.Length(min=1, max=64)), load_default=list)
-    wards = f.List(f.Nested(WardSchema), required=True, validate=validate.Length(min=1, max=200))
+    wards = f.List(f.Nested(InpatientWardSchema), required=True, validate=validate.Length(min=1, max=200))
 
 
 class OccupancyQuerySchema(StrictSchema):
@@ -66,7 +66,7 @@ class ArrivalSchema(StrictSchema):
     profile = f.String(validate=validate.Length(min=1, max=64))
 
 
-class RepresentativeSchema(StrictSchema):
+class InpatientRepresentativeSchema(StrictSchema):
     name = f.String(required=True, validate=validate.Length(min=1, max=200))
     relation = f.String(validate=validate.Length(max=64), allow_none=True)
     phone = f.String(validate=validate.Length(max=32), allow_none=True)
@@ -79,9 +79,9 @@ class AdmissionSchema(StrictSchema):
     profile = f.String(validate=validate.Length(min=1, max=64))
     ward = f.Integer(required=True, strict=True)
     bed = f.Integer(required=True, strict=True)
-    tariff = f.Integer(required=True, strict=True)
+    tariff = f.Integer(strict=True)
     admission_date = f.Date()
-    representative = f.Nested(RepresentativeSchema, required=True)
+    representative = f.Nested(InpatientRepresentativeSchema, required=True)
 
     @validates_schema
     def _where(self, data: dict[str, Any], **_kwargs: Any) -> None:
@@ -108,12 +108,13 @@ class PrescriptionSchema(StrictSchema):
     created_by = f.String(dump_only=True)
 
 
-class StopSchema(StrictSchema):
+class PrescriptionStopSchema(StrictSchema):
     reason = f.String(validate=validate.Length(max=2000))
 
 
 class DueQuerySchema(StrictSchema):
     building = f.Integer()
+    deal = f.String(validate=validate.Length(min=1, max=64))
     at = f.AwareDateTime()
 
 
@@ -130,12 +131,12 @@ class DueRoundSchema(Schema):
     overdue = f.Boolean()
 
 
-class GivenSchema(StrictSchema):
+class RoundGivenSchema(StrictSchema):
     note = f.String(validate=validate.Length(max=2000))
     corrects = f.Integer(strict=True)
 
 
-class NotGivenSchema(GivenSchema):
+class RoundNotGivenSchema(RoundGivenSchema):
     reason = f.String(required=True, validate=validate.OneOf(list(REASONS)))
 
 
@@ -153,7 +154,7 @@ class RoundRecordSchema(Schema):
     recorded_at = f.DateTime()
 
 
-class NextStepSchema(StrictSchema):
+class ExaminationStepSchema(StrictSchema):
     text = f.String(required=True, validate=validate.Length(min=1, max=2000))
     role = f.String(required=True, validate=validate.OneOf(TASK_ROLES))
     due_date = f.Date()
@@ -171,7 +172,7 @@ class ExaminationSchema(StrictSchema):
         load_default=list,
         validate=validate.Length(max=50),
     )
-    next_steps = f.List(f.Nested(NextStepSchema), load_default=list, validate=validate.Length(max=20))
+    next_steps = f.List(f.Nested(ExaminationStepSchema), load_default=list, validate=validate.Length(max=20))
 
 
 class DischargeRequestSchema(StrictSchema):

@@ -45,7 +45,7 @@ class InpatientAdmission:
     deal_id: str
     ward_id: int
     bed: int
-    tariff_id: int
+    tariff_id: int | None
     representative: Representative
     building_id: int | None = None
     profile: str | None = None
@@ -174,19 +174,33 @@ def admit_inpatient(
     ):  # fmt: skip
         raise InpatientConflict("bed", f"bed {admission.bed} in ward {ward.name} is taken")
     representative = admission.representative
-    account = admit(
-        session,
-        portal,
-        Admission(
-            deal_id=admission.deal_id,
-            admission_date=admitted_on,
-            tariff_id=admission.tariff_id,
-            representative_name=representative.name,
-            representative_phone=representative.phone,
-        ),
-        actor,
-        key,
+    # The stay account may already be open (the ledger's own admission in the card): the patient is then
+    # placed in a bed on that account, not charged twice.
+    account = session.scalar(
+        select(StayAccount).where(
+            StayAccount.portal_id == portal.id,
+            StayAccount.deal_id == admission.deal_id,
+            StayAccount.status == "open",
+        )
     )
+    if account is not None:
+        admitted_on = account.admission_date
+    elif admission.tariff_id is None:
+        raise InpatientError("tariff", "choose the tariff: admission opens the stay account")
+    else:
+        account = admit(
+            session,
+            portal,
+            Admission(
+                deal_id=admission.deal_id,
+                admission_date=admitted_on,
+                tariff_id=admission.tariff_id,
+                representative_name=representative.name,
+                representative_phone=representative.phone,
+            ),
+            actor,
+            key,
+        )
     stay = InpatientStay(
         portal_id=portal.id,
         deal_id=admission.deal_id,
@@ -207,7 +221,8 @@ def admit_inpatient(
             session.add(stay)
     except IntegrityError:
         raise InpatientConflict("bed", f"bed {admission.bed} in ward {ward.name} was just taken") from None
-    _mirror_admission(session, portal, stay, building, ward, session.get(Tariff, admission.tariff_id))
+    tariff = session.get(Tariff, admission.tariff_id) if admission.tariff_id is not None else None
+    _mirror_admission(session, portal, stay, building, ward, tariff)
     return stay, account
 
 

@@ -27,6 +27,7 @@ export const SECTIONS = [
   lazy('forecast', 'tab_forecast', (s) => s.features.stay, './sections/forecast.js', 'forecastSection'),
   lazy('invoices', 'tab_invoices', (s) => s.features.stay, './sections/invoices.js', 'invoicesSection'),
   lazy('operators', 'tab_operators', (s) => s.features.stay, './sections/operators.js', 'operatorsSection'),
+  lazy('inpatient', 'tab_inpatient', (s) => s.features.stay, './sections/inpatient.js', 'inpatientSection'),
   lazy('settings', 'tab_settings', (s) => s.features.settings, './sections/settings.js', 'settingsSection'),
   lazy('log', 'tab_log', (s) => s.features.settings, './sections/settings.js', 'logSection'),
 ];
