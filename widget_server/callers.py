@@ -106,11 +106,15 @@ def lookup_callers(
                     "deal_id": row.deal_id, "pipeline": stage["pipeline_id"], "stage": stage.get("stage_id"),
                 }  # fmt: skip
     # 3: inquiries on the number that no visit has taken yet.
-    leads = session.execute(
-        select(MisLead.deal_id, MisLead.name, MisLead.lead_created_at)
-        .where(MisLead.portal_id == portal.id, MisLead.phone_e164 == phone, MisLead.appointment_id.is_(None))
-        .order_by(MisLead.lead_created_at)
-    ).all()
+    # Sorted here, not in SQL: an ORDER BY lead_created_at tempts SQLite into the date index over the phone's.
+    leads = sorted(
+        session.execute(
+            select(MisLead.deal_id, MisLead.name, MisLead.lead_created_at).where(
+                MisLead.portal_id == portal.id, MisLead.phone_e164 == phone, MisLead.appointment_id.is_(None)
+            )
+        ).all(),
+        key=lambda lead: (lead.lead_created_at, lead.deal_id),
+    )
     intake = _intake_pipeline(portal)
     return {
         "phone": phone,

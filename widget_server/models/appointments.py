@@ -172,6 +172,8 @@ class MisLead(Base):
     __table_args__ = (
         UniqueConstraint("portal_id", "deal_id"),
         Index("ix_mis_leads_portal_created", "portal_id", "lead_created_at", "id"),
+        # The caller pop-up finds a number's untaken inquiries (migration 0011).
+        Index("ix_mis_leads_portal_phone", "portal_id", "phone_e164"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)

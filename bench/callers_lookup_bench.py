@@ -1,0 +1,321 @@
+"""Caller lookup (GET /api/v1/callers?phone=) under 16 concurrent clients on gunicorn, over 100 000
+patients and 300 000 visits, then a 12-month report of each kind over the same data.
+
+Run: .venv/bin/python bench/callers_lookup_bench.py [--postgres] [--patients 100000] [--visits 300000]
+     [--seconds 10] [--clients 16] [--workers 2] [--no-reports]
+
+Setup (not timed): a fresh database (a temp SQLite file, or with --postgres a throw-away PostgreSQL 15
+cluster with fsync=off), migrated; one clinic portal (Europe/Moscow) with a staff and a finance API key;
+--patients MIS patients on about 0.9 × as many phones (every tenth number is a family of two or three,
+as families share phones), --visits visits spread over two years back and two months ahead (70 %
+completed, 10 % no-show, 5 % cancelled, 5 % waiting list, the future ones booked) with doctor, specialty,
+branch, card number, booked_by and a deal whose stage the sync chose; 20 000 intake leads. Bulk-inserted
+with the sync's own document shape (`appointment_doc`). A private redis-server backs the rate limiter.
+
+Timed: `gunicorn -w <workers> widget_server.wsgi:app` serves --clients threads, each GETting a random
+known phone (one in ten: a number nobody has) with the staff key, after a one-second warm-up. Latency is
+from sending the request to having read the whole response. Clients share the machine's cores.
+
+Printed: p50/p95/p99 ms, requests/s, errors, the p95 against the issue's floor (≤ 20 ms), and the SQL
+statements one lookup issues (in-process, counted). Then, unless --no-reports: each report
+(primary, specialisations, sources, conversion, no-shows) for the last 12 months grouped by month through
+the same gunicorn (JSON, and the primary report as CSV and PNG), 3 times each: the slowest of the 3
+against the floor (≤ 1 s). Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import http.client
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import event, insert
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _support import PgCluster, RedisProc, free_port, percentile
+from charge_latency_bench import _start_gunicorn, _stop
+
+from connectors.types import Appointment
+from widget_server.apikeys import issue_api_key
+from widget_server.appointments.sync import appointment_doc
+from widget_server.db import Database
+from widget_server.migrations import upgrade
+from widget_server.models import MisAppointment, MisLead, MisPatient
+from widget_server.portals import create_portal
+
+__all__ = ["build_clinic", "main"]
+
+FLOOR_LOOKUP_P95_MS = 20.0
+FLOOR_REPORT_S = 1.0
+REPORTS = ("primary", "specialisations", "sources", "conversion", "no-shows")
+SPECIALTIES = ("терапия", "хирургия", "детство", "пародонтология", "имплантация", "ортодонтия", None)
+BRANCHES = ("Центр", "Север", "Левый берег")
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+CHUNK = 5000
+
+
+def _phone(n: int) -> str:
+    return f"+7916{n:07d}"
+
+
+def build_clinic(url: str, patients: int, visits: int, seed: int = 7) -> dict:
+    """Migrate `url` and fill one portal; returns its id, keys and the phones in use."""
+    rng = random.Random(seed)
+    upgrade(url)
+    db = Database(url)
+    try:
+        with db.transaction() as s:
+            portal = create_portal(
+                s, kind="sandbox", name="Bench dental", timezone="Europe/Moscow", currency="RUB",
+                slug="bench-callers",
+            )  # fmt: skip
+            staff_key = issue_api_key(s, portal, role="staff", name="bench staff").plaintext
+            finance_key = issue_api_key(s, portal, role="finance", name="bench finance").plaintext
+            portal_id = portal.id
+        phones: list[str] = []
+        rows: list[dict] = []
+        phone_no = 0
+        while len(rows) < patients:
+            phone = _phone(phone_no)
+            phone_no += 1
+            phones.append(phone)
+            family = rng.choice((2, 3)) if phone_no % 10 == 0 else 1
+            for _ in range(min(family, patients - len(rows))):
+                n = len(rows)
+                rows.append({
+                    "portal_id": portal_id, "source": "helix", "source_patient_id": f"P{n}",
+                    "name": f"Пациент {n} Бенчевич", "name_key": f"пациент {n}", "phone_raw": phone,
+                    "phone_e164": phone, "other_phones": [], "flags": ["shared_phone"] if family > 1 else [],
+                    "created_at": NOW, "updated_at": NOW,
+                })  # fmt: skip
+        with db.transaction() as s:
+            for start in range(0, len(rows), CHUNK):
+                s.execute(insert(MisPatient), rows[start : start + CHUNK])
+        with db.transaction() as s:
+            first_id = (
+                s.query(MisPatient.id)
+                .filter(MisPatient.portal_id == portal_id)
+                .order_by(MisPatient.id)
+                .first()[0]
+            )
+        doctors = [f"Врач {i}" for i in range(30)]
+        operators = [f"Оператор {i}" for i in range(10)]
+        start_day = NOW - timedelta(days=730)
+        batch: list[dict] = []
+        with db.transaction() as s:
+            for n in range(visits):
+                patient = first_id + rng.randrange(patients)
+                at = start_day + timedelta(days=rng.randrange(730 + 60), hours=rng.randrange(9, 20))
+                roll = rng.random()
+                if at > NOW:
+                    status = "booked"
+                elif roll < 0.70:
+                    status = "completed"
+                elif roll < 0.80:
+                    status = "no_show"
+                elif roll < 0.85:
+                    status = "cancelled"
+                else:
+                    status = "completed"
+                doctor = rng.randrange(len(doctors))
+                appointment = Appointment(
+                    source="helix", source_id=f"V{n}", status=status, starts_at=at, ends_at=None,
+                    patient_id=str(patient), patient_name="", patient_phone=None, doctor_id=str(doctor),
+                    doctor_name=doctors[doctor], specialty=SPECIALTIES[doctor % len(SPECIALTIES)],
+                    branch=BRANCHES[doctor % len(BRANCHES)], card_number=f"К-{patient}",
+                    booked_by=rng.choice(operators), waiting_list=rng.random() < 0.05,
+                    channel=rng.choice(("сайт", "звонок", "Яндекс", None)),
+                )  # fmt: skip
+                stage = (
+                    "Визит состоялся"
+                    if status == "completed"
+                    else ("lost" if status != "booked" else "Записан")
+                )
+                batch.append({
+                    "portal_id": portal_id, "source": "helix", "source_id": f"V{n}", "patient_id": patient,
+                    "status": status, "starts_at": at, "ends_at": None, "changed_at": None, "version": None,
+                    "content_hash": f"{n:064d}", "doc": appointment_doc(appointment), "kind": "primary",
+                    "flags": [], "target": {"pipeline_id": "Первичные пациенты", "stage_id": stage},
+                    "deal_id": f"D{n}", "mirrored_hash": None, "mirrored_target": None,
+                    "created_at": NOW, "updated_at": NOW,
+                })  # fmt: skip
+                if len(batch) == CHUNK:
+                    s.execute(insert(MisAppointment), batch)
+                    batch = []
+            if batch:
+                s.execute(insert(MisAppointment), batch)
+            leads = [
+                {"portal_id": portal_id, "deal_id": f"L{n}", "name": "Заявка",
+                 "lead_created_at": NOW - timedelta(hours=rng.randrange(9000)),
+                 "phone_raw": phones[n % len(phones)], "phone_e164": phones[n % len(phones)],
+                 "attribution": {"utm_source": rng.choice(("yandex", "google", "vk"))}, "created_at": NOW}
+                for n in range(20_000)
+            ]  # fmt: skip
+            for start in range(0, len(leads), CHUNK):
+                s.execute(insert(MisLead), leads[start : start + CHUNK])
+        if db.engine.dialect.name == "postgresql":
+            with db.engine.connect() as conn:
+                conn.exec_driver_sql("ANALYZE")
+                conn.commit()
+        else:
+            with db.engine.connect() as conn:
+                conn.exec_driver_sql("ANALYZE")
+    finally:
+        db.dispose()
+    return {"portal_id": portal_id, "staff_key": staff_key, "finance_key": finance_key, "phones": phones}
+
+
+def _load(port: int, fixture: dict, clients: int, seconds: float) -> tuple[list[tuple[float, object]], float]:
+    phones = fixture["phones"]
+    results: list[tuple[float, object]] = []
+    started = time.perf_counter()
+    deadline = started + seconds
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        mine = []
+        headers = {"Authorization": f"Bearer {fixture['staff_key']}"}
+        while time.perf_counter() < deadline:
+            phone = rng.choice(phones) if rng.random() < 0.9 else _phone(9_000_000 + rng.randrange(99_999))
+            sent = time.perf_counter()
+            try:
+                conn.request("GET", f"/api/v1/callers?phone={phone.replace('+', '%2B')}", headers=headers)
+                response = conn.getresponse()
+                response.read()
+                status: object = response.status
+                if response.will_close:
+                    conn.close()
+            except (OSError, http.client.HTTPException) as exc:
+                status = type(exc).__name__
+                conn.close()
+            mine.append((time.perf_counter() - sent, status))
+        conn.close()
+        results.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results, time.perf_counter() - started
+
+
+def _statements_per_lookup(url: str, fixture: dict) -> int:
+    from widget_server.callers import lookup_callers
+    from widget_server.models import Portal
+
+    db = Database(url)
+    seen: list[str] = []
+    try:
+        with db.transaction() as s:
+            portal = s.get(Portal, fixture["portal_id"])
+            family = fixture["phones"][9]  # every tenth number is a family
+            event.listen(db.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+            found = lookup_callers(s, portal, family, now=NOW)
+    finally:
+        db.dispose()
+    print(f"  one lookup of a family number: {len(found['matches'])} patients, {len(seen)} SQL statements")
+    return len(seen)
+
+
+def _reports(port: int, fixture: dict, label: str) -> None:
+    to = NOW.date()
+    since = date(to.year - 1, to.month, to.day) + timedelta(days=1)
+    query = f"from={since.isoformat()}&to={to.isoformat()}&group=month"
+    headers = {"Authorization": f"Bearer {fixture['finance_key']}"}
+    worst = 0.0
+    for path in [*(f"/api/v1/reports/{name}" for name in REPORTS), "/api/v1/reports/primary.csv",
+                 "/api/v1/reports/primary.png"]:  # fmt: skip
+        times, size, status = [], 0, None
+        for _ in range(3):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            sent = time.perf_counter()
+            conn.request("GET", f"{path}?{query}", headers=headers)
+            response = conn.getresponse()
+            body = response.read()
+            times.append(time.perf_counter() - sent)
+            size, status = len(body), response.status
+            conn.close()
+        worst = max(worst, max(times))
+        print(
+            f"[{label}] 12 months {path}: {status}, {size} bytes, "
+            f"min {min(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms"
+        )
+    verdict = "meets" if worst <= FLOOR_REPORT_S else "MISSES"
+    print(
+        f"[{label}] slowest 12-month report {worst * 1000:.0f} ms {verdict} the ≤ {FLOOR_REPORT_S:g} s floor"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--patients", type=int, default=100_000)
+    parser.add_argument("--visits", type=int, default=300_000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-reports", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-callers-") as workdir:
+        work = Path(workdir)
+        redis_proc = RedisProc(work)
+        cluster = PgCluster() if args.postgres else None
+        gunicorn = None
+        try:
+            url = cluster.url if cluster else f"sqlite:///{work / 'bench.sqlite3'}"
+            label = "postgresql" if cluster else "sqlite"
+            print(f"[{label}] setup: {args.patients} patients, {args.visits} visits ...", flush=True)
+            started = time.perf_counter()
+            fixture = build_clinic(url, args.patients, args.visits)
+            print(
+                f"[{label}] setup took {time.perf_counter() - started:.0f} s; {len(fixture['phones'])} phones"
+            )
+            _statements_per_lookup(url, fixture)
+            env = dict(os.environ)
+            env.update(
+                DATABASE_URL=url, REDIS_URL=redis_proc.url, CLINICBRIDGE_INSTANCE_PATH=str(work / "instance"),
+                API_RATE_LIMIT="100000",
+            )  # fmt: skip
+            port = free_port()
+            gunicorn = _start_gunicorn(env, port, args.workers, [], work / "gunicorn.log")
+            print(f"[{label}] gunicorn -w {args.workers}; {args.clients} clients; GET /api/v1/callers?phone=")
+            _load(port, fixture, args.clients, 1.0)
+            results, wall = _load(port, fixture, args.clients, args.seconds)
+            ok = [latency * 1000 for latency, status in results if status == 200]
+            errors = collections.Counter(str(status) for _, status in results if status != 200)
+            print(
+                f"[{label}] {len(results)} lookups in {wall:.1f} s: {len(ok)} × 200, "
+                f"errors {dict(errors) or '{}'}"
+            )
+            if ok:
+                p50, p95, p99 = (percentile(ok, q) for q in (0.5, 0.95, 0.99))
+                print(
+                    f"[{label}] latency p50 {p50:.1f} ms   p95 {p95:.1f} ms   p99 {p99:.1f} ms   "
+                    f"max {max(ok):.1f} ms"
+                )
+                print(f"[{label}] throughput {len(ok) / wall:.0f} req/s")
+                verdict = "meets" if p95 <= FLOOR_LOOKUP_P95_MS else "MISSES"
+                print(f"[{label}] p95 {p95:.1f} ms {verdict} the ≤ {FLOOR_LOOKUP_P95_MS:g} ms floor")
+            if not args.no_reports:
+                _reports(port, fixture, label)
+        finally:
+            if gunicorn is not None:
+                _stop(gunicorn)
+            if cluster is not None:
+                cluster.stop()
+            redis_proc.stop()
+
+
+if __name__ == "__main__":
+    main()
