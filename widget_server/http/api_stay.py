@@ -57,6 +57,8 @@ __all__ = ["stay_api"]
 stay_api = Blueprint("stay_api", __name__, url_prefix="/api/v1/deals/<deal_id>/stay")
 
 ERRORS = (403, 404, 409)
+_SUMMARY = StaySummarySchema()
+"""One instance: constructing a schema deep-copies its declared fields, which cost more than the dump."""
 
 
 def _actor() -> Actor:
@@ -162,7 +164,7 @@ def summary_document(portal: Portal, summary: StaySummary) -> dict[str, Any]:
                 "recent_entries": [entry_document(e) for e in summary.recent_entries],
             }
         )
-    return StaySummarySchema().dump(document)
+    return _SUMMARY.dump(document)
 
 
 def _after(portal: Portal, account: StayAccount, entries: list[LedgerEntry]) -> StaySummary:
@@ -233,7 +235,7 @@ def get_stay(deal_id: str) -> Any:
 
 
 def _account_of(entry: LedgerEntry) -> StayAccount:
-    account = db_session().get(StayAccount, entry.account_id)  # already in the session: no query
+    account = getattr(entry, "posted_to", None) or db_session().get(StayAccount, entry.account_id)
     assert account is not None
     return account
 

@@ -20,7 +20,7 @@ from functools import wraps
 from typing import Any, ParamSpec
 
 from flask import Response, g, jsonify, make_response, request
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -69,26 +69,33 @@ def _upsert(session: Session) -> Callable[..., Any]:
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
+# Built once per dialect: on the hot path a statement's construction costs more than its execution.
+_CLAIMS = {
+    dialect: insert_(_RECORDS).on_conflict_do_nothing(index_elements=["portal_id", "key"]).returning(
+        _RECORDS.c.id
+    )
+    for dialect, insert_ in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
+_FINISH = update(_RECORDS).where(_RECORDS.c.id == bindparam("record_id"))
+
+
 def _claim(
     session: Session, portal_id: int, key: str, request_hash: str, actor: str
 ) -> int | Response:
     """Claim the key inside the view's own transaction (the id of our record), or answer from the
     existing one. The usual path is one INSERT … ON CONFLICT DO NOTHING, not a transaction of its own."""
-    claim = (
-        _upsert(session)(_RECORDS)
-        .values(
-            portal_id=portal_id,
-            key=key,
-            method=request.method,
-            path=request.path,
-            request_hash=request_hash,
-            principal=actor,
-        )
-        .on_conflict_do_nothing(index_elements=["portal_id", "key"])
-        .returning(_RECORDS.c.id)
-    )
+    connection = session.connection()
+    claim = _CLAIMS[connection.dialect.name]
+    values = {
+        "portal_id": portal_id,
+        "key": key,
+        "method": request.method,
+        "path": request.path,
+        "request_hash": request_hash,
+        "principal": actor,
+    }
     for _ in range(2):
-        record_id = session.execute(claim).scalar()
+        record_id = connection.execute(claim, values).scalar()
         if record_id is not None:
             return record_id
         record = session.scalar(
@@ -213,15 +220,15 @@ def mutation(view: Callable[P, Any]) -> Callable[P, Response]:
             session.rollback()
             _release(record_id)
             raise
-        session.execute(
-            update(_RECORDS)
-            .where(_RECORDS.c.id == record_id)
-            .values(
-                state="completed",
-                response_status=response.status_code,
-                response_body=response.get_data(as_text=True),
-                completed_at=utcnow(),
-            )
+        session.connection().execute(
+            _FINISH,
+            {
+                "record_id": record_id,
+                "state": "completed",
+                "response_status": response.status_code,
+                "response_body": response.get_data(as_text=True),
+                "completed_at": utcnow(),
+            },
         )
         session.commit()
         return response

@@ -4,14 +4,30 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from ..models import Portal, StayAccount, Tariff, TariffAssignment
 from .errors import LedgerConflict, LedgerError, LedgerNotFound
-from .posting import Actor
+from .posting import Actor, run
 
 __all__ = ["find_account", "lock_account", "rate_on", "rate_schedule", "tariff_for"]
+
+
+# Built once: the statement's construction would cost more than its execution (see posting.run).
+_LOCK = (
+    select(StayAccount)
+    .where(StayAccount.portal_id == bindparam("portal_id"), StayAccount.deal_id == bindparam("deal_id"))
+    .order_by(StayAccount.status.desc(), StayAccount.id.desc())  # the open one, else the latest closed
+    .limit(1)
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+_SCHEDULE = (
+    select(TariffAssignment.effective_from, TariffAssignment.daily_rate_minor)
+    .where(TariffAssignment.account_id == bindparam("account_id"))
+    .order_by(TariffAssignment.effective_from, TariffAssignment.id)
+)
 
 
 def find_account(
@@ -32,14 +48,7 @@ def find_account(
 def lock_account(session: Session, portal_id: int, deal_id: str) -> StayAccount:
     """The account, locked for this transaction: FOR UPDATE on PostgreSQL; on SQLite the transaction's
     BEGIN IMMEDIATE already holds the database's single write lock."""
-    locked = session.scalar(
-        select(StayAccount)
-        .where(StayAccount.portal_id == portal_id, StayAccount.deal_id == deal_id)
-        .order_by(StayAccount.status.desc(), StayAccount.id.desc())  # the open one, else the latest closed
-        .limit(1)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    locked = session.scalar(_LOCK, {"portal_id": portal_id, "deal_id": deal_id})
     if locked is None:
         raise LedgerNotFound("deal_id", f"no stay account for deal {deal_id}")
     return locked
@@ -56,11 +65,7 @@ def tariff_for(session: Session, portal: Portal, tariff_id: int) -> Tariff:
 
 def rate_schedule(session: Session, account_id: int) -> list[tuple[date, int]]:
     """(effective_from, daily rate) in date order; for equal dates the latest assignment wins."""
-    rows = session.execute(
-        select(TariffAssignment.effective_from, TariffAssignment.daily_rate_minor)
-        .where(TariffAssignment.account_id == account_id)
-        .order_by(TariffAssignment.effective_from, TariffAssignment.id)
-    ).all()
+    rows = run(session, _SCHEDULE, {"account_id": account_id}).all()
     schedule: dict[date, int] = {}
     for effective_from, rate in rows:
         schedule[effective_from] = rate

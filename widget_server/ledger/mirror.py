@@ -7,12 +7,13 @@ import uuid
 from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from ..models import ExpenseArticle, LedgerEntry, OutboxJob, Portal, StayAccount
 from ..money import format_minor
 from ..outbox import enqueue_outbox
+from .posting import run
 from .summary import StaySummary
 
 __all__ = ["deal_field_map", "entry_note", "mirror_entries", "queue_low_balance_alert", "queue_stay_sync"]
@@ -82,23 +83,28 @@ def entry_note(
     return ". ".join(parts)
 
 
-def queue_stay_sync(session: Session, portal: Portal, account: StayAccount) -> OutboxJob | None:
+_PENDING_SYNC = (
+    select(OutboxJob.id)
+    .where(
+        OutboxJob.portal_id == bindparam("portal_id"),
+        OutboxJob.operation == "sync_stay_fields",
+        OutboxJob.deal_id == bindparam("deal_id"),
+        OutboxJob.state == "pending",
+        OutboxJob.attempts == 0,
+        OutboxJob.lease_until.is_(None),
+    )
+    .limit(1)
+)
+
+
+def queue_stay_sync(session: Session, portal: Portal, account: StayAccount) -> int | None:
     """Refresh the deal's ledger fields. The job reads the state when it runs, so one pending sync per
-    account is enough however many entries arrive before it."""
+    account is enough however many entries arrive before it. The id of that job."""
     if not deal_field_map(portal):
         return None
-    pending = session.scalar(
-        select(OutboxJob).where(
-            OutboxJob.portal_id == portal.id,
-            OutboxJob.operation == "sync_stay_fields",
-            OutboxJob.deal_id == account.deal_id,
-            OutboxJob.state == "pending",
-            OutboxJob.attempts == 0,
-            OutboxJob.lease_until.is_(None),
-        )
-    )
+    pending = run(session, _PENDING_SYNC, {"portal_id": portal.id, "deal_id": account.deal_id}).scalar()
     if pending is not None:
-        return pending
+        return int(pending)
     return enqueue_outbox(
         session,
         portal_id=portal.id,
@@ -107,7 +113,7 @@ def queue_stay_sync(session: Session, portal: Portal, account: StayAccount) -> O
         idempotency_key=f"stay-sync:{account.id}:{uuid.uuid4().hex}",
         deal_id=account.deal_id,
         origin=f"stay:{account.id}",
-    )
+    ).id
 
 
 def _end_of_workday(portal: Portal, day: date) -> str:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,7 +18,7 @@ from ..clock import local_today
 from ..models import ExpenseArticle, LedgerEntry, Portal, PurchaseRequest, StayAccount, utcnow
 from .accounts import assign_tariff, find_account, lock_account, rate_on, rate_schedule, tariff_for
 from .errors import LedgerConflict, LedgerError, LedgerForbidden
-from .posting import Actor, EntryDraft, available_minor, balance_minor, post_entry
+from .posting import Actor, EntryDraft, available_minor, balance_minor, post_entry, run
 from .settings import ledger_settings
 
 __all__ = [
@@ -40,10 +41,16 @@ def _require(actor: Actor, role: str, what: str) -> None:
         raise LedgerForbidden("role", f"{what} needs the {role} role")
 
 
-def _article(session: Session, portal: Portal, article_id: int | None) -> ExpenseArticle | None:
+_ARTICLE = select(ExpenseArticle.portal_id, ExpenseArticle.name, ExpenseArticle.active).where(
+    ExpenseArticle.id == bindparam("article_id")
+)
+
+
+def _article(session: Session, portal: Portal, article_id: int | None) -> Row[Any] | None:
+    """The article's portal, name and active flag, if it may be charged to."""
     if article_id is None:
         return None
-    article = session.get(ExpenseArticle, article_id)
+    article = run(session, _ARTICLE, {"article_id": article_id}).first()
     if article is None or article.portal_id != portal.id:
         raise LedgerError("article_id", f"no expense article {article_id} in this portal")
     if not article.active:

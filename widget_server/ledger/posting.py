@@ -255,4 +255,7 @@ def post_entry(
     make_transient_to_detached(entry)
     session.add(entry)
     entry.posted_now = True  # type: ignore[attr-defined]  # lets the mirror skip its replay lookup
+    # The session's identity map holds objects weakly: keep the locked account alive with its entry, so
+    # the caller's lookup of it needs no query.
+    entry.posted_to = account  # type: ignore[attr-defined]
     return entry
