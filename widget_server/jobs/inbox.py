@@ -34,6 +34,7 @@ from .distribution import (
 )
 from .joblog import logged_job
 from .journey import journey_on_deal_event
+from .mis import offer_intake_lead
 
 __all__ = ["EVENT_REACTIONS", "PARSERS", "process_inbox_event"]
 
@@ -52,8 +53,8 @@ PARSERS: dict[str, Callable[[str, str], CrmEvent | None]] = {
 
 EVENT_REACTIONS: dict[type[CrmEvent], list[Callable[[int, CrmEvent], None]]] = {
     DealUpdated: [restore_stay_fields, record_reassignment, journey_on_deal_event],
-    DealCreated: [distribute_on_new_deal],
-    DealStageChanged: [distribute_on_stage_change, journey_on_deal_event],
+    DealCreated: [distribute_on_new_deal, offer_intake_lead],
+    DealStageChanged: [distribute_on_stage_change, journey_on_deal_event, offer_intake_lead],
     DpAction: [distribute_on_dp_action],
     RobotCall: [run_robot],
 }

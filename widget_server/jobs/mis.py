@@ -28,18 +28,28 @@ from connectors.base import CrmClient
 from connectors.helix.export import SOURCE as HELIX_SOURCE
 from connectors.helix.export import HelixFileError, parse_export, read_rows
 from connectors.mis_ident.readers import IdentDbReader
-from connectors.types import Contact, NewContact, NewDeal, NewTask, OAuthToken, StageRef
+from connectors.types import (
+    Contact,
+    CrmEvent,
+    DealCreated,
+    DealStageChanged,
+    NewContact,
+    NewDeal,
+    NewTask,
+    OAuthToken,
+    StageRef,
+)
 
 from .. import runtime
 from ..appointments.matching import name_key
 from ..appointments.settings import mis_settings
 from ..appointments.sync import MIRROR_OPERATION, ingest, mirror_hash, start_run
-from ..appointments.tickets import ident_phone
+from ..appointments.tickets import ident_phone, offer_lead
 from ..clock import now_utc
 from ..models import MisAppointment, MisLead, MisPatient, MisSyncRecord, MisSyncRun, OutboxJob, Portal, utcnow
 from ..outbox import after_commit
+from ..registry import crm_for
 from .joblog import logged_job
-from .periodic import run_once_per_portal_day
 
 __all__ = [
     "STATUS_LABELS",
@@ -50,6 +60,7 @@ __all__ = [
     "ident_reader",
     "import_helix_file",
     "mis_mirror_appointment",
+    "offer_intake_lead",
     "poll_helix_folders",
     "poll_ident_databases",
     "purge_mis_sync_log",
@@ -330,6 +341,53 @@ def _flag_duplicate(crm: CrmClient, deal_id: str, other: Contact, kept: str) -> 
         )
 
 
+# --- intake leads for IDENT's GetTickets ------------------------------------------------------------------
+
+
+def offer_intake_lead(portal_id: int, event: CrmEvent) -> None:
+    """A deal created in, moved into or routed out of the intake pipeline (`mis.intake_pipeline_id`; seed
+    002's «Определение типа приёма» routes leads on at once) becomes a ticket IDENT pulls, with the name,
+    phone and e-mail of the deal's contact. Once per deal: later moves cost no CRM read."""
+    assert isinstance(event, DealCreated | DealStageChanged)
+    rt = runtime.current()
+    with rt.db.transaction() as s:
+        portal = s.get(Portal, portal_id)
+        if portal is None or not portal.is_usable:
+            return
+        intake = ((portal.settings or {}).get("mis") or {}).get("intake_pipeline_id")
+        known = s.scalar(
+            select(MisLead.id).where(MisLead.portal_id == portal_id, MisLead.deal_id == event.deal_id)
+        )
+        s.expunge(portal)
+    if not intake or known is not None:
+        return
+    if isinstance(event, DealStageChanged):
+        passed = {event.stage.pipeline_id, event.previous.pipeline_id if event.previous else None}
+        if intake not in passed:
+            return
+    crm = crm_for(portal, rt)
+    deal = crm.get_deal(event.deal_id)
+    if deal.is_closed or (isinstance(event, DealCreated) and deal.stage.pipeline_id != intake):
+        # A deal already routed on is taken by its stage-change event, which names the pipeline it left.
+        return
+    contact = crm.get_contact(deal.contact_ids[0]) if deal.contact_ids else None
+    phones = contact.phones if contact else ()
+    # The first number IDENT can take; else the first as typed (the ticket is withheld and logged).
+    phone = next((p for p in phones if ident_phone(p)), phones[0] if phones else None)
+    with rt.db.transaction() as s:
+        row = s.get(Portal, portal_id)
+        assert row is not None
+        offer_lead(
+            s,
+            row,
+            deal_id=deal.id,
+            created_at=deal.created_at or event.occurred_at or now_utc(),
+            name=contact.name if contact else deal.name,
+            phone=phone,
+            email=contact.emails[0] if contact and contact.emails else None,
+        )
+
+
 # --- Helix file import (upload and watch folder) -------------------------------------------------------
 
 
@@ -559,6 +617,8 @@ def _purge_portal_sync_log(portal_id: int, day: date) -> dict[str, Any]:
 @logged_job("purge_mis_sync_log")
 def purge_mis_sync_log() -> str:
     """The sync log keeps 90 days; once a day per portal."""
+    from .periodic import run_once_per_portal_day  # periodic → inbox → this module (intake reaction)
+
     counts = run_once_per_portal_day("purge_mis_sync_log", _purge_portal_sync_log)
     return f"done {counts['done']} skipped {counts['skipped']}"
 
@@ -670,5 +730,7 @@ def _reconcile_if_configured(portal_id: int, day: date) -> dict[str, Any]:
 
 @logged_job("reconcile_ident_databases")
 def reconcile_ident_databases() -> str:
+    from .periodic import run_once_per_portal_day  # periodic → inbox → this module (intake reaction)
+
     counts = run_once_per_portal_day("reconcile_ident_databases", _reconcile_if_configured)
     return f"done {counts['done']} skipped {counts['skipped']}"
