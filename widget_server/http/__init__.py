@@ -12,6 +12,7 @@ from .api_deals import deals_api
 from .api_distribution import distribution_api
 from .api_inpatient import inpatient_api
 from .api_invoices import deal_invoices_api, invoices_api, rates_api
+from .api_journey import journey_api
 from .api_mis import mis_api
 from .api_outbox import outbox_api
 from .api_payroll import payroll_api
@@ -43,6 +44,7 @@ def register_http(app: Flask) -> None:
         deals_api,
         stay_api,
         distribution_api,
+        journey_api,
         catalogue_api,
         outbox_api,
         counterparties_api,

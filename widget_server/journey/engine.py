@@ -44,6 +44,7 @@ __all__ = [
     "fire_due",
     "on_appointments",
     "on_deal_change",
+    "preview",
     "record_answer",
     "replan_rule",
 ]
@@ -922,3 +923,76 @@ def _apply_locally(ctx: _Context, rule: LiveRule, deal_id: str, firing: RuleFiri
             deal.loss_reason = action.get("loss_reason")
         else:
             deal.fields = {**(deal.fields or {}), **action["fields"]}
+
+
+# --- dry run --------------------------------------------------------------------------------------------
+
+
+def preview(session: Session, portal: Portal, rule_id: int, now: datetime, days: int) -> list[dict[str, Any]]:
+    """What the rule would do in the next `days`: its scheduled occurrences, and (for visit-anchored rules,
+    enabled or not) the occurrences the visits already known would give. Nothing is written."""
+    live = {r.id: r for r in RuleSet.load(session, portal.id, enabled_only=False).rules}.get(rule_id)
+    if live is None:
+        return []
+    until = now + timedelta(days=days)
+    tz = ZoneInfo(portal.timezone)
+    candidates: list[RuleFiring] = list(
+        session.scalars(
+            select(RuleFiring).where(
+                RuleFiring.rule_id == rule_id, RuleFiring.state == "scheduled", RuleFiring.due_at < until
+            )
+        )
+    )
+    seen = {c.occurrence for c in candidates}
+    t = live.trigger
+    if t["type"] == "offset" and t["anchor"] in ("visit", "last_visit"):
+        # A visit's occurrence lies at most a year and the offset away from its start.
+        reach = timedelta(days=abs(t["days"]) + 31 * t["months"] + 1)
+        query = select(MisAppointment).where(
+            MisAppointment.portal_id == portal.id,
+            MisAppointment.starts_at >= now - reach,
+            MisAppointment.starts_at < until + reach,
+        )
+        if t["anchor"] == "last_visit":
+            query = query.where(MisAppointment.status == "completed")
+        for row in session.scalars(query.order_by(MisAppointment.starts_at).limit(5000)):
+            key = f"visit:{row.id}:{_ts(row.starts_at)}" if t["anchor"] == "visit" else f"last:{row.id}"
+            at = _local_at(row.starts_at, tz, days=t["days"], months=t["months"], at=t["at"])
+            if key in seen or not now <= at < until:
+                continue
+            candidates.append(
+                RuleFiring(
+                    rule_id=rule_id,
+                    occurrence=key,
+                    appointment_id=row.id,
+                    patient_id=row.patient_id,
+                    deal_id=row.deal_id,
+                    anchor_at=row.starts_at,
+                    planned_at=at,
+                    due_at=at,
+                    context={},
+                )
+            )
+    ctx = _Context(session, portal, candidates, now)
+    out = []
+    with session.no_autoflush:
+        for firing in sorted(candidates, key=lambda c: (c.due_at, c.occurrence)):
+            deal_id = _target_deal(live, firing, ctx)
+            ctx.now = max(now, firing.due_at)
+            failed = _failed_condition(live, firing, deal_id, ctx)
+            out.append(
+                {
+                    "occurrence": firing.occurrence,
+                    "deal_id": deal_id,
+                    "appointment_id": firing.appointment_id,
+                    "due_at": firing.due_at.isoformat(),
+                    "would": "skip" if failed else "fire",
+                    "reason": failed,
+                    "operations": [
+                        op for op, _ in _operations(live, live.doc["actions"], deal_id, firing, ctx)
+                    ]
+                    if not failed
+                    else [],
+                }
+            )
+    return out
