@@ -159,3 +159,19 @@ def test_on_amocrm_the_stage_map_must_name_the_accounts_real_pipelines_and_stage
         right = api.put("/api/v1/mis/settings", json={"stage_map": {"primary": {"booked": real}}})
         assert right.status_code == 200, right.get_json()
         assert right.get_json()["settings"]["stage_map"]["primary"]["booked"] == real
+
+
+def test_saving_settings_keeps_the_ident_database_and_its_cursor(rt, api, portal):
+    from widget_server.jobs.mis import ident_reader, set_ident_dsn
+
+    with rt.db.transaction() as s:
+        row = s.get(Portal, portal.id)
+        set_ident_dsn(row, "DRIVER={ODBC Driver 18 for SQL Server};SERVER=ident;UID=cb;PWD=secret")
+        row.settings = {**row.settings, "mis": {**row.settings["mis"], "ident_cursor": "2026-11-23T10:00:00"}}
+    assert api.put("/api/v1/mis/settings", json={"template": "seed002"}).status_code == 200
+    assert api.put("/api/v1/mis/settings", json={"no_show_reasons": ["8", "9"]}).status_code == 200
+    with rt.db.transaction() as s:
+        row = s.get(Portal, portal.id)
+        assert row.settings["mis"]["ident_cursor"] == "2026-11-23T10:00:00"
+        assert row.settings["mis"]["no_show_reasons"] == ["8", "9"]
+        assert ident_reader(row) is not None  # the DSN is still there, still decryptable

@@ -235,10 +235,9 @@ def put_settings() -> Any:
     merged = {**(TEMPLATES[template] if template else current), **body}
     clean = validate_mis_settings(merged, _pipelines(portal))
     settings = dict(portal.settings or {})
-    settings["mis"] = {
-        **clean,
-        **({"ident_key_sha256": current["ident_key_sha256"]} if "ident_key_sha256" in current else {}),
-    }
+    # What the admin does not edit here stays: the IDENT key's hash, the encrypted IDENT database DSN and
+    # its sync cursor (dropping those stopped the reception sync without a word).
+    settings["mis"] = {**{k: v for k, v in current.items() if k not in EDITABLE}, **clean}
     portal.settings = settings
     key = issue_ident_key(portal) if rotate else None
     db_session().flush()
