@@ -120,3 +120,48 @@ def test_notes_left_by_a_crashed_worker_go_with_the_sweep(rt, crm, counted, sync
     sweep_outbox()
     jobs()
     assert counted.note_batches == [3]
+
+
+FIELD_MAP = {"visit_at": "901", "visit_date": "902", "doctor": "903", "status": "904", "amount": "905"}
+
+
+@pytest.fixture
+def mapped(rt, clinic):
+    from widget_server.models import Portal
+
+    with rt.db.transaction() as s:
+        row = s.get(Portal, clinic.id)
+        row.settings = {**row.settings, "mis": {**row.settings["mis"], "field_map": FIELD_MAP}}
+
+
+def test_mapped_fields_go_with_the_new_deal_then_in_one_batch_per_fifty(rt, crm, counted, mapped, sync, jobs):
+    from datetime import date
+
+    sync(*(_patient(i, amount_minor=150000) for i in range(3)))
+    jobs()
+    assert counted.calls["update_deals"] == 0 and counted.calls["update_deal_fields"] == 0  # in the create
+    with rt.db.transaction() as s:
+        deals = list(s.scalars(select(MisAppointment.deal_id).order_by(MisAppointment.id)))
+    assert crm.get_deal(deals[0]).fields == {
+        "901": "12.03.2026 10:00",
+        "902": date(2026, 3, 12),
+        "903": "Смирнов И. П.",
+        "904": "Записан на приём",
+        "905": "1500.00",
+    }
+    counted.calls.clear()
+    sync(*(_patient(i, amount_minor=150000, status="completed", changed_at=LATER) for i in range(3)))
+    jobs()
+    assert counted.calls["update_deals"] == 1 and counted.calls["update_deal_fields"] == 0
+    assert all(crm.get_deal(d).fields["904"] == "Посетил клинику" for d in deals)
+
+
+def test_a_field_map_is_checked_and_kept(rt, make_api, clinic):
+    admin = make_api(clinic, "admin")
+    bad = admin.put("/api/v1/mis/settings", json={"field_map": {"doctor_phone": "1"}})
+    assert bad.status_code == 422 and "field_map.doctor_phone" in bad.get_json()["error"]["fields"]
+    empty = admin.put("/api/v1/mis/settings", json={"field_map": {"doctor": " "}})
+    assert empty.status_code == 422 and "field_map.doctor" in empty.get_json()["error"]["fields"]
+    ok = admin.put("/api/v1/mis/settings", json={"field_map": {"doctor": 903, "visit_at": "901"}})
+    assert ok.status_code == 200
+    assert ok.get_json()["settings"]["field_map"] == {"doctor": "903", "visit_at": "901"}

@@ -4,7 +4,8 @@ two seed templates an admin starts from.
 Stage map: group (`primary`, `repeat`, `waiting_list`) → canonical status → target
 `{"pipeline_id", "stage_id", "loss_reason"?}`. A status missing from its group means "do not move" (outcome
 `unmapped`). Ids are the CRM's; the templates use the sandbox CRM, where a pipeline or stage id is its name
-and the closed stages are `won` / `lost`.
+and the closed stages are `won` / `lost`. Field map: what of the visit the deal shows (`FIELD_KEYS`) → the
+CRM's custom field id.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ..errors import DomainError
 
 __all__ = [
     "EDITABLE",
+    "FIELD_KEYS",
     "GROUPS",
     "SEED002_TEMPLATE",
     "SEED004_TEMPLATE",
@@ -27,6 +29,9 @@ __all__ = [
 ]
 
 GROUPS = ("primary", "repeat", "waiting_list")
+FIELD_KEYS = ("visit_at", "visit_date", "doctor", "specialty", "branch", "status", "card_number", "amount")
+"""Visit facts a deal field can show: «12.03.2026 10:00» (text), the day (a date field), «Смирнов И. П.»,
+the specialty, the branch, the status in words, the MIS card number, the visit's amount (decimal string)."""
 
 
 def _lost(pipeline: str, reason: str) -> dict[str, str]:
@@ -82,6 +87,7 @@ class MisSettings:
     primary_after_gap_months: int | None = None
     lost_stage_id: str = "lost"
     won_stage_id: str = "won"
+    field_map: Mapping[str, str] = field(default_factory=dict)
 
     def target(self, kind: str, waiting_list: bool, status: str) -> dict[str, str] | None:
         group = "waiting_list" if waiting_list and "waiting_list" in self.stage_map else kind
@@ -98,6 +104,7 @@ def mis_settings(portal_settings: Mapping[str, Any] | None) -> MisSettings:
         primary_after_gap_months=int(gap) if gap else None,
         lost_stage_id=str(doc.get("lost_stage_id") or "lost"),
         won_stage_id=str(doc.get("won_stage_id") or "won"),
+        field_map={k: str(v) for k, v in (doc.get("field_map") or {}).items() if k in FIELD_KEYS and v},
     )
 
 
@@ -113,6 +120,7 @@ EDITABLE = (
     "helix_watch_dir",
     "doctor_map",
     "intake_pipeline_id",
+    "field_map",
 )
 
 
@@ -197,4 +205,13 @@ def validate_mis_settings(
     clean["doctor_map"] = clean_doctors
     intake = doc.get("intake_pipeline_id")
     clean["intake_pipeline_id"] = intake if isinstance(intake, str) and intake else None
+    fields = doc.get("field_map") or {}
+    if not isinstance(fields, Mapping):
+        raise DomainError("field_map", "an object {visit fact: CRM field id} is required")
+    for key, field_id in fields.items():
+        if key not in FIELD_KEYS:
+            raise DomainError(f"field_map.{key}", f"unknown visit fact; one of {', '.join(FIELD_KEYS)}")
+        if not isinstance(field_id, str | int) or isinstance(field_id, bool) or not str(field_id).strip():
+            raise DomainError(f"field_map.{key}", "the CRM field id is required")
+    clean["field_map"] = {key: str(field_id).strip() for key, field_id in fields.items()}
     return clean

@@ -16,7 +16,8 @@ from __future__ import annotations
 import hashlib
 import shutil
 import time
-from datetime import date, timedelta
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -33,6 +34,7 @@ from connectors.types import (
     CrmEvent,
     DealCreated,
     DealStageChanged,
+    FieldValue,
     NewContact,
     NewDeal,
     NewTask,
@@ -47,6 +49,7 @@ from ..appointments.sync import MIRROR_OPERATION, ingest, mirror_hash, start_run
 from ..appointments.tickets import ident_phone, offer_lead
 from ..clock import now_utc
 from ..models import MisAppointment, MisLead, MisPatient, MisSyncRecord, MisSyncRun, OutboxJob, Portal, utcnow
+from ..money import minor_to_decimal
 from ..outbox import after_commit
 from ..registry import crm_for
 from .joblog import logged_job
@@ -95,21 +98,57 @@ def short_name(full: str | None) -> str:
     return " ".join([parts[0], *(f"{p[0]}." for p in parts[1:3])])
 
 
+def _specialty(doc: dict[str, Any], doctor_map: dict[str, Any] | None) -> str | None:
+    """The MIS's, else the one the admin set for that doctor."""
+    mapped = ((doctor_map or {}).get(str(doc.get("doctor_id"))) or {}).get("specialty")
+    return doc.get("specialty") or mapped
+
+
 def appointment_note(
     doc: dict[str, Any], status: str, timezone: str, doctor_map: dict[str, Any] | None = None
 ) -> str:
-    """«Запись 12.03.2026 10:00, Смирнов И. П. (терапия): Посетил клинику»; the specialty is the MIS's, else
-    the one the admin set for that doctor."""
-    from datetime import datetime
-
+    """«Запись 12.03.2026 10:00, Смирнов И. П. (терапия): Посетил клинику»."""
     starts = datetime.fromisoformat(doc["starts_at"]).astimezone(ZoneInfo(timezone))
     doctor = short_name(doc.get("doctor_name"))
-    specialty = doc.get("specialty") or ((doctor_map or {}).get(str(doc.get("doctor_id"))) or {}).get(
-        "specialty"
-    )
+    specialty = _specialty(doc, doctor_map)
     if specialty:
         doctor = f"{doctor} ({specialty})"
     return f"Запись {starts:%d.%m.%Y %H:%M}, {doctor}: {STATUS_LABELS.get(status, status)}"
+
+
+def deal_fields(
+    doc: dict[str, Any],
+    status: str,
+    *,
+    timezone: str,
+    currency: str,
+    field_map: Mapping[str, str],
+    doctor_map: dict[str, Any] | None = None,
+) -> dict[str, FieldValue]:
+    """The visit facts the admin mapped (`mis.field_map`) by CRM field id; a missing fact clears its field."""
+    if not field_map:
+        return {}
+    starts = datetime.fromisoformat(doc["starts_at"]).astimezone(ZoneInfo(timezone))
+    amount = doc.get("amount_minor")
+    facts: dict[str, FieldValue] = {
+        "visit_at": f"{starts:%d.%m.%Y %H:%M}",
+        "visit_date": starts.date(),
+        "doctor": short_name(doc["doctor_name"]) if doc.get("doctor_name") else None,
+        "specialty": _specialty(doc, doctor_map),
+        "branch": doc.get("branch"),
+        "status": STATUS_LABELS.get(status, status),
+        "card_number": doc.get("card_number"),
+        "amount": None if amount is None else str(minor_to_decimal(int(amount), currency)),
+    }
+    return {field_id: facts[key] for key, field_id in field_map.items() if key in facts}
+
+
+def _jsonable_fields(fields: Mapping[str, FieldValue]) -> dict[str, Any]:
+    """As the outbox's `update_deal_fields` payload reads them back (`{"date": …}`, lists for tuples)."""
+    return {
+        k: {"date": v.isoformat()} if isinstance(v, date) else list(v) if isinstance(v, tuple) else v
+        for k, v in fields.items()
+    }
 
 
 def _contact_id(crm: CrmClient, patient: MisPatient, deal_contact: str | None) -> tuple[str, list[Contact]]:
@@ -152,6 +191,7 @@ def mis_mirror_appointment(crm: CrmClient, payload: dict[str, Any], key: str) ->
         settings = mis_settings(portal.settings)
         doctor_map = dict(((portal.settings or {}).get("mis") or {}).get("doctor_map") or {})
         timezone = portal.timezone
+        currency = portal.currency
         row_portal = portal.id
         digest = mirror_hash(row)
         if row.mirrored_hash == digest:
@@ -179,6 +219,15 @@ def mis_mirror_appointment(crm: CrmClient, payload: dict[str, Any], key: str) ->
             deal_contact = inquiry.contact_ids[0]
     contact_id, duplicates = _contact_id(crm, root, deal_contact)
     note = appointment_note(state["doc"], state["status"], timezone, doctor_map)
+    fields = deal_fields(
+        state["doc"],
+        state["status"],
+        timezone=timezone,
+        currency=currency,
+        field_map=settings.field_map,
+        doctor_map=doctor_map,
+    )
+    created = False
     mirrored_target = state["mirrored_target"]
     if state["status"] == "void":
         if deal_id is not None:
@@ -190,10 +239,12 @@ def mis_mirror_appointment(crm: CrmClient, payload: dict[str, Any], key: str) ->
     elif deal_id is None and target:
         stage = StageRef(target["pipeline_id"], target["stage_id"])
         deal = crm.create_deal(
-            NewDeal(name=f"Приём {note.split(':')[0][7:]}", stage=stage, contact_ids=(contact_id,)),
+            NewDeal(
+                name=f"Приём {note.split(':')[0][7:]}", stage=stage, fields=fields, contact_ids=(contact_id,)
+            ),
             idempotency_key=f"mis-deal-{state['row_id']}",
         )
-        deal_id = deal.id
+        deal_id, created = deal.id, True
         if target.get("loss_reason"):
             crm.move_deal(deal_id, stage, loss_reason=target["loss_reason"])
         mirrored_target = target
@@ -210,17 +261,17 @@ def mis_mirror_appointment(crm: CrmClient, payload: dict[str, Any], key: str) ->
                 loss_reason=target.get("loss_reason"),
             )
             mirrored_target = target
-    feed: list[tuple[str, str]] = []
+    feed: list[tuple[str, dict[str, Any], str]] = []
     if deal_id is not None:
         # Keyed by the job: a retry adds nothing, a later return to the same state is noted again.
-        feed.append((note, f"mis-note-{key}"))
+        feed.append(("add_note", {"deal_id": deal_id, "text": note}, f"mis-note-{key}"))
         if "invalid_phone" in state["flags"]:
-            feed.append(
-                (
-                    f"Телефон пациента в МИС недействителен: {root.phone_raw or '—'}",
-                    f"mis-invalid-phone-{state['row_id']}",
-                )
-            )
+            text = f"Телефон пациента в МИС недействителен: {root.phone_raw or '—'}"
+            flag = {"deal_id": deal_id, "text": text}
+            feed.append(("add_note", flag, f"mis-invalid-phone-{state['row_id']}"))
+        if fields and not created:
+            payload = {"deal_id": deal_id, "fields": _jsonable_fields(fields)}
+            feed.append(("update_deal_fields", payload, f"mis-fields-{key}"))
         for other in duplicates:
             _flag_duplicate(crm, _deal_of(db, row_portal, other) or deal_id, other, contact_id)
     with db.transaction() as s:
@@ -241,10 +292,12 @@ def mis_mirror_appointment(crm: CrmClient, payload: dict[str, Any], key: str) ->
     return result
 
 
-def _queue_feed(s: Session, portal_id: int, row_id: int, deal_id: str, feed: list[tuple[str, str]]) -> None:
-    """The visit's notes as outbox jobs; a key already queued (the invalid-phone flag of an earlier job) is
-    not queued twice."""
-    keys = [key for _text, key in feed]
+def _queue_feed(
+    s: Session, portal_id: int, row_id: int, deal_id: str, feed: list[tuple[str, dict[str, Any], str]]
+) -> None:
+    """The visit's notes and field updates as outbox jobs; a key already queued (the invalid-phone flag of an
+    earlier job) is not queued twice."""
+    keys = [key for *_rest, key in feed]
     known = set(
         s.scalars(
             select(OutboxJob.idempotency_key).where(
@@ -252,13 +305,13 @@ def _queue_feed(s: Session, portal_id: int, row_id: int, deal_id: str, feed: lis
             )
         )
     )
-    for text, key in feed:
+    for operation, payload, key in feed:
         if key not in known:
             s.add(
                 OutboxJob(
                     portal_id=portal_id,
-                    operation="add_note",
-                    payload={"deal_id": deal_id, "text": text},
+                    operation=operation,
+                    payload=payload,
                     idempotency_key=key,
                     deal_id=deal_id,
                     origin=f"{FEED_ORIGIN}{row_id}",
@@ -267,9 +320,9 @@ def _queue_feed(s: Session, portal_id: int, row_id: int, deal_id: str, feed: lis
 
 
 def send_waiting_feed(portal_id: int) -> str:
-    """Send the portal's waiting MIS notes through the outbox's batches: full batches while visit jobs are
-    still to run, everything once none is. Two workers doing this at once is harmless: each job is claimed
-    once."""
+    """Send the portal's waiting MIS notes and field updates through the outbox's batches: full batches while
+    visit jobs are still to run, everything once none is. Two workers doing this at once is harmless: each
+    job is claimed once."""
     from .mirror import mirror_outbox_jobs  # the mirror imports the operations table, which reaches here
 
     now = utcnow()
