@@ -8,13 +8,16 @@ and nothing needs to be generated ahead of time for 2,000 patients.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from operator import itemgetter
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import String, select, type_coerce
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -65,9 +68,8 @@ def parse_round_id(value: str) -> tuple[int, datetime]:
     return int(match.group(1)), due_at
 
 
-@dataclass(frozen=True)
-class ScheduledDose:
-    """A prescription as the schedule needs it (plain values: thousands are read per request)."""
+class ScheduledDose(NamedTuple):
+    """A prescription as the schedule needs it (a tuple: thousands are built per request)."""
 
     prescription_id: int
     times: tuple[str, ...]
@@ -93,28 +95,48 @@ class _SlotClock:
         return found
 
 
+class _Schedules:
+    """The due instants of (times, from, to) schedules in one window, each worked out once: thousands of
+    prescriptions share a few dozen schedules, and the zone arithmetic is the costly part."""
+
+    def __init__(self, timezone: str, start: datetime, end: datetime) -> None:
+        self.clock = _SlotClock(timezone)
+        self.start, self.end = start, end
+        first_day = start.astimezone(self.clock.zone).date()
+        last_day = end.astimezone(self.clock.zone).date()
+        self.days = [first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)]
+        self.known: dict[object, list[datetime]] = {}
+
+    def dues(self, times: tuple[str, ...], start_date: date, end_date: date | None) -> list[datetime]:
+        start, end, at = self.start, self.end, self.clock.at
+        return [
+            due
+            for day in self.days
+            if start_date <= day and (end_date is None or day <= end_date)
+            for hhmm in times
+            if start <= (due := at(day, hhmm)) <= end
+        ]
+
+
 def slots_between(
     doses: Iterable[ScheduledDose], timezone: str, start: datetime, end: datetime
 ) -> list[tuple[int, datetime]]:
     """(prescription id, due instant) for every scheduled dose with start ≤ due ≤ end, in due order."""
-    clock = _SlotClock(timezone)
-    first_day = start.astimezone(clock.zone).date()
-    last_day = end.astimezone(clock.zone).date()
-    days = [first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)]
+    schedules = _Schedules(timezone, start, end)
     out: list[tuple[int, datetime]] = []
     for dose in doses:
-        for day in days:
-            if day < dose.start_date or (dose.end_date is not None and day > dose.end_date):
-                continue
-            for hhmm in dose.times:
-                due = clock.at(day, hhmm)
-                if start <= due <= end and (dose.stopped_at is None or due < dose.stopped_at):
-                    out.append((dose.prescription_id, due))
-    out.sort(key=lambda slot: slot[1])
+        signature = (dose.times, dose.start_date, dose.end_date)
+        dues = schedules.known.get(signature)
+        if dues is None:
+            dues = schedules.known[signature] = schedules.dues(*signature)
+        out.extend(
+            (dose.prescription_id, due) for due in dues if dose.stopped_at is None or due < dose.stopped_at
+        )
+    out.sort(key=itemgetter(1))
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class DueRound:
     round_id: str
     prescription_id: int
@@ -127,6 +149,24 @@ class DueRound:
     dose: str
     due_at: datetime
     overdue: bool
+
+
+def _json(raw: object) -> object:
+    return json.loads(raw) if isinstance(raw, str) else raw
+
+
+def _day(raw: object) -> date | None:
+    if raw is None or isinstance(raw, date):
+        return raw
+    return date.fromisoformat(str(raw))
+
+
+def _instant(raw: object) -> datetime | None:
+    if raw is None:
+        return None
+    if isinstance(raw, datetime):
+        return raw if raw.tzinfo else raw.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(raw)).replace(tzinfo=UTC)
 
 
 def due_rounds(
@@ -145,20 +185,15 @@ def due_rounds(
     query = (
         select(
             Prescription.id,
-            Prescription.times,
-            Prescription.start_date,
-            Prescription.end_date,
-            Prescription.stopped_at,
+            type_coerce(Prescription.times, String),
+            type_coerce(Prescription.start_date, String),
+            type_coerce(Prescription.end_date, String),
+            type_coerce(Prescription.stopped_at, String),
+            Prescription.stay_id,
             Prescription.drug,
             Prescription.dose,
-            InpatientStay.id,
-            InpatientStay.deal_id,
-            InpatientStay.building_id,
-            InpatientStay.bed,
-            Ward.name,
         )
         .join(InpatientStay, InpatientStay.id == Prescription.stay_id)
-        .join(Ward, Ward.id == InpatientStay.ward_id)
         .where(
             Prescription.portal_id == portal.id,
             InpatientStay.status != "discharged",
@@ -168,32 +203,67 @@ def due_rounds(
     )
     if building_id is not None:
         query = query.where(InpatientStay.building_id == building_id)
-    rows = session.execute(query).all()
-    info = {row[0]: row for row in rows}
-    doses = [ScheduledDose(row[0], tuple(row[1]), row[2], row[3], row[4]) for row in rows]
-    slots = slots_between(doses, portal.timezone, start, end)
+    # Core execution, not the ORM's: plain rows, none of the ORM's per-row loading machinery; the raw
+    # (times, from, to) text is the schedule's key, parsed once per distinct schedule, not per row.
+    connection = session.connection()
+    rows = connection.execute(query).all()
+    schedules = _Schedules(portal.timezone, start, end)
+    known = schedules.known
+    slots: list[tuple[int, datetime]] = []
+    append = slots.append
+    for row in rows:
+        times = row[1]  # JSON text on SQLite; psycopg decodes jsonb into a list whatever the coercion
+        key = (times if isinstance(times, str) else tuple(times), row[2], row[3])
+        dues = known.get(key)
+        if dues is None:
+            dues = known[key] = schedules.dues(tuple(_json(row[1])), _day(row[2]), _day(row[3]))  # type: ignore[arg-type]
+        if not dues:
+            continue
+        stopped = None if row[4] is None else _instant(row[4])
+        for due in dues:
+            if stopped is None or due < stopped:
+                append((row[0], due))
+    slots.sort(key=itemgetter(1))
     if not slots:
         return []
     marked = _marked(session, portal, start, end, building_id)
+    slots = [slot for slot in slots if slot not in marked]
+    if not slots:
+        return []
+    prescription = {row[0]: row for row in rows}
+    stays_query = (
+        select(
+            InpatientStay.id, InpatientStay.deal_id, InpatientStay.building_id, InpatientStay.bed, Ward.name
+        )
+        .join(Ward, Ward.id == InpatientStay.ward_id)
+        .where(InpatientStay.portal_id == portal.id, InpatientStay.status != "discharged")
+    )
+    if building_id is not None:
+        stays_query = stays_query.where(InpatientStay.building_id == building_id)
+    stays = {row[0]: row for row in connection.execute(stays_query)}
     overdue_before = at - timedelta(minutes=settings.overdue_after_min)
+    stamps: dict[datetime, str] = {}
     out: list[DueRound] = []
     for prescription_id, due in slots:
-        if (prescription_id, due) in marked:
-            continue
-        row = info[prescription_id]
+        stamp = stamps.get(due)
+        if stamp is None:
+            stamp = stamps[due] = f"{due.astimezone(UTC):%Y%m%dT%H%M}Z"
+        row = prescription[prescription_id]
+        stay_id, drug, dose = row[5], row[6], row[7]
+        _sid, deal_id, building, bed, ward = stays[stay_id]
         out.append(
             DueRound(
-                round_id=round_id(prescription_id, due),
-                prescription_id=prescription_id,
-                stay_id=row[7],
-                deal_id=row[8],
-                building_id=row[9],
-                ward=row[11],
-                bed=row[10],
-                drug=row[5],
-                dose=row[6],
-                due_at=due,
-                overdue=due <= overdue_before,
+                f"{prescription_id}-{stamp}",
+                prescription_id,
+                stay_id,
+                deal_id,
+                building,
+                ward,
+                bed,
+                drug,
+                dose,
+                due,
+                due <= overdue_before,
             )
         )
     return out
@@ -202,7 +272,7 @@ def due_rounds(
 def _marked(
     session: Session, portal: Portal, start: datetime, end: datetime, building_id: int | None
 ) -> set[tuple[int, datetime]]:
-    query = select(RoundRecord.prescription_id, RoundRecord.due_at).where(
+    query = select(RoundRecord.prescription_id, type_coerce(RoundRecord.due_at, String)).where(
         RoundRecord.portal_id == portal.id,
         RoundRecord.due_at >= start,
         RoundRecord.due_at <= end,
@@ -212,7 +282,14 @@ def _marked(
         query = query.join(InpatientStay, InpatientStay.id == RoundRecord.stay_id).where(
             InpatientStay.building_id == building_id
         )
-    return {(pid, due) for pid, due in session.execute(query)}
+    instants: dict[object, datetime] = {}
+    marked: set[tuple[int, datetime]] = set()
+    for pid, raw in session.connection().execute(query):
+        due = instants.get(raw)
+        if due is None:
+            due = instants[raw] = _instant(raw)  # type: ignore[assignment]
+        marked.add((pid, due))  # type: ignore[arg-type]
+    return marked
 
 
 def _dose_of(session: Session, portal: Portal, value: str) -> tuple[Prescription, InpatientStay, datetime]:
