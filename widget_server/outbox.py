@@ -10,11 +10,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy import event, insert
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from .jobs.operations import LAZY_OPERATIONS, OPERATIONS, is_operation
-from .models import OutboxJob
+from .models import OutboxJob, utcnow
 
 __all__ = ["after_commit", "enqueue_outbox", "wake_outbox_job", "wake_outbox_jobs"]
 
@@ -44,6 +44,10 @@ def _drop_after_commit(session: Session) -> None:
     session.info.pop("outbox_wake", None)
 
 
+_INSERT = insert(OutboxJob.__table__).returning(OutboxJob.__table__.c.id)
+_DEFAULT_MAX_ATTEMPTS = OutboxJob.__table__.c.max_attempts.default.arg  # type: ignore[union-attr]
+
+
 def enqueue_outbox(
     session: Session,
     *,
@@ -57,16 +61,32 @@ def enqueue_outbox(
     if not is_operation(operation):
         known = sorted({*OPERATIONS, *LAZY_OPERATIONS})
         raise ValueError(f"operation must be one of {known}, got {operation!r}")
-    job = OutboxJob(
-        portal_id=portal_id,
-        operation=operation,
-        payload=payload,
-        idempotency_key=idempotency_key,
-        deal_id=deal_id,
-        origin=origin,
-    )
-    session.add(job)
+    now = utcnow()
+    values = {
+        "portal_id": portal_id,
+        "operation": operation,
+        "deal_id": deal_id,
+        "payload": payload,
+        "idempotency_key": idempotency_key,
+        "origin": origin,
+        "state": "pending",
+        "attempts": 0,
+        "max_attempts": _DEFAULT_MAX_ATTEMPTS,
+        "next_attempt_at": now,
+        "lease_until": None,
+        "last_error": None,
+        "result": None,
+        "created_at": now,
+        "updated_at": now,
+        "done_at": None,
+    }
+    # A Core INSERT (the ORM's unit of work for one row costs several times the statement); the job then
+    # joins the session as if loaded, so callers can read and change it as before.
     session.flush()
+    job_id = session.connection().execute(_INSERT, values).scalar_one()
+    job = OutboxJob(id=job_id, **values)
+    make_transient_to_detached(job)
+    session.add(job)
     # One wake-up per transaction, however many jobs it queued: each rq enqueue is Redis round trips.
     pending: list[int] | None = session.info.get("outbox_wake")
     if pending is None:
@@ -87,12 +107,18 @@ def wake_outbox_jobs(job_ids: list[int]) -> None:
         return
     # By dotted path: domain code that queues CRM changes must not import the job (and with it the
     # connector registry).
-    runtime.current().queue("crm").enqueue(
-        "widget_server.jobs.mirror.mirror_outbox_jobs",
-        list(job_ids),
-        job_id=f"outbox-{job_ids[0]}-{_wake_nonce()}",
-        result_ttl=300,
-    )
+    queue = runtime.current().queue("crm")
+    arguments = {"job_id": f"outbox-{job_ids[0]}-{_wake_nonce()}", "result_ttl": 300}
+    if not queue.is_async:  # in-process jobs (REDIS_URL=memory://) run inside enqueue
+        queue.enqueue("widget_server.jobs.mirror.mirror_outbox_jobs", list(job_ids), **arguments)
+        return
+    # rq's own enqueue takes two round trips (register the queue, then save and push the job); one pipeline
+    # sends them together.
+    with queue.connection.pipeline() as pipeline:
+        queue.enqueue(
+            "widget_server.jobs.mirror.mirror_outbox_jobs", list(job_ids), pipeline=pipeline, **arguments
+        )
+        pipeline.execute()
 
 
 def _wake_nonce() -> str:

@@ -21,7 +21,7 @@ from connectors.ratelimit import RedisRateLimiter
 
 from .. import runtime
 from ..amocrm_install import redirect_uri
-from ..apikeys import resolve_api_key
+from ..apikeys import resolve_api_key_and_portal
 from ..bitrix24_panel import PANEL_TOKEN_PREFIX, resolve_panel_token
 from ..db import mark_read_only
 from ..errors import ApiError, Forbidden, Unauthorized
@@ -65,11 +65,11 @@ def _authenticate() -> tuple[Principal, object]:
     if credential.strip().startswith(PANEL_TOKEN_PREFIX):
         return _authenticate_bitrix24_panel(credential.strip()), None
     session = db_session()
-    record = resolve_api_key(session, credential.strip())
-    if record is None:
+    found = resolve_api_key_and_portal(session, credential.strip())
+    if found is None:
         raise Unauthorized("API key unknown or revoked", fields={"Authorization": ["unknown or revoked key"]})
-    portal = session.get(Portal, record.portal_id)
-    if portal is None or portal.status == "uninstalled":
+    record, portal = found
+    if portal.status == "uninstalled":
         raise Forbidden("portal is uninstalled", fields={"Authorization": ["portal uninstalled"]})
     g.portal = portal
     return Principal(

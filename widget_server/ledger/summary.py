@@ -44,6 +44,11 @@ class StaySummary:
         return self.forecast.days_left(self.today)
 
 
+_PENDING = (
+    select(PurchaseRequest)
+    .where(PurchaseRequest.account_id == bindparam("account_id"), PurchaseRequest.status == "pending")
+    .order_by(PurchaseRequest.id)
+)
 _RECENT = (
     select(*LedgerEntry.__table__.columns)
     .where(LedgerEntry.account_id == bindparam("account_id"))
@@ -80,13 +85,7 @@ def stay_summary(
     low = account.status == "open" and (
         forecast.days_of_debt > 0 or (days_left is not None and days_left <= threshold)
     )
-    pending = list(
-        session.scalars(
-            select(PurchaseRequest)
-            .where(PurchaseRequest.account_id == account.id, PurchaseRequest.status == "pending")
-            .order_by(PurchaseRequest.id)
-        )
-    )
+    pending = list(session.scalars(_PENDING, {"account_id": account.id}))
     # Plain rows (the entry's columns as attributes): loading ten ORM objects per request costs more
     # than the whole query.
     entries = list(run(session, _RECENT, {"account_id": account.id, "recent": recent})) if recent else []
