@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -523,19 +523,27 @@ class _Context:
                 select(MisPatient).where(MisPatient.id.in_(patient_ids[start : start + 500]))
             ):
                 self.patients[patient.id] = patient
-        self.deals: dict[str, JourneyDeal] = {}
+        self.deals: dict[str, JourneyDeal | None] = {}
+        deal_ids = sorted(
+            {f.deal_id for f in firings if f.deal_id}
+            | {a.deal_id for a in self.appointments.values() if a.deal_id}
+        )
+        for start in range(0, len(deal_ids), 500):
+            chunk = deal_ids[start : start + 500]
+            self.deals.update(dict.fromkeys(chunk))
+            for deal in session.scalars(
+                select(JourneyDeal).where(JourneyDeal.portal_id == portal.id, JourneyDeal.deal_id.in_(chunk))
+            ):
+                self.deals[deal.deal_id] = deal
         self._visits: dict[int, list[MisAppointment]] = {}
 
     def deal(self, deal_id: str) -> JourneyDeal | None:
         if deal_id not in self.deals:
-            found = self.s.scalar(
+            self.deals[deal_id] = self.s.scalar(
                 select(JourneyDeal).where(
                     JourneyDeal.portal_id == self.portal.id, JourneyDeal.deal_id == deal_id
                 )
             )
-            if found is None:
-                return None
-            self.deals[deal_id] = found
         return self.deals[deal_id]
 
     def visits(self, patient_id: int) -> list[MisAppointment]:
@@ -809,6 +817,19 @@ def _due_rows(
     return list(session.scalars(query))
 
 
+_DECISION = (
+    "id",
+    "state",
+    "reason",
+    "decided_at",
+    "deal_id",
+    "rule_version_id",
+    "context",
+    "due_at",
+    "expires_at",
+)
+
+
 def fire_due(
     session: Session, portal: Portal, now: datetime, *, limit: int = 1000, ids: Sequence[int] | None = None
 ) -> FireResult:
@@ -817,9 +838,13 @@ def fire_due(
     firings = _due_rows(session, portal.id, now, limit, ids)
     if not firings:
         return result
+    # Decisions are written below in two statements per chunk (one UPDATE executemany, one INSERT of the
+    # jobs), not a unit-of-work round trip per row: the sweep must keep up with a backlog of a whole stop.
+    for firing in firings:
+        session.expunge(firing)
     rules = RuleSet.load(session, portal.id).by_id()
     ctx = _Context(session, portal, firings, now)
-    jobs: list[OutboxJob] = []
+    jobs: list[dict[str, Any]] = []
     followers = RuleSet.load(session, portal.id).of("after_rule")
     planned: list[dict[str, Any]] = []
     with session.no_autoflush:
@@ -851,17 +876,17 @@ def fire_due(
                     ops = _operations(rule, rule.doc["actions"], deal_id, firing, ctx)
                     ops.append(("add_note", {"deal_id": deal_id, "text": _summary(rule)}))
                     firing.context = {**(firing.context or {}), "operations": [op for op, _ in ops]}
-                    for index, (operation, payload) in enumerate(ops):
-                        jobs.append(
-                            OutboxJob(
-                                portal_id=portal.id,
-                                operation=operation,
-                                payload=payload,
-                                idempotency_key=f"journey-{firing.id}-{index}",
-                                deal_id=deal_id,
-                                origin=f"journey:{firing.id}",
-                            )
-                        )
+                    jobs.extend(
+                        {
+                            "portal_id": portal.id,
+                            "operation": operation,
+                            "payload": payload,
+                            "idempotency_key": f"journey-{firing.id}-{index}",
+                            "deal_id": deal_id,
+                            "origin": f"journey:{firing.id}",
+                        }
+                        for index, (operation, payload) in enumerate(ops)
+                    )
                     _apply_locally(ctx, rule, deal_id, firing, now)
                     for follower in followers:
                         if rule.key and follower.trigger["rule"] == rule.key:
@@ -888,12 +913,14 @@ def fire_due(
                 result.expired += 1
             else:
                 result.skipped += 1
-    if jobs:
-        session.add_all(jobs)
     session.flush()
+    session.execute(
+        update(RuleFiring).where(RuleFiring.state == "scheduled").execution_options(synchronize_session=None),
+        [{name: getattr(f, name) for name in _DECISION} for f in firings],
+    )
     _plan(session, portal.id, planned)
     if jobs:
-        ids_ = [job.id for job in jobs]
+        ids_ = list(session.scalars(insert(OutboxJob).returning(OutboxJob.id), jobs))
 
         def wake() -> None:
             for start in range(0, len(ids_), WAKE_GROUP):
