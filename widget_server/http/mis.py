@@ -200,26 +200,20 @@ _TICKET = {
         **{name: {"type": "string"} for name in ATTRIBUTION_KEYS.values()},
     },
 }
+_NAMED_LIST = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["Id", "Name"],
+        "properties": {"Id": {"type": "integer"}, "Name": {"type": "string"}},
+    },
+}
 _TIMETABLE = {
     "type": "object",
     "required": ["Doctors", "Intervals"],
     "properties": {
-        "Doctors": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["Id", "Name"],
-                "properties": {"Id": {"type": "integer"}, "Name": {"type": "string"}},
-            },
-        },
-        "Branches": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["Id", "Name"],
-                "properties": {"Id": {"type": "integer"}, "Name": {"type": "string"}},
-            },
-        },
+        "Doctors": _NAMED_LIST,
+        "Branches": _NAMED_LIST,
         "Intervals": {
             "type": "array",
             "items": {

@@ -453,12 +453,18 @@ class HelixImportRefused(ValueError):
         self.reason = reason
 
 
-def import_helix_file(session: Any, portal: Portal, data: bytes, file_name: str) -> tuple[MisSyncRun, bool]:
-    """(run, True) for a new file; (the first run, False) when the same bytes were imported before."""
+def _first_import(session: Session, portal: Portal, data: bytes) -> tuple[str, MisSyncRun | None]:
+    """The file's SHA-256, and the run that first took the same bytes (upload, folder or CLI), if any."""
     digest = hashlib.sha256(data).hexdigest()
     first = session.scalar(
         select(MisSyncRun).where(MisSyncRun.portal_id == portal.id, MisSyncRun.file_sha256 == digest)
     )
+    return digest, first
+
+
+def import_helix_file(session: Any, portal: Portal, data: bytes, file_name: str) -> tuple[MisSyncRun, bool]:
+    """(run, True) for a new file; (the first run, False) when the same bytes were imported before."""
+    digest, first = _first_import(session, portal, data)
     if first is not None:
         return first, False
     try:
@@ -491,10 +497,7 @@ def accept_helix_upload(
     """(run, True) for a new file: stored on disk, its run `queued` and a job woken after commit; (the first
     run, False) when the same bytes came before. An unreadable file (format, encoding, a required column) is
     `HelixImportRefused` with nothing stored: reading it is cheap next to importing it."""
-    digest = hashlib.sha256(data).hexdigest()
-    first = session.scalar(
-        select(MisSyncRun).where(MisSyncRun.portal_id == portal.id, MisSyncRun.file_sha256 == digest)
-    )
+    digest, first = _first_import(session, portal, data)
     if first is not None:
         return first, False
     try:
