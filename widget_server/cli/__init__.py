@@ -13,6 +13,7 @@ from .bitrix24 import bitrix24
 from .demo import demo
 from .distribution import distribution
 from .documents import documents
+from .journey import journey
 from .ledger import ledger
 from .mis import mis
 from .processes import cron, run, up, worker
@@ -31,6 +32,7 @@ for command in (
     cli.add_command(command)
 cli.add_command(bitrix24)
 cli.add_command(mis)
+cli.add_command(journey)
 
 
 def main() -> None:
