@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
 from PIL import Image
@@ -134,3 +134,22 @@ def test_json_csv_and_png_carry_the_same_numbers(rt, clinic, make_api) -> None: 
     for row in body["rows"]:
         if row["total"]:
             assert Decimal(row["primary_pct"]) + Decimal(row["repeat_pct"]) == Decimal("100.0")
+
+
+def test_days_follow_the_clinics_clock_across_daylight_saving(rt, make_portal) -> None:  # type: ignore[no-untyped-def]
+    from zoneinfo import ZoneInfo
+
+    from .clinic_data import Clinic
+
+    berlin = ZoneInfo("Europe/Berlin")
+    clinic = Clinic(rt, make_portal(slug="berlin", timezone="Europe/Berlin"))
+    p = clinic.patient("Müller Anna")
+    q = clinic.patient("Schmidt Jan")
+    # 00:30 on the day the clocks go forward (23:30 UTC the day before), and 23:30 on the day they go back.
+    clinic.visit(p, datetime(2026, 3, 29, 0, 30, tzinfo=berlin))
+    clinic.visit(q, datetime(2026, 10, 25, 23, 30, tzinfo=berlin))
+    with rt.db.transaction() as s:
+        period = make_period(date(2026, 3, 28), date(2026, 10, 26), "day", "Europe/Berlin")
+        rows = build_report(s, clinic.portal.id, "primary", period).document()["rows"]
+    busy = {row["period"]: row["total"] for row in rows if row["total"]}
+    assert busy == {"2026-03-29": 1, "2026-10-25": 1}

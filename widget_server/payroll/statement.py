@@ -187,7 +187,8 @@ def payroll_statement(session: Session, portal: Portal, month: str) -> dict[str,
     } if user_ids else {}  # fmt: skip
     events = _events(session, portal.id, user_ids, begin, finish) if user_ids else {}
     schedule = _schedule(session, portal.id, user_ids, begin, finish) if user_ids else {}
-    visits = period_visits(session, portal.id, period) if user_ids else []
+    fields = ["booked_by", "waiting_list", "deal_id"]
+    visits = period_visits(session, portal.id, period, fields) if user_ids else []
     names: dict[str, int] = {}
     for uid in user_ids:
         for name in [users[uid].name, *(rates[uid].mis_names or [])]:

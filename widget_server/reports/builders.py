@@ -147,7 +147,7 @@ def _share_report(
 
 
 def specialisations_report(session: Session, portal_id: int, period: Period) -> Report:
-    visits = _completed(period_visits(session, portal_id, period))
+    visits = _completed(period_visits(session, portal_id, period, ["specialty"]))
     items = [(v.day, v.specialty or NOT_GIVEN_SPECIALTY) for v in visits]
     return _share_report(
         "specialisations", "Специализации", "specialty", "Специализация", "Визитов", period, items
@@ -172,7 +172,7 @@ def _lead_sources(session: Session, portal_id: int, visit_ids: set[int]) -> dict
 
 
 def sources_report(session: Session, portal_id: int, period: Period) -> Report:
-    visits = period_visits(session, portal_id, period)
+    visits = period_visits(session, portal_id, period, ["channel"])
     firsts: list[Visit] = []
     for bucket_visits in _by_bucket(visits, period).values():
         firsts.extend(v for v in _first_per_person(_completed(bucket_visits)) if v.primary)
@@ -233,7 +233,7 @@ def _no_show_rows(label: str, visits: list[Visit]) -> list[dict[str, Any]]:
 
 
 def no_shows_report(session: Session, portal_id: int, period: Period) -> Report:
-    visits = period_visits(session, portal_id, period)
+    visits = period_visits(session, portal_id, period, ["branch", "doctor"])
     report = Report(
         "no-shows", "Неявки", period,
         [("period", "Период"), ("branch", "Филиал"), ("doctor", "Врач"), ("completed", "Пришли"),
