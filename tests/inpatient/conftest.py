@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from connectors.types import NewDeal, StageRef
-from tests.ledger.conftest import FrozenClock
+from tests.ledger.conftest import clinic, frozen  # noqa: F401 - the ledger's fixtures, reused
 from widget_server.models import Portal, PortalUser
 from widget_server.sandbox.crm import SandboxCrm
 
@@ -22,17 +22,9 @@ class Staff:
 
 
 @pytest.fixture
-def frozen(monkeypatch) -> FrozenClock:  # type: ignore[no-untyped-def]
-    return FrozenClock(monkeypatch)
-
-
-@pytest.fixture
-def hospital(rt, make_portal) -> Portal:  # type: ignore[no-untyped-def]
-    portal = make_portal(slug="rehab-hospital", timezone="Europe/Moscow", currency="RUB")
-    with rt.db.transaction() as s:
-        row = s.get(Portal, portal.id)
-        row.settings = {"ledger": {"purchase_threshold_minor": 500_000, "overdraft_minor": 0}}
-    return portal
+def hospital(clinic) -> Portal:  # type: ignore[no-untyped-def]  # noqa: F811 - the imported fixture
+    """The ledger tests' rehabilitation clinic (Moscow, roubles, purchases above 5 000 ₽ need consent)."""
+    return clinic
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from connectors.base import CrmClient
-from connectors.types import NewContact, OutgoingMessage
+from connectors.types import NewContact
 
 from .. import clock, runtime
 from ..clock import local_today
@@ -22,7 +22,7 @@ from ..inpatient import arrival_day_tasks, escalate_overdue, inform_about_ledger
 from ..models import Building, InpatientStay, Portal
 from .joblog import logged_job
 
-__all__ = ["representative_contact", "run_inpatient_sweep", "send_relative_message", "sweep_portal"]
+__all__ = ["representative_contact", "run_inpatient_sweep", "sweep_portal"]
 
 
 def sweep_portal(portal_id: int, now: datetime) -> dict[str, int]:
@@ -65,19 +65,6 @@ def run_inpatient_sweep(now: datetime | None = None) -> str:
 
 
 # --- outbox operations (jobs/operations.py LAZY_OPERATIONS) --------------------------------------------
-
-
-def send_relative_message(crm: CrmClient, payload: dict[str, Any], key: str) -> dict[str, Any]:
-    crm.send_message(
-        OutgoingMessage(
-            deal_id=str(payload["deal_id"]),
-            text=payload["text"],
-            text_field_id=str(payload["text_field_id"]),
-            bot_id=payload.get("bot_id"),
-        ),
-        idempotency_key=key,
-    )
-    return {}
 
 
 def representative_contact(crm: CrmClient, payload: dict[str, Any], key: str) -> dict[str, Any]:

@@ -144,7 +144,8 @@ LAZY_OPERATIONS: dict[str, str] = {
     "mis_mirror_appointment": "widget_server.jobs.mis:mis_mirror_appointment",
     "journey_send_message": "widget_server.jobs.journey:journey_send_message",
     "journey_create_deal": "widget_server.jobs.journey:journey_create_deal",
-    "inpatient_send_message": "widget_server.jobs.inpatient:send_relative_message",
+    # The same payload as the journey's patient messages: one implementation of send_message for both.
+    "inpatient_send_message": "widget_server.jobs.journey:journey_send_message",
     "inpatient_representative_contact": "widget_server.jobs.inpatient:representative_contact",
 }
 """Operations features add, by dotted path: their modules reach HTTP clients, and the domain's import graph
