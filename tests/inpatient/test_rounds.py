@@ -48,6 +48,15 @@ def test_an_overdue_round_escalates_exactly_once(rt, apis, crm, staff, deal, pre
             "Просрочен приём: Мексидол 125 мг в 24.11.2026 08:00 (палата 12, место 1) не отмечен",
         )
     ]
+    reminders = [
+        (t.responsible_user_id, t.text) for t in crm.tasks_for(deal) if t.text.startswith("Отметьте")
+    ]
+    assert reminders == [
+        (
+            staff.nurse,
+            "Отметьте приём: Мексидол 125 мг в 24.11.2026 08:00 (палата 12, место 1) — выдан или почему нет",
+        )
+    ]
     assert _count(rt, RoundEscalation) == 1
     assert apis["nurse"].get("/api/v1/rounds/due").get_json()["rounds"][0]["overdue"] is True
 
@@ -60,6 +69,7 @@ def test_an_overdue_round_escalates_exactly_once(rt, apis, crm, staff, deal, pre
     jobs()
     assert _count(rt, RoundEscalation) == 2
     assert len([t for t in crm.tasks_for(deal) if t.text.startswith("Просрочен приём")]) == 2
+    assert len([t for t in crm.tasks_for(deal) if t.text.startswith("Отметьте приём")]) == 2
 
 
 def test_a_dose_marked_in_time_never_escalates(rt, apis, prescribed, frozen):

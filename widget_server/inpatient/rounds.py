@@ -408,8 +408,9 @@ def _mirror_round(
 
 
 def escalate_overdue(session: Session, portal: Portal, now: datetime) -> int:
-    """A task for the building manager for each dose overdue and still unmarked, exactly once per dose
-    (the unique escalation row is written in the same transaction as the task's outbox row)."""
+    """For each dose overdue and still unmarked, exactly once: a task for the building's nurses and the
+    escalation to the building manager (the unique escalation row is written in the same transaction as
+    the tasks' outbox rows)."""
     settings = inpatient_settings(portal)
     cutoff = now - timedelta(minutes=settings.overdue_after_min)
     overdue = [r for r in due_rounds(session, portal, now, ahead_min=0) if r.due_at <= cutoff]
@@ -438,12 +439,25 @@ def escalate_overdue(session: Session, portal: Portal, now: datetime) -> int:
         except IntegrityError:
             continue  # a concurrent sweep took it
         building = buildings[item.building_id]
+        where = (
+            f"{item.drug} {item.dose} в {_local(portal, item.due_at)} (палата {item.ward}, место {item.bed})"
+        )
+        if building.nurse_user_id:
+            # The nurses get the overdue dose as a CRM task too: the panel is not always open.
+            queue_task(
+                session,
+                portal,
+                item.deal_id,
+                f"Отметьте приём: {where} — выдан или почему нет",
+                f"escalation:{escalation.id}:nurse",
+                user_id=building.nurse_user_id,
+                due=now + timedelta(minutes=15),
+            )
         queue_task(
             session,
             portal,
             item.deal_id,
-            f"Просрочен приём: {item.drug} {item.dose} в {_local(portal, item.due_at)} "
-            f"(палата {item.ward}, место {item.bed}) не отмечен",
+            f"Просрочен приём: {where} не отмечен",
             f"escalation:{escalation.id}",
             user_id=building.manager_user_id,
             due=now + timedelta(minutes=30),
