@@ -19,6 +19,7 @@ MSK = ZoneInfo("Europe/Moscow")
 PIPELINES = {
     "Первичный приём": ["Новая заявка", "Записан на приём", "Посетил клинику"],
     "Сбор NPS": ["Новая"],
+    "Профгигиена": ["Приглашение отправлено"],
 }
 
 
@@ -209,3 +210,46 @@ def test_answers_are_idempotent_and_checked(make_api, rt, clinic, frozen):
     assert count(rt, JourneyAnswer) == 1
     with rt.db.transaction() as s:
         assert s.scalar(select(JourneyAnswer.value)) == "9"
+
+
+def test_enabling_a_rule_catches_up_on_known_visits(api, rt, clinic, frozen, jobs):
+    frozen.set(datetime(2026, 4, 1, 12, 0, tzinfo=MSK))
+    done = {"at": datetime(2026, 4, 1, 12, 0, tzinfo=MSK)}
+    sync(
+        rt,
+        clinic,
+        visit(
+            MSK,
+            "H1",
+            "601",
+            datetime(2025, 12, 1, 10, 0, tzinfo=MSK),
+            status="completed",
+            changed_at=done["at"],
+        ),
+        visit(
+            MSK,
+            "H2",
+            "601",
+            datetime(2026, 3, 2, 10, 0, tzinfo=MSK),
+            status="completed",
+            changed_at=done["at"],
+        ),
+        visit(
+            MSK,
+            "H3",
+            "602",
+            datetime(2025, 1, 10, 10, 0, tzinfo=MSK),
+            status="completed",
+            changed_at=done["at"],
+        ),
+    )
+    api.post("/api/v1/journey/templates", json={})
+    rules = {r["key"]: r["id"] for r in api.get("/api/v1/journey/rules").get_json()["rules"]}
+    assert firings(rt, clinic.id) == []
+    enabled = api.patch(f"/api/v1/journey/rules/{rules['hygiene_recall.invite']}", json={"enabled": True})
+    assert enabled.status_code == 200, enabled.get_json()
+    # Only patient 601's latest visit: six months after 02.03 is ahead; 602's was due long ago.
+    assert [
+        (f.occurrence.split(":")[0], f.planned_at.astimezone(MSK).strftime("%d.%m.%Y %H:%M"))
+        for f in firings(rt, clinic.id)
+    ] == [("last", "02.09.2026 10:00")]

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from .. import clock, runtime
 from ..errors import NotFound, ValidationFailed
 from ..journey import Catalogue, create_rule, install_templates, record_answer, replan_rule, update_rule
-from ..journey.engine import normalise_answer, preview
+from ..journey.engine import backfill_rule, normalise_answer, preview
 from ..journey.hooks import wake_evaluation
 from ..journey.rules import current_version
 from ..journey.templates import SEED002_TEMPLATES
@@ -118,7 +118,10 @@ def list_rules() -> Any:
 def post_rule() -> Any:
     body = load_body(JourneyRuleSchema())
     portal = _portal()
-    rule = create_rule(db_session(), portal, body, current_principal().actor, _catalogue(portal))
+    session = db_session()
+    rule = create_rule(session, portal, body, current_principal().actor, _catalogue(portal))
+    if rule.enabled:
+        backfill_rule(session, portal, rule.id, clock.now_utc())
     return rule_document(rule), 201
 
 
@@ -135,8 +138,12 @@ def patch_rule(rule_id: int) -> Any:
     body = load_body(JourneyRulePatchSchema())
     portal = _portal()
     session = db_session()
-    rule = update_rule(session, portal, _rule(rule_id), body, current_principal().actor, _catalogue(portal))
+    rule = _rule(rule_id)
+    was_enabled = rule.enabled
+    rule = update_rule(session, portal, rule, body, current_principal().actor, _catalogue(portal))
     replan_rule(session, portal, rule.id, clock.now_utc())
+    if rule.enabled and not was_enabled:
+        backfill_rule(session, portal, rule.id, clock.now_utc())
     return rule_document(rule)
 
 

@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -41,6 +41,7 @@ __all__ = [
     "FireResult",
     "RuleSet",
     "add_months",
+    "backfill_rule",
     "fire_due",
     "on_appointments",
     "on_deal_change",
@@ -173,9 +174,19 @@ def _occurrence(
     }
 
 
-def on_appointments(session: Session, portal: Portal, rows: Iterable[MisAppointment], now: datetime) -> int:
-    """Plan what the given visits (just inserted or changed, in the caller's transaction) set off."""
+def on_appointments(
+    session: Session,
+    portal: Portal,
+    rows: Iterable[MisAppointment],
+    now: datetime,
+    *,
+    only: int | None = None,
+) -> int:
+    """Plan what the given visits (just inserted or changed, in the caller's transaction) set off; `only`:
+    for that one rule (a rule just enabled catching up on the visits already known)."""
     rules = RuleSet.load(session, portal.id)
+    if only is not None:
+        rules = RuleSet([r for r in rules.rules if r.id == only])
     status_rules = rules.of("appointment_status")
     visit_rules = [r for r in rules.of("offset") if r.trigger["anchor"] in ("visit", "last_visit")]
     if not status_rules and not visit_rules:
@@ -426,6 +437,35 @@ def record_answer(
     ]
     _plan(session, portal.id, planned)
     return answer, True
+
+
+def backfill_rule(session: Session, portal: Portal, rule_id: int, now: datetime) -> int:
+    """A rule just enabled plans from the visits already known: those whose occurrence is still ahead (or
+    inside its window), and for `last_visit` each patient's latest completed visit. Nothing past is fired."""
+    live = {r.id: r for r in RuleSet.load(session, portal.id).rules}.get(rule_id)
+    if (
+        live is None
+        or live.trigger["type"] != "offset"
+        or live.trigger["anchor"] not in ("visit", "last_visit")
+    ):
+        return 0
+    t = live.trigger
+    reach = timedelta(days=abs(t["days"]) + 31 * t["months"] + 1) + live.window
+    query = select(MisAppointment).where(MisAppointment.portal_id == portal.id)
+    if t["anchor"] == "visit":
+        query = query.where(MisAppointment.starts_at >= now - reach)
+    else:
+        latest = (
+            select(MisAppointment.patient_id, func.max(MisAppointment.starts_at).label("last"))
+            .where(MisAppointment.portal_id == portal.id, MisAppointment.status == "completed")
+            .group_by(MisAppointment.patient_id)
+            .subquery()
+        )
+        query = query.join(
+            latest,
+            and_(MisAppointment.patient_id == latest.c.patient_id, MisAppointment.starts_at == latest.c.last),
+        ).where(MisAppointment.status == "completed", MisAppointment.starts_at >= now - reach)
+    return on_appointments(session, portal, list(session.scalars(query)), now, only=rule_id)
 
 
 def replan_rule(session: Session, portal: Portal, rule_id: int, now: datetime) -> int:
