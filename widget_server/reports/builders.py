@@ -31,6 +31,7 @@ from .visits import Visit, period_visits
 __all__ = ["REPORTS", "TOTAL", "Chart", "Report", "build_report"]
 
 TOTAL = "Итого"
+_CAME = ("completed",)
 NOT_GIVEN_SPECIALTY = "Не указана"
 NOT_GIVEN_SOURCE = "Не указан"
 NOT_GIVEN = "—"
@@ -107,7 +108,7 @@ def _primary_row(label: str, visits: list[Visit]) -> dict[str, Any]:
 
 
 def primary_report(session: Session, portal_id: int, period: Period) -> Report:
-    visits = period_visits(session, portal_id, period)
+    visits = period_visits(session, portal_id, period, statuses=_CAME)
     report = Report(
         "primary", "Первичные пациенты", period,
         [("period", "Период"), ("primary", "Первичные"), ("primary_pct", "Первичные, %"),
@@ -147,7 +148,7 @@ def _share_report(
 
 
 def specialisations_report(session: Session, portal_id: int, period: Period) -> Report:
-    visits = _completed(period_visits(session, portal_id, period, ["specialty"]))
+    visits = period_visits(session, portal_id, period, ["specialty"], statuses=_CAME)
     items = [(v.day, v.specialty or NOT_GIVEN_SPECIALTY) for v in visits]
     return _share_report(
         "specialisations", "Специализации", "specialty", "Специализация", "Визитов", period, items
@@ -172,7 +173,7 @@ def _lead_sources(session: Session, portal_id: int, visit_ids: set[int]) -> dict
 
 
 def sources_report(session: Session, portal_id: int, period: Period) -> Report:
-    visits = period_visits(session, portal_id, period, ["channel"])
+    visits = period_visits(session, portal_id, period, ["channel"], statuses=_CAME)
     firsts: list[Visit] = []
     for bucket_visits in _by_bucket(visits, period).values():
         firsts.extend(v for v in _first_per_person(_completed(bucket_visits)) if v.primary)
@@ -233,7 +234,8 @@ def _no_show_rows(label: str, visits: list[Visit]) -> list[dict[str, Any]]:
 
 
 def no_shows_report(session: Session, portal_id: int, period: Period) -> Report:
-    visits = period_visits(session, portal_id, period, ["branch", "doctor"])
+    outcomes = ("completed", "no_show")
+    visits = period_visits(session, portal_id, period, ["branch", "doctor"], statuses=outcomes)
     report = Report(
         "no-shows", "Неявки", period,
         [("period", "Период"), ("branch", "Филиал"), ("doctor", "Врач"), ("completed", "Пришли"),

@@ -110,10 +110,15 @@ def _aliases(session: Session, portal_id: int) -> dict[int, int]:
 
 
 def period_visits(
-    session: Session, portal_id: int, period: Period, fields: Iterable[str] = ()
+    session: Session,
+    portal_id: int,
+    period: Period,
+    fields: Iterable[str] = (),
+    statuses: Iterable[str] = BOOKED_STATUSES,
 ) -> list[Visit]:
-    """Every booked visit (see BOOKED_STATUSES) whose local date is in the period, in time order, with the
-    `fields` asked for (names of DOC_FIELDS, "waiting_list", "deal_id"); the others stay None/False."""
+    """Every visit in `statuses` (default: every booking made) whose local date is in the period, in time
+    order, with the `fields` asked for (names of DOC_FIELDS, "waiting_list", "deal_id"); the others stay
+    None/False. Whatever `statuses` leaves out, primary is decided from the completed history."""
     wanted = list(dict.fromkeys(fields))
     history_first = add_months(period.start, -PRIMARY_AFTER_MONTHS)
     instant, as_text = _instant(session, MisAppointment.starts_at)
@@ -136,7 +141,7 @@ def period_visits(
             MisAppointment.portal_id == portal_id,
             MisAppointment.starts_at >= begin,
             MisAppointment.starts_at < finish,
-            MisAppointment.status.in_(BOOKED_STATUSES),
+            MisAppointment.status.in_(sorted(set(statuses) & BOOKED_STATUSES)),
         )
         .order_by(MisAppointment.starts_at, MisAppointment.id)
     ).all()
