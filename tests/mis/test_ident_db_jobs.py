@@ -78,12 +78,13 @@ def test_a_reception_deleted_in_ident_becomes_void_at_reconciliation(rt, crm, cl
     conn, _ = ident_db
     mis_jobs.poll_ident_databases()
     jobs()
-    conn.execute("DELETE FROM cb_receptions WHERE ID = 90001")
+    # 90002, not 90001: 90001 was moved to 90005, whose deal must not close with the old reception.
+    conn.execute("DELETE FROM cb_receptions WHERE ID = 90002")
     detail = mis_jobs.reconcile_ident_portal(clinic.id, date(2026, 3, 12))
     assert detail["counts"]["void"] == 1
-    assert _statuses(rt)["90001"] == "void"
+    assert _statuses(rt)["90002"] == "void"
     jobs()
     with rt.db.transaction() as s:
-        deal_id = s.scalar(select(MisAppointment.deal_id).where(MisAppointment.source_id == "90001"))
+        deal_id = s.scalar(select(MisAppointment.deal_id).where(MisAppointment.source_id == "90002"))
     assert crm.loss_reason_for(deal_id) == "Удалено в МИС"
     assert crm.notes_for(deal_id)[-1].endswith(": Удалено в МИС")

@@ -119,3 +119,45 @@ def test_a_visit_back_in_an_earlier_state_is_mirrored_again(rt, crm, sync, jobs)
         "Отменил запись",
         "Записан на приём",
     ]
+
+
+def test_a_rescheduled_visit_keeps_the_deal_whatever_arrives_first(rt, crm, sync, jobs):
+    sync(visit())
+    jobs()
+    deal_id = _deal_id(rt)
+    # IDENT cancels the reception and creates one at the new time that names it; the cancellation comes first.
+    sync(visit(status="cancelled", changed_at=LATER))
+    jobs()
+    assert crm.get_deal(deal_id).stage.stage_id == "lost"  # as far as we knew, the patient cancelled
+    moved_to = datetime(2026, 3, 19, 12, 0, tzinfo=MSK)
+    ends = moved_to + timedelta(minutes=45)
+    later = LATER + timedelta(minutes=1)
+    result = sync(visit("R2", starts_at=moved_to, ends_at=ends, rescheduled_from="R1", changed_at=later))
+    jobs()
+    assert _deal_id(rt, "R2") == deal_id
+    assert crm.get_deal(deal_id).stage == StageRef("Первичный приём", "Записан на приём")
+    assert crm.notes_for(deal_id)[-1] == "Запись 19.03.2026 12:00, Смирнов И. П. (терапия): Записан на приём"
+    with rt.db.transaction() as s:
+        assert s.scalar(select(MisAppointment.target).where(MisAppointment.source_id == "R1")) is None
+    assert result.counts["created"] == 1
+
+
+def test_a_reschedule_in_one_batch_with_its_cancellation_moves_nothing_back(rt, crm, sync, jobs):
+    sync(visit())
+    jobs()
+    deal_id = _deal_id(rt)
+    moved_to = datetime(2026, 3, 19, 12, 0, tzinfo=MSK)
+    sync(
+        visit(status="cancelled", changed_at=LATER),
+        visit("R2", starts_at=moved_to, ends_at=moved_to + timedelta(minutes=45), rescheduled_from="R1",
+              changed_at=LATER),
+    )  # fmt: skip
+    jobs()
+    assert _deal_id(rt, "R2") == deal_id
+    assert crm.get_deal(deal_id).stage == StageRef("Первичный приём", "Записан на приём")
+    assert crm.loss_reason_for(deal_id) is None
+    visits = [n.split(",")[0] for n in crm.notes_for(deal_id)]
+    assert visits == ["Запись 12.03.2026 10:00", "Запись 19.03.2026 12:00"]
+    with rt.db.transaction() as s:
+        deals = s.scalar(select(func.count(func.distinct(MisAppointment.deal_id))))
+    assert deals == 1

@@ -139,6 +139,7 @@ class _Engine:
         self._rows: dict[tuple[str, str], MisAppointment] = {}
         self._new: list[tuple[MisAppointment, MisPatient, Appointment]] = []
         self._aliases: dict[MisPatient, MisPatient] = {}
+        self.moved: set[MisAppointment] = set()
 
     def record(self, outcome: str, appointment: MisAppointment | None = None, **values: Any) -> None:
         self.result.counts[outcome] += 1
@@ -376,6 +377,9 @@ class _Engine:
         gap = self.settings.primary_after_gap_months
         for visits in by_root.values():
             visits.sort(key=lambda v: (v.starts_at, v.source, v.source_id))
+            # A visit moved to another time (IDENT: a new reception naming this one) lives on in the new one,
+            # which takes its deal: the old one's cancellation (or deletion) moves nothing.
+            moved = {(v.source, v.doc["rescheduled_from"]) for v in visits if v.doc.get("rescheduled_from")}
             last_completed: datetime | None = None
             for visit in visits:
                 primary = last_completed is None or (
@@ -391,6 +395,10 @@ class _Engine:
                 target = self.settings.target(kind, bool(visit.doc.get("waiting_list")), visit.status)
                 if visit.status == "void":
                     target = {"void": "1"}
+                ended = visit.status in ("cancelled", "no_show", "void")
+                if ended and (visit.source, visit.source_id) in moved:
+                    target = None
+                    self.moved.add(visit)
                 # Only what differs is assigned: an explicit None in a JSON column is sent as a value, which
                 # would split the batch's INSERT into many small ones.
                 if kind != visit.kind:
@@ -406,9 +414,12 @@ class _Engine:
         queue = []
         for row in sorted(self.changed, key=lambda r: r.id):
             if row.target is None and row in self.logged:
-                self.record(
-                    "unmapped", row, source_id=row.source_id, reason=f"no stage for {row.kind}/{row.status}"
+                reason = (
+                    "rescheduled: the new visit continues its deal"
+                    if row in self.moved
+                    else f"no stage for {row.kind}/{row.status}"
                 )
+                self.record("unmapped", row, source_id=row.source_id, reason=reason)
             if row.target is not None and row.mirrored_hash != mirror_hash(row):
                 queue.append(row)
         self._queue(queue)

@@ -205,6 +205,17 @@ def mis_mirror_appointment(crm: CrmClient, payload: dict[str, Any], key: str) ->
             "flags": list(row.flags),
             "row_id": row.id,
         }
+        if row.deal_id is None and row.doc.get("rescheduled_from"):
+            # A rescheduled visit continues the deal of the one it replaces, from where we left that deal.
+            earlier = s.scalar(
+                select(MisAppointment).where(
+                    MisAppointment.portal_id == row.portal_id,
+                    MisAppointment.source == row.source,
+                    MisAppointment.source_id == str(row.doc["rescheduled_from"]),
+                )
+            )
+            if earlier is not None and earlier.deal_id is not None:
+                state["deal_id"], state["mirrored_target"] = earlier.deal_id, earlier.mirrored_target
         s.expunge(root)
     result: dict[str, Any] = {}
     deal_id = state["deal_id"]
