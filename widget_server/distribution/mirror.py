@@ -1,6 +1,6 @@
 """What the CRM shows of a decision, through the outbox after our commit: the deal's responsible, a task
-for them due in `take_within_min`, and a note explaining the choice; supervisors get an alert when a lead
-waits for nobody."""
+for them due in `take_within_min`, a note explaining the choice, and the deal's contacts, company and open
+tasks handed to them; supervisors get an alert when a lead waits for nobody."""
 
 from __future__ import annotations
 
@@ -104,6 +104,18 @@ def queue_assignment_mirror(
         enqueue_outbox(
             session, operation="add_note", idempotency_key=f"{key}:note",
             payload={"deal_id": assignment.deal_id, "text": note},
+            **common,
+        )  # fmt: skip
+    # Rules stored before these options existed carry none of them: the defaults (on) apply.
+    follow = {
+        "contacts": bool(mirror.get("contact", True)),
+        "company": bool(mirror.get("company", True)),
+        "open_tasks": bool(mirror.get("open_tasks", True)),
+    }
+    if any(follow.values()):
+        enqueue_outbox(
+            session, operation="distribution_hand_over", idempotency_key=f"{key}:hand_over",
+            payload={"deal_id": assignment.deal_id, "user_id": chosen.crm_user_id, **follow},
             **common,
         )  # fmt: skip
 

@@ -3,7 +3,8 @@
 A rule document: name, pool (default: the rule's own), priority, match {pipelines, stages, sources,
 tags}, members [{user_id, weight, max_open, max_per_day}], strategy, weights_mode (coefficients |
 percent), window {days, from, to}, timezone, outside_hours (queue | user) + outside_user_id,
-take_within_min, task_text, mirror {responsible, task, note}, supervisor_user_ids.
+take_within_min, task_text, mirror {responsible, task, note, contact, company, open_tasks},
+supervisor_user_ids.
 """
 
 from __future__ import annotations
@@ -33,6 +34,15 @@ __all__ = [
 
 DEFAULT_TASK_TEXT = "Проверить корректность контактных данных и заявку на дубль"
 DEFAULT_TAKE_WITHIN_MIN = 15
+MIRROR_DEFAULTS = {
+    "responsible": True,
+    "task": True,
+    "note": True,
+    # The deal's contacts, its company and its open tasks follow the new responsible (NOVA does the same).
+    "contact": True,
+    "company": True,
+    "open_tasks": True,
+}
 
 
 class RuleInvalid(DomainError):
@@ -154,7 +164,7 @@ def validate_rule(session: Session, portal: Portal, doc: Mapping[str, Any]) -> d
         "outside_user_id": doc.get("outside_user_id"),
         "take_within_min": take,
         "task_text": doc.get("task_text") or DEFAULT_TASK_TEXT,
-        "mirror": {"responsible": True, "task": True, "note": True, **(doc.get("mirror") or {})},
+        "mirror": {**MIRROR_DEFAULTS, **(doc.get("mirror") or {})},
         "supervisor_user_ids": list(doc.get("supervisor_user_ids") or ()),
     }
 

@@ -49,6 +49,9 @@ class MirrorSchema(StrictSchema):
     responsible = f.Boolean()
     task = f.Boolean()
     note = f.Boolean()
+    contact = f.Boolean()
+    company = f.Boolean()
+    open_tasks = f.Boolean()
 
 
 class RuleSchema(StrictSchema):

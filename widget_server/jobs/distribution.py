@@ -10,9 +10,21 @@ from typing import Any
 
 from sqlalchemy import select
 
-from connectors.types import CrmEvent, DealCreated, DealStageChanged, DealUpdated, DpAction, RobotCall
+from connectors.base import CrmClient
+from connectors.errors import Rejected
+from connectors.types import (
+    CrmEvent,
+    Deal,
+    DealCreated,
+    DealStageChanged,
+    DealUpdated,
+    DpAction,
+    Handover,
+    RobotCall,
+)
 
 from .. import clock, runtime
+from ..db import mark_read_only
 from ..distribution import DealContext, assign_deal, drain_queue, mark_taken, record_manual, redistribute_due
 from ..distribution.operators import set_status
 from ..distribution.queue import close_assignment
@@ -23,19 +35,73 @@ from ..registry import crm_for
 from .joblog import logged_job
 
 __all__ = [
+    "STICKY_OTHER_DEALS",
     "distribute_on_dp_action",
     "distribute_on_new_deal",
     "distribute_on_stage_change",
     "distribute_robot",
+    "hand_over",
     "record_reassignment",
     "run_distribution_sweep",
     "simulate_job",
+    "sticky_owners",
 ]
 
 log = logging.getLogger(__name__)
 
 CLOSED_STAGES = frozenset({"142", "143", "won", "lost"})
 """amoCRM's fixed won/lost status ids in every pipeline, and the sandbox's closed stages."""
+STICKY_OTHER_DEALS = 3
+"""How many of the contact's other open deals are read for their responsible (one request each)."""
+
+
+def sticky_owners(crm: CrmClient, deal: Deal) -> tuple[str, ...]:
+    """CRM user ids of the deal's main contact's responsible, its company's, and its other open deals'
+    responsibles, in that order (the engine takes the first of them who is eligible). A contact or company
+    gone from the CRM just gives no owner; a CRM that cannot be reached now makes the job retry."""
+    if not deal.contact_ids:
+        return ()
+    try:
+        contact = crm.get_contact(deal.contact_ids[0])
+    except Rejected:
+        return ()
+    owners = [contact.responsible_user_id]
+    if contact.company_id:
+        try:
+            owners.append(crm.get_company(contact.company_id).responsible_user_id)
+        except Rejected:
+            pass
+    for other in [d for d in contact.open_deal_ids if d != deal.id][:STICKY_OTHER_DEALS]:
+        try:
+            owners.append(crm.get_deal(other).responsible_user_id)
+        except Rejected:
+            continue
+    return tuple(dict.fromkeys(owner for owner in owners if owner))
+
+
+def _deal_context(crm: CrmClient, deal: Deal) -> DealContext:
+    return DealContext(
+        pipeline_id=deal.stage.pipeline_id,
+        stage_id=deal.stage.stage_id,
+        sticky_crm_user_ids=sticky_owners(crm, deal),
+    )
+
+
+def hand_over(crm: CrmClient, payload: dict[str, Any], _key: str) -> dict[str, Any]:
+    """Outbox operation `distribution_hand_over`: the deal's contacts, company and open tasks go to its new
+    responsible (setting a responsible is idempotent by nature, so the key is not needed)."""
+    crm.hand_over(
+        [
+            Handover(
+                str(payload["deal_id"]),
+                str(payload["user_id"]),
+                contacts=bool(payload.get("contacts", True)),
+                company=bool(payload.get("company", True)),
+                open_tasks=bool(payload.get("open_tasks", True)),
+            )
+        ]
+    )
+    return {}
 
 
 def _end_silent_shifts(session: Any, portal: Portal, at: datetime) -> int:
@@ -102,6 +168,32 @@ def simulate_job(portal_id: int, rules: list[dict[str, Any]], days: int, now_iso
 # --- reactions to CRM events (registered in jobs/inbox.py EVENT_REACTIONS) ----------------------------------
 
 
+def _unassigned(portal_id: int, deal_id: str) -> bool:
+    """No decision yet for this lead (a repeated trigger costs no CRM reads)."""
+    with runtime.current().db.transaction() as session:
+        mark_read_only(session)
+        return (
+            session.scalar(
+                select(DistributionAssignment.id).where(
+                    DistributionAssignment.portal_id == portal_id,
+                    DistributionAssignment.deal_id == deal_id,
+                    DistributionAssignment.state != "unmatched",
+                )
+            )
+            is None
+        )
+
+
+def _crm(portal_id: int) -> CrmClient | None:
+    rt = runtime.current()
+    with rt.db.transaction() as session:
+        mark_read_only(session)
+        portal = session.get(Portal, portal_id)
+        if portal is None or portal.status != "active":
+            return None
+        return crm_for(portal, rt)
+
+
 def _assign(
     portal_id: int, deal_id: str, trigger: str, context: DealContext, rule_id: int | None = None
 ) -> None:
@@ -131,9 +223,8 @@ def distribute_on_new_deal(portal_id: int, event: CrmEvent) -> None:
         )
     if exists is not None:
         return  # another trigger (DP, robot, API) was first: one decision per lead
-    deal = crm_for(portal, rt).get_deal(event.deal_id)
-    context = DealContext(pipeline_id=deal.stage.pipeline_id, stage_id=deal.stage.stage_id)
-    _assign(portal_id, event.deal_id, "webhook", context)
+    crm = crm_for(portal, rt)
+    _assign(portal_id, event.deal_id, "webhook", _deal_context(crm, crm.get_deal(event.deal_id)))
 
 
 def distribute_on_dp_action(portal_id: int, event: CrmEvent) -> None:
@@ -144,6 +235,19 @@ def distribute_on_dp_action(portal_id: int, event: CrmEvent) -> None:
     raw_rule = (event.settings or {}).get("rule_id")
     rule_id = int(raw_rule) if raw_rule and str(raw_rule).isdigit() else None
     context = DealContext(pipeline_id=event.stage.pipeline_id, stage_id=event.stage.stage_id)
+    crm = _crm(portal_id) if _unassigned(portal_id, event.deal_id) else None
+    if crm is not None:
+        # The hook names the stage but not the contact: the deal is read for its sticky owners.
+        try:
+            deal = crm.get_deal(event.deal_id)
+        except Rejected:
+            deal = None  # gone from the CRM meanwhile: decide on what the hook said
+        if deal is not None:
+            context = DealContext(
+                pipeline_id=event.stage.pipeline_id,
+                stage_id=event.stage.stage_id,
+                sticky_crm_user_ids=sticky_owners(crm, deal),
+            )
     _assign(portal_id, event.deal_id, f"dp_{event.trigger}", context, rule_id)
 
 
@@ -194,7 +298,11 @@ def distribute_robot(portal: Portal, client: Any, event: CrmEvent) -> dict[str, 
     deal = client.get_deal(event.deal_id)
     raw_rule = (event.params or {}).get("rule_id")
     rule_id = int(raw_rule) if raw_rule and str(raw_rule).isdigit() else None
-    context = DealContext(pipeline_id=deal.stage.pipeline_id, stage_id=deal.stage.stage_id)
+    context = (
+        _deal_context(client, deal)
+        if _unassigned(portal.id, event.deal_id)
+        else DealContext(pipeline_id=deal.stage.pipeline_id, stage_id=deal.stage.stage_id)
+    )
     with runtime.current().db.transaction() as session:
         stored = session.get(Portal, portal.id)
         assert stored is not None

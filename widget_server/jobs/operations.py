@@ -141,6 +141,8 @@ OPERATIONS: dict[str, Callable[[CrmClient, dict[str, Any], str], dict[str, Any]]
 LAZY_OPERATIONS: dict[str, str] = {
     "attach_invoice_document": "widget_server.jobs.invoices:attach_invoice_document",
     "notify_deal_responsible": "widget_server.jobs.invoices:notify_deal_responsible",
+    "add_company_note": "widget_server.jobs.invoices:add_company_note",
+    "distribution_hand_over": "widget_server.jobs.distribution:hand_over",
     "mis_mirror_appointment": "widget_server.jobs.mis:mis_mirror_appointment",
     "journey_send_message": "widget_server.jobs.journey:journey_send_message",
     "journey_create_deal": "widget_server.jobs.journey:journey_create_deal",

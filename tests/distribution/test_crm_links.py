@@ -1,0 +1,121 @@
+"""What distribution reads from and writes to the CRM around a lead, on the sandbox: the sticky owner looked
+up from the lead's contact (its responsible, its company's, its other open deal's) when a trigger brings
+only the deal, and the contact, company and open tasks handed to the new responsible."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+
+from connectors.types import DealCreated, NewContact, NewTask
+from tests.distribution.test_seed002 import _assign, _crm_id, _deal, _rule, _status
+from widget_server.jobs.distribution import distribute_on_new_deal
+from widget_server.models import DistributionAssignment, OutboxJob
+
+DUE = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+
+
+def _contact(crm, name: str, responsible: str | None, n: int) -> str:  # type: ignore[no-untyped-def]
+    new = NewContact(name=name, phones=(f"+7916123450{n}",), responsible_user_id=responsible)
+    return crm.create_contact(new, idempotency_key=f"contact-{n}").id
+
+
+def _webhook(rt, clinic, deal_id: str):  # type: ignore[no-untyped-def]
+    distribute_on_new_deal(clinic.id, DealCreated(str(clinic.external_id), None, deal_id))
+    with rt.db.transaction() as s:
+        row = s.scalar(select(DistributionAssignment).where(DistributionAssignment.deal_id == deal_id))
+        return row.user_id, row.decision_id
+
+
+def _reason(rt, decision_id: int) -> str:  # type: ignore[no-untyped-def]
+    from widget_server.models import DistributionDecision
+
+    with rt.db.transaction() as s:
+        return s.get(DistributionDecision, decision_id).reason
+
+
+@pytest.fixture
+def on_shift(rt, clinic, operators):  # type: ignore[no-untyped-def]
+    ivanova, petrova, sidorova = operators[:3]
+    _rule(rt, clinic, [{"user_id": u} for u in (ivanova, petrova, sidorova)])
+    for user in (ivanova, petrova, sidorova):
+        _status(rt, clinic, user, "on_shift")
+    return ivanova, petrova, sidorova
+
+
+def test_a_new_lead_goes_to_its_contacts_responsible_read_from_the_crm(rt, clinic, crm, on_shift, frozen):
+    _, _, sidorova = on_shift
+    contact = _contact(crm, "Елена Орлова", _crm_id(rt, sidorova), 1)
+    deal = _deal(crm, 1, contact_ids=(contact,))
+
+    user, decision = _webhook(rt, clinic, deal)
+
+    assert (user, _reason(rt, decision)) == (sidorova, "sticky")
+
+
+def test_then_its_companys_then_its_other_open_deals_responsible(rt, clinic, crm, on_shift, frozen):
+    _, petrova, sidorova = on_shift
+    outsider = crm.seed_user("Бухгалтер Клиники", email="acc@example.ru").id  # no member of the rule
+    company = crm.seed_company("ООО «Нефтемаш»", responsible_user_id=_crm_id(rt, petrova))
+    with_company = _contact(crm, "Елена Орлова", outsider, 1)
+    crm.link_contact(_deal(crm, 1), with_company, company)
+    assert _webhook(rt, clinic, _deal(crm, 2, contact_ids=(with_company,)))[0] == petrova
+
+    other_deal = _contact(crm, "Пётр Орлов", outsider, 2)
+    earlier = _deal(crm, 3, contact_ids=(other_deal,))
+    crm.set_responsible(earlier, _crm_id(rt, sidorova))
+    user, decision = _webhook(rt, clinic, _deal(crm, 4, contact_ids=(other_deal,)))
+    assert (user, _reason(rt, decision)) == (sidorova, "sticky")
+
+
+def test_a_lead_without_a_contact_goes_by_the_rule(rt, clinic, crm, on_shift, frozen):
+    ivanova, _, _ = on_shift
+    user, decision = _webhook(rt, clinic, _deal(crm, 1))
+    assert (user, _reason(rt, decision)) == (ivanova, "round_robin")
+
+
+def test_contact_company_and_open_tasks_follow_the_new_responsible(rt, clinic, crm, on_shift, frozen, jobs):
+    ivanova, _, _ = on_shift
+    outsider = crm.seed_user("Бухгалтер Клиники", email="acc@example.ru").id
+    company = crm.seed_company("ООО «Нефтемаш»", responsible_user_id=outsider)
+    contact = _contact(crm, "Елена Орлова", outsider, 1)
+    deal = _deal(crm, 1)
+    crm.link_contact(deal, contact, company)
+    open_task = crm.create_task(NewTask(deal, outsider, "Перезвонить", DUE), idempotency_key="t1").id
+    done = crm.create_task(NewTask(deal, outsider, "Уже сделано", DUE), idempotency_key="t2").id
+    crm.complete_task(done)
+
+    assert _assign(rt, clinic, deal)[1] == ivanova
+    jobs()
+
+    chosen = _crm_id(rt, ivanova)
+    assert crm.get_contact(contact).responsible_user_id == chosen
+    assert crm.get_company(company).responsible_user_id == chosen
+    tasks = {t.id: t.responsible_user_id for t in crm.tasks_for(deal)}
+    assert (tasks[open_task], tasks[done]) == (chosen, outsider)
+    with rt.db.transaction() as s:
+        states = {
+            j.state
+            for j in s.scalars(select(OutboxJob).where(OutboxJob.operation == "distribution_hand_over"))
+        }
+    assert states == {"done"}
+
+
+def test_a_rule_may_leave_contact_company_and_tasks_alone(rt, clinic, crm, operators, frozen, jobs):
+    ivanova = operators[0]
+    mirror = {"contact": False, "company": False, "open_tasks": False}
+    _rule(rt, clinic, [{"user_id": ivanova}], mirror=mirror)
+    _status(rt, clinic, ivanova, "on_shift")
+    outsider = crm.seed_user("Бухгалтер Клиники", email="acc@example.ru").id
+    contact = _contact(crm, "Елена Орлова", outsider, 1)
+    deal = _deal(crm, 1, contact_ids=(contact,))
+
+    assert _assign(rt, clinic, deal)[1] == ivanova
+    jobs()
+
+    assert crm.get_deal(deal).responsible_user_id == _crm_id(rt, ivanova)
+    assert crm.get_contact(contact).responsible_user_id == outsider
+    with rt.db.transaction() as s:
+        assert s.scalars(select(OutboxJob).where(OutboxJob.operation == "distribution_hand_over")).all() == []
