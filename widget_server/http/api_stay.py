@@ -4,6 +4,7 @@ forecast and statement. Money fields are shown to finance and admins only."""
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -57,8 +58,23 @@ __all__ = ["stay_api"]
 stay_api = Blueprint("stay_api", __name__, url_prefix="/api/v1/deals/<deal_id>/stay")
 
 ERRORS = (403, 404, 409)
-_SUMMARY = StaySummarySchema()
-"""One instance: constructing a schema deep-copies its declared fields, which cost more than the dump."""
+
+
+def _as_json(document: dict[str, Any]) -> dict[str, Any]:
+    """What `StaySummarySchema().dump` makes of a summary document (its values already have the schema's
+    types; dates and datetimes become ISO 8601), at a fraction of marshmallow's cost on every charge.
+    tests/ledger/test_fast_path.py checks the two agree."""
+    return {key: _json_value(item) for key, item in document.items()}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _json_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_value(item) for item in value]
+    if isinstance(value, date):  # datetime too
+        return value.isoformat()
+    return value
 
 
 def _actor() -> Actor:
@@ -164,7 +180,7 @@ def summary_document(portal: Portal, summary: StaySummary) -> dict[str, Any]:
                 "recent_entries": [entry_document(e) for e in summary.recent_entries],
             }
         )
-    return _SUMMARY.dump(document)
+    return _as_json(document)
 
 
 def _after(portal: Portal, account: StayAccount, entries: list[LedgerEntry]) -> StaySummary:

@@ -1,0 +1,130 @@
+"""The charge request's fast path keeps the behaviour of the slow one: the lean summary serialiser gives
+exactly what the schema's dump gave, the Idempotency-Key claim lives and dies with the charge's own
+transaction, and the rows written outside the ORM's unit of work read back as the objects the request used."""
+
+from __future__ import annotations
+
+from sqlalchemy import event, func, select
+
+import widget_server.http.api_stay as api_stay
+from widget_server.http.schemas_ledger import StaySummarySchema
+from widget_server.jobs.ledger import run_daily_charges
+from widget_server.models import IdempotencyRecord, LedgerEntry, OutboxJob, PurchaseRequest
+
+
+def _count(rt, model) -> int:  # type: ignore[no-untyped-def]
+    with rt.db.transaction() as s:
+        return s.scalar(select(func.count()).select_from(model))
+
+
+def _admit(roles, catalogue, deal: str = "700") -> None:  # type: ignore[no-untyped-def]
+    response = roles["finance"].post(f"/api/v1/deals/{deal}/stay", json={
+        "admission_date": "2026-11-27", "tariff_id": catalogue["standard"],
+        "representative": {"name": "Петрова Ольга", "phone": "+7 912 345-67-89"},
+        "deposit": {"amount": "20000.00", "method": "card"}})  # fmt: skip
+    assert response.status_code == 201, response.get_json()
+
+
+def test_lean_summary_is_exactly_the_schemas_dump(roles, catalogue, frozen, monkeypatch):
+    seen: list[dict] = []
+    lean = api_stay._as_json
+
+    def checked(document):  # type: ignore[no-untyped-def]
+        result = lean(document)
+        assert result == StaySummarySchema().dump(document)
+        seen.append(document)
+        return result
+
+    monkeypatch.setattr(api_stay, "_as_json", checked)
+    _admit(roles, catalogue)
+    frozen.set_local("2026-11-29 10:00")
+    run_daily_charges(now=frozen.now)  # daily entries carry a service date
+    finance, admin, staff = roles["finance"], roles["admin"], roles["staff"]
+    dressing = {"amount": "150.50", "article_id": catalogue["dressing"], "reason": "перевязка"}
+    charged = finance.post("/api/v1/deals/700/stay/charges", key="c1", json=dressing)
+    held = finance.post("/api/v1/deals/700/stay/purchases", key="p1",
+                        json={"amount": "6000.00", "description": "Коляска"})  # fmt: skip
+    assert charged.status_code == held.status_code == 201
+    assert held.get_json()["stay"]["pending_purchases"], "a hold above the threshold"
+    entry_id = charged.get_json()["entry"]["id"]
+    assert admin.post(f"/api/v1/deals/700/stay/entries/{entry_id}/reversal", key="r1",
+                      json={"reason": "ошибка"}).status_code == 201  # fmt: skip
+    for api in (finance, staff):
+        assert api.get("/api/v1/deals/700/stay").status_code == 200
+    frozen.set_local("2026-11-30 10:00")
+    discharge = {"discharge_date": "2026-11-30", "refund_method": "cash"}
+    assert finance.post("/api/v1/deals/700/stay/discharge", key="d1", json=discharge).status_code == 200
+
+    kinds = {e["kind"] for d in seen for e in d.get("recent_entries") or []}
+    assert {"deposit", "daily_charge", "charge", "reversal", "refund"} <= kinds
+    assert any(d.get("pending_purchases") for d in seen) and any(not d["money_visible"] for d in seen)
+    assert any(d["status"] == "closed" for d in seen)
+
+
+def test_a_charge_failing_midway_leaves_no_entry_and_no_claim(roles, catalogue, frozen, rt, app, monkeypatch):
+    _admit(roles, catalogue)
+    before = (_count(rt, LedgerEntry), _count(rt, IdempotencyRecord), _count(rt, OutboxJob))
+
+    def broken(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("the mirror fell over after the entry was written")
+
+    monkeypatch.setattr(api_stay, "mirror_entries", broken)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    body = {"amount": "100.00", "article_id": catalogue["dressing"]}
+    assert roles["finance"].post("/api/v1/deals/700/stay/charges", key="k", json=body).status_code == 500
+    assert (_count(rt, LedgerEntry), _count(rt, IdempotencyRecord), _count(rt, OutboxJob)) == before
+
+    monkeypatch.undo()
+    again = roles["finance"].post("/api/v1/deals/700/stay/charges", key="k", json=body)
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again.headers
+    assert _count(rt, LedgerEntry) == before[0] + 1
+
+
+def test_a_refused_charge_records_its_refusal_and_nothing_else(roles, catalogue, frozen, rt):
+    _admit(roles, catalogue)
+    before = (_count(rt, LedgerEntry), _count(rt, OutboxJob))
+    body = {"amount": "999999.00", "article_id": catalogue["dressing"]}
+    first = roles["finance"].post("/api/v1/deals/700/stay/charges", key="too-much", json=body)
+    again = roles["finance"].post("/api/v1/deals/700/stay/charges", key="too-much", json=body)
+    assert first.status_code == again.status_code == 422
+    assert first.get_json()["error"]["code"] == "insufficient_funds"
+    assert again.headers["Idempotent-Replayed"] == "true" and again.get_json() == first.get_json()
+    assert (_count(rt, LedgerEntry), _count(rt, OutboxJob)) == before
+    with rt.db.transaction() as s:
+        record = s.scalar(select(IdempotencyRecord).where(IdempotencyRecord.key == "too-much"))
+        assert (record.state, record.response_status) == ("completed", 422)
+
+
+def test_a_charge_is_one_write_transaction(roles, catalogue, frozen, rt):
+    _admit(roles, catalogue)
+    body = {"amount": "10.00", "article_id": catalogue["dressing"]}
+    roles["finance"].post("/api/v1/deals/700/stay/charges", key="warm", json=body)  # key's last_used_at
+    commits: list[object] = []
+
+    def count(connection) -> None:  # type: ignore[no-untyped-def]
+        commits.append(connection)
+
+    event.listen(rt.db.engine, "commit", count)
+    try:
+        response = roles["finance"].post("/api/v1/deals/700/stay/charges", key="one", json=body)
+    finally:
+        event.remove(rt.db.engine, "commit", count)
+    assert response.status_code == 201
+    # The authentication read and the charge (claim, entry, outbox job, stored response) - nothing else.
+    assert len(commits) == 2
+
+
+def test_rows_written_by_core_statements_read_back_as_the_request_saw_them(roles, catalogue, frozen, rt):
+    _admit(roles, catalogue)
+    body = {"amount": "10.00", "article_id": catalogue["dressing"]}
+    response = roles["finance"].post("/api/v1/deals/700/stay/charges", key="c", json=body)
+    body = response.get_json()
+    with rt.db.transaction() as s:
+        entry = s.get(LedgerEntry, body["entry"]["id"])
+        assert entry is not None and entry.kind == "charge" and entry.amount_minor == 1000
+        assert body["stay"]["recent_entries"][0]["created_at"] == entry.created_at.isoformat()
+        note = s.scalar(select(OutboxJob).where(OutboxJob.idempotency_key == f"ledger-note:{entry.id}"))
+        assert note is not None
+        assert (note.state, note.attempts, note.max_attempts, note.lease_until) == ("pending", 0, 12, None)
+        assert note.payload["text"].startswith("Списание 10,00\xa0₽ — Перевязочный материал")
+        assert s.scalar(select(func.count()).select_from(PurchaseRequest)) == 0
