@@ -2,7 +2,8 @@
 
 1. Our side: a Helix export of `--appointments` visits (10 000) of `--patients` patients (6 000), 5 % of the
    patients with an invalid phone and 1 % malformed rows, parsed, matched, upserted and queued to the outbox
-   in one import, on SQLite and on PostgreSQL (`--pg-url`, default the cb_mis database; `--no-postgres`);
+   in one import, on SQLite and on PostgreSQL (`--pg-url`, default the cb_mis database, whose schema the
+   bench drops and recreates; `--no-postgres`);
    prints appointments/s per phase (floor: ≥ 1 000 appointments/s for the whole import). The same file's
    visits again (as another file) are then timed: all `unchanged`, no outbox job.
 2. Mirroring: the first `--mirror` (120) queued jobs run through the outbox (`mirror_outbox_jobs`, in the
@@ -299,7 +300,7 @@ def main() -> None:
         run("SQLite", f"sqlite:///{tmp}/bench.sqlite3", data, args.mirror, args.limit)
     if not args.no_postgres:
         reset_postgres(args.pg_url)
-        run("PostgreSQL", args.pg_url, data, 0, args.limit)
+        run("PostgreSQL", args.pg_url, data, args.mirror, args.limit)
 
 
 if __name__ == "__main__":
