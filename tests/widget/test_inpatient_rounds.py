@@ -88,3 +88,16 @@ def test_finance_sees_the_stay_but_no_rounds(open_card, ward):
     _open_tab(page)
     expect(page.locator(".cbp-ip-due")).to_have_count(0)
     expect(page.locator(".cbp-ip-prescriptions")).to_have_count(0)
+
+
+def test_before_admission_the_tab_shows_free_beds_at_320_px(open_card, live):
+    live.api("POST", "/api/v1/buildings", {
+        "name": "Корпус 2", "pipeline_id": "1002", "admission_stage_id": "2002", "won_stage_id": "142",
+        "manager_user_id": "7005", "wards": [{"name": "1", "beds": 3}]})  # fmt: skip
+    page = open_card(FINANCE, width=320)
+    page.locator('.cbp-tab[data-section="inpatient"]').click()
+    expect(page.locator(".cbp-ip-occupancy")).to_contain_text("Корпус 2")
+    expect(page.locator(".cbp-ip-occupancy")).to_contain_text(RU["ip_free_of"].format(free=3, beds=3))
+    expect(page.locator(".cbp-ip-day")).to_have_count(7)
+    expect(page.locator('[data-action="ip-admit"]')).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320

@@ -169,6 +169,25 @@ function prescriptionsList(ctx) {
   return box;
 }
 
+// Beds free per building for the next week: where a new patient can go.
+function occupancyBlock(ctx) {
+  const { t, fmt } = ctx;
+  const box = h('div', { class: 'cbp-ip-occupancy' }, h('p', { class: 'cbp-muted' }, t('loading')));
+  const today = isoToday(ctx.session.portal.timezone);
+  ctx.api.get(`/api/v1/buildings/occupancy?date=${today}&days=7`).then((data) => {
+    box.replaceChildren(h('ul', { class: 'cbp-simple-list' }, data.buildings.map((b) => h('li', {
+      class: 'cbp-item', dataset: { building: b.building_id },
+    }, h('div', { class: 'cbp-item-main' },
+      h('b', {}, b.name),
+      h('span', {}, t('ip_free_of', { free: b.days[0].free, beds: b.beds }))),
+    h('div', { class: 'cbp-ip-days' }, b.days.map((d) => h('span', {
+      class: d.free ? 'cbp-ip-day' : 'cbp-ip-day cbp-ip-full', title: fmt.date(d.date),
+    }, `${fmt.date(d.date).slice(0, 5)} · ${d.free}`)))))));
+    ctx.resized?.();
+  }, (failure) => box.replaceChildren(ctx.failureBox(failure)));
+  return h('section', { class: 'cbp-ip-block' }, h('h3', { class: 'cbp-form-title' }, t('ip_occupancy')), box);
+}
+
 async function admissionSpec(ctx, done) {
   const { t } = ctx;
   const [{ buildings }, tariffs] = await Promise.all([ctx.api.get('/api/v1/buildings'), ctx.api.get('/api/v1/tariffs')]);
@@ -223,7 +242,8 @@ export const inpatientSection = {
       } catch (failure) {
         if (failure.status !== 404) { view.replaceChildren(ctx.failureBox(failure, load)); return ctx.resized?.(); }
         view.replaceChildren(h('p', { class: 'cbp-muted' }, t('ip_not_admitted')),
-          h('div', { class: 'cbp-actions' }, formButton(ctx, slot, t('ip_admit'), 'ip-admit', () => admissionSpec(ctx, done))), slot);
+          h('div', { class: 'cbp-actions' }, formButton(ctx, slot, t('ip_admit'), 'ip-admit', () => admissionSpec(ctx, done))), slot,
+          occupancyBlock(ctx));
         return ctx.resized?.();
       }
       const current = stay.status !== 'discharged';
