@@ -36,3 +36,10 @@ def test_the_spec_lists_idents_methods_with_their_refusals():
     assert set(timetable["requestBody"]["content"]) == {"application/json", "application/xml"}
     # The catch-all itself is not listed as an operation of its own.
     assert "/mis/ident/{slug}/{method}" not in spec["paths"]
+
+
+def test_the_apps_document_lists_them(client):
+    paths = client.get("/api/v1/openapi.json").get_json()["paths"]
+    for method in ("GetTickets", "PostTimeTable", "GetFinishedCalls", "GetOngoingCalls"):
+        assert f"/mis/ident/{{slug}}/{method}" in paths
+    assert "/api/v1/mis/helix/imports" in paths
