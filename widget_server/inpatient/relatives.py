@@ -8,7 +8,9 @@ reference), so the sweep that watches the ledger never tells twice.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import String, cast, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -76,9 +78,9 @@ def inform_relatives(
 
 def inform_about_ledger(session: Session, portal: Portal) -> int:
     """Purchase requests and low balance on the stays in progress that the representative has not been
-    told of yet (the ledger records them; we only read it)."""
-    told = 0
-    rows = session.execute(
+    told of yet (the ledger records them; we only read it). Two queries for the whole portal: the sweep
+    runs every few minutes over every patient."""
+    current = (
         select(InpatientStay, StayAccount)
         .join(
             StayAccount,
@@ -91,29 +93,34 @@ def inform_about_ledger(session: Session, portal: Portal) -> int:
             InpatientStay.representative_consent,
             StayAccount.status == "open",
         )
-    ).all()
-    today = local_today(portal.timezone)
-    for stay, account in rows:
-        known = set(
-            session.scalars(
-                select(RelativeNotice.ref).where(
-                    RelativeNotice.stay_id == stay.id, RelativeNotice.event == "purchase"
-                )
-            )
+    )
+
+    def untold(event: str, ref: Any) -> Any:
+        return ~exists().where(
+            RelativeNotice.stay_id == InpatientStay.id,
+            RelativeNotice.event == event,
+            RelativeNotice.ref == ref,
         )
-        for request in session.scalars(
-            select(PurchaseRequest)
-            .where(PurchaseRequest.account_id == account.id, PurchaseRequest.status == "pending")
-            .order_by(PurchaseRequest.id)
-        ):
-            if str(request.id) in known:
-                continue
-            amount = format_minor(request.amount_minor, account.currency, portal.locale)
-            text = f"Нужна закупка: {request.description}, {amount}. Просим вашего согласия."
-            told += inform_relatives(session, portal, stay, "purchase", str(request.id), text) is not None
-        if account.low_balance_alerted:
-            # Once a day while the balance stays low; the ledger re-arms its own alert after a top-up.
-            text = "Депозит пациента заканчивается. Пожалуйста, пополните личный счёт."
-            ref = f"{account.id}:{today.isoformat()}"
-            told += inform_relatives(session, portal, stay, "low_balance", ref, text) is not None
+
+    told = 0
+    purchases = session.execute(
+        current.add_columns(PurchaseRequest)
+        .join(PurchaseRequest, PurchaseRequest.account_id == StayAccount.id)
+        .where(PurchaseRequest.status == "pending", untold("purchase", cast(PurchaseRequest.id, String)))
+        .order_by(PurchaseRequest.id)
+    ).all()
+    for stay, account, request in purchases:
+        amount = format_minor(request.amount_minor, account.currency, portal.locale)
+        text = f"Нужна закупка: {request.description}, {amount}. Просим вашего согласия."
+        told += inform_relatives(session, portal, stay, "purchase", str(request.id), text) is not None
+    # Once a day while the balance stays low; the ledger re-arms its own alert after a top-up.
+    day = f":{local_today(portal.timezone).isoformat()}"
+    low = session.execute(
+        current.where(
+            StayAccount.low_balance_alerted, untold("low_balance", cast(StayAccount.id, String) + day)
+        )
+    ).all()
+    for stay, account in low:
+        text = "Депозит пациента заканчивается. Пожалуйста, пополните личный счёт."
+        told += inform_relatives(session, portal, stay, "low_balance", f"{account.id}{day}", text) is not None
     return told
