@@ -27,7 +27,7 @@ from .types import (
     TaskRef,
 )
 
-__all__ = ["AppointmentSource", "CrmClient", "NoteBatching", "TokenSource"]
+__all__ = ["AppointmentSource", "CrmClient", "NoteBatching", "TokenSource", "WorkDaySource"]
 
 
 @runtime_checkable
@@ -103,6 +103,16 @@ class NoteBatching(Protocol):
     the result is exactly what `add_note` for each would give, in order, and as idempotent."""
 
     def add_notes(self, notes: Sequence[NewNote]) -> list[NoteRef]: ...
+
+
+@runtime_checkable
+class WorkDaySource(Protocol):
+    """Optional: a CRM whose users open, pause and close their working day in it (Bitrix24's work-day,
+    `timeman`). Lead distribution may take operators' shifts from it."""
+
+    def work_day_states(self, user_ids: Sequence[str]) -> dict[str, str]:
+        """CRM user id → "on_shift" | "paused" | "off", for the users the CRM answered for."""
+        ...
 
 
 class TokenSource(Protocol):

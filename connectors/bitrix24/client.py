@@ -44,12 +44,14 @@ from .fields import FieldDef, decode_value, encode_value, normalize_phone, parse
 from .links import LinksMixin
 from .transport import B24Transport
 
-__all__ = ["DEAL", "LOSS_REASON_FIELD", "MESSAGE_SENT", "Bitrix24Client", "reference_for"]
+__all__ = ["DEAL", "LOSS_REASON_FIELD", "MESSAGE_SENT", "WORK_DAY_STATES", "Bitrix24Client", "reference_for"]
 
 DEAL, CONTACT = 2, 3
 LOSS_REASON_FIELD = "UF_CRM_CB_LOSS_REASON"
 FOLDER_EXISTS = "DISK_OBJ_22000"
 MESSAGE_SENT = "sent"
+WORK_DAY_STATES = {"OPENED": "on_shift", "PAUSED": "paused", "CLOSED": "off", "EXPIRED": "off"}
+"""timeman.status STATUS → the operator status lead distribution uses (research/bitrix24.md, Work day)."""
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _PREFIXED = re.compile(r"^C(\d+):")
 
@@ -556,6 +558,24 @@ class Bitrix24Client(LinksMixin):
         self._call(
             "im.notify.system.add", {"USER_ID": int(user_id), "MESSAGE": _text(text, "text"), "TAG": tag}
         )
+
+    # --- work day ---------------------------------------------------------------------------------------
+
+    def work_day_states(self, user_ids: Sequence[str]) -> dict[str, str]:
+        """`timeman.status` of each user (one command each, batched): OPENED → on_shift, PAUSED → paused,
+        CLOSED or EXPIRED (opened on an earlier day, never closed) → off. A user the portal refuses to
+        report on (no such user, no rights) is left out rather than guessed."""
+        commands = [
+            (f"u{_id(uid, f'user_ids[{i}]')}", "timeman.status", {"USER_ID": int(uid)})
+            for i, uid in enumerate(dict.fromkeys(user_ids))
+        ]
+        result = self.transport.batch_many(commands)
+        states: dict[str, str] = {}
+        for key, value in result.result.items():
+            status = str((value or {}).get("STATUS") or "")
+            if status in WORK_DAY_STATES:
+                states[key[1:]] = WORK_DAY_STATES[status]
+        return states
 
     # --- files ------------------------------------------------------------------------------------------
 

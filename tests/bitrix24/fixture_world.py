@@ -37,6 +37,7 @@ def standard_world(fake: FakeBitrix24) -> dict[str, int]:
             }
         }
     )["task"]["id"]
+    fake.work_days[user] = "OPENED"
     fake.log.clear()
     return {
         "user": user,

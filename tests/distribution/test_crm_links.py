@@ -119,3 +119,54 @@ def test_a_rule_may_leave_contact_company_and_tasks_alone(rt, clinic, crm, opera
     assert crm.get_contact(contact).responsible_user_id == outsider
     with rt.db.transaction() as s:
         assert s.scalars(select(OutboxJob).where(OutboxJob.operation == "distribution_hand_over")).all() == []
+
+
+class WorkDays:
+    """A CRM whose users open and close their day in it (as Bitrix24's timeman.status reports)."""
+
+    def __init__(self, states: dict[str, str]) -> None:
+        self.states = states
+        self.asked: list[list[str]] = []
+
+    def work_day_states(self, user_ids: list[str]) -> dict[str, str]:
+        self.asked.append(list(user_ids))
+        return {uid: self.states[uid] for uid in user_ids if uid in self.states}
+
+
+def test_operators_shifts_follow_the_crm_work_day_when_the_portal_says_so(
+    rt, clinic, crm, operators, frozen, monkeypatch
+):
+    from widget_server.jobs import distribution as jobs_distribution
+    from widget_server.models import OperatorState, OperatorStatusEvent, Portal
+
+    ivanova, petrova, sidorova = operators[:3]
+    _rule(rt, clinic, [{"user_id": u} for u in (ivanova, petrova)])  # Sidorova distributes nothing
+    _status(rt, clinic, petrova, "on_shift")
+    day = WorkDays(
+        {
+            _crm_id(rt, ivanova): "on_shift",
+            _crm_id(rt, petrova): "paused",
+            _crm_id(rt, sidorova): "on_shift",
+        }
+    )
+    monkeypatch.setattr(jobs_distribution, "crm_for", lambda portal, rt: day)
+
+    assert jobs_distribution.run_distribution_sweep()["work_day"] == 0  # the portal has not opted in
+    with rt.db.transaction() as s:
+        portal = s.get(Portal, clinic.id)
+        portal.settings = {
+            **portal.settings,
+            "distribution": {**portal.settings["distribution"], "work_day_source": "timeman"},
+        }
+    assert jobs_distribution.run_distribution_sweep()["work_day"] == 2
+    frozen.advance(minutes=45)  # past auto-off: the open day in the CRM is the sign of life
+    assert jobs_distribution.run_distribution_sweep()["work_day"] == 0
+
+    with rt.db.transaction() as s:
+        states = dict(s.execute(select(OperatorState.user_id, OperatorState.state)).all())
+        sources = {
+            e.user_id: e.source for e in s.scalars(select(OperatorStatusEvent)) if e.source == "timeman"
+        }
+    assert (states[ivanova], states[petrova], states.get(sidorova)) == ("on_shift", "paused", None)
+    assert sources == {ivanova: "timeman", petrova: "timeman"}
+    assert sorted(day.asked[0]) == sorted([_crm_id(rt, ivanova), _crm_id(rt, petrova)])

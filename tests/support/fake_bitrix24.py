@@ -143,6 +143,7 @@ class FakeBitrix24:
         # (deal, field, new value) for each change of a UF field to a non-empty value: what a robot
         # triggered on "field changed" would see (a patient message is one).
         self.field_changes: list[tuple[int, str, Any]] = []
+        self.work_days: dict[int, str] = {}  # user → timeman STATUS; CLOSED when absent
         self.valid_event_tokens: set[str] = set()
         self.fail_methods: dict[str, str] = {}  # method → error code (set-up failures)
         self.stages = {
@@ -888,6 +889,29 @@ class FakeBitrix24:
         if start + 50 < len(rows):
             extra["next"] = start + 50
         return rows[start : start + 50], extra
+
+    def m_timeman_status(self, params: dict[str, Any]) -> Any:
+        uid = _int(params.get("USER_ID") or 1, "USER_ID")
+        if uid not in self.users:
+            raise _Err("ACCESS_DENIED", "Access denied", 403)
+        status = self.work_days.get(uid, "CLOSED")
+        opened = status != "CLOSED"
+        start = datetime.now(self.tz).replace(hour=9, minute=0, second=0, microsecond=0).isoformat()
+        return {
+            "STATUS": status,
+            "TIME_START": start if opened else None,
+            "TIME_FINISH": None,
+            "DURATION": "00:00:00",
+            "TIME_LEAKS": "00:00:00",
+            "ACTIVE": status == "OPENED",
+            "IP_OPEN": "",
+            "IP_CLOSE": "",
+            "LAT_OPEN": 0,
+            "LON_OPEN": 0,
+            "LAT_CLOSE": 0,
+            "LON_CLOSE": 0,
+            "TZ_OFFSET": 10800,
+        }
 
     def m_im_notify_system_add(self, params: dict[str, Any]) -> Any:
         user = self.users.get(_int(params.get("USER_ID"), "USER_ID"))

@@ -246,6 +246,16 @@ def match_rule(
     return None
 
 
+def active_member_ids(session: Session, portal_id: int) -> set[int]:
+    """Portal users who are members of an active rule's current version."""
+    rules = session.scalars(
+        select(DistributionRule).where(
+            DistributionRule.portal_id == portal_id, DistributionRule.active.is_(True)
+        )
+    )
+    return {int(m["user_id"]) for rule in rules for m in current_version(session, rule).document["members"]}
+
+
 def has_active_rules(session: Session, portal_id: int) -> bool:
     """Cheap gate for CRM event reactions: a clinic that does not distribute costs no CRM read."""
     return (

@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from connectors.base import CrmClient
-from connectors.errors import Rejected
+from connectors.base import CrmClient, WorkDaySource
+from connectors.errors import ConnectorError, Rejected
 from connectors.types import (
     CrmEvent,
     Deal,
@@ -28,7 +28,7 @@ from ..db import mark_read_only
 from ..distribution import DealContext, assign_deal, drain_queue, mark_taken, record_manual, redistribute_due
 from ..distribution.operators import set_status
 from ..distribution.queue import close_assignment
-from ..distribution.rules import has_active_rules, validate_rule
+from ..distribution.rules import active_member_ids, has_active_rules, validate_rule
 from ..distribution.simulator import load_history, simulate
 from ..models import DistributionAssignment, OperatorState, Portal, PortalUser
 from ..registry import crm_for
@@ -45,6 +45,7 @@ __all__ = [
     "run_distribution_sweep",
     "simulate_job",
     "sticky_owners",
+    "sync_work_days",
 ]
 
 log = logging.getLogger(__name__)
@@ -125,12 +126,80 @@ def _end_silent_shifts(session: Any, portal: Portal, at: datetime) -> int:
     return ended
 
 
+WORK_DAY_SOURCE = "timeman"
+"""`distribution.work_day_source`: operators open, pause and close their day in Bitrix24 (timeman)."""
+
+
+def sync_work_days(portal_id: int, at: datetime) -> int:
+    """Operators' statuses from the CRM's work day, for a portal whose `distribution.work_day_source` is
+    "timeman": a change is recorded like any other (source "timeman"), and an unchanged open day counts as
+    a sign of life, so the silent-shift rule does not end it. Returns how many statuses changed."""
+    rt = runtime.current()
+    with rt.db.transaction() as session:
+        mark_read_only(session)
+        portal = session.get(Portal, portal_id)
+        settings = ((portal.settings or {}).get("distribution") or {}) if portal is not None else {}
+        if portal is None or portal.status != "active" or settings.get("work_day_source") != WORK_DAY_SOURCE:
+            return 0
+        members = active_member_ids(session, portal_id)
+        crm_ids = {
+            crm_id: uid
+            for uid, crm_id in session.execute(
+                select(PortalUser.id, PortalUser.crm_user_id).where(
+                    PortalUser.portal_id == portal_id, PortalUser.active.is_(True)
+                )
+            )
+            if uid in members
+        }
+    crm = crm_for(portal, rt)
+    if not crm_ids or not isinstance(crm, WorkDaySource):
+        return 0
+    states = crm.work_day_states(sorted(crm_ids))
+    changed = 0
+    with rt.db.transaction() as session:
+        portal = session.get(Portal, portal_id)
+        assert portal is not None
+        current = {
+            row.user_id: row
+            for row in session.scalars(select(OperatorState).where(OperatorState.portal_id == portal_id))
+        }
+        for crm_id, state in sorted(states.items()):
+            uid = crm_ids[crm_id]
+            row = current.get(uid)
+            if row is not None and row.state == state:
+                row.last_seen_at = at
+                continue
+            user = session.get(PortalUser, uid)
+            set_status(
+                session, portal, user, state, reason="рабочий день в Битрикс24", source="timeman",
+                actor="bitrix24", now=at,
+            )  # fmt: skip
+            changed += 1
+    return changed
+
+
+def _work_day_portals() -> list[int]:
+    with runtime.current().db.transaction() as session:
+        mark_read_only(session)
+        return [
+            portal.id
+            for portal in session.scalars(select(Portal).where(Portal.status == "active"))
+            if ((portal.settings or {}).get("distribution") or {}).get("work_day_source") == WORK_DAY_SOURCE
+        ]
+
+
 @logged_job("distribution_sweep")
 def run_distribution_sweep(now: datetime | None = None) -> dict[str, int]:
     """Safe to run at any time and twice: each step acts on the state as it is now."""
     at = now or clock.now_utc()
-    totals = {"redistributed": 0, "handed_over": 0, "queued": 0, "drained": 0, "ended": 0}
+    totals = {"redistributed": 0, "handed_over": 0, "queued": 0, "drained": 0, "ended": 0, "work_day": 0}
     rt = runtime.current()
+    for portal_id in _work_day_portals():
+        # Before the sweep, so that it sees who is on shift now; outside any transaction (CRM calls).
+        try:
+            totals["work_day"] += sync_work_days(portal_id, at)
+        except ConnectorError:
+            log.warning("work day of portal %s not read this time", portal_id, exc_info=True)
     with rt.db.transaction() as session:
         portal_ids = list(
             session.scalars(
