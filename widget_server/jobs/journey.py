@@ -129,13 +129,17 @@ def journey_send_message(crm: CrmClient, payload: dict[str, Any], key: str) -> d
 def journey_create_deal(crm: CrmClient, payload: dict[str, Any], key: str) -> dict[str, Any]:
     """The new deal (once per key), where it came from, then the rule's actions on it (each keyed too, so a
     retry after a failure half-way sends only what is missing)."""
+    if not payload.get("stage_id"):
+        # The stage comes from a field (complex treatment's option) that was empty when the rule fired.
+        return {"skipped": "no stage to create the deal in"}
     source = crm.get_deal(str(payload["source_deal_id"])) if payload.get("source_deal_id") else None
+    copied = {f: source.fields[f] for f in payload.get("copy_fields") or () if source and f in source.fields}
     deal = crm.create_deal(
         NewDeal(
             name=payload["name"],
             stage=StageRef(str(payload["pipeline_id"]), str(payload["stage_id"])),
             responsible_user_id=source.responsible_user_id if source else None,
-            fields=payload.get("fields") or {},
+            fields={**(payload.get("fields") or {}), **copied},
             contact_ids=source.contact_ids if source else (),
         ),
         idempotency_key=key,

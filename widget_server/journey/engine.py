@@ -343,7 +343,7 @@ def on_deal_change(
             t = rule.trigger
             if t["stage_id"] != stage_id or t.get("pipeline_id") not in (None, deal.pipeline_id):
                 continue
-            key = f"{t['type']}:{deal.pipeline_id}:{stage_id}:{_ts(now)}"
+            key = f"{t['type']}:{deal_id}:{deal.pipeline_id}:{stage_id}:{_ts(now)}"
             due = now if t["type"] == "stage_entered" else now + timedelta(hours=t["hours"])
             planned.append(_occurrence(rule, key, due, now, anchor_at=now, **base))
     for field_id, value in changed_fields.items():
@@ -353,7 +353,7 @@ def on_deal_change(
             t = rule.trigger
             if t["field_id"] == field_id and (not t["values"] or str(value) in t["values"]):
                 planned.append(
-                    _occurrence(rule, f"field:{field_id}:{value}", now, now, anchor_at=now, **base)
+                    _occurrence(rule, f"field:{deal_id}:{field_id}:{value}", now, now, anchor_at=now, **base)
                 )
         for rule in rules.of("offset"):
             t = rule.trigger
@@ -363,15 +363,18 @@ def on_deal_change(
                 at = _local_at(anchor, tz, days=t["days"], months=t["months"], at=t["at"])
                 if at + rule.window > now:
                     planned.append(
-                        _occurrence(rule, f"date:{field_id}:{day}", at, now, anchor_at=anchor, **base)
+                        _occurrence(
+                            rule, f"date:{deal_id}:{field_id}:{day}", at, now, anchor_at=anchor, **base
+                        )
                     )
+    answered = 0
     for kind, field_id in settings.answer_fields.items():
         if field_id in changed_fields and changed_fields[field_id] not in (None, ""):
             value = normalise_answer(kind, str(changed_fields[field_id]))
             if value is not None:
-                record_answer(session, portal, deal_id, kind, value, "field", now)
+                answered += record_answer(session, portal, deal_id, kind, value, "field", now)[1]
     _plan(session, portal.id, planned)
-    return len(planned)
+    return len(planned) + answered
 
 
 def _as_date(value: Any) -> date | None:
@@ -810,6 +813,8 @@ def _operations(
                         "stage_id": stage,
                         "name": render(action["name"], values),
                         "fields": {f: source[f] for f in action.get("copy_fields") or () if f in source},
+                        # Read again from the CRM when the job runs: a hook may not have carried them.
+                        "copy_fields": list(action.get("copy_fields") or ()),
                         "then": [
                             {"operation": op, "payload": p}
                             for op, p in _operations(rule, action.get("then") or (), None, firing, ctx)
