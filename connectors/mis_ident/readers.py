@@ -27,6 +27,10 @@ QUERY = (
     "WHERE DateTimeChanged >= ? ORDER BY DateTimeChanged, ID"
 )
 QUERY_ALL = f"SELECT {', '.join(COLUMNS)} FROM cb_receptions ORDER BY DateTimeChanged, ID"  # noqa: S608
+QUERY_BACKFILL = (
+    f"SELECT {', '.join(COLUMNS)} FROM cb_receptions "  # noqa: S608 — fixed column list, no user input
+    "WHERE PlanStart >= ? ORDER BY DateTimeChanged, ID"
+)
 QUERY_WINDOW = (
     f"SELECT {', '.join(COLUMNS)} FROM cb_receptions "  # noqa: S608 — fixed column list, no user input
     "WHERE PlanStart >= ? AND PlanStart < ? ORDER BY PlanStart, ID"
@@ -58,20 +62,29 @@ def map_rows(
 
 class IdentDbReader:
     """`connect` returns a DB-API connection (pyodbc in production, extra `ident-db`). Dates go to the
-    driver as naive clinic-local values, as IDENT stores them."""
+    driver as naive clinic-local values, as IDENT stores them. The first read (no cursor) goes back to
+    `backfill_from` only: enough history for primary vs repeat, not a clinic's whole archive."""
 
     def __init__(
-        self, connect: Callable[[], Any], *, tz: tzinfo, no_show_reasons: Collection[str] = ()
+        self,
+        connect: Callable[[], Any],
+        *,
+        tz: tzinfo,
+        no_show_reasons: Collection[str] = (),
+        backfill_from: date | None = None,
     ) -> None:
         self._connect = connect
         self._tz = tz
         self._no_show = frozenset(no_show_reasons)
+        self._backfill_from = backfill_from
 
     def _rows(self, cursor: str | None) -> list[dict[str, Any]]:
         conn = self._connect()
         try:
             cur = conn.cursor()
-            if cursor is None:
+            if cursor is None and self._backfill_from is not None:
+                cur.execute(QUERY_BACKFILL, (self._backfill_from.isoformat(),))
+            elif cursor is None:
                 cur.execute(QUERY_ALL)
             else:
                 since = datetime.fromisoformat(cursor).astimezone(self._tz).replace(tzinfo=None) - OVERLAP

@@ -42,9 +42,10 @@ def ident_db(rt, clinic, monkeypatch):
     seen: list[str] = []
     monkeypatch.setattr(mis_jobs, "ident_connect", lambda dsn: seen.append(dsn) or _Shared(conn))
     with rt.db.transaction() as s:
-        mis_jobs.set_ident_dsn(
-            s.get(Portal, clinic.id), "DRIVER={ODBC Driver 18};SERVER=ident;UID=cb;PWD=secret"
-        )
+        portal = s.get(Portal, clinic.id)
+        mis_jobs.set_ident_dsn(portal, "DRIVER={ODBC Driver 18};SERVER=ident;UID=cb;PWD=secret")
+        # The fixture's receptions are of March 2026: the clinic went live before them.
+        portal.settings = {**portal.settings, "mis": {**portal.settings["mis"], "mirror_from": "2026-03-01"}}
     return conn, seen
 
 
@@ -88,3 +89,35 @@ def test_a_reception_deleted_in_ident_becomes_void_at_reconciliation(rt, crm, cl
         deal_id = s.scalar(select(MisAppointment.deal_id).where(MisAppointment.source_id == "90002"))
     assert crm.loss_reason_for(deal_id) == "Удалено в МИС"
     assert crm.notes_for(deal_id)[-1].endswith(": Удалено в МИС")
+
+
+def test_the_first_read_backfills_24_months_as_history_without_deals(rt, clinic, ident_db, jobs):
+    from datetime import timedelta
+
+    from widget_server.clock import local_today
+
+    conn, _ = ident_db
+    today = local_today(clinic.timezone)
+    with rt.db.transaction() as s:
+        portal = s.get(Portal, clinic.id)
+        mis = {k: v for k, v in portal.settings["mis"].items() if k != "mirror_from"}
+        portal.settings = {**portal.settings, "mis": mis}
+        mis_jobs.set_ident_dsn(portal, "DRIVER={ODBC Driver 18};SERVER=ident;UID=cb;PWD=secret")
+        assert portal.settings["mis"]["mirror_from"] == today.isoformat()  # set on the first connection
+    old, ancient = today - timedelta(days=400), today - timedelta(days=800)
+    found = conn.execute("SELECT * FROM cb_receptions WHERE ID = 90002").fetchone()
+    template = dict(zip(COLUMNS, found, strict=True))
+    insert = f"INSERT INTO cb_receptions VALUES ({', '.join('?' for _ in COLUMNS)})"
+    for reception_id, day in ((91001, old), (91002, ancient), (91003, today + timedelta(days=3))):
+        row = {**template, "ID": reception_id, "PlanStart": f"{day} 10:00:00", "PlanEnd": f"{day} 10:30:00",
+               "DateTimeChanged": f"{min(day, today)} 09:00:00"}  # fmt: skip
+        conn.execute(insert, [row[c] for c in COLUMNS])
+    mis_jobs.poll_ident_databases()
+    statuses = _statuses(rt)
+    assert "91001" in statuses and "91003" in statuses
+    assert "91002" not in statuses  # older than 24 months: not read at all
+    jobs()
+    with rt.db.transaction() as s:
+        deals = dict(s.execute(select(MisAppointment.source_id, MisAppointment.deal_id)).all())
+    assert deals["91003"] is not None  # the coming visit becomes a deal
+    assert deals["91001"] is None and deals["90001"] is None  # history counts for primary vs repeat only

@@ -57,6 +57,8 @@ def test_the_ident_key_is_shown_once_and_kept_hashed(rt, api, portal):
         ({"primary_after_gap_months": 0}, "primary_after_gap_months"),
         ({"ident_format": "yaml"}, "ident_format"),
         ({"doctor_map": {"17": {}}}, "doctor_map.17.specialty"),
+        ({"field_map": {"doctor_phone": "901"}}, "field_map.doctor_phone"),
+        ({"mirror_from": "31.02.2026"}, "mirror_from"),
         ({"colour": "red"}, "colour"),
         ({"template": "seed999"}, "template"),
     ],

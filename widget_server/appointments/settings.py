@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from ..errors import DomainError
@@ -88,6 +89,8 @@ class MisSettings:
     lost_stage_id: str = "lost"
     won_stage_id: str = "won"
     field_map: Mapping[str, str] = field(default_factory=dict)
+    mirror_from: date | None = None
+    """Visits before this day (the portal's) are history: they count for primary vs repeat, no deal."""
 
     def target(self, kind: str, waiting_list: bool, status: str) -> dict[str, str] | None:
         group = "waiting_list" if waiting_list and "waiting_list" in self.stage_map else kind
@@ -105,6 +108,7 @@ def mis_settings(portal_settings: Mapping[str, Any] | None) -> MisSettings:
         lost_stage_id=str(doc.get("lost_stage_id") or "lost"),
         won_stage_id=str(doc.get("won_stage_id") or "won"),
         field_map={k: str(v) for k, v in (doc.get("field_map") or {}).items() if k in FIELD_KEYS and v},
+        mirror_from=date.fromisoformat(doc["mirror_from"]) if doc.get("mirror_from") else None,
     )
 
 
@@ -121,6 +125,7 @@ EDITABLE = (
     "doctor_map",
     "intake_pipeline_id",
     "field_map",
+    "mirror_from",
 )
 
 
@@ -214,4 +219,11 @@ def validate_mis_settings(
         if not isinstance(field_id, str | int) or isinstance(field_id, bool) or not str(field_id).strip():
             raise DomainError(f"field_map.{key}", "the CRM field id is required")
     clean["field_map"] = {key: str(field_id).strip() for key, field_id in fields.items()}
+    mirror_from = doc.get("mirror_from")
+    if mirror_from is not None:
+        try:
+            date.fromisoformat(str(mirror_from))
+        except ValueError:
+            raise DomainError("mirror_from", "null (mirror every visit) or a date YYYY-MM-DD") from None
+    clean["mirror_from"] = mirror_from
     return clean

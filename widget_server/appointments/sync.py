@@ -311,8 +311,9 @@ class _Engine:
         """A booking continues the inquiry: the patient's oldest untaken intake lead of the last 30 days
         gives its deal (reached by any of the patient's numbers). The mirror checks the deal is still open."""
         wanted: list[tuple[MisAppointment, set[str], datetime]] = []
+        tz = ZoneInfo(self.portal.timezone)
         for row, patient, a in self._new:
-            if a.status in ("void", "cancelled", "no_show"):
+            if a.status in ("void", "cancelled", "no_show") or self._history(row, tz):
                 continue
             phones = {p for p in (patient.phone_e164, *patient.other_phones) if p}
             root = self._root(patient)
@@ -375,6 +376,7 @@ class _Engine:
         for row, _, _ in self._new:
             by_root.setdefault(root_of[row.patient_id], []).append(row)
         gap = self.settings.primary_after_gap_months
+        tz = ZoneInfo(self.portal.timezone)
         for visits in by_root.values():
             visits.sort(key=lambda v: (v.starts_at, v.source, v.source_id))
             # A visit moved to another time (IDENT: a new reception naming this one) lives on in the new one,
@@ -399,6 +401,8 @@ class _Engine:
                 if ended and (visit.source, visit.source_id) in moved:
                     target = None
                     self.moved.add(visit)
+                if self._history(visit, tz):
+                    target = None
                 # Only what differs is assigned: an explicit None in a JSON column is sent as a value, which
                 # would split the batch's INSERT into many small ones.
                 if kind != visit.kind:
@@ -410,10 +414,15 @@ class _Engine:
                 if visit.status == "completed":
                     last_completed = visit.starts_at
 
+    def _history(self, visit: MisAppointment, tz: ZoneInfo) -> bool:
+        mirror_from = self.settings.mirror_from
+        return mirror_from is not None and visit.starts_at.astimezone(tz).date() < mirror_from
+
     def queue_changed(self) -> None:
         queue = []
+        tz = ZoneInfo(self.portal.timezone)
         for row in sorted(self.changed, key=lambda r: r.id):
-            if row.target is None and row in self.logged:
+            if row.target is None and row in self.logged and not self._history(row, tz):
                 reason = (
                     "rescheduled: the new visit continues its deal"
                     if row in self.moved

@@ -47,7 +47,7 @@ from ..appointments.matching import name_key
 from ..appointments.settings import mis_settings
 from ..appointments.sync import MIRROR_OPERATION, ingest, mirror_hash, start_run
 from ..appointments.tickets import ident_phone, offer_lead
-from ..clock import now_utc
+from ..clock import local_today, now_utc
 from ..models import MisAppointment, MisLead, MisPatient, MisSyncRecord, MisSyncRun, OutboxJob, Portal, utcnow
 from ..money import minor_to_decimal
 from ..outbox import after_commit
@@ -693,6 +693,8 @@ def purge_mis_sync_log() -> str:
 # --- IDENT database: incremental poll and daily reconciliation ------------------------------------------
 
 IDENT_SOURCE = "ident_db"
+BACKFILL = timedelta(days=731)
+"""24 months of receptions on the first read: the completed-visit history primary vs repeat needs."""
 RECONCILE_BACK = timedelta(days=30)
 RECONCILE_AHEAD = timedelta(days=90)
 
@@ -705,12 +707,15 @@ def ident_connect(dsn: str) -> Any:
 
 
 def set_ident_dsn(portal: Portal, dsn: str | None) -> None:
-    """Store the clinic's ODBC connection string encrypted (it carries the SQL login's password)."""
+    """Store the clinic's ODBC connection string encrypted (it carries the SQL login's password). The first
+    connection also sets `mirror_from` to today: the backfill's past visits are history for primary vs
+    repeat, not deals to create."""
     settings = dict(portal.settings or {})
     mis = dict(settings.get("mis") or {})
     if dsn:
         token = OAuthToken(access_token=dsn, refresh_token=None, expires_at=None)
         mis["ident_db"] = {"dsn_ciphertext": runtime.current().cipher.encrypt_token(token)}
+        mis.setdefault("mirror_from", local_today(portal.timezone).isoformat())
     else:
         mis.pop("ident_db", None)
     settings["mis"] = mis
@@ -727,6 +732,7 @@ def ident_reader(portal: Portal) -> IdentDbReader | None:
         lambda: ident_connect(dsn),
         tz=ZoneInfo(portal.timezone),
         no_show_reasons=mis_settings(portal.settings).no_show_reasons,
+        backfill_from=local_today(portal.timezone) - BACKFILL,
     )
 
 
