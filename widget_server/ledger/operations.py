@@ -150,15 +150,24 @@ def deposit(
 
 
 def check_overdraft(
-    session: Session, portal: Portal, account: StayAccount, amount_minor: int, actor: Actor, override: bool
+    session: Session,
+    portal: Portal,
+    account: StayAccount,
+    amount_minor: int,
+    actor: Actor,
+    override: bool,
+    *,
+    available: int | None = None,
 ) -> None:
     """One-off debits may not take the available balance below the allowed overdraft, unless an admin
-    overrides explicitly (daily charges are exempt: a patient in a bed is not evicted by arithmetic)."""
+    overrides explicitly (daily charges are exempt: a patient in a bed is not evicted by arithmetic).
+    `available`: the balance less holds, if the caller has just read it under the account's lock."""
     if override:
         _require(actor, "admin", "an overdraft override")
         return
     limit = ledger_settings(portal).overdraft_minor
-    available = available_minor(session, account.id)
+    if available is None:
+        available = available_minor(session, account.id)
     if available - amount_minor < -limit:
         raise LedgerError(
             "amount",
@@ -213,8 +222,8 @@ def post_one_off_debit(
         account,
         draft,
         actor,
-        unless_replay=lambda: check_overdraft(
-            session, portal, account, draft.amount_minor, actor, draft.overdraft_override
+        unless_replay=lambda available: check_overdraft(
+            session, portal, account, draft.amount_minor, actor, draft.overdraft_override, available=available
         ),
     )
 

@@ -29,7 +29,6 @@ __all__ = [
     "balance_minor",
     "holds_minor",
     "post_entry",
-    "replayed_entry_id",
     "run",
 ]
 
@@ -104,6 +103,16 @@ _HEAD = (
     .limit(1)
 )
 _INSERT = insert(_ENTRIES).returning(_ENTRIES.c.id)
+# Everything post_entry reads, in one round trip once the account is locked (on PostgreSQL a statement
+# after the lock sees the entries committed before it): an earlier entry with this key, the chain's head
+# and the available balance a one-off debit is judged against.
+_POSTING = select(
+    _REPLAY.scalar_subquery(),
+    _HEAD.with_only_columns(LedgerEntry.seq).scalar_subquery(),
+    _HEAD.with_only_columns(LedgerEntry.hash).scalar_subquery(),
+    _BALANCE,
+    _HOLDS,
+)
 
 
 def run(session: Session, statement: Executable, params: dict[str, Any] | None = None) -> Result[Any]:
@@ -135,10 +144,6 @@ def account_state(session: Session, account_id: int) -> tuple[int, int, date | N
 def available_minor(session: Session, account_id: int) -> int:
     balance, holds = balance_and_holds(session, account_id)
     return balance - holds
-
-
-def replayed_entry_id(session: Session, portal_id: int, idempotency_key: str) -> int | None:
-    return run(session, _REPLAY, {"portal_id": portal_id, "key": idempotency_key}).scalar()
 
 
 def _check(draft: EntryDraft) -> int:
@@ -181,13 +186,23 @@ def post_entry(
     draft: EntryDraft,
     actor: Actor,
     *,
-    unless_replay: Callable[[], None] | None = None,
+    unless_replay: Callable[[int], None] | None = None,
 ) -> LedgerEntry:
     """Append one entry to a locked, open account. A replay of the same idempotency key with the same
-    content returns the stored entry; with different content it is refused. `unless_replay` runs only
-    for a new entry, before it is written (a replay must return the first result, not be re-judged)."""
+    content returns the stored entry; with different content it is refused. `unless_replay(available)`
+    runs only for a new entry, before it is written, with the available balance (a replay must return
+    the first result, not be re-judged against today's balance)."""
     sign = _check(draft)
-    existing_id = replayed_entry_id(session, account.portal_id, draft.idempotency_key)
+    existing_id, head_seq, head_hash, balance, holds = run(
+        session,
+        _POSTING,
+        {
+            "portal_id": account.portal_id,
+            "key": draft.idempotency_key,
+            "account_id": account.id,
+            "now": utcnow(),
+        },
+    ).one()
     if existing_id is not None:
         existing = session.get(LedgerEntry, existing_id)
         assert existing is not None
@@ -197,7 +212,7 @@ def post_entry(
             "idempotency_key", "already used for a different entry", code="idempotency_key_reused"
         )
     if unless_replay is not None:
-        unless_replay()
+        unless_replay(int(balance or 0) - int(holds or 0))
     if account.status != "open" and draft.kind != "reversal":
         raise LedgerConflict("account", "the stay is closed; only an admin reversal is possible")
     # The unique indexes enforce these two as well; checking first names the field instead of failing
@@ -221,8 +236,7 @@ def post_entry(
                 "entry_id", f"entry {draft.reverses_entry_id} was already reversed by entry {earlier}"
             )
 
-    last = run(session, _HEAD, {"account_id": account.id}).first()
-    seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    seq, prev_hash = (head_seq + 1, head_hash) if head_seq is not None else (1, GENESIS)
     values = {
         "portal_id": account.portal_id,
         "account_id": account.id,
