@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from ..models import MisLead
 from .percent import ratio, shares
 from .periods import Period, bucket_of
-from .visits import Visit, period_visits
+from .visits import Visit, period_counts, period_visits
 
 __all__ = ["REPORTS", "TOTAL", "Chart", "Report", "build_report"]
 
@@ -77,8 +77,12 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
 
 def _by_bucket(visits: Iterable[Visit], period: Period) -> dict[str, list[Visit]]:
     grouped: dict[str, list[Visit]] = {b: [] for b in period.buckets()}
+    buckets: dict[date, list[Visit]] = {}
     for visit in visits:
-        grouped[bucket_of(visit.day, period.group)].append(visit)
+        bucket = buckets.get(visit.day)
+        if bucket is None:
+            bucket = buckets[visit.day] = grouped[bucket_of(visit.day, period.group)]
+        bucket.append(visit)
     return grouped
 
 
@@ -131,7 +135,7 @@ def _share_rows(label: str, key: str, counts: Counter[str]) -> list[dict[str, An
 
 def _share_report(
     name: str, title: str, key: str, header: str, count_title: str, period: Period,
-    items: list[tuple[date, str]],
+    items: list[tuple[date, str, int]],
 ) -> Report:  # fmt: skip
     report = Report(
         name, title, period,
@@ -139,17 +143,19 @@ def _share_report(
         Chart(key, ("count",)),
     )  # fmt: skip
     per_bucket: dict[str, Counter[str]] = {b: Counter() for b in period.buckets()}
-    for day, category in items:
-        per_bucket[bucket_of(day, period.group)][category] += 1
+    total: Counter[str] = Counter()
+    for day, category, n in items:
+        per_bucket[bucket_of(day, period.group)][category] += n
+        total[category] += n
     for bucket, counts in per_bucket.items():
         report.rows.extend(_share_rows(bucket, key, counts))
-    report.totals = _share_rows(TOTAL, key, Counter(category for _, category in items))
+    report.totals = _share_rows(TOTAL, key, total)
     return report
 
 
 def specialisations_report(session: Session, portal_id: int, period: Period) -> Report:
-    visits = period_visits(session, portal_id, period, ["specialty"], statuses=_CAME)
-    items = [(v.day, v.specialty or NOT_GIVEN_SPECIALTY) for v in visits]
+    counts = period_counts(session, portal_id, period, ["specialty"], _CAME)
+    items = [(day, specialty or NOT_GIVEN_SPECIALTY, n) for (day, _, specialty), n in counts.items()]
     return _share_report(
         "specialisations", "Специализации", "specialty", "Специализация", "Визитов", period, items
     )
@@ -178,7 +184,7 @@ def sources_report(session: Session, portal_id: int, period: Period) -> Report:
     for bucket_visits in _by_bucket(visits, period).values():
         firsts.extend(v for v in _first_per_person(_completed(bucket_visits)) if v.primary)
     leads = _lead_sources(session, portal_id, {v.id for v in firsts})
-    items = [(v.day, leads.get(v.id) or v.channel or NOT_GIVEN_SOURCE) for v in firsts]
+    items = [(v.day, leads.get(v.id) or v.channel or NOT_GIVEN_SOURCE, 1) for v in firsts]
     return _share_report("sources", "Источники", "source", "Источник", "Первичных пациентов", period, items)
 
 
@@ -219,32 +225,31 @@ def conversion_report(session: Session, portal_id: int, period: Period) -> Repor
 # --- no-shows ----------------------------------------------------------------------------------------------
 
 
-def _no_show_rows(label: str, visits: list[Visit]) -> list[dict[str, Any]]:
-    counts: dict[tuple[str, str], list[int]] = {}
-    for v in visits:
-        if v.status in ("completed", "no_show"):
-            pair = counts.setdefault((v.branch or NOT_GIVEN, v.doctor or NOT_GIVEN), [0, 0])
-            pair[v.status == "no_show"] += 1
-    rows = [
+def _no_show_rows(label: str, counts: dict[tuple[str, str], list[int]]) -> list[dict[str, Any]]:
+    return [
         {"period": label, "branch": branch, "doctor": doctor, "completed": c, "no_show": n,
          "no_show_pct": ratio(n, c + n)}
         for (branch, doctor), (c, n) in sorted(counts.items())
     ]  # fmt: skip
-    return rows
 
 
 def no_shows_report(session: Session, portal_id: int, period: Period) -> Report:
-    outcomes = ("completed", "no_show")
-    visits = period_visits(session, portal_id, period, ["branch", "doctor"], statuses=outcomes)
+    counts = period_counts(session, portal_id, period, ["branch", "doctor"], ("completed", "no_show"))
     report = Report(
         "no-shows", "Неявки", period,
         [("period", "Период"), ("branch", "Филиал"), ("doctor", "Врач"), ("completed", "Пришли"),
          ("no_show", "Не пришли"), ("no_show_pct", "Неявки, %")],
         Chart("doctor", ("completed", "no_show"), stacked=True),
     )  # fmt: skip
-    for bucket, bucket_visits in _by_bucket(visits, period).items():
-        report.rows.extend(_no_show_rows(bucket, bucket_visits))
-    report.totals = _no_show_rows(TOTAL, visits)
+    per_bucket: dict[str, dict[tuple[str, str], list[int]]] = {b: {} for b in period.buckets()}
+    total: dict[tuple[str, str], list[int]] = {}
+    for (day, status, branch, doctor), n in counts.items():
+        pair = (branch or NOT_GIVEN, doctor or NOT_GIVEN)
+        for table in (per_bucket[bucket_of(day, period.group)], total):
+            table.setdefault(pair, [0, 0])[status == "no_show"] += n
+    for bucket, table in per_bucket.items():
+        report.rows.extend(_no_show_rows(bucket, table))
+    report.totals = _no_show_rows(TOTAL, total)
     return report
 
 

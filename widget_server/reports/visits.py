@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import BigInteger, String, cast, extract, func, select
 from sqlalchemy.orm import Session
@@ -27,7 +26,7 @@ from sqlalchemy.orm import Session
 from ..models import MisAppointment, MisPatient
 from .periods import Period, add_months
 
-__all__ = ["BOOKED_STATUSES", "DOC_FIELDS", "PRIMARY_AFTER_MONTHS", "Visit", "period_visits"]
+__all__ = ["BOOKED_STATUSES", "DOC_FIELDS", "PRIMARY_AFTER_MONTHS", "Visit", "period_counts", "period_visits"]
 
 PRIMARY_AFTER_MONTHS = 6
 BOOKED_STATUSES = frozenset({"booked", "confirmed", "arrived", "completed", "cancelled", "no_show"})
@@ -43,8 +42,8 @@ DOC_FIELDS = {
 """Visit attribute → key of the appointment document the sync stores (`appointment_doc`)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Visit:
+class Visit(NamedTuple):
+    # A NamedTuple, not a frozen dataclass: a year of a large clinic is 100 000+ of them, built in a loop.
     id: int
     person: int
     day: date
@@ -109,6 +108,51 @@ def _aliases(session: Session, portal_id: int) -> dict[int, int]:
     )
 
 
+def _hour(session: Session, column: Any, period: Period) -> tuple[Any, bool]:
+    """The instant truncated to its UTC hour when every local midnight of the period falls on a UTC hour
+    (whole-hour offsets, as in every Russian zone): then an hour's visits share one local day and can be
+    counted together. Otherwise the instant itself."""
+    zone = period.zone
+    day, whole = period.start, True
+    while day <= period.end + timedelta(days=1):
+        offset = datetime.combine(day, time(0), zone).utcoffset() or timedelta(0)
+        whole = whole and offset.total_seconds() % 3600 == 0
+        day += timedelta(days=1)
+    instant, as_text = _instant(session, column)
+    if not whole:
+        return instant, as_text
+    if as_text:
+        return func.substr(instant, 1, 13) + ":00:00.000000", True
+    return cast(extract("epoch", func.date_trunc("hour", column)), BigInteger), False
+
+
+def period_counts(
+    session: Session, portal_id: int, period: Period, fields: Iterable[str], statuses: Iterable[str]
+) -> dict[tuple[Any, ...], int]:
+    """(local day, status, *the DOC_FIELDS asked for) → number of visits, counted by the database in
+    hour groups: for the reports that need no person's history (specialisations, no-shows)."""
+    names = list(fields)
+    values = [MisAppointment.doc[DOC_FIELDS[name]].as_string() for name in names]
+    hour, as_text = _hour(session, MisAppointment.starts_at, period)
+    days = _Days(period, period.start, as_text)
+    begin, finish = period.utc_bounds()
+    counts: dict[tuple[Any, ...], int] = {}
+    for at, status, *rest in session.connection().execute(
+        select(hour, MisAppointment.status, *values, func.count())
+        .where(
+            MisAppointment.portal_id == portal_id,
+            MisAppointment.starts_at >= begin,
+            MisAppointment.starts_at < finish,
+            MisAppointment.status.in_(sorted(set(statuses) & BOOKED_STATUSES)),
+        )
+        .group_by(hour, MisAppointment.status, *values)
+    ):
+        *found, count = rest
+        key = (days.days[bisect_right(days.keys, at) - 1], status, *(_text(v) for v in found))
+        counts[key] = counts.get(key, 0) + count
+    return counts
+
+
 def period_visits(
     session: Session,
     portal_id: int,
@@ -135,7 +179,9 @@ def period_visits(
             extra.append(MisAppointment.deal_id)
         else:
             raise ValueError(f"unknown visit field {name!r}")
-    rows = session.execute(
+    # Through Core: the ORM's per-row result handling was a third of a 12-month report's time.
+    connection = session.connection()
+    rows = connection.execute(
         select(MisAppointment.id, MisAppointment.patient_id, instant, MisAppointment.status, *extra)
         .where(
             MisAppointment.portal_id == portal_id,
@@ -147,7 +193,7 @@ def period_visits(
     ).all()
     aliases = _aliases(session, portal_id)
     last: dict[int, int] = {}
-    for patient, latest in session.execute(
+    for patient, latest in connection.execute(
         select(MisAppointment.patient_id, func.max(instant))
         .where(
             MisAppointment.portal_id == portal_id,
@@ -163,13 +209,12 @@ def period_visits(
             last[person] = day
     primary_from = days.primary_from
     calendar = days.days
-    index = days.index
+    keys = days.keys
     visits: list[Visit] = []
     append = visits.append
-    for row in rows:
-        vid, patient, at, status = row[0], row[1], row[2], row[3]
-        person = aliases.get(patient, patient)
-        day = index(at)
+    for vid, patient, at, status, *extras in rows:
+        person = aliases.get(patient, patient) if aliases else patient
+        day = bisect_right(keys, at) - 1
         previous = last.get(person)
         primary = previous is None or day >= primary_from[previous]
         if status == "completed":
@@ -177,7 +222,7 @@ def period_visits(
         if not wanted:
             append(Visit(vid, person, calendar[day], status, primary))
             continue
-        values = dict(zip(wanted, row[4:], strict=True))
+        values = dict(zip(wanted, extras, strict=True))
         for name in DOC_FIELDS:
             if name in values:
                 values[name] = _text(values[name])
