@@ -2,7 +2,7 @@
 patients and 300 000 visits, then a 12-month report of each kind over the same data.
 
 Run: .venv/bin/python bench/callers_lookup_bench.py [--postgres] [--patients 100000] [--visits 300000]
-     [--seconds 10] [--clients 16] [--workers 2] [--no-reports]
+     [--seconds 10] [--clients 16] [--workers 2] [--no-reports] [--baseline]
 
 Setup (not timed): a fresh database (a temp SQLite file, or with --postgres a throw-away PostgreSQL 15
 cluster with fsync=off), migrated; one clinic portal (Europe/Moscow) with a staff and a finance API key;
@@ -17,7 +17,8 @@ known phone (one in ten: a number nobody has) with the staff key, after a one-se
 from sending the request to having read the whole response. Clients share the machine's cores.
 
 Printed: p50/p95/p99 ms, requests/s, errors, the p95 against the issue's floor (≤ 20 ms), and the SQL
-statements one lookup issues (in-process, counted). Then, unless --no-reports: each report
+statements one lookup issues (in-process, counted); --baseline: the same clients on GET /healthz, the
+floor any request has on this server and machine. Then, unless --no-reports: each report
 (primary, specialisations, sources, conversion, no-shows) for the last 12 months grouped by month through
 the same gunicorn (JSON, and the primary report as CSV and PNG), 3 times each: the slowest of the 3
 against the floor (≤ 1 s). Nothing is asserted.
@@ -42,6 +43,7 @@ from sqlalchemy import event, insert
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _support import PgCluster, RedisProc, free_port, percentile
+from charge_latency_bench import _load as _charge_load
 from charge_latency_bench import _start_gunicorn, _stop
 
 from connectors.types import Appointment
@@ -266,6 +268,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-reports", action="store_true")
+    parser.add_argument(
+        "--baseline", action="store_true", help="also GET /healthz with the same clients: the server's floor"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-callers-") as workdir:
         work = Path(workdir)
@@ -307,6 +312,19 @@ def main() -> None:
                 print(f"[{label}] throughput {len(ok) / wall:.0f} req/s")
                 verdict = "meets" if p95 <= FLOOR_LOOKUP_P95_MS else "MISSES"
                 print(f"[{label}] p95 {p95:.1f} ms {verdict} the ≤ {FLOOR_LOOKUP_P95_MS:g} ms floor")
+            if args.baseline:
+                # The charge bench's client loop in its /healthz mode: no auth, database or Redis.
+                dummy = {"article_id": 0, "deals": ["0"], "key": ""}
+                base, base_wall = _charge_load(
+                    port, dummy, args.clients, args.seconds, None, "base", baseline=True
+                )
+                fine = [latency * 1000 for _, latency, status in base if status == 200]
+                if fine:
+                    print(
+                        f"[{label}] baseline GET /healthz, same clients: "
+                        f"p50 {percentile(fine, 0.5):.1f} ms   "
+                        f"p95 {percentile(fine, 0.95):.1f} ms   {len(fine) / base_wall:.0f} req/s"
+                    )
             if not args.no_reports:
                 _reports(port, fixture, label)
         finally:
