@@ -14,6 +14,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 { ls /usr/lib/*/libpangoft2-1.0.so.0 /usr/lib/*/libharfbuzz-subset.so.0 && fc-list :lang=ru | grep DejaVu &&
   command -v pdftotext; } >/dev/null 2>&1 ||
   need_apt+=(libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils)
+# Report PNGs (matplotlib) are drawn in DejaVu Sans, which has Cyrillic.
+fc-list | grep -q "DejaVu Sans" || need_apt+=(fonts-dejavu-core)
 # The widget's browser test drives Debian's Chromium through Playwright (never Playwright's own download).
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 # The amo shell's transport is also checked over the real jQuery 3 that amo's $authorizedAjax wraps.
