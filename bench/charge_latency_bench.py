@@ -13,13 +13,13 @@ cost measured is the request's own). API_RATE_LIMIT is set far above what the on
 (--api-rate-limit), so the limiter's cost is paid but it refuses nothing; with the default of 50/s, 16
 clients on one key would mostly measure 429s.
 
-Timed: `gunicorn -w <workers> widget_server.wsgi:app` (sync workers, as deployed by default) serves
---clients threads, each with its own http.client connection (kept alive where the server allows it;
-gunicorn's sync workers close after every response, so those clients reconnect over loopback each time),
-each POSTing {"amount": "10.00", "article_id": …, "reason": "bench"} with a unique Idempotency-Key and the
-finance key, spread round-robin over the stays, after a one-second warm-up. Latency is from sending the
-request to having read the whole response. The clients run on the same machine as the server, so they share
-its cores.
+Timed: gunicorn with the Procfile's web options (what we deploy: its worker class and access log, --workers as
+WEB_CONCURRENCY; --gunicorn-arg adds more) serves --clients threads, each with its own http.client connection
+(kept alive where the server allows it; gunicorn's sync workers close after every response, so those clients
+reconnect over loopback each time), each POSTing {"amount": "10.00", "article_id": …, "reason": "bench"} with
+a unique Idempotency-Key and the finance key, spread round-robin over the stays, after a one-second warm-up.
+Latency is from sending the request to having read the whole response. The clients run on the same machine as
+the server, so they share its cores.
 
 Printed: p50/p95/p99 ms, requests/s, errors by status, whether p95 meets the issue's floor (≤ 25 ms), and the
 CPU each process group used per request during the timed phase (from /proc). --baseline: the same clients
@@ -40,6 +40,8 @@ import itertools
 import json
 import os
 import pstats
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -120,9 +122,28 @@ def _setup(url: str, stays: int) -> dict:
     return {"portal_id": portal_id, "key": key, "article_id": article_id, "deals": deals}
 
 
-def _start_gunicorn(env: dict, port: int, workers: int, extra: list[str], log: Path) -> subprocess.Popen:
+def _deployed_args(workers: int) -> list[str]:
+    """The web process's gunicorn options from the Procfile (what we deploy), without its --bind, with
+    WEB_CONCURRENCY as --workers."""
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    line = next(line.split(":", 1)[1] for line in lines if line.startswith("web:"))
+    words = shlex.split(re.sub(r"\$\{WEB_CONCURRENCY:-\d+\}", str(workers), line))
+    words = words[words.index("gunicorn") + 1 :]
+    args: list[str] = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word in ("--bind", "-b"):
+            skip = True
+        elif not word.startswith("--bind=") and ":" not in word:  # the app, widget_server.wsgi:app
+            args.append(word)
+    return args
+
+
+def _start_gunicorn(env: dict, port: int, args: list[str], log: Path) -> subprocess.Popen:
     binary = shutil.which("gunicorn", path=str(ROOT / ".venv" / "bin")) or "gunicorn"
-    argv = [binary, "-w", str(workers), "-b", f"127.0.0.1:{port}", *extra, "widget_server.wsgi:app"]
+    argv = [binary, "-b", f"127.0.0.1:{port}", *args, "widget_server.wsgi:app"]
     with open(log, "ab") as handle:
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
@@ -474,7 +495,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, help="stop after N requests instead of --seconds")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--stays", type=int, default=200)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="WEB_CONCURRENCY for the Procfile's web line")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of untimed load first")
     parser.add_argument(
         "--api-rate-limit",
@@ -518,9 +539,10 @@ def main() -> None:
             )
             port = free_port()
             log = work / "gunicorn.log"
-            gunicorn = _start_gunicorn(env, port, args.workers, args.gunicorn_arg, log)
+            served = [*_deployed_args(args.workers), *args.gunicorn_arg]
+            gunicorn = _start_gunicorn(env, port, served, log)
             print(
-                f"[{label}] gunicorn -w {args.workers} {' '.join(args.gunicorn_arg)} on :{port}; "
+                f"[{label}] gunicorn {' '.join(served)} (the Procfile's web options) on :{port}; "
                 f"{args.clients} clients; POST /api/v1/deals/<deal>/stay/charges; "
                 f"API_RATE_LIMIT={args.api_rate_limit}/s per key",
                 flush=True,
