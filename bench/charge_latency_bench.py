@@ -426,12 +426,7 @@ def _profile(env: dict, fixture: dict, count: int, top: int = 0) -> None:
         f"  Redis round trips per request: {redis_total / count:.1f} "
         f"({', '.join(f'{k}: {v / count:.1f}' for k, v in redis_count.most_common())})"
     )
-    pings = (
-        " (each one a pre-ping round trip on PostgreSQL: pool_pre_ping=True)"
-        if "postgresql" in str(rt.db.engine.url)
-        else ""
-    )
-    print(f"  connection-pool checkouts per request: {checkout_total / count:.1f}{pings}")
+    print(f"  connection-pool checkouts per request: {checkout_total / count:.1f}")
     print("  the statements of one request, in order, with the code that issued them:")
     for number, (text, where) in enumerate(traced, 1):
         print(f"    {number:2d}. {text:90s}  {where}")
@@ -444,19 +439,19 @@ def _profile(env: dict, fixture: dict, count: int, top: int = 0) -> None:
     )
     phases = [
         ("auth.py", "_authenticate", "authenticate the API key (+ portal)"),
-        ("idempotency.py", "_claim", "claim the Idempotency-Key (own transaction)"),
+        ("idempotency.py", "_claim", "claim the Idempotency-Key (in the charge's transaction)"),
         ("api_stay.py", "_portal", "_portal(): session.merge(portal)"),
         ("operations.py", "charge", "ledger charge(): lock, article, overdraft, post_entry"),
         ("accounts.py", "lock_account", "  lock_account (find + FOR UPDATE + refresh)"),
-        ("operations.py", "check_overdraft", "  check_overdraft (balance + holds)"),
-        ("posting.py", "post_entry", "  post_entry (replay check, head, insert)"),
+        ("operations.py", "check_overdraft", "  check_overdraft (against the balance post_entry read)"),
+        ("posting.py", "post_entry", "  post_entry (key, head and balance in one read; insert)"),
         ("api_stay.py", "find_account", "find_account again after the charge"),
         ("mirror.py", "mirror_entries", "mirror_entries: summary, note, sync, low-balance"),
         ("mirror.py", "entry_note", "  entry_note (article, balance after)"),
         ("mirror.py", "queue_stay_sync", "  queue_stay_sync"),
         ("outbox.py", "enqueue_outbox", "  enqueue_outbox (insert + flush)"),
-        ("summary.py", "stay_summary", "stay_summary (called twice: mirror + response)"),
-        ("api_stay.py", "summary_document", "summary_document + marshmallow dump"),
+        ("summary.py", "stay_summary", "stay_summary (once: mirror and response share it)"),
+        ("api_stay.py", "summary_document", "summary_document (ISO dates, no marshmallow)"),
         ("outbox.py", "_run_after_commit", "after-commit Redis wake-ups (rq enqueue)"),
         ("session.py", "commit", "SQLAlchemy Session.commit (all transactions, incl. flushes)"),
     ]
