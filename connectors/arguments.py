@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Collection, Sequence
 
 from .errors import Rejected
+from .types import Handover
 
-__all__ = ["invalid", "is_platform_id", "platform_id", "required_text"]
+__all__ = ["checked_handovers", "invalid", "is_platform_id", "platform_id", "required_text"]
 
 _ID = re.compile(r"^[1-9]\d{0,18}$")
 
@@ -31,3 +33,26 @@ def platform_id(value: object, path: str, *, not_found_code: str) -> int:
     if not is_platform_id(value):
         raise Rejected(f"{path}: no such id {value!r}", status=404, code=not_found_code, path=path)
     return int(str(value))
+
+
+def checked_handovers(
+    handovers: Sequence[Handover],
+    user_id: Callable[[str, str], int],
+    found: Callable[[list[int]], Collection[int]],
+    *,
+    not_found_code: str,
+) -> dict[int, tuple[Handover, int]]:
+    """deal id → (hand-over, the user's platform id), every user checked (`user_id(id, path)`) and every
+    deal found (`found(ids)` → the ids the platform has) before anything is written."""
+    checked: dict[int, tuple[Handover, int]] = {}
+    for i, handover in enumerate(handovers):
+        deal = platform_id(handover.deal_id, f"handovers[{i}].deal_id", not_found_code=not_found_code)
+        checked[deal] = (handover, user_id(handover.user_id, f"handovers[{i}].user_id"))
+    if checked:
+        have = found(list(checked))
+        missing = [deal for deal in checked if deal not in have]
+        if missing:
+            raise Rejected(
+                f"handovers: no such deal(s) {missing}", status=404, code=not_found_code, path="handovers"
+            )
+    return checked

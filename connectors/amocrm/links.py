@@ -10,10 +10,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..arguments import platform_id
+from ..arguments import checked_handovers, platform_id
 from ..arguments import required_text as _nonempty
 from ..errors import Rejected, RetryLater
 from ..types import Company, Contact, Handover, NoteRef
@@ -131,29 +131,23 @@ class LinksMixin:
     # --- hand-over --------------------------------------------------------------------------------------
 
     def hand_over(self, handovers: Sequence[Handover]) -> None:
-        owner: dict[int, int] = {}
-        wanted: dict[int, Handover] = {}
-        for i, handover in enumerate(handovers):
-            lead_id = _id(handover.deal_id, f"handovers[{i}].deal_id")
-            owner[lead_id] = self._check_user(handover.user_id, f"handovers[{i}].user_id")
-            wanted[lead_id] = handover
-        if not wanted:
-            return
-        leads = {int(lead["id"]): lead for lead in self._leads(list(wanted), "contacts")}
-        missing = [lead_id for lead_id in wanted if lead_id not in leads]
-        if missing:
-            raise Rejected(
-                f"handovers: no such deal(s) {missing}", status=404, code="NotFound", path="handovers"
-            )
+        leads: dict[int, Mapping[str, Any]] = {}
+
+        def found(ids: list[int]) -> Collection[int]:
+            leads.update({int(lead["id"]): lead for lead in self._leads(ids, "contacts")})
+            return leads
+
+        wanted = checked_handovers(handovers, self._check_user, found, not_found_code="NotFound")
         contacts: dict[int, int] = {}
         companies: dict[int, int] = {}
-        for lead_id, lead in leads.items():
-            if wanted[lead_id].contacts:
-                contacts.update({int(c["id"]): owner[lead_id] for c in embedded(lead, "contacts")})
-            if wanted[lead_id].company:
-                companies.update({int(c["id"]): owner[lead_id] for c in embedded(lead, "companies")})
-        tasks = self._open_tasks([lead_id for lead_id in wanted if wanted[lead_id].open_tasks])
-        task_owner = {task_id: owner[lead_id] for task_id, lead_id in tasks.items()}
+        for lead_id, (handover, user) in wanted.items():
+            if handover.contacts:
+                contacts.update({int(c["id"]): user for c in embedded(leads[lead_id], "contacts")})
+            if handover.company:
+                companies.update({int(c["id"]): user for c in embedded(leads[lead_id], "companies")})
+        with_tasks = [lead_id for lead_id, (handover, _) in wanted.items() if handover.open_tasks]
+        tasks = self._open_tasks(with_tasks)
+        task_owner = {task_id: wanted[lead_id][1] for task_id, lead_id in tasks.items()}
         for path, changes in (
             ("/api/v4/contacts", contacts),
             ("/api/v4/companies", companies),

@@ -12,10 +12,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..arguments import platform_id
+from ..arguments import checked_handovers, platform_id
 from ..arguments import required_text as _text
 from ..errors import Rejected
 from ..types import Company, Contact, CrmUser, Handover, NoteRef
@@ -118,27 +118,26 @@ class LinksMixin:
     # --- hand-over --------------------------------------------------------------------------------------
 
     def hand_over(self, handovers: Sequence[Handover]) -> None:
-        owner: dict[int, int] = {}
-        wanted: dict[int, Handover] = {}
-        for i, handover in enumerate(handovers):
-            deal_id = _id(handover.deal_id, f"handovers[{i}].deal_id")
-            owner[deal_id] = int(self._check_user(handover.user_id, f"handovers[{i}].user_id").id)
-            wanted[deal_id] = handover
-        if not wanted:
-            return
-        deals = self._deal_links(list(wanted))
-        missing = [deal_id for deal_id in wanted if deal_id not in deals]
-        if missing:
-            raise Rejected(
-                f"handovers: no such deal(s) {missing}", status=404, code="NOT_FOUND", path="handovers"
-            )
+        deals: dict[int, Mapping[str, Any]] = {}
+
+        def found(ids: list[int]) -> Collection[int]:
+            deals.update(self._deal_links(ids))
+            return deals
+
+        def user(user_id: str, path: str) -> int:
+            return int(self._check_user(user_id, path).id)
+
+        wanted = checked_handovers(handovers, user, found, not_found_code="NOT_FOUND")
+        owner = {deal_id: user_id for deal_id, (_, user_id) in wanted.items()}
         items: dict[tuple[int, int], int] = {}
-        for deal_id, deal in deals.items():
-            if wanted[deal_id].contacts:
-                items.update({(CONTACT, int(c)): owner[deal_id] for c in deal.get("contactIds") or ()})
-            if wanted[deal_id].company and deal.get("companyId"):
-                items[(COMPANY, int(deal["companyId"]))] = owner[deal_id]
-        tasks = self._open_tasks([deal_id for deal_id in wanted if wanted[deal_id].open_tasks])
+        for deal_id, (handover, user_id) in wanted.items():
+            deal = deals[deal_id]
+            if handover.contacts:
+                items.update({(CONTACT, int(c)): user_id for c in deal.get("contactIds") or ()})
+            if handover.company and deal.get("companyId"):
+                items[(COMPANY, int(deal["companyId"]))] = user_id
+        with_tasks = [deal_id for deal_id, (handover, _) in wanted.items() if handover.open_tasks]
+        tasks = self._open_tasks(with_tasks)
         commands: list[tuple[str, str, Mapping[str, Any]]] = [
             (
                 f"e{entity}_{item_id}",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,33 +19,7 @@ from connectors.bitrix24.transport import B24Transport
 from connectors.http import PortalHttp
 from connectors.types import OAuthToken
 from tests.support.fake_bitrix24 import CLIENT_ID, CLIENT_SECRET, FakeBitrix24
-
-
-class MemoryTokens:
-    """An in-memory TokenSource with a real lock, so threads can share it."""
-
-    def __init__(self, token: OAuthToken) -> None:
-        import threading
-
-        self.token: OAuthToken | None = token
-        self.saved: list[OAuthToken] = []
-        self.reauth: list[str] = []
-        self._lock = threading.Lock()
-
-    def get(self) -> OAuthToken | None:
-        return self.token
-
-    def save(self, token: OAuthToken) -> None:
-        self.token = token
-        self.saved.append(token)
-
-    @contextmanager
-    def refresh_lock(self) -> Iterator[None]:
-        with self._lock:
-            yield
-
-    def mark_reauth_required(self, reason: str) -> None:
-        self.reauth.append(reason)
+from tests.support.tokens import MemoryTokens
 
 
 def stored_token(fake: FakeBitrix24, access: str = "access-1", refresh: str = "refresh-1") -> OAuthToken:

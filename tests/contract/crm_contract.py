@@ -130,6 +130,18 @@ def _message(world: CrmWorld, deal_id: str, text: str = "Ждём вас 12.03 �
     return OutgoingMessage(deal_id, text, world.text_field, world.message_bot_id)
 
 
+def _linked_deal(crm: CrmClient, w: CrmWorld) -> tuple[str, str, str, str, str]:
+    """(anna, maria, company, contact, deal): Anna is responsible for the contact, its company and the deal,
+    and has an open task «Перезвонить» on it."""
+    anna, maria = w.make_user("Анна Смирнова"), w.make_user("Мария Козлова")
+    company = w.make_company("ООО «Ромашка»", responsible_user_id=anna)
+    contact = w.make_contact("Елена Орлова", (), responsible_user_id=anna)
+    deal = w.make_deal("Орлов В. Н.", responsible_user_id=anna)
+    w.link(deal, contact, company)
+    crm.create_task(_task(deal, anna, "Перезвонить"), idempotency_key="c-ho-open")
+    return anna, maria, company, contact, deal
+
+
 def _task(
     deal_id: str, user_id: str, text: str = "Позвонить пациенту", due_at: datetime | None = None
 ) -> NewTask:
@@ -681,12 +693,7 @@ class CrmContract:
         self, crm: CrmClient, crm_world: CrmWorld
     ) -> None:
         w = crm_world
-        anna, maria = w.make_user("Анна Смирнова"), w.make_user("Мария Козлова")
-        company = w.make_company("ООО «Ромашка»", responsible_user_id=anna)
-        contact = w.make_contact("Елена Орлова", (), responsible_user_id=anna)
-        deal = w.make_deal("Орлов В. Н.", responsible_user_id=anna)
-        w.link(deal, contact, company)
-        crm.create_task(_task(deal, anna, "Перезвонить"), idempotency_key="c-ho-open")
+        anna, maria, company, contact, deal = _linked_deal(crm, w)
         crm.create_task(_task(deal, anna, "Уже сделано"), idempotency_key="c-ho-done")
         w.complete_task(deal, "Уже сделано")
 
@@ -701,12 +708,7 @@ class CrmContract:
 
     def test_hand_over_can_leave_the_company_and_tasks(self, crm: CrmClient, crm_world: CrmWorld) -> None:
         w = crm_world
-        anna, maria = w.make_user("Анна Смирнова"), w.make_user("Мария Козлова")
-        company = w.make_company("ООО «Ромашка»", responsible_user_id=anna)
-        contact = w.make_contact("Елена Орлова", (), responsible_user_id=anna)
-        deal = w.make_deal("Орлов В. Н.", responsible_user_id=anna)
-        w.link(deal, contact, company)
-        crm.create_task(_task(deal, anna, "Перезвонить"), idempotency_key="c-ho-keep")
+        anna, maria, company, contact, deal = _linked_deal(crm, w)
 
         crm.hand_over([Handover(deal, maria, company=False, open_tasks=False)])
 

@@ -30,7 +30,16 @@ from connectors.amocrm.limits import AmoLimiter, amo_http, amo_limiter, amo_limi
 from connectors.errors import ReauthRequired, Rejected, RetryLater
 from connectors.http import PortalHttp
 from connectors.ratelimit import NullRateLimiter
-from connectors.types import DealUpdate, NewContact, NewDeal, NewNote, NewTask, OAuthToken, StageRef
+from connectors.types import (
+    DealUpdate,
+    NewContact,
+    NewDeal,
+    NewNote,
+    NewTask,
+    OAuthToken,
+    OutgoingMessage,
+    StageRef,
+)
 from tests.connectors.amocrm.test_contract import AmoWorld, MemoryTokens
 from tests.support.fake_amocrm import FakeAmo, load_fixture
 
@@ -876,3 +885,84 @@ def test_pipelines_come_with_their_statuses_in_board_order(fake: FakeAmo, world:
     first = sorted(recorded[0]["_embedded"]["statuses"], key=lambda s: s["sort"])
     assert [s.name for s in pipelines[0].stages] == [s["name"] for s in first]
     assert {"142", "143"} <= {s.id for s in pipelines[0].stages}
+
+
+# --- patient messages: the lead field, then the Salesbot run (§7) ---------------------------------------
+
+BOT = "36143"
+
+
+def _runs(fake: FakeAmo) -> list[Any]:
+    return [body for _, _, body in fake.calls("POST", "/api/v2/salesbot/run")]
+
+
+def test_the_field_is_set_before_the_bot_runs_in_the_documented_shape(fake: FakeAmo, world: AmoWorld) -> None:
+    crm = make_client()
+    deal_id = world.make_deal("Орлов В. Н.")
+
+    crm.send_message(OutgoingMessage(deal_id, "Ждём вас завтра", "1001", BOT), idempotency_key="m-1")
+
+    [run] = _runs(fake)
+    documented = load_fixture("api/salesbot_run__request.json")
+    assert [sorted(item) for item in run] == [sorted(item) for item in documented]
+    assert run == [{"bot_id": 36143, "entity_id": int(deal_id), "entity_type": 2}]
+    methods = [(m, u.split("clinic.amocrm.ru")[1]) for m, u, _ in fake.log if m != "GET"]
+    assert methods == [("PATCH", f"/api/v4/leads/{deal_id}"), ("POST", "/api/v2/salesbot/run")]
+    assert world.messages(deal_id) == ["Ждём вас завтра"]
+
+
+@pytest.mark.parametrize(
+    ("message", "path", "status"),
+    [
+        (OutgoingMessage("{deal}", "Текст", "1001", None), "bot_id", 422),
+        (OutgoingMessage("{deal}", "Текст", "1001", "424242"), "bot_id", 404),
+        (OutgoingMessage("{deal}", "Текст", "777777", BOT), "text_field_id", 422),
+        (OutgoingMessage("{deal}", "Текст", "", BOT), "text_field_id", 422),
+    ],
+    ids=["no bot", "unknown bot", "unknown field", "empty field"],
+)
+def test_a_wrong_mapping_names_its_field_and_keeps_no_key(
+    fake: FakeAmo, world: AmoWorld, message: OutgoingMessage, path: str, status: int
+) -> None:
+    crm = make_client()
+    deal_id = world.make_deal("Орлов В. Н.")
+    wrong = OutgoingMessage(deal_id, message.text, message.text_field_id, message.bot_id)
+
+    with pytest.raises(Rejected) as exc:
+        crm.send_message(wrong, idempotency_key="m-wrong")
+
+    assert (exc.value.path, exc.value.status) == (path, status)
+    assert fake.bot_runs == []
+    assert crm.created.get("message:m-wrong") is None
+
+
+def test_a_run_whose_answer_was_lost_is_not_run_again(fake: FakeAmo, world: AmoWorld) -> None:
+    crm = make_client()
+    deal_id = world.make_deal("Орлов В. Н.")
+    message = OutgoingMessage(deal_id, "Ждём вас завтра", "1001", BOT)
+    fake.inject("timeout_after", 1, method="POST", path="salesbot")
+
+    with pytest.raises(RetryLater):
+        crm.send_message(message, idempotency_key="m-lost")
+    with pytest.raises(Rejected) as exc:
+        crm.send_message(message, idempotency_key="m-lost")
+
+    assert (exc.value.code, exc.value.path) == ("outcome_unknown", "idempotency_key")
+    assert len(fake.bot_runs) == 1
+
+
+def test_a_throttled_run_was_not_taken_and_is_sent_on_the_retry(fake: FakeAmo, world: AmoWorld) -> None:
+    crm = make_client()
+    deal_id = world.make_deal("Орлов В. Н.")
+    message = OutgoingMessage(deal_id, "Ждём вас завтра", "1001", BOT)
+    fake.inject(
+        429, 10, method="POST", path="salesbot", body=load_fixture("errors/too_many_requests__429.json")
+    )
+
+    with pytest.raises(RetryLater):
+        crm.send_message(message, idempotency_key="m-429")
+    fake.faults.clear()
+    crm.send_message(message, idempotency_key="m-429")
+    crm.send_message(message, idempotency_key="m-429")
+
+    assert world.messages(deal_id) == ["Ждём вас завтра"]

@@ -22,33 +22,10 @@ from connectors.base import CrmClient
 from connectors.types import FieldValue, OAuthToken, StageRef
 from tests.contract.crm_contract import CrmContract, WorldFile, WorldTask
 from tests.support.fake_amocrm import FakeAmo
+from tests.support.tokens import MemoryTokens
 
 MSK = ZoneInfo("Europe/Moscow")
 _names = itertools.count(1)
-
-
-class MemoryTokens:
-    """An in-memory TokenSource (the lock is a no-op: one thread)."""
-
-    def __init__(self, token: OAuthToken) -> None:
-        self.token: OAuthToken | None = token
-        self.saved: list[OAuthToken] = []
-        self.reauth: list[str] = []
-
-    def get(self) -> OAuthToken | None:
-        return self.token
-
-    def save(self, token: OAuthToken) -> None:
-        self.token = token
-        self.saved.append(token)
-
-    def refresh_lock(self):  # type: ignore[no-untyped-def]
-        from contextlib import nullcontext
-
-        return nullcontext()
-
-    def mark_reauth_required(self, reason: str) -> None:
-        self.reauth.append(reason)
 
 
 class AmoWorld:

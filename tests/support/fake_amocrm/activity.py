@@ -75,36 +75,37 @@ class ActivityMixin:
             params = item.get("params") or {}
             if item.get("note_type") == "extended_service_message" and not params.get("text"):
                 return _validation(str(i), "NotBlank", "params.text")
-        out = []
-        for item in body:
-            stamp = int(time.time())
-            note = {
-                "id": self.next_id("note"),
-                "entity_id": int(item["entity_id"]),
-                "created_by": 5000001,
-                "updated_by": 5000001,
-                "created_at": stamp,
-                "updated_at": stamp,
-                "responsible_user_id": 5000001,
-                "group_id": 0,
-                "note_type": item["note_type"],
-                "params": item.get("params") or {},
-                "account_id": 29876543,
-                "__entity": "companies",
-            }
-            self.notes[note["id"]] = note
-            href = f"{self.base_url}/api/v4/companies/{note['entity_id']}/notes/{note['id']}"
-            out.append(
-                {
-                    "id": note["id"],
-                    "entity_id": note["entity_id"],
-                    "request_id": item.get("request_id"),
-                    "_links": {"self": {"href": href}},
-                }
-            )
+        out = [self._store_note(item, int(item["entity_id"]), "companies") for item in body]
         return 200, {
             "_links": {"self": {"href": f"{self.base_url}/api/v4/companies/notes"}},
             "_embedded": {"notes": out},
+        }
+
+    def _store_note(self, item: Mapping[str, Any], entity_id: int, entity: str) -> dict[str, Any]:
+        """Keep one note of a POST body; its item of the answer (`id`, `entity_id`, `request_id`)."""
+        stamp = int(time.time())
+        note = {
+            "id": self.next_id("note"),
+            "entity_id": entity_id,
+            "created_by": 5000001,
+            "updated_by": 5000001,
+            "created_at": stamp,
+            "updated_at": stamp,
+            "responsible_user_id": 5000001,
+            "group_id": 0,
+            "note_type": item["note_type"],
+            "params": item.get("params") or {},
+            "account_id": 29876543,
+            "__entity": entity,
+            "__dp": item.get("is_need_to_trigger_digital_pipeline", True),
+        }
+        self.notes[note["id"]] = note
+        href = f"{self.base_url}/api/v4/{entity}/{entity_id}/notes/{note['id']}"
+        return {
+            "id": note["id"],
+            "entity_id": entity_id,
+            "request_id": item.get("request_id"),
+            "_links": {"self": {"href": href}},
         }
 
     def _add_notes_by_entity(self, *, query: Mapping[str, str], body: Any) -> Reply:
@@ -128,32 +129,10 @@ class ActivityMixin:
             if item.get("note_type") == "attachment" and params.get("file_uuid") not in self.files:
                 return _validation(str(i), "NotFound", "params.file_uuid")
         leads = f"{self.base_url}/api/v4/leads"
-        out = []
-        for item in body:
-            stamp = int(time.time())
-            note = {
-                "id": self.next_id("note"),
-                "entity_id": int(lead_id) if lead_id is not None else int(item["entity_id"]),
-                "created_by": 5000001,
-                "updated_by": 5000001,
-                "created_at": stamp,
-                "updated_at": stamp,
-                "responsible_user_id": 5000001,
-                "group_id": 0,
-                "note_type": item["note_type"],
-                "params": item.get("params") or {},
-                "account_id": 29876543,
-                "__dp": item.get("is_need_to_trigger_digital_pipeline", True),
-            }
-            self.notes[note["id"]] = note
-            out.append(
-                {
-                    "id": note["id"],
-                    "entity_id": note["entity_id"],
-                    "request_id": item.get("request_id"),
-                    "_links": {"self": {"href": f"{leads}/{note['entity_id']}/notes/{note['id']}"}},
-                }
-            )
+        out = [
+            self._store_note(item, int(lead_id) if lead_id is not None else int(item["entity_id"]), "leads")
+            for item in body
+        ]
         return 200, {
             "_links": {"self": {"href": f"{leads}/{lead_id}/notes" if lead_id else f"{leads}/notes"}},
             "_embedded": {"notes": out},
