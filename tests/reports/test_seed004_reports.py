@@ -153,3 +153,24 @@ def test_days_follow_the_clinics_clock_across_daylight_saving(rt, make_portal) -
         rows = build_report(s, clinic.portal.id, "primary", period).document()["rows"]
     busy = {row["period"]: row["total"] for row in rows if row["total"]}
     assert busy == {"2026-03-29": 1, "2026-10-25": 1}
+
+
+def test_half_hour_zones_are_counted_by_the_instant(rt, make_portal) -> None:  # type: ignore[no-untyped-def]
+    from zoneinfo import ZoneInfo
+
+    from .clinic_data import Clinic
+
+    kolkata = ZoneInfo("Asia/Kolkata")  # UTC+05:30: an hour's visits can fall on two local days
+    clinic = Clinic(rt, make_portal(slug="kolkata", timezone="Asia/Kolkata"))
+    p = clinic.patient("Sharma Anil")
+    clinic.visit(p, datetime(2026, 3, 2, 0, 10, tzinfo=kolkata), specialty="терапия")  # 18:40 UTC on 1.03
+    late = datetime(2026, 3, 1, 23, 50, tzinfo=kolkata)
+    clinic.visit(p, late, status="no_show", branch="A", doctor_name="B")
+    with rt.db.transaction() as s:
+        period = make_period(date(2026, 3, 1), date(2026, 3, 2), "day", "Asia/Kolkata")
+        spec = build_report(s, clinic.portal.id, "specialisations", period).document()
+        shows = build_report(s, clinic.portal.id, "no-shows", period).document()
+    assert [(r["period"], r["specialty"]) for r in spec["rows"]] == [("2026-03-02", "терапия")]
+    assert [(r["period"], r["no_show"], r["completed"]) for r in shows["rows"]] == [
+        ("2026-03-01", 1, 0), ("2026-03-02", 0, 1),
+    ]  # fmt: skip
