@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -36,7 +37,7 @@ def due_month(timezone: str, now: datetime) -> str | None:
     return f"{previous.year}-{previous.month:02d}"
 
 
-def statement_text(statement: dict, url: str) -> str:  # type: ignore[type-arg]
+def statement_text(statement: dict[str, Any], url: str) -> str:
     lines = [f"Расчёт зарплаты операторов за {statement['month']}: итого {statement['total_text']}."]
     lines += [f"• {op['name']}: {op['total_text']}" for op in statement["operators"]]
     lines.append(f"Подробный расчёт (CSV): {url}")
