@@ -12,7 +12,8 @@ completed, 10 % no-show, 5 % cancelled, 5 % waiting list, the future ones booked
 branch, card number, booked_by and a deal whose stage the sync chose; 20 000 intake leads. Bulk-inserted
 with the sync's own document shape (`appointment_doc`). A private redis-server backs the rate limiter.
 
-Timed: `gunicorn -w <workers> widget_server.wsgi:app` serves --clients threads, each GETting a random
+Timed: gunicorn with the Procfile's web options (as the charge bench runs it; --workers as
+WEB_CONCURRENCY) serves --clients threads, each GETting a random
 known phone (one in ten: a number nobody has) with the staff key, after a one-second warm-up. Latency is
 from sending the request to having read the whole response. Clients share the machine's cores.
 
@@ -43,8 +44,8 @@ from sqlalchemy import event, insert
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _support import PgCluster, RedisProc, free_port, percentile
+from charge_latency_bench import _deployed_args, _start_gunicorn, _stop
 from charge_latency_bench import _load as _charge_load
-from charge_latency_bench import _start_gunicorn, _stop
 
 from connectors.types import Appointment
 from widget_server.apikeys import issue_api_key
@@ -293,8 +294,9 @@ def main() -> None:
                 API_RATE_LIMIT="100000",
             )  # fmt: skip
             port = free_port()
-            gunicorn = _start_gunicorn(env, port, args.workers, [], work / "gunicorn.log")
-            print(f"[{label}] gunicorn -w {args.workers}; {args.clients} clients; GET /api/v1/callers?phone=")
+            served = _deployed_args(args.workers)
+            gunicorn = _start_gunicorn(env, port, served, work / "gunicorn.log")
+            print(f"[{label}] gunicorn {' '.join(served)}; {args.clients} clients; GET /api/v1/callers")
             _load(port, fixture, args.clients, 1.0)
             results, wall = _load(port, fixture, args.clients, args.seconds)
             ok = [latency * 1000 for latency, status in results if status == 200]
