@@ -79,7 +79,8 @@ def test_seed004_payroll_march(rt, portal, staff, clinic) -> None:  # type: igno
     }
     assert op["conversion"] == {"booked": 40, "came": 28, "pct": "70.0"}
     lines = {line["code"]: line for line in op["lines"]}
-    assert (lines["base"]["quantity"], lines["base"]["rate"]) == ("160:00", "250.00")
+    base = lines["base"]
+    assert (base["quantity"], base["minutes"], base["rate"]) == ("160:00", 9600, "250.00")
     assert (lines["overtime"]["quantity"], lines["overtime"]["rate"]) == ("8:30", "375.00")
     assert "пришли 28 из 40 (доведение 70,0 %)" in lines["conversion"]["title"]
     # Every counted item is listed: 21 shifts, 40 + 12 visits of hers (the April and the foreign one not).

@@ -95,6 +95,8 @@ def _hours_lines(
         _line("base", "Часы по графику", Decimal(base) / 60, _hhmm(base), "ч", rate.hourly_rate, currency),
         _line("overtime", "Переработка", Decimal(over) / 60, _hhmm(over), "ч", rate.overtime_rate, currency),
     ]
+    # Exact minutes beside the h:mm: amount = rate × minutes ÷ 60, rounded half up to kopecks.
+    lines[0]["minutes"], lines[1]["minutes"] = base, over
     return lines, base, over
 
 
