@@ -855,7 +855,9 @@ def _due_rows(
     )
     if ids is not None:
         query = query.where(RuleFiring.id.in_(list(ids)))
-    query = query.order_by(RuleFiring.due_at, RuleFiring.id).limit(limit)
+    # By due time alone, which the index gives in order: adding the id made the database sort every due
+    # row of a backlog for each chunk.
+    query = query.order_by(RuleFiring.due_at).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         # A second evaluator skips what the first holds; what the first fired it no longer sees as scheduled.
         query = query.with_for_update(skip_locked=True)
@@ -990,20 +992,10 @@ def fire_due(
     _write_decisions(session, firings, before)
     _plan(session, portal.id, planned)
     if jobs:
-        # A plain executemany and a read of the ids by their keys: three times faster on PostgreSQL than
-        # INSERT … RETURNING through the ORM, which orders the returned rows by a sentinel.
-        session.execute(insert(OutboxJob.__table__), jobs)
-        keys = [job["idempotency_key"] for job in jobs]
-        ids_ = [
-            job_id
-            for start in range(0, len(keys), 1000)
-            for job_id in session.scalars(
-                select(OutboxJob.id).where(
-                    OutboxJob.portal_id == portal.id,
-                    OutboxJob.idempotency_key.in_(keys[start : start + 1000]),
-                )
-            )
-        ]
+        # Core's INSERT … RETURNING in multi-row batches; the ORM's form sorts the ids back into parameter
+        # order by a sentinel, which the wake-ups do not need and which was three times slower.
+        table = OutboxJob.__table__
+        ids_ = list(session.execute(insert(table).returning(table.c.id), jobs).scalars())
 
         def wake() -> None:
             for start in range(0, len(ids_), WAKE_GROUP):

@@ -72,8 +72,8 @@ class RuleFiring(Base):
     __table_args__ = (
         UniqueConstraint("rule_id", "occurrence"),
         CheckConstraint(_in("state", FIRING_STATES), name="state"),
-        # The sweep's query: what is due, oldest first.
-        Index("ix_journey_firings_state_due", "state", "due_at"),
+        # The sweep's query: a portal's due occurrences, oldest first, read straight off the index.
+        Index("ix_journey_firings_portal_state_due", "portal_id", "state", "due_at"),
         Index("ix_journey_firings_portal_deal", "portal_id", "deal_id"),
     )
 

@@ -133,7 +133,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_journey_firings_appointment_id'), ['appointment_id'], unique=False)
         batch_op.create_index('ix_journey_firings_portal_deal', ['portal_id', 'deal_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_journey_firings_portal_id'), ['portal_id'], unique=False)
-        batch_op.create_index('ix_journey_firings_state_due', ['state', 'due_at'], unique=False)
+        batch_op.create_index('ix_journey_firings_portal_state_due', ['portal_id', 'state', 'due_at'], unique=False)
 
     # ### end Alembic commands ###
 
