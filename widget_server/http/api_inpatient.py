@@ -10,14 +10,16 @@ which refuse the medical roles.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
 
 from flask import Blueprint, Response, request
 from sqlalchemy import select
 
 from .. import clock
 from ..clock import local_today
-from ..errors import ValidationFailed
+from ..errors import Forbidden, ValidationFailed
 from ..inpatient import (
     BuildingDraft,
     ExaminationDraft,
@@ -55,7 +57,7 @@ from ..models import (
     StayAccount,
     Ward,
 )
-from ..models.portal import MEDICAL
+from ..models.portal import MEDICAL, has_medical
 from ..money import AmountError, parse_amount
 from .auth import current_portal, current_principal, requires
 from .body import load_body, load_query
@@ -82,10 +84,28 @@ from .schemas_inpatient import (
 
 __all__ = ["inpatient_api"]
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 inpatient_api = Blueprint("inpatient_api", __name__, url_prefix="/api/v1")
 
 ERRORS = (403, 404, 409)
 TAGS = ["inpatient"]
+
+
+def requires_medical(view: Callable[P, R]) -> Callable[P, R]:
+    """`requires` for medical records: the medical roles and admin (who holds no nurse's role), 403 for
+    everyone else, finance included."""
+
+    @requires("viewer")
+    @wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        if not has_medical(current_principal().roles):
+            raise Forbidden(f"this action needs the {MEDICAL} role", code="missing_role")
+        return view(*args, **kwargs)
+
+    wrapper.required_role = MEDICAL  # type: ignore[attr-defined]
+    return wrapper
 
 
 def _actor() -> Actor:
@@ -342,7 +362,7 @@ def _prescription_document(p: Prescription) -> dict[str, Any]:
 
 @inpatient_api.get("/deals/<deal_id>/stay/prescriptions")
 @api_doc(summary="The stay's prescriptions (medical)", tags=TAGS, errors=(403, 404))
-@requires(MEDICAL)
+@requires_medical
 def get_prescriptions(deal_id: str) -> Any:
     stay = current_stay(db_session(), current_portal(), deal_id)
     rows = db_session().scalars(
@@ -354,7 +374,7 @@ def get_prescriptions(deal_id: str) -> Any:
 @inpatient_api.post("/deals/<deal_id>/stay/prescriptions")
 @api_doc(summary="Prescribe a drug at times of day (medical)", tags=TAGS, request=PrescriptionSchema,
          response=PrescriptionSchema, status=201, errors=ERRORS)  # fmt: skip
-@requires(MEDICAL)
+@requires_medical
 @mutation
 def post_prescription(deal_id: str) -> Any:
     body = load_body(PrescriptionSchema())
@@ -378,7 +398,7 @@ def post_prescription(deal_id: str) -> Any:
 @inpatient_api.post("/deals/<deal_id>/stay/prescriptions/<int:prescription_id>/stop")
 @api_doc(summary="Stop a prescription from now on (medical)", tags=TAGS, request=PrescriptionStopSchema,
          response=PrescriptionSchema, errors=ERRORS)  # fmt: skip
-@requires(MEDICAL)
+@requires_medical
 @mutation
 def post_stop(deal_id: str, prescription_id: int) -> Any:
     body = load_body(PrescriptionStopSchema())
@@ -391,7 +411,7 @@ def post_stop(deal_id: str, prescription_id: int) -> Any:
 @inpatient_api.get("/rounds/due")
 @api_doc(summary="What the nurses must do now, per building (medical)", tags=TAGS, query=DueQuerySchema,
          errors=(403,))  # fmt: skip
-@requires(MEDICAL)
+@requires_medical
 def get_due() -> Any:
     query = load_query(DueQuerySchema())
     at = query.get("at") or clock.now_utc()
@@ -403,7 +423,7 @@ def get_due() -> Any:
 
 @inpatient_api.get("/rounds/reasons")
 @api_doc(summary="Why a dose was not given, and the next step each reason proposes", tags=TAGS)
-@requires(MEDICAL)
+@requires_medical
 def get_reasons() -> Any:
     return {"reasons": reason_catalogue()}
 
@@ -437,7 +457,7 @@ def _mark(value: str, outcome: str, schema: RoundGivenSchema) -> Any:
 @inpatient_api.post("/rounds/<round_id>/given")
 @api_doc(summary="Mark a dose given (medical)", tags=TAGS, request=RoundGivenSchema,
          response=RoundRecordSchema, status=201, errors=ERRORS)  # fmt: skip
-@requires(MEDICAL)
+@requires_medical
 @mutation
 def post_given(round_id: str) -> Any:
     return _mark(round_id, "given", RoundGivenSchema())
@@ -446,7 +466,7 @@ def post_given(round_id: str) -> Any:
 @inpatient_api.post("/rounds/<round_id>/not-given")
 @api_doc(summary="Mark a dose not given, with a reason from the catalogue (medical)", tags=TAGS,
          request=RoundNotGivenSchema, response=RoundRecordSchema, status=201, errors=ERRORS)  # fmt: skip
-@requires(MEDICAL)
+@requires_medical
 @mutation
 def post_not_given(round_id: str) -> Any:
     return _mark(round_id, "not_given", RoundNotGivenSchema())
@@ -454,7 +474,7 @@ def post_not_given(round_id: str) -> Any:
 
 @inpatient_api.get("/deals/<deal_id>/stay/rounds")
 @api_doc(summary="The stay's round record, corrections included (medical)", tags=TAGS, errors=(403, 404))
-@requires(MEDICAL)
+@requires_medical
 def get_rounds(deal_id: str) -> Any:
     stay = current_stay(db_session(), current_portal(), deal_id)
     return {
@@ -465,7 +485,7 @@ def get_rounds(deal_id: str) -> Any:
 
 @inpatient_api.get("/deals/<deal_id>/stay/rounds.csv")
 @api_doc(summary="The round record as CSV (medical)", tags=TAGS, errors=(403, 404))
-@requires(MEDICAL)
+@requires_medical
 def get_rounds_csv(deal_id: str) -> Response:
     portal = current_portal()
     stay = current_stay(db_session(), portal, deal_id)
@@ -477,7 +497,7 @@ def get_rounds_csv(deal_id: str) -> Response:
 @inpatient_api.post("/deals/<deal_id>/stay/examinations")
 @api_doc(summary="Record an examination: doctor, date, results, next steps (medical)", tags=TAGS,
          request=ExaminationSchema, response=ExaminationSchema, status=201, errors=ERRORS)  # fmt: skip
-@requires(MEDICAL)
+@requires_medical
 @mutation
 def post_examination(deal_id: str) -> Any:
     body = load_body(ExaminationSchema())
@@ -517,7 +537,7 @@ def _examination_document(examination: Examination) -> dict[str, Any]:
 
 @inpatient_api.get("/deals/<deal_id>/stay/examinations")
 @api_doc(summary="The stay's examinations (medical)", tags=TAGS, errors=(403, 404))
-@requires(MEDICAL)
+@requires_medical
 def get_examinations(deal_id: str) -> Any:
     stay = current_stay(db_session(), current_portal(), deal_id)
     rows = db_session().scalars(

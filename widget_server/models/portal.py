@@ -10,7 +10,16 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, BigIntPK, JsonDoc, utcnow
 
-__all__ = ["MEDICAL", "PORTAL_KINDS", "PORTAL_STATUSES", "ROLES", "Portal", "PortalUser", "implied_roles"]
+__all__ = [
+    "MEDICAL",
+    "PORTAL_KINDS",
+    "PORTAL_STATUSES",
+    "ROLES",
+    "Portal",
+    "PortalUser",
+    "has_medical",
+    "implied_roles",
+]
 
 PORTAL_KINDS = ("amocrm", "bitrix24", "sandbox")
 PORTAL_STATUSES = ("active", "needs_reauth", "blocked", "uninstalled")
@@ -31,10 +40,16 @@ _IMPLIES: dict[str, frozenset[str]] = {
     "staff": frozenset({"viewer", "staff"}),
     "supervisor": frozenset({"viewer", "staff", "supervisor"}),
     "finance": frozenset({"viewer", "staff", "finance"}),
-    "admin": frozenset(ROLES) | {MEDICAL},
+    # Admin reads medical records too (`has_medical`) without holding the nurse's or doctor's role.
+    "admin": frozenset(ROLES) - {"nurse", "doctor"},
     "nurse": frozenset({"viewer", "staff", "nurse", MEDICAL}),
     "doctor": frozenset({"viewer", "staff", "doctor", MEDICAL}),
 }
+
+
+def has_medical(roles: frozenset[str] | set[str]) -> bool:
+    """Medical records (prescriptions, rounds, examinations): the medical roles and admin, never finance."""
+    return MEDICAL in roles or "admin" in roles
 
 
 def implied_roles(roles: list[str] | tuple[str, ...] | set[str]) -> frozenset[str]:

@@ -227,7 +227,7 @@ export const inpatientSection = {
   visible: (session) => session.features.stay,
   render(ctx) {
     const { t, session } = ctx;
-    const medical = session.roles.includes('medical');
+    const medical = session.roles.includes('medical') || session.roles.includes('admin'); // as has_medical() on the server
     addStyles(document);
     const view = h('div', { class: 'cbp-inpatient' }, h('p', { class: 'cbp-muted' }, t('loading')));
     const slot = h('div', { class: 'cbp-form-slot' });
