@@ -228,7 +228,7 @@ SEED002_TEMPLATES: dict[str, list[dict[str, Any]]] = {
                     ],
                 }
             ],
-            conditions={"statuses": [], "fields_set": ["Отложенный спрос"]},
+            conditions={"fields_set": ["Отложенный спрос"]},
         )
     ],
     "lost_review": [
