@@ -253,3 +253,11 @@ def test_enabling_a_rule_catches_up_on_known_visits(api, rt, clinic, frozen, job
         (f.occurrence.split(":")[0], f.planned_at.astimezone(MSK).strftime("%d.%m.%Y %H:%M"))
         for f in firings(rt, clinic.id)
     ] == [("last", "02.09.2026 10:00")]
+
+
+def test_openapi_lists_the_journey_endpoints(client):
+    paths = client.get("/api/v1/openapi.json").get_json()["paths"]
+    assert {"get", "post"} <= set(paths["/api/v1/journey/rules"])
+    assert "patch" in paths["/api/v1/journey/rules/{rule_id}"]
+    for path in ("/rules/{rule_id}/preview", "/templates", "/firings", "/answers"):
+        assert f"/api/v1/journey{path}" in paths
