@@ -182,38 +182,52 @@ def due_rounds(
     settings = inpatient_settings(portal)
     start = at - timedelta(hours=settings.lookback_hours)
     end = at + timedelta(minutes=settings.due_ahead_min if ahead_min is None else ahead_min)
-    query = (
+    query = select(
+        Prescription.id,
+        # As text on both databases (psycopg would decode jsonb and dates row by row): the text is
+        # the schedule's cache key and is parsed once per distinct schedule.
+        cast(Prescription.times, Text),
+        cast(Prescription.start_date, Text),
+        cast(Prescription.end_date, Text),
+        type_coerce(Prescription.stopped_at, String),
+        Prescription.stay_id,
+        Prescription.drug,
+        Prescription.dose,
+    ).where(
+        Prescription.portal_id == portal.id,
+        Prescription.start_date <= end.date() + timedelta(days=1),
+        (Prescription.end_date.is_(None)) | (Prescription.end_date >= start.date() - timedelta(days=1)),
+    )
+    # The stays in progress (and in the building) first: a prescription of anyone else is skipped below,
+    # cheaper than joining every prescription row to its stay.
+    stays_query = (
         select(
-            Prescription.id,
-            # As text on both databases (psycopg would decode jsonb and dates row by row): the text is
-            # the schedule's cache key and is parsed once per distinct schedule.
-            cast(Prescription.times, Text),
-            cast(Prescription.start_date, Text),
-            cast(Prescription.end_date, Text),
-            type_coerce(Prescription.stopped_at, String),
-            Prescription.stay_id,
-            Prescription.drug,
-            Prescription.dose,
+            InpatientStay.id, InpatientStay.deal_id, InpatientStay.building_id, InpatientStay.bed, Ward.name
         )
-        .join(InpatientStay, InpatientStay.id == Prescription.stay_id)
-        .where(
-            Prescription.portal_id == portal.id,
-            InpatientStay.status != "discharged",
-            Prescription.start_date <= end.date() + timedelta(days=1),
-            (Prescription.end_date.is_(None)) | (Prescription.end_date >= start.date() - timedelta(days=1)),
-        )
+        .join(Ward, Ward.id == InpatientStay.ward_id)
+        .where(InpatientStay.portal_id == portal.id, InpatientStay.status != "discharged")
     )
     if building_id is not None:
-        query = query.where(InpatientStay.building_id == building_id)
+        stays_query = stays_query.where(InpatientStay.building_id == building_id)
+        query = query.where(
+            Prescription.stay_id.in_(
+                select(InpatientStay.id).where(
+                    InpatientStay.portal_id == portal.id, InpatientStay.building_id == building_id
+                )
+            )
+        )
     # Core execution, not the ORM's: plain rows, none of the ORM's per-row loading machinery; the raw
     # (times, from, to) text is the schedule's key, parsed once per distinct schedule, not per row.
     connection = session.connection()
+    stays = {row[0]: row for row in connection.execute(stays_query)}
     rows = connection.execute(query).all()
     schedules = _Schedules(portal.timezone, start, end)
     known = schedules.known
     slots: list[tuple[int, datetime]] = []
     append = slots.append
     for row in rows:
+        if row[5] not in stays:
+            continue
         times = row[1]  # JSON text on SQLite; psycopg decodes jsonb into a list whatever the coercion
         key = (times if isinstance(times, str) else tuple(times), row[2], row[3])
         dues = known.get(key)
@@ -233,16 +247,6 @@ def due_rounds(
     if not slots:
         return []
     prescription = {row[0]: row for row in rows}
-    stays_query = (
-        select(
-            InpatientStay.id, InpatientStay.deal_id, InpatientStay.building_id, InpatientStay.bed, Ward.name
-        )
-        .join(Ward, Ward.id == InpatientStay.ward_id)
-        .where(InpatientStay.portal_id == portal.id, InpatientStay.status != "discharged")
-    )
-    if building_id is not None:
-        stays_query = stays_query.where(InpatientStay.building_id == building_id)
-    stays = {row[0]: row for row in connection.execute(stays_query)}
     overdue_before = at - timedelta(minutes=settings.overdue_after_min)
     stamps: dict[datetime, str] = {}
     out: list[DueRound] = []
