@@ -13,6 +13,7 @@ from .bitrix24 import bitrix24
 from .demo import demo
 from .distribution import distribution
 from .documents import documents
+from .inpatient import inpatient
 from .journey import journey
 from .ledger import ledger
 from .mis import mis
@@ -33,6 +34,7 @@ for command in (
 cli.add_command(bitrix24)
 cli.add_command(mis)
 cli.add_command(journey)
+cli.add_command(inpatient)
 
 
 def main() -> None:
