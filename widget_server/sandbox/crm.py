@@ -56,7 +56,7 @@ from connectors.types import (
     StageRef,
     TaskRef,
 )
-from widget_server.db import Database
+from widget_server.db import Database, mark_read_only
 
 from .models import (
     KEY_LENGTH,
@@ -239,6 +239,8 @@ class SandboxCrm:
 
     def get_deal(self, deal_id: str) -> Deal:
         with self._db.transaction() as s:
+            # A reader: on SQLite it must not queue behind the write lock a request already holds.
+            mark_read_only(s)
             return _to_deal(self._deal(s, deal_id))
 
     def update_deal_fields(self, deal_id: str, fields: dict[str, FieldValue]) -> None:
@@ -314,6 +316,7 @@ class SandboxCrm:
                 "phone_e164", f"an E.164 number like +79161234567 is required (got {phone_e164!r})"
             )
         with self._db.transaction() as s:
+            mark_read_only(s)
             # Phones live in a JSON list; a sandbox holds few contacts, so filtering here stays portable.
             rows = s.scalars(
                 select(SandboxContact)
@@ -343,6 +346,7 @@ class SandboxCrm:
 
     def get_contact(self, contact_id: str) -> Contact:
         with self._db.transaction() as s:
+            mark_read_only(s)
             row = self._contact(s, contact_id, path="contact_id")
             # Deals keep their contacts in a JSON list; a sandbox holds few deals, so filter here (portable).
             deals = s.scalars(
@@ -355,6 +359,7 @@ class SandboxCrm:
 
     def get_company(self, company_id: str) -> Company:
         with self._db.transaction() as s:
+            mark_read_only(s)
             row = self._company(s, company_id)
             return Company(str(row.id), row.name, _str_id(row.responsible_user_id))
 
@@ -457,6 +462,7 @@ class SandboxCrm:
 
     def list_users(self) -> list[CrmUser]:
         with self._db.transaction() as s:
+            mark_read_only(s)
             rows = s.scalars(
                 select(SandboxUser).where(SandboxUser.portal_id == self._portal_id).order_by(SandboxUser.id)
             )
