@@ -88,3 +88,13 @@ def test_a_visit_without_booked_by_goes_to_the_deal_responsible(rt, portal, staf
     doc = _op(rt, portal)
     assert [a["deal_id"] for a in doc["appointments"]] == ["D77"]
     assert {line["code"]: line["amount"] for line in doc["lines"]}["conversion"] == "150.00"
+
+
+def test_each_line_is_rounded_half_up_to_kopecks(rt, portal, staff) -> None:  # type: ignore[no-untyped-def]
+    # 0.30 ₽/h × 1 min = 0.005 ₽: half up is 0.01 (banker's rounding would pay 0.00).
+    op = staff.operator("Ольга Иванова", hourly_rate="0.30", overtime_rate="0.90")
+    staff.schedule(op, date(2026, 3, 2), start="09:00", hours=1 / 60)
+    staff.work(op, _at(2026, 3, 2, 9), _at(2026, 3, 2, 9, 2))
+    lines = {line["code"]: line for line in _op(rt, portal)["lines"]}
+    assert (lines["base"]["minutes"], lines["base"]["amount"]) == (1, "0.01")
+    assert (lines["overtime"]["minutes"], lines["overtime"]["amount"]) == (1, "0.02")  # 0.015 → 0.02
