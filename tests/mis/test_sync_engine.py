@@ -170,3 +170,21 @@ def test_unmapped_status_is_logged_and_queues_nothing(rt, sync):
     result = sync(visit(status="requested"))
     assert result.counts == {"created": 1, "unmapped": 1}
     assert result.jobs == 0
+
+
+def test_a_booking_takes_the_inquiry_before_it_and_a_late_history_visit_none(rt, clinic, sync):
+    from widget_server.appointments.tickets import offer_lead
+    from widget_server.models import Portal
+
+    inquiry_at = datetime(2026, 3, 5, 17, 0, tzinfo=MSK)  # an hour before the booking (visit() changed 18:00)
+    with rt.db.transaction() as s:
+        portal = s.get(Portal, clinic.id)
+        for deal_id, at in (("701", inquiry_at), ("702", inquiry_at + timedelta(days=200))):
+            offer_lead(s, portal, deal_id=deal_id, created_at=at, name="Смирнова Анна", phone="+79161234567")
+    sync(visit())
+    assert _row(rt).deal_id == "701"
+    # A visit of last year first seen now: booked long before the patient's open inquiry 702.
+    booked_last_year = datetime(2025, 3, 1, 12, 0, tzinfo=MSK)
+    starts = booked_last_year + timedelta(days=3)
+    sync(visit("R0", starts_at=starts, ends_at=None, changed_at=booked_last_year))
+    assert _row(rt, "R0").deal_id is None

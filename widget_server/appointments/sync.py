@@ -48,6 +48,9 @@ __all__ = [
 
 MIRROR_OPERATION = "mis_mirror_appointment"
 INTAKE_WINDOW = timedelta(days=30)
+CLOCK_SLACK = timedelta(hours=1)
+"""A lead the CRM stamped this much after the MIS stamped the booking still came first (two clocks, and a
+telephony integration that creates the deal a little after the call)."""
 WAKE_GROUP = 50
 log = logging.getLogger(__name__)
 _EPOCH = datetime(1970, 1, 1).astimezone()
@@ -343,7 +346,10 @@ class _Engine:
                 lead
                 for phone in phones
                 for lead in leads.get(phone, [])
-                if lead.appointment_id is None and lead.lead_created_at >= booked_at - INTAKE_WINDOW
+                if lead.appointment_id is None
+                # The inquiry came before the booking, by at most 30 days: a visit first seen long after it
+                # was booked (a history import) must not take the patient's newest inquiry.
+                and booked_at - INTAKE_WINDOW <= lead.lead_created_at <= booked_at + CLOCK_SLACK
             ]
             if candidates:
                 lead = min(candidates, key=lambda c: (c.lead_created_at, c.id))
