@@ -170,3 +170,21 @@ def test_operators_shifts_follow_the_crm_work_day_when_the_portal_says_so(
     assert (states[ivanova], states[petrova], states.get(sidorova)) == ("on_shift", "paused", None)
     assert sources == {ivanova: "timeman", petrova: "timeman"}
     assert sorted(day.asked[0]) == sorted([_crm_id(rt, ivanova), _crm_id(rt, petrova)])
+
+
+def test_the_api_reads_the_sticky_owner_when_the_caller_names_none(
+    rt, clinic, crm, on_shift, frozen, make_api
+):
+    _, _, sidorova = on_shift
+    staff = make_api(clinic, "staff")
+    contact = _contact(crm, "Елена Орлова", _crm_id(rt, sidorova), 1)
+    first, second = _deal(crm, 1, contact_ids=(contact,)), _deal(crm, 2, contact_ids=(contact,))
+
+    where = {"pipeline_id": "primary", "stage_id": "new"}
+    looked_up = staff.post(f"/api/v1/deals/{first}/assign", json=where).get_json()
+    named_none = staff.post(
+        f"/api/v1/deals/{second}/assign", json={**where, "sticky_crm_user_ids": []}
+    ).get_json()
+
+    assert (looked_up["user_id"], looked_up["decision"]["reason"]) == (sidorova, "sticky")
+    assert named_none["decision"]["reason"] == "round_robin"

@@ -7,14 +7,18 @@ admins) edit rules and shifts, set anyone's status, force a reassignment, read r
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response
 from sqlalchemy import func, select
 
+from connectors.errors import ConnectorError
+
 from .. import clock, runtime
 from ..distribution import DealContext, assign_deal, create_rule, mark_taken, update_rule
+from ..distribution.crm_links import sticky_owners
 from ..distribution.engine import as_dicts
 from ..distribution.operators import add_shift, heartbeat, set_status
 from ..distribution.report import fairness, fairness_csv
@@ -31,6 +35,7 @@ from ..models import (
     Portal,
     PortalUser,
 )
+from ..registry import crm_for
 from .auth import current_portal, current_principal, requires
 from .body import load_body, load_query
 from .idempotency import mutation
@@ -50,6 +55,7 @@ from .schemas_distribution import (
 __all__ = ["distribution_api"]
 
 distribution_api = Blueprint("distribution_api", __name__, url_prefix="/api/v1")
+log = logging.getLogger(__name__)
 
 TAG = ["distribution"]
 
@@ -328,6 +334,27 @@ def post_heartbeat(user_id: int) -> Any:
 # --- assignment and decisions ------------------------------------------------------------------------------
 
 
+def _sticky_from_crm(session: Any, portal_id: int, deal_id: str) -> tuple[str, ...]:
+    """The caller named no sticky owner (an explicit [] means none): read them from the CRM, for a lead not
+    decided yet, so a repeated call costs no CRM read. A deal the CRM lacks, or a CRM that cannot answer
+    now, leaves the choice to the rule rather than failing the assignment."""
+    decided = session.scalar(
+        select(DistributionAssignment.id).where(
+            DistributionAssignment.portal_id == portal_id,
+            DistributionAssignment.deal_id == deal_id,
+            DistributionAssignment.state != "unmatched",
+        )
+    )
+    if decided is not None:
+        return ()
+    crm = crm_for(_portal(), runtime.current())
+    try:
+        return sticky_owners(crm, crm.get_deal(deal_id))
+    except ConnectorError as exc:
+        log.info("no sticky owner read for deal %s: %s", deal_id, exc)
+        return ()
+
+
 @distribution_api.post("/deals/<deal_id>/assign")
 @api_doc(summary="Assign the deal to an operator (202 when it waits in the queue)", tags=TAG,
          request=AssignSchema, errors=(404,))  # fmt: skip
@@ -343,12 +370,15 @@ def post_assign(deal_id: str) -> Any:
         rule = session.get(DistributionRule, body["rule_id"])
         if rule is None or rule.portal_id != principal.portal_id or not rule.active:
             raise ValidationFailed.for_field("rule_id", "unknown or inactive rule")
+    sticky = body.get("sticky_crm_user_ids")
+    if sticky is None and not body["force"]:
+        sticky = _sticky_from_crm(session, principal.portal_id, deal_id)
     context = DealContext(
         pipeline_id=body.get("pipeline_id"),
         stage_id=body.get("stage_id"),
         source=body.get("source"),
         tags=tuple(body.get("tags") or ()),
-        sticky_crm_user_ids=tuple(body.get("sticky_crm_user_ids") or ()),
+        sticky_crm_user_ids=tuple(sticky or ()),
     )
     result = assign_deal(
         session, _portal(), deal_id, trigger="api", context=context, rule_id=body.get("rule_id"),

@@ -26,6 +26,7 @@ from connectors.types import (
 from .. import clock, runtime
 from ..db import mark_read_only
 from ..distribution import DealContext, assign_deal, drain_queue, mark_taken, record_manual, redistribute_due
+from ..distribution.crm_links import sticky_owners
 from ..distribution.operators import set_status
 from ..distribution.queue import close_assignment
 from ..distribution.rules import active_member_ids, has_active_rules, validate_rule
@@ -35,7 +36,6 @@ from ..registry import crm_for
 from .joblog import logged_job
 
 __all__ = [
-    "STICKY_OTHER_DEALS",
     "distribute_on_dp_action",
     "distribute_on_new_deal",
     "distribute_on_stage_change",
@@ -44,7 +44,6 @@ __all__ = [
     "record_reassignment",
     "run_distribution_sweep",
     "simulate_job",
-    "sticky_owners",
     "sync_work_days",
 ]
 
@@ -52,34 +51,6 @@ log = logging.getLogger(__name__)
 
 CLOSED_STAGES = frozenset({"142", "143", "won", "lost"})
 """amoCRM's fixed won/lost status ids in every pipeline, and the sandbox's closed stages."""
-STICKY_OTHER_DEALS = 3
-"""How many of the contact's other open deals are read for their responsible (one request each)."""
-
-
-def sticky_owners(crm: CrmClient, deal: Deal) -> tuple[str, ...]:
-    """CRM user ids of the deal's main contact's responsible, its company's, and its other open deals'
-    responsibles, in that order (the engine takes the first of them who is eligible). A contact or company
-    gone from the CRM just gives no owner; a CRM that cannot be reached now makes the job retry."""
-    if not deal.contact_ids:
-        return ()
-    try:
-        contact = crm.get_contact(deal.contact_ids[0])
-    except Rejected:
-        return ()
-    owners = [contact.responsible_user_id]
-    if contact.company_id:
-        try:
-            owners.append(crm.get_company(contact.company_id).responsible_user_id)
-        except Rejected:
-            pass
-    for other in [d for d in contact.open_deal_ids if d != deal.id][:STICKY_OTHER_DEALS]:
-        try:
-            owners.append(crm.get_deal(other).responsible_user_id)
-        except Rejected:
-            continue
-    return tuple(dict.fromkeys(owner for owner in owners if owner))
-
-
 def _deal_context(crm: CrmClient, deal: Deal) -> DealContext:
     return DealContext(
         pipeline_id=deal.stage.pipeline_id,
