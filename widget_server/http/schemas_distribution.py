@@ -107,7 +107,13 @@ class AssignSchema(StrictSchema):
     stage_id = f.String(validate=validate.Length(max=64))
     source = f.String(validate=validate.Length(max=120))
     tags = f.List(f.String(validate=validate.Length(max=120)))
-    sticky_crm_user_ids = f.List(f.String(validate=validate.Length(max=64)))
+    sticky_crm_user_ids = f.List(
+        f.String(validate=validate.Length(max=64)),
+        metadata={
+            "description": "CRM user ids to prefer, in order; omitted: read from the CRM (the contact's,"
+            " its company's, its other open deals' responsible); [] means none"
+        },
+    )
 
 
 class DecisionQuerySchema(StrictSchema):
