@@ -35,7 +35,7 @@ from ..models import LedgerEntry, Portal, PurchaseRequest, StayAccount
 from ..money import AmountError, format_minor, minor_to_decimal, parse_amount
 from .auth import current_portal, current_principal, requires
 from .body import load_body, load_query
-from .idempotency import mutation
+from .idempotency import local_mutation
 from .lifecycle import db_session
 from .openapi import api_doc
 from .schemas_ledger import (
@@ -200,7 +200,7 @@ def _after(portal: Portal, account: StayAccount, entries: list[LedgerEntry]) -> 
     errors=ERRORS,
 )
 @requires("staff")
-@mutation
+@local_mutation
 def admit_patient(deal_id: str) -> Any:
     body = load_body(AdmitSchema())
     portal = _portal()
@@ -264,7 +264,7 @@ def _entry_response(portal: Portal, account: StayAccount, entry: LedgerEntry) ->
 @stay_api.post("/deposits")
 @api_doc(summary="Top up the account", tags=["stay"], request=DepositSchema, status=201, errors=ERRORS)
 @requires("finance")
-@mutation
+@local_mutation
 def post_deposit(deal_id: str) -> Any:
     body = load_body(DepositSchema())
     portal = _portal()
@@ -290,7 +290,7 @@ def post_deposit(deal_id: str) -> Any:
     errors=ERRORS,
 )
 @requires("finance")
-@mutation
+@local_mutation
 def post_charge(deal_id: str) -> Any:
     body = load_body(ChargeSchema())
     portal = _portal()
@@ -317,7 +317,7 @@ def post_charge(deal_id: str) -> Any:
     errors=ERRORS,
 )
 @requires("finance")
-@mutation
+@local_mutation
 def post_purchase(deal_id: str) -> Any:
     body = load_body(PurchaseSchema())
     portal = _portal()
@@ -350,7 +350,7 @@ def post_purchase(deal_id: str) -> Any:
     errors=ERRORS,
 )
 @requires("finance")
-@mutation
+@local_mutation
 def approve(deal_id: str, purchase_id: int) -> Any:
     consent = load_body(ApproveSchema())["consent"]
     portal = _portal()
@@ -377,7 +377,7 @@ def approve(deal_id: str, purchase_id: int) -> Any:
     summary="The representative refused: void the hold", tags=["stay"], request=RejectSchema, errors=ERRORS
 )
 @requires("finance")
-@mutation
+@local_mutation
 def reject(deal_id: str, purchase_id: int) -> Any:
     body = load_body(RejectSchema())
     portal = _portal()
@@ -394,7 +394,7 @@ def reject(deal_id: str, purchase_id: int) -> Any:
     summary="Reverse one entry (admin)", tags=["stay"], request=ReversalSchema, status=201, errors=ERRORS
 )
 @requires("admin")
-@mutation
+@local_mutation
 def post_reversal(deal_id: str, entry_id: int) -> Any:
     body = load_body(ReversalSchema())
     portal = _portal()
@@ -411,7 +411,7 @@ def post_reversal(deal_id: str, entry_id: int) -> Any:
     errors=ERRORS,
 )
 @requires("finance")
-@mutation
+@local_mutation
 def post_tariff(deal_id: str) -> Any:
     body = load_body(TariffChangeSchema())
     portal = _portal()
@@ -429,7 +429,7 @@ def post_tariff(deal_id: str) -> Any:
     errors=ERRORS,
 )
 @requires("finance")
-@mutation
+@local_mutation
 def post_discharge(deal_id: str) -> Any:
     body = load_body(DischargeSchema())
     portal = _portal()

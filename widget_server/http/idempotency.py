@@ -1,11 +1,15 @@
 """The unit of work of every state-changing endpoint, with Idempotency-Key semantics.
 
 Same key + same body → the first response again (header `Idempotent-Replayed: true`); same key + another
-body → 409; a key whose first request is still running → 409 with Retry-After. The claim, the endpoint's
-own changes and the stored response are one transaction, so there is no window in which the effect exists
-without its recorded response, and a request that fails leaves no claim behind. A second request with the
-same key meanwhile waits on the first one's uncommitted claim (SQLite's write lock, PostgreSQL's unique
-index) and is then answered from its record.
+body → 409; a key whose first request is still running → 409 with Retry-After. The stored response is
+written in the same transaction as the endpoint's own changes, so there is no window in which the effect
+exists without its recorded response.
+
+`mutation` claims the key in a short transaction of its own, so a view may call a CRM or the MIS before it
+writes without holding a write lock meanwhile. `local_mutation` is for views whose whole work is in this
+database (the stay ledger's): the claim joins their transaction, which saves a transaction per request, and
+a request that fails leaves no claim behind; a second request with the same key waits on the first one's
+uncommitted claim (SQLite's write lock, PostgreSQL's unique index) and is then answered from its record.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from ..errors import ApiError, Conflict, DomainError
 from ..models import IdempotencyRecord, utcnow
 from .lifecycle import db_session, error_response
 
-__all__ = ["IDEMPOTENCY_TTL", "mutation"]
+__all__ = ["IDEMPOTENCY_TTL", "local_mutation", "mutation"]
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +133,8 @@ def _claim(
 def _remember_refusal(
     session: Session, portal_id: int, key: str, request_hash: str, actor: str, response: Response
 ) -> None:
-    """After the rollback of a refused request (which took its claim with it): store the refusal."""
+    """After the rollback of a refused request: complete its claim with the refusal, or, where the claim
+    was in the rolled-back transaction, store the refusal afresh."""
     outcome = {
         "state": "completed",
         "response_status": response.status_code,
@@ -173,7 +178,22 @@ def _as_response(result: Any) -> Response:
 
 def mutation(view: Callable[P, Any]) -> Callable[P, Response]:
     """Run a state-changing view as one transaction, honouring Idempotency-Key. Use under `requires`."""
+    return _mutation(view, claim_in_view_transaction=False)
 
+
+def local_mutation(view: Callable[P, Any]) -> Callable[P, Response]:
+    """`mutation` for a view that only works in this database (no CRM, MIS or other waits): the key is
+    claimed inside the view's own transaction. A view that waits on anything outside would hold SQLite's
+    write lock while it waits (and block the sandbox CRM's own transactions): use `mutation` there."""
+    return _mutation(view, claim_in_view_transaction=True)
+
+
+def _claim_apart(portal_id: int, key: str, request_hash: str, actor: str) -> int | Response:
+    with runtime.current().db.transaction() as session:
+        return _claim(session, portal_id, key, request_hash, actor)
+
+
+def _mutation(view: Callable[P, Any], *, claim_in_view_transaction: bool) -> Callable[P, Response]:
     @wraps(view)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
         session = db_session()
@@ -198,13 +218,16 @@ def mutation(view: Callable[P, Any]) -> Callable[P, Response]:
             )
         principal = g.principal
         request_hash = _request_hash()
-        try:
-            claimed = _claim(session, principal.portal_id, key, request_hash, principal.actor)
-        except BaseException:
-            session.rollback()
-            raise
+        if claim_in_view_transaction:
+            try:
+                claimed = _claim(session, principal.portal_id, key, request_hash, principal.actor)
+            except BaseException:
+                session.rollback()
+                raise
+        else:
+            claimed = _claim_apart(principal.portal_id, key, request_hash, principal.actor)
         if isinstance(claimed, Response):
-            session.rollback()  # a replay wrote nothing: end the transaction the claim opened
+            session.rollback()  # a replay wrote nothing: end the transaction the claim may have opened
             return claimed
         record_id = claimed
         try:
