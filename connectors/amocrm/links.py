@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..arguments import checked_handovers, platform_id
@@ -78,12 +79,8 @@ class LinksMixin:
             (lead for lead in self._leads(lead_ids) if lead.get("status_id") not in _CLOSED),
             key=lambda lead: (int(lead.get("created_at") or 0), int(lead["id"])),
         )
-        return Contact(
-            id=contact.id,
-            name=contact.name,
-            phones=contact.phones,
-            emails=contact.emails,
-            responsible_user_id=contact.responsible_user_id,
+        return replace(
+            contact,
             company_id=companies[0] if companies else None,
             open_deal_ids=tuple(str(lead["id"]) for lead in open_leads),
         )

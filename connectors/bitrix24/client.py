@@ -42,7 +42,7 @@ from ..types import (
 )
 from .fields import FieldDef, decode_value, encode_value, normalize_phone, parse_field_defs, phone_forms
 from .links import LinksMixin
-from .transport import B24Transport
+from .transport import B24Transport, refused
 
 __all__ = ["DEAL", "LOSS_REASON_FIELD", "MESSAGE_SENT", "WORK_DAY_STATES", "Bitrix24Client", "reference_for"]
 
@@ -249,15 +249,7 @@ class Bitrix24Client(LinksMixin):
         result = self.transport.batch_many(commands)
         for value in result.result.values():
             self._written(value)
-        if result.errors:
-            first = next(iter(result.errors.values()))
-            names = ", ".join(f"{k[1:]}: {e.code}" for k, e in result.errors.items())
-            raise Rejected(
-                f"bitrix24: {len(result.errors)} of {len(commands)} deal updates refused ({names})",
-                status=first.status,
-                code=first.code,
-                path="updates",
-            )
+        refused(result, len(commands), "deal updates", "updates")
 
     def _stage_semantics(self, category: int) -> dict[str, str]:
         if category not in self._stages:

@@ -13,12 +13,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..arguments import checked_handovers, platform_id
 from ..arguments import required_text as _text
 from ..errors import Rejected
 from ..types import Company, Contact, CrmUser, Handover, NoteRef
+from .transport import refused
 
 if TYPE_CHECKING:
     from .transport import B24Transport
@@ -75,16 +77,7 @@ class LinksMixin:
             read=True,
         )
         deals = tuple(str(item["id"]) for item in (result or {}).get("items") or ())
-        contact = found[0]
-        return Contact(
-            id=contact.id,
-            name=contact.name,
-            phones=contact.phones,
-            emails=contact.emails,
-            responsible_user_id=contact.responsible_user_id,
-            company_id=contact.company_id,
-            open_deal_ids=deals,
-        )
+        return replace(found[0], open_deal_ids=deals)
 
     def get_company(self, company_id: str) -> Company:
         result = self._call(
@@ -150,16 +143,7 @@ class LinksMixin:
             (f"t{task_id}", "tasks.task.update", {"taskId": task_id, "fields": {"RESPONSIBLE_ID": user}})
             for task_id, user in ((task_id, owner[deal_id]) for task_id, deal_id in tasks.items())
         ]
-        result = self.transport.batch_many(commands)
-        if result.errors:
-            first = next(iter(result.errors.values()))
-            names = ", ".join(f"{k}: {e.code}" for k, e in result.errors.items())
-            raise Rejected(
-                f"bitrix24: {len(result.errors)} of {len(commands)} hand-over changes refused ({names})",
-                status=first.status,
-                code=first.code,
-                path="handovers",
-            )
+        refused(self.transport.batch_many(commands), len(commands), "hand-over changes", "handovers")
 
     def _deal_links(self, ids: Sequence[int]) -> dict[int, Mapping[str, Any]]:
         out: dict[int, Mapping[str, Any]] = {}

@@ -32,7 +32,7 @@ from ..http import PortalHttp
 from ..types import OAuthToken
 from .forms import build_query
 
-__all__ = ["BATCH_MAX", "B24Transport", "BatchResult", "Budget", "portal_host_ok"]
+__all__ = ["BATCH_MAX", "B24Transport", "BatchResult", "Budget", "portal_host_ok", "refused"]
 
 BATCH_MAX = 50
 SLOW_BATCH_S = 40.0
@@ -64,6 +64,20 @@ class Budget(Protocol):
 class BatchResult:
     result: dict[str, Any] = field(default_factory=dict)
     errors: dict[str, Rejected] = field(default_factory=dict)
+
+
+def refused(result: BatchResult, total: int, what: str, path: str) -> None:
+    """`Rejected` naming every refused command of a batch (HTTP 200 hides them), if any was."""
+    if not result.errors:
+        return
+    first = next(iter(result.errors.values()))
+    names = ", ".join(f"{key}: {error.code}" for key, error in result.errors.items())
+    raise Rejected(
+        f"bitrix24: {len(result.errors)} of {total} {what} refused ({names})",
+        status=first.status,
+        code=first.code,
+        path=path,
+    )
 
 
 class _MethodBlocked(Exception):
