@@ -45,9 +45,12 @@ def checked_handovers(
     """deal id → (hand-over, the user's platform id), every user checked (`user_id(id, path)`) and every
     deal found (`found(ids)` → the ids the platform has) before anything is written."""
     checked: dict[int, tuple[Handover, int]] = {}
+    users: dict[str, int] = {}  # a sweep hands many leads to few operators: each checked once
     for i, handover in enumerate(handovers):
         deal = platform_id(handover.deal_id, f"handovers[{i}].deal_id", not_found_code=not_found_code)
-        checked[deal] = (handover, user_id(handover.user_id, f"handovers[{i}].user_id"))
+        if handover.user_id not in users:
+            users[handover.user_id] = user_id(handover.user_id, f"handovers[{i}].user_id")
+        checked[deal] = (handover, users[handover.user_id])
     if checked:
         have = found(list(checked))
         missing = [deal for deal in checked if deal not in have]

@@ -188,3 +188,45 @@ def test_the_api_reads_the_sticky_owner_when_the_caller_names_none(
 
     assert (looked_up["user_id"], looked_up["decision"]["reason"]) == (sidorova, "sticky")
     assert named_none["decision"]["reason"] == "round_robin"
+
+
+def test_leads_decided_together_are_handed_over_by_one_job(rt, clinic, crm, operators, frozen, jobs):
+    ivanova = operators[0]
+    _rule(rt, clinic, [{"user_id": ivanova}])
+    outsider = crm.seed_user("Бухгалтер Клиники", email="acc@example.ru").id
+    contacts = [_contact(crm, f"Пациент {n}", outsider, n) for n in range(3)]
+    deals = [_deal(crm, n, contact_ids=(contact,)) for n, contact in enumerate(contacts)]
+    for deal in deals:
+        assert _assign(rt, clinic, deal)[0] == "queued"  # nobody on shift yet
+
+    _status(rt, clinic, ivanova, "on_shift")  # the queue drains in this one transaction
+    jobs()
+
+    with rt.db.transaction() as s:
+        [job] = s.scalars(select(OutboxJob).where(OutboxJob.operation == "distribution_hand_over")).all()
+        assert (job.state, [h["deal_id"] for h in job.payload["handovers"]]) == ("done", deals)
+    assert {crm.get_contact(c).responsible_user_id for c in contacts} == {_crm_id(rt, ivanova)}
+
+
+def test_one_refused_lead_does_not_hold_back_the_others() -> None:
+    from connectors.errors import Rejected
+    from widget_server.jobs.distribution import hand_over
+
+    class Crm:
+        def __init__(self) -> None:
+            self.done: list[str] = []
+
+        def hand_over(self, handovers):  # type: ignore[no-untyped-def]
+            if any(h.deal_id == "13" for h in handovers):
+                raise Rejected("no such deal", status=404, code="NotFound")
+            self.done += [h.deal_id for h in handovers]
+
+    crm = Crm()
+    payload = {"handovers": [{"deal_id": d, "user_id": "7"} for d in ("11", "13", "15")]}
+
+    result = hand_over(crm, payload, "k")  # type: ignore[arg-type]
+
+    assert crm.done == ["11", "15"]
+    assert (result["handed_over"], [r["deal_id"] for r in result["refused"]]) == (2, ["13"])
+    with pytest.raises(Rejected):
+        hand_over(crm, {"handovers": [{"deal_id": "13", "user_id": "7"}]}, "k")  # type: ignore[arg-type]

@@ -60,20 +60,35 @@ def _deal_context(crm: CrmClient, deal: Deal) -> DealContext:
 
 
 def hand_over(crm: CrmClient, payload: dict[str, Any], _key: str) -> dict[str, Any]:
-    """Outbox operation `distribution_hand_over`: the deal's contacts, company and open tasks go to its new
-    responsible (setting a responsible is idempotent by nature, so the key is not needed)."""
-    crm.hand_over(
-        [
-            Handover(
-                str(payload["deal_id"]),
-                str(payload["user_id"]),
-                contacts=bool(payload.get("contacts", True)),
-                company=bool(payload.get("company", True)),
-                open_tasks=bool(payload.get("open_tasks", True)),
-            )
-        ]
-    )
-    return {}
+    """Outbox operation `distribution_hand_over`: each lead's contacts, company and open tasks go to its new
+    responsible, the leads of one transaction in one call (setting a responsible is idempotent by nature, so
+    the key is not needed). One lead the CRM refuses (deleted meanwhile) does not hold back the others: the
+    batch is then sent lead by lead and the refused ones are named in the result."""
+    items = [
+        Handover(
+            str(item["deal_id"]),
+            str(item["user_id"]),
+            contacts=bool(item.get("contacts", True)),
+            company=bool(item.get("company", True)),
+            open_tasks=bool(item.get("open_tasks", True)),
+        )
+        for item in payload.get("handovers", [payload])
+    ]
+    try:
+        crm.hand_over(items)
+        return {"handed_over": len(items)}
+    except Rejected:
+        if len(items) == 1:
+            raise
+    refused: list[dict[str, str]] = []
+    for item in items:
+        try:
+            crm.hand_over([item])
+        except Rejected as exc:
+            refused.append({"deal_id": item.deal_id, "error": str(exc)})
+    if len(refused) == len(items):
+        raise Rejected(f"every hand-over was refused: {refused}", code="hand_over_refused")
+    return {"handed_over": len(items) - len(refused), "refused": refused}
 
 
 def _end_silent_shifts(session: Any, portal: Portal, at: datetime) -> int:
