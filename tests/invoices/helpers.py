@@ -3,7 +3,12 @@ abroad, a partner clinic, and a patient paying in roubles."""
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
 from typing import Any
+
+_I18N = Path(__file__).resolve().parents[2] / "static" / "widget" / "common" / "i18n" / "ru.json"
 
 INSURER = {
     "kind": "insurer",
@@ -115,3 +120,15 @@ def insurer_invoice(counterparty_id: int, **overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+def russian(reason: str) -> str | None:
+    """The panel's Russian for a server refusal reason, as core.js's `t.reason` words it (the first of the
+    i18n file's `reasons` patterns that matches; None when none does and the panel would show English)."""
+    for pattern, text in json.loads(_I18N.read_text("utf-8"))["reasons"]:
+        found = re.search(pattern, reason)
+        if found:
+            for n, group in enumerate(found.groups(), start=1):
+                text = text.replace(f"{{{n}}}", group or "")
+            return text
+    return None

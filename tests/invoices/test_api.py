@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.invoices.conftest import serve
-from tests.invoices.helpers import INSURER, PARTNER, PATIENT_PAYER, create, insurer_invoice
+from tests.invoices.helpers import INSURER, PARTNER, PATIENT_PAYER, create, insurer_invoice, russian
 from widget_server.models import (
     Counterparty,
     CounterpartyRequisites,
@@ -41,6 +41,9 @@ def counts(rt) -> dict[str, int]:  # type: ignore[no-untyped-def]
 def refused(response, field: str, status: int = 422) -> None:  # type: ignore[no-untyped-def]
     assert response.status_code == status, response.get_json()
     assert field in response.get_json()["error"]["fields"], response.get_json()
+    # The panel shows every refusal in Russian (the i18n file's patterns over the server's English).
+    untranslated = [r for r in response.get_json()["error"]["fields"][field] if russian(r) is None]
+    assert untranslated == [], f"no Russian wording in ru.json for {untranslated}"
 
 
 def patient_invoice(counterparty_id: int, **overrides):  # type: ignore[no-untyped-def]

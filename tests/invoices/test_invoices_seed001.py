@@ -21,7 +21,9 @@ def test_seed_001_settlements(rt, clinic, roles, frozen, cbr_http, jobs) -> None
         NewDeal(name="Ахмедов Р. К.", stage=StageRef("treatment", "in_care")), idempotency_key="d"
     ).id
     serve(cbr_http, "14/12/2025", "2025-12-13")  # issued on Sunday: Saturday's set, dated 13.12.2025
-    insurer = create(finance, INSURER)
+    # The insurer is a company in the CRM too: its payment and credit note go to its feed as well.
+    insurer_company = crm.seed_company("АО «СК Медстрах»")
+    insurer = create(finance, {**INSURER, "crm_company_id": insurer_company})
     assistance = create(finance, ASSISTANCE)
     partner = create(finance, PARTNER)
 
@@ -165,3 +167,6 @@ def test_seed_001_settlements(rt, clinic, roles, frozen, cbr_http, jobs) -> None
         " по курсу ЦБ РФ 93,5412 на 13.12.2025"
     )
     assert any(text.startswith("Кредит-нота КН-2025-000001") for text in notes)
+    company_notes = crm.company_notes_for(insurer_company)
+    assert [text.split(" ")[0] for text in company_notes] == ["Оплата", "Кредит-нота"]
+    assert set(company_notes) <= set(notes)

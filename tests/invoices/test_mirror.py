@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from connectors.types import NewDeal, StageRef
-from tests.invoices.helpers import PATIENT_PAYER, create
+from tests.invoices.helpers import INSURER, PATIENT_PAYER, create
 from widget_server.jobs.invoices import INVOICE_OPERATIONS
 from widget_server.jobs.operations import resolve_operation
 from widget_server.models import OutboxJob, Portal
@@ -71,3 +71,49 @@ def test_issue_and_payment_reach_the_crm(rt, clinic, roles, frozen, jobs, invoic
     # A replayed job run sends nothing twice.
     jobs()
     assert len(crm.files_for(deal)) == 1 and len(crm.notes_for(deal)) == 2
+
+
+def test_payments_and_credit_notes_also_reach_the_linked_company(  # type: ignore[no-untyped-def]
+    rt, clinic, roles, frozen, jobs
+) -> None:
+    finance = roles["finance"]
+    crm = SandboxCrm(rt.db, clinic.id, timezone=clinic.timezone)
+    company = crm.seed_company("ООО «Нефтемаш»")
+    new = NewDeal(name="Петров И. С.", stage=StageRef("treatment", "in_care"))
+    deal = crm.create_deal(new, idempotency_key="deal").id
+    employer = create(
+        finance,
+        {**INSURER, "kind": "corporate", "name": "ООО «Нефтемаш»", "crm_company_id": company},
+    )
+    payer = create(finance, PATIENT_PAYER)
+
+    def issued(counterparty_id: int) -> dict:  # type: ignore[type-arg]
+        return finance.post(
+            f"/api/v1/deals/{deal}/invoices",
+            json={
+                "kind": "patient",
+                "counterparty_id": counterparty_id,
+                "issue_date": "2025-12-15",
+                "lines": [{"name": "Консультация", "quantity": "1", "unit_price": "3500.00"}],
+                "issue": True,
+            },
+        ).get_json()
+
+    paid, credited, own = issued(employer["id"]), issued(employer["id"]), issued(payer["id"])
+    finance.post(
+        f"/api/v1/invoices/{paid['id']}/payments", json={"payment_date": "2025-12-15", "amount": "1500.00"}
+    )
+    finance.post(f"/api/v1/invoices/{credited['id']}/credit-notes", json={"reason": "услуга не оказана"})
+    finance.post(
+        f"/api/v1/invoices/{own['id']}/payments", json={"payment_date": "2025-12-15", "amount": "3500.00"}
+    )
+    jobs()
+    jobs()
+
+    company_notes = crm.company_notes_for(company)
+    assert [n.split(" ")[0] for n in company_notes] == ["Оплата", "Кредит-нота"]
+    assert company_notes == [n for n in crm.notes_for(deal) if n in company_notes]
+    assert "счёт СЧ-2025-000001" in company_notes[0] and "к счёту СЧ-2025-000002" in company_notes[1]
+    with rt.db.transaction() as s:
+        sent = s.scalars(select(OutboxJob).where(OutboxJob.operation == "add_company_note")).all()
+        assert [(j.state, j.payload["company_id"]) for j in sent] == [("done", company)] * 2

@@ -99,7 +99,7 @@ def test_finance_issues_an_insurer_invoice_in_eur_and_records_a_partial_payment(
     _field(form, "lines[2].quantity").fill("0")
     key = form.get_attribute("data-key")
     form.get_by_role("button", name=RU["inv_issue_submit"]).click()
-    expect(_error(form, "lines[2].quantity")).to_have_text("must be greater than zero")
+    expect(_error(form, "lines[2].quantity")).to_have_text("Должно быть больше нуля")
     expect(_field(form, "lines[2].quantity")).to_have_attribute("aria-invalid", "true")
     assert _rows(rt, Invoice) == 0
     assert form.get_attribute("data-key") != key  # a definite refusal: the corrected form is a new request

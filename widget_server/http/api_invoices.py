@@ -33,7 +33,7 @@ from ..invoices.operations import (
     reverse_payment,
     update_draft,
 )
-from ..invoices.rates import Quote
+from ..invoices.rates import Quote, convert_rate, rate_set_for
 from ..invoices.render import ensure_cyrillic_font
 from ..invoices.settlements import deal_settlement
 from ..models import CreditNote, Invoice, InvoiceDocument, InvoicePayment, PaymentAllocation, Portal
@@ -215,11 +215,13 @@ def _draft_input(body: dict[str, Any]) -> DraftInput:
 
 
 def _prefetch_quote(day: date, source: str, target: str, today: date) -> Quote | None:
-    """The rate, fetched before this request's write transaction begins: on SQLite a writer would
-    otherwise wait on its own lock to cache it, and nobody should hold a lock across an HTTP call."""
+    """The rate, before the invoice is touched. A set missing from the shared cache is fetched and cached
+    in this request's own transaction: `mutation` has already opened it to claim the Idempotency-Key, and
+    on SQLite a second writing connection would wait on that lock until it timed out."""
     if source == target:
         return None
-    return cbr.quote_for(runtime.current().db, day, source, target, today)
+    fetched = rate_set_for(db_session(), day, today, cbr.fetch_daily)
+    return Quote(convert_rate(fetched, source, target), fetched.effective_date, source, target)
 
 
 def _quotes(prefetched: Quote | None):  # type: ignore[no-untyped-def]

@@ -1,5 +1,6 @@
-"""What the CRM shows of invoices: a note in the deal's feed per issue, payment and credit note, and the
-deal's invoiced / paid / outstanding fields. Queued through the outbox in the same transaction, sent
+"""What the CRM shows of invoices: a note in the deal's feed per issue, payment and credit note (payments and
+credit notes also in the feed of the counterparty's CRM company, when it is linked), and the deal's
+invoiced / paid / outstanding fields. Queued through the outbox in the same transaction, sent
 after commit by the crm queue (which retries and shows permanent failures to the admin)."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..models import CreditNote, Invoice, InvoiceDocument, InvoicePayment, Portal
+from ..models import Counterparty, CreditNote, Invoice, InvoiceDocument, InvoicePayment, Portal
 from ..money import format_minor
 from ..outbox import enqueue_outbox
 from .rates import Quote
@@ -151,18 +152,25 @@ def queue_document(session: Session, portal: Portal, document: InvoiceDocument) 
     )
 
 
+def _company_note(session: Session, portal: Portal, invoice: Invoice, text: str, key: str) -> None:
+    """The same note on the counterparty's CRM company (an insurer, a corporate client), if linked."""
+    counterparty = session.get(Counterparty, invoice.counterparty_id)
+    company_id = counterparty.crm_company_id if counterparty is not None else None
+    if company_id:
+        payload = {"company_id": company_id, "text": text}
+        _optional(session, portal, "add_company_note", invoice.deal_id, payload, key)
+
+
 def queue_payment(session: Session, portal: Portal, payment: InvoicePayment, invoices: list[Invoice]) -> None:
     text = payment_text(payment, invoices)
     for deal_id in sorted({invoice.deal_id for invoice in invoices}):
         _queue(session, portal, deal_id, text, f"payment:{payment.id}:deal:{deal_id}", notify=True)
+    if invoices:
+        # One bank payment is split only across invoices of one counterparty: one company note.
+        _company_note(session, portal, invoices[0], text, f"payment:{payment.id}:company")
 
 
 def queue_credit_note(session: Session, portal: Portal, note: CreditNote, invoice: Invoice) -> None:
-    _queue(
-        session,
-        portal,
-        invoice.deal_id,
-        credit_note_text(note, invoice),
-        f"credit_note:{note.id}",
-        notify=True,
-    )
+    text = credit_note_text(note, invoice)
+    _queue(session, portal, invoice.deal_id, text, f"credit_note:{note.id}", notify=True)
+    _company_note(session, portal, invoice, text, f"credit_note:{note.id}:company")

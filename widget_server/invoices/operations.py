@@ -276,7 +276,11 @@ def issue(
     requisites = requisites_of(session, counterparty)
     missing = missing_for_issue(kind, requisites)
     if missing:
-        raise InvoiceError(f"counterparty.{missing}", f"required to issue a {kind.code} invoice")
+        # The requisite is named in the reason too: the panel shows it beside the counterparty picker.
+        raise InvoiceError(
+            f"counterparty.{missing}",
+            f"the counterparty's {missing} is required to issue a {kind.code} invoice",
+        )
     details = invoice.details or {}
     for name in kind.required_details:
         if not details.get(name):

@@ -81,7 +81,14 @@ def notify_deal_responsible(crm: CrmClient, payload: dict[str, Any], key: str) -
     return {"user_id": deal.responsible_user_id}
 
 
+def add_company_note(crm: CrmClient, payload: dict[str, Any], key: str) -> dict[str, Any]:
+    """A payment or credit note in the feed of the counterparty's CRM company."""
+    note = crm.add_company_note(str(payload["company_id"]), payload["text"], idempotency_key=key)
+    return {"note_id": note.id}
+
+
 INVOICE_OPERATIONS: dict[str, Callable[[CrmClient, dict[str, Any], str], dict[str, Any]]] = {
     "attach_invoice_document": attach_invoice_document,
     "notify_deal_responsible": notify_deal_responsible,
+    "add_company_note": add_company_note,
 }

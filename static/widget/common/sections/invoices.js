@@ -154,7 +154,19 @@ export const invoicesSection = {
             body.lines.push({ name: v[`lines[${i}].name`], quantity, unit_price: v[`lines[${i}].unit_price`] });
           }
           if (Object.keys(bad).length) return Promise.reject(refuse(bad));
-          return ctx.api.post(`/api/v1/deals/${encodeURIComponent(ctx.dealId)}/invoices`, body, key);
+          // A submit whose outcome is unknown (network error, 5xx) may have issued the invoice. Until a
+          // definite answer, every rebuild of this form (a line added or removed, another kind) sends under
+          // that key: the server then replays the first outcome or refuses the changed body, never issues
+          // a second invoice.
+          const sent = state.unsettledKey || key;
+          return ctx.api.post(`/api/v1/deals/${encodeURIComponent(ctx.dealId)}/invoices`, body, sent).then(
+            (invoice) => { state.unsettledKey = null; return invoice; },
+            (failure) => {
+              state.unsettledKey = failure instanceof ApiFailure && failure.network ? sent : null;
+              if (failure instanceof ApiFailure && failure.code === 'idempotency_key_reused') load();
+              throw failure;
+            },
+          );
         },
         done: (invoice) => {
           slot.replaceChildren(issued(invoice));
@@ -187,7 +199,8 @@ export const invoicesSection = {
       form.elements.namedItem('kind').addEventListener('change', (event) => {
         openIssue({ ...state, kind: event.target.value }, values(form));
       });
-      // Add / remove a line: the form is rebuilt with the values kept (and a new key: a new body).
+      // Add / remove a line: the form is rebuilt with the values kept (a new key: a new body; but see
+      // `unsettledKey` in issueSpec after a submit whose outcome is unknown).
       for (let i = 0; i < state.lines; i += 1) {
         const price = form.querySelector(`#cbp-issue-invoice-lines-${i}--unit_price`)?.closest('.cbp-field');
         if (!price) continue;
