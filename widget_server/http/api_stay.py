@@ -8,6 +8,7 @@ from datetime import date
 from typing import Any
 
 from flask import Blueprint, Response, request
+from sqlalchemy import Row
 
 from ..errors import ValidationFailed
 from ..ledger import (
@@ -106,7 +107,8 @@ def _amount(minor: int, currency: str) -> str:
     return str(minor_to_decimal(minor, currency))
 
 
-def entry_document(entry: LedgerEntry) -> dict[str, Any]:
+def entry_document(entry: LedgerEntry | Row[Any]) -> dict[str, Any]:
+    """An entry, or a row with its columns (a summary's recent entries)."""
     return {
         "id": entry.id,
         "seq": entry.seq,

@@ -91,6 +91,8 @@ _LAST_DAILY = (
     .where(LedgerEntry.account_id == _ACCOUNT, LedgerEntry.kind == "daily_charge")
     .scalar_subquery()
 )
+_BALANCE_ONLY = select(_BALANCE)
+_HOLDS_ONLY = select(_HOLDS)
 _SUMS = select(_BALANCE, _HOLDS)
 _STATE = select(_BALANCE, _HOLDS, _LAST_DAILY)
 _REPLAY = select(LedgerEntry.id).where(
@@ -122,11 +124,11 @@ def run(session: Session, statement: Executable, params: dict[str, Any] | None =
 
 
 def balance_minor(session: Session, account_id: int) -> int:
-    return int(run(session, select(_BALANCE), {"account_id": account_id}).scalar() or 0)
+    return int(run(session, _BALANCE_ONLY, {"account_id": account_id}).scalar() or 0)
 
 
 def holds_minor(session: Session, account_id: int, now: datetime | None = None) -> int:
-    return int(run(session, select(_HOLDS), {"account_id": account_id, "now": now or utcnow()}).scalar() or 0)
+    return int(run(session, _HOLDS_ONLY, {"account_id": account_id, "now": now or utcnow()}).scalar() or 0)
 
 
 def balance_and_holds(session: Session, account_id: int) -> tuple[int, int]:

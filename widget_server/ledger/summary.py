@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from ..clock import local_today
@@ -37,7 +38,8 @@ class StaySummary:
     low_balance: bool
     first_uncharged: date
     pending_purchases: list[PurchaseRequest]
-    recent_entries: list[LedgerEntry]
+    recent_entries: list[Row[Any]]
+    """The latest entries, newest first, as rows with LedgerEntry's columns as attributes."""
 
     @property
     def days_left(self) -> int | None:
