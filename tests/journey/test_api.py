@@ -261,3 +261,22 @@ def test_openapi_lists_the_journey_endpoints(client):
     assert "patch" in paths["/api/v1/journey/rules/{rule_id}"]
     for path in ("/rules/{rule_id}/preview", "/templates", "/firings", "/answers"):
         assert f"/api/v1/journey{path}" in paths
+
+
+def test_settings_are_checked_and_merged(api, rt, clinic):
+    users = api.get("/api/v1/journey/settings").get_json()["settings"]["roles"]
+    for body, field in (
+        ({"roles": {"head": "424242"}}, "roles.head"),
+        ({"roles": {"cashier": users["head"]}}, "roles.cashier"),
+        ({"quiet_hours": {"from": "22:00", "to": "9"}}, "quiet_hours.to"),
+        ({"review_links": ["ftp://x"]}, "review_links"),
+        ({"answer_fields": {"mood": "x"}}, "answer_fields.mood"),
+        ({"colour": "red"}, "colour"),
+    ):
+        refused = api.put("/api/v1/journey/settings", json=body)
+        assert refused.status_code == 422, body
+        assert field in refused.get_json()["error"]["fields"]
+    saved = api.put("/api/v1/journey/settings", json={"quiet_hours": {"from": "22:00", "to": "08:30"}})
+    assert saved.status_code == 200, saved.get_json()
+    settings = api.get("/api/v1/journey/settings").get_json()["settings"]
+    assert settings["quiet_hours"] == {"from": "22:00", "to": "08:30"} and settings["brand"] == "Улыбка"

@@ -18,11 +18,12 @@ from ..journey import Catalogue, create_rule, install_templates, record_answer, 
 from ..journey.engine import backfill_rule, normalise_answer, preview
 from ..journey.hooks import wake_evaluation
 from ..journey.rules import current_version
+from ..journey.settings import validate_journey_settings
 from ..journey.templates import SEED002_TEMPLATES
 from ..models import JourneyRule, OutboxJob, Portal, RuleFiring
 from ..registry import crm_for
 from .auth import current_portal, current_principal, requires
-from .body import load_body, load_query
+from .body import load_body, load_query, read_json_object
 from .crm_errors import crm_errors_as_api_errors
 from .idempotency import mutation
 from .lifecycle import db_session
@@ -145,6 +146,33 @@ def patch_rule(rule_id: int) -> Any:
     if rule.enabled and not was_enabled:
         backfill_rule(session, portal, rule.id, clock.now_utc())
     return rule_document(rule)
+
+
+@journey_api.get("/settings")
+@api_doc(summary="Journey settings: brand, quiet hours, message channel, roles, answer fields", tags=TAG)
+@requires("admin")
+def get_journey_settings() -> Any:
+    return {"settings": dict((current_portal().settings or {}).get("journey") or {})}
+
+
+@journey_api.put("/settings")
+@api_doc(
+    summary="Change journey settings (keys given replace theirs); users and fields checked against the CRM",
+    tags=TAG,
+    errors=(502, 503),
+)
+@requires("admin")
+@mutation
+def put_journey_settings() -> Any:
+    body = read_json_object()
+    portal = _portal()
+    catalogue = _catalogue(portal)
+    clean = validate_journey_settings(body, users=catalogue.users, fields=catalogue.fields)
+    settings = dict(portal.settings or {})
+    settings["journey"] = {**(settings.get("journey") or {}), **clean}
+    portal.settings = settings
+    db_session().flush()
+    return {"settings": settings["journey"]}
 
 
 @journey_api.get("/templates")

@@ -8,15 +8,28 @@ loss_reason_field_id, lost_stage_id / won_stage_id, complex_treatment_pipelines 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-__all__ = ["JourneySettings", "journey_settings", "parse_hhmm"]
+from ..errors import DomainError
+
+__all__ = [
+    "EDITABLE",
+    "JourneySettings",
+    "SettingsInvalid",
+    "journey_settings",
+    "parse_hhmm",
+    "validate_journey_settings",
+]
 
 DEFAULT_QUIET = ("21:00", "09:00")
+
+
+class SettingsInvalid(DomainError):
+    code = "validation_failed"
 
 
 def parse_hhmm(text: Any) -> time | None:
@@ -84,3 +97,71 @@ def journey_settings(portal_settings: Mapping[str, Any] | None) -> JourneySettin
         won_stage_id=str(doc.get("won_stage_id") or "won"),
         complex_treatment_pipelines=tuple(str(p) for p in doc.get("complex_treatment_pipelines") or ()),
     )
+
+
+_TEXT_KEYS = (
+    "brand",
+    "clinic_phone",
+    "hygiene_price",
+    "message_field_id",
+    "bot_id",
+    "tag_field_id",
+    "loss_reason_field_id",
+    "lost_stage_id",
+    "won_stage_id",
+)
+_FIELD_KEYS = ("message_field_id", "tag_field_id", "loss_reason_field_id")
+EDITABLE = (
+    *_TEXT_KEYS,
+    "review_links",
+    "quiet_hours",
+    "roles",
+    "answer_fields",
+    "complex_treatment_pipelines",
+)
+
+
+def validate_journey_settings(
+    doc: Mapping[str, Any], *, users: Collection[str] | None, fields: Collection[str] | None
+) -> dict[str, Any]:
+    """The clean settings document, or SettingsInvalid naming the first bad key (`roles.head`, …)."""
+    from .rules import ANSWER_KINDS, ROLES
+
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key not in EDITABLE:
+            raise SettingsInvalid(key, "not a journey setting")
+        if key in _TEXT_KEYS:
+            if value is not None and (not isinstance(value, str) or len(value) > 500):
+                raise SettingsInvalid(key, "text up to 500 characters, or null")
+            if key in _FIELD_KEYS and value and fields is not None and value not in fields:
+                raise SettingsInvalid(key, f"the CRM has no deal field {value!r}")
+        elif key in ("review_links", "complex_treatment_pipelines"):
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise SettingsInvalid(key, "a list of texts")
+            if key == "review_links" and not all(v.startswith(("https://", "http://")) for v in value):
+                raise SettingsInvalid(key, "links start with https://")
+        elif key == "quiet_hours":
+            if not isinstance(value, Mapping) or set(value) != {"from", "to"}:
+                raise SettingsInvalid(key, "{from, to} as local HH:MM")
+            for end in ("from", "to"):
+                if parse_hhmm(value[end]) is None:
+                    raise SettingsInvalid(f"quiet_hours.{end}", "local time HH:MM")
+        elif key == "roles":
+            if not isinstance(value, Mapping):
+                raise SettingsInvalid(key, "role → CRM user id")
+            for role, user in value.items():
+                if role not in ROLES or role == "responsible":
+                    raise SettingsInvalid(f"roles.{role}", "one of head, administrator, curator")
+                if users is not None and str(user) not in users:
+                    raise SettingsInvalid(f"roles.{role}", f"the CRM has no active user {user!r}")
+        elif key == "answer_fields":
+            if not isinstance(value, Mapping):
+                raise SettingsInvalid(key, "answer kind → deal field id")
+            for kind, field_id in value.items():
+                if kind not in ANSWER_KINDS:
+                    raise SettingsInvalid(f"answer_fields.{kind}", f"one of {', '.join(ANSWER_KINDS)}")
+                if fields is not None and str(field_id) not in fields:
+                    raise SettingsInvalid(f"answer_fields.{kind}", f"the CRM has no deal field {field_id!r}")
+        out[key] = value
+    return out
