@@ -13,7 +13,6 @@ from .bitrix24 import bitrix24
 from .demo import demo
 from .distribution import distribution
 from .documents import documents
-from .journey import journey
 from .inpatient import inpatient
 from .journey import journey
 from .ledger import ledger
