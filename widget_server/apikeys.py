@@ -59,13 +59,8 @@ def parse_api_key(plaintext: str) -> str | None:
 
 def resolve_api_key(session: Session, plaintext: str) -> ApiKey | None:
     """The active key matching `plaintext`, or None. Constant-time on the secret."""
-    prefix = parse_api_key(plaintext)
-    if prefix is None:
-        return None
-    record = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
-    if record is None or not hmac.compare_digest(record.key_hash, _hash(plaintext)):
-        return None
-    return record if record.is_active else None
+    found = resolve_api_key_and_portal(session, plaintext)
+    return found[0] if found else None
 
 
 _WITH_PORTAL = (
@@ -77,7 +72,8 @@ _WITH_PORTAL = (
 
 
 def resolve_api_key_and_portal(session: Session, plaintext: str) -> tuple[ApiKey, Portal] | None:
-    """`resolve_api_key` and the key's portal in one query."""
+    """The active key matching `plaintext` and its portal (one query), or None. Constant-time on the
+    secret."""
     prefix = parse_api_key(plaintext)
     if prefix is None:
         return None
