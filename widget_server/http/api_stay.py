@@ -128,7 +128,8 @@ def entry_document(entry: LedgerEntry | Row[Any]) -> dict[str, Any]:
     }
 
 
-def purchase_document(purchase: PurchaseRequest, currency: str) -> dict[str, Any]:
+def purchase_document(purchase: PurchaseRequest | Row[Any], currency: str) -> dict[str, Any]:
+    """A purchase request, or a row with its columns (a summary's pending purchases)."""
     return {
         "id": purchase.id,
         "amount": _amount(purchase.amount_minor, currency),

@@ -37,7 +37,8 @@ class StaySummary:
     forecast: Forecast
     low_balance: bool
     first_uncharged: date
-    pending_purchases: list[PurchaseRequest]
+    pending_purchases: list[Row[Any]]
+    """Purchase requests awaiting consent, oldest first, as rows with PurchaseRequest's columns."""
     recent_entries: list[Row[Any]]
     """The latest entries, newest first, as rows with LedgerEntry's columns as attributes."""
 
@@ -47,7 +48,7 @@ class StaySummary:
 
 
 _PENDING = (
-    select(PurchaseRequest)
+    select(*PurchaseRequest.__table__.columns)
     .where(PurchaseRequest.account_id == bindparam("account_id"), PurchaseRequest.status == "pending")
     .order_by(PurchaseRequest.id)
 )
@@ -87,7 +88,7 @@ def stay_summary(
     low = account.status == "open" and (
         forecast.days_of_debt > 0 or (days_left is not None and days_left <= threshold)
     )
-    pending = list(session.scalars(_PENDING, {"account_id": account.id}))
+    pending = list(run(session, _PENDING, {"account_id": account.id}))
     # Plain rows (the entry's columns as attributes): loading ten ORM objects per request costs more
     # than the whole query.
     entries = list(run(session, _RECENT, {"account_id": account.id, "recent": recent})) if recent else []
