@@ -54,8 +54,6 @@ PERIODIC_JOBS = (
     # IDENT databases: changes every 2 min; the −30…+90-day window once a day voids deleted receptions.
     (poll_ident_databases, "mis", 120),
     (reconcile_ident_databases, "mis", 3600),
-    # Patient journey: everything due since the last sweep, in each portal's timezone.
-    (run_journey_sweep, "default", 300),
     # Last month's payroll to the head from the 1st, 08:00 local; once per (portal, month), catches up.
     (send_payroll_statements, "default", 900),
     # Patient journey: everything due since the last sweep, in each portal's timezone.
