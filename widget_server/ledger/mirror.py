@@ -124,7 +124,8 @@ def queue_low_balance_alert(session: Session, portal: Portal, summary: StaySumma
     """A task for the responsible manager once per crossing into low balance; re-armed by a top-up."""
     account = summary.account
     if not summary.low_balance:
-        account.low_balance_alerted = False
+        if account.low_balance_alerted:  # assigning the same value would still cost a flush
+            account.low_balance_alerted = False
         return False
     if account.low_balance_alerted:
         return False
