@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from connectors.errors import RetryLater
 from connectors.types import OAuthToken
 
+from .db import mark_read_only
 from .models import Portal, utcnow
 from .runtime import Runtime
 
@@ -29,6 +30,9 @@ class DbTokenSource:
 
     def get(self) -> OAuthToken | None:
         with self._rt.db.transaction() as session:
+            # A CRM call may run while the caller's own transaction holds SQLite's write lock (a request
+            # validating against the CRM): reading the token must not queue behind it.
+            mark_read_only(session)
             portal = session.get(Portal, self._portal_id)
             ciphertext = portal.token_ciphertext if portal else None
         return self._rt.cipher.decrypt_token(ciphertext) if ciphertext else None

@@ -348,6 +348,9 @@ def _sticky_from_crm(session: Any, portal_id: int, deal_id: str) -> tuple[str, .
     if decided is not None:
         return ()
     crm = crm_for(_portal(), runtime.current())
+    # End our read before the CRM call: on SQLite a transaction here holds the write lock, and the client
+    # may write in one of its own (a refreshed token, a portal marked for re-auth) and would wait on it.
+    session.rollback()
     try:
         return sticky_owners(crm, crm.get_deal(deal_id))
     except ConnectorError as exc:
@@ -366,13 +369,13 @@ def post_assign(deal_id: str) -> Any:
     if body["force"] and not principal.has("supervisor"):
         raise Forbidden("only a supervisor may force a reassignment", code="missing_role")
     session = db_session()
+    sticky = body.get("sticky_crm_user_ids")
+    if sticky is None and not body["force"]:
+        sticky = _sticky_from_crm(session, principal.portal_id, deal_id)
     if body.get("rule_id") is not None:
         rule = session.get(DistributionRule, body["rule_id"])
         if rule is None or rule.portal_id != principal.portal_id or not rule.active:
             raise ValidationFailed.for_field("rule_id", "unknown or inactive rule")
-    sticky = body.get("sticky_crm_user_ids")
-    if sticky is None and not body["force"]:
-        sticky = _sticky_from_crm(session, principal.portal_id, deal_id)
     context = DealContext(
         pipeline_id=body.get("pipeline_id"),
         stage_id=body.get("stage_id"),
