@@ -4,12 +4,12 @@ transaction, and the rows written outside the ORM's unit of work read back as th
 
 from __future__ import annotations
 
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, update
 
 import widget_server.http.api_stay as api_stay
 from widget_server.http.schemas_ledger import StaySummarySchema
 from widget_server.jobs.ledger import run_daily_charges
-from widget_server.models import IdempotencyRecord, LedgerEntry, OutboxJob, PurchaseRequest
+from widget_server.models import ApiKey, IdempotencyRecord, LedgerEntry, OutboxJob, PurchaseRequest
 
 
 def _count(rt, model) -> int:  # type: ignore[no-untyped-def]
@@ -31,6 +31,8 @@ def test_lean_summary_is_exactly_the_schemas_dump(roles, catalogue, frozen, monk
 
     def checked(document):  # type: ignore[no-untyped-def]
         result = lean(document)
+        if "deal_id" not in document:  # an entry or purchase beside the summary: checked below
+            return result
         assert result == StaySummarySchema().dump(document)
         seen.append(document)
         return result
@@ -59,6 +61,44 @@ def test_lean_summary_is_exactly_the_schemas_dump(roles, catalogue, frozen, monk
     assert {"deposit", "daily_charge", "charge", "reversal", "refund"} <= kinds
     assert any(d.get("pending_purchases") for d in seen) and any(not d["money_visible"] for d in seen)
     assert any(d["status"] == "closed" for d in seen)
+
+
+def test_the_summary_from_the_posted_entrys_state_is_the_one_read_afresh(roles, catalogue, frozen):
+    # A response's summary starts from what post_entry read under the lock plus the entry itself; a GET
+    # reads the account again. With a hold pending, daily charges behind and a reversal, they must agree.
+    _admit(roles, catalogue)
+    frozen.set_local("2026-11-29 10:00")
+    run_daily_charges(now=frozen.now)
+    finance, admin = roles["finance"], roles["admin"]
+    assert finance.post("/api/v1/deals/700/stay/purchases", key="p",
+                        json={"amount": "6000.00", "description": "Коляска"}).status_code == 201  # fmt: skip
+    dressing = {"amount": "150.50", "article_id": catalogue["dressing"]}
+    responses = [
+        finance.post("/api/v1/deals/700/stay/charges", key="c", json=dressing),
+        finance.post("/api/v1/deals/700/stay/deposits", key="d", json={"amount": "99.99", "method": "cash"}),
+    ]
+    entry_id = responses[0].get_json()["entry"]["id"]
+    responses.append(admin.post(f"/api/v1/deals/700/stay/entries/{entry_id}/reversal", key="r",
+                                json={"reason": "ошибка"}))  # fmt: skip
+    for response in responses:
+        assert response.status_code == 201, response.get_json()
+    after = finance.get("/api/v1/deals/700/stay").get_json()
+    assert responses[-1].get_json()["stay"] == after
+    assert after["holds"] == "6000.00" and after["forecast"]["paid_through"] is not None
+    assert responses[0].get_json()["stay"]["balance"] == "9349.50"  # 20 000 − 3 × 3 500 − 150.50
+
+
+def test_a_posted_entry_and_purchase_carry_iso_dates_like_the_summary(roles, catalogue, frozen):
+    _admit(roles, catalogue)
+    finance = roles["finance"]
+    one = {"amount": "1.00", "article_id": catalogue["dressing"]}
+    charged = finance.post("/api/v1/deals/700/stay/charges", key="c", json=one).get_json()
+    assert charged["entry"] == charged["stay"]["recent_entries"][0]
+    assert charged["entry"]["entry_date"] == "2026-11-28"
+    held = finance.post("/api/v1/deals/700/stay/purchases", key="p",
+                        json={"amount": "6000.00", "description": "Коляска"}).get_json()  # fmt: skip
+    assert held["purchase"] == held["stay"]["pending_purchases"][0]
+    assert held["purchase"]["requested_at"].startswith("2026-11-28T")
 
 
 def test_a_charge_failing_midway_leaves_no_entry_and_no_claim(roles, catalogue, frozen, rt, app, monkeypatch):
@@ -110,8 +150,26 @@ def test_a_charge_is_one_write_transaction(roles, catalogue, frozen, rt):
     finally:
         event.remove(rt.db.engine, "commit", count)
     assert response.status_code == 201
-    # The authentication read and the charge (claim, entry, outbox job, stored response) - nothing else.
-    assert len(commits) == 2
+    # Authentication, claim, entry, outbox job and stored response in one transaction - nothing else.
+    assert len(commits) == 1
+
+
+def test_a_charge_records_its_keys_last_use_and_a_refused_one_leaves_the_database_free(
+    roles, catalogue, frozen, rt
+):
+    _admit(roles, catalogue)
+    with rt.db.transaction() as s:
+        s.execute(update(ApiKey).values(last_used_at=None))
+    body = {"amount": "10.00", "article_id": catalogue["dressing"]}
+    assert roles["finance"].post("/api/v1/deals/700/stay/charges", key="used", json=body).status_code == 201
+    with rt.db.transaction() as s:
+        assert None not in s.scalars(select(ApiKey.last_used_at).where(ApiKey.role == "finance")).all()
+    records = _count(rt, IdempotencyRecord)
+    # Authenticated inside the charge's transaction: a role refusal must end it, or the next writer waits.
+    assert roles["staff"].post("/api/v1/deals/700/stay/charges", key="no", json=body).status_code == 403
+    with rt.db.transaction() as s:
+        s.execute(update(ApiKey).values(last_used_at=None))
+    assert _count(rt, IdempotencyRecord) == records
 
 
 def test_rows_written_by_core_statements_read_back_as_the_request_saw_them(roles, catalogue, frozen, rt):

@@ -257,4 +257,6 @@ def _mutation(view: Callable[P, Any], *, claim_in_view_transaction: bool) -> Cal
         return response
 
     wrapper.is_mutation = True  # type: ignore[attr-defined]
+    # `requires` then authenticates in the view's transaction too.
+    wrapper.claims_in_view_transaction = claim_in_view_transaction  # type: ignore[attr-defined]
     return wrapper

@@ -114,6 +114,7 @@ _POSTING = select(
     _HEAD.with_only_columns(LedgerEntry.hash).scalar_subquery(),
     _BALANCE,
     _HOLDS,
+    _LAST_DAILY,
 )
 
 
@@ -195,7 +196,7 @@ def post_entry(
     runs only for a new entry, before it is written, with the available balance (a replay must return
     the first result, not be re-judged against today's balance)."""
     sign = _check(draft)
-    existing_id, head_seq, head_hash, balance, holds = run(
+    existing_id, head_seq, head_hash, balance, holds, last_daily = run(
         session,
         _POSTING,
         {
@@ -271,6 +272,15 @@ def post_entry(
     make_transient_to_detached(entry)
     session.add(entry)
     entry.posted_now = True  # type: ignore[attr-defined]  # lets the mirror skip its replay lookup
+    # The account's state right after this entry, from what the read above saw under the lock: the stay
+    # summary of a request whose last write this is needs no second read (`account_state`'s three values).
+    if draft.kind == "daily_charge" and (last_daily is None or draft.service_date > last_daily):
+        last_daily = draft.service_date
+    entry.state_after = (  # type: ignore[attr-defined]
+        int(balance or 0) + sign * draft.amount_minor,
+        int(holds or 0),
+        last_daily,
+    )
     # The session's identity map holds objects weakly: keep the locked account alive with its entry, so
     # the caller's lookup of it needs no query.
     entry.posted_to = account  # type: ignore[attr-defined]

@@ -68,9 +68,12 @@ def stay_summary(
     what_if: WhatIf | None = None,
     recent: int = 10,
     today: date | None = None,
+    state: tuple[int, int, date | None] | None = None,
 ) -> StaySummary:
+    """`state`: the account's balance, holds and last charged day when the caller already knows them
+    (the entry it has just posted carries them as `state_after`), else they are read."""
     today = today or local_today(portal.timezone)
-    balance, holds, last_daily = account_state(session, account.id)
+    balance, holds, last_daily = state if state is not None else account_state(session, account.id)
     schedule = rate_schedule(session, account.id)
     first_uncharged = account.admission_date if last_daily is None else last_daily + timedelta(days=1)
     available = balance - holds
