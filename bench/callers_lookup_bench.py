@@ -10,7 +10,8 @@ cluster with fsync=off), migrated; one clinic portal (Europe/Moscow) with a staf
 as families share phones), --visits visits spread over two years back and two months ahead (70 %
 completed, 10 % no-show, 5 % cancelled, 5 % waiting list, the future ones booked) with doctor, specialty,
 branch, card number, booked_by and a deal whose stage the sync chose; 20 000 intake leads. Bulk-inserted
-with the sync's own document shape (`appointment_doc`). A private redis-server backs the rate limiter.
+with the sync's own document shape (`appointment_doc`) and its columns (`doc_columns`). A private
+redis-server backs the rate limiter.
 
 Timed: gunicorn with the Procfile's web options (as the charge bench runs it; --workers as
 WEB_CONCURRENCY) serves --clients threads, each GETting a random
@@ -52,7 +53,7 @@ from widget_server.apikeys import issue_api_key
 from widget_server.appointments.sync import appointment_doc
 from widget_server.db import Database
 from widget_server.migrations import upgrade
-from widget_server.models import MisAppointment, MisLead, MisPatient
+from widget_server.models import MisAppointment, MisLead, MisPatient, doc_columns
 from widget_server.portals import create_portal
 
 __all__ = ["build_clinic", "main"]
@@ -143,10 +144,11 @@ def build_clinic(url: str, patients: int, visits: int, seed: int = 7) -> dict:
                     if status == "completed"
                     else ("lost" if status != "booked" else "Записан")
                 )
+                doc = appointment_doc(appointment)
                 batch.append({
                     "portal_id": portal_id, "source": "helix", "source_id": f"V{n}", "patient_id": patient,
                     "status": status, "starts_at": at, "ends_at": None, "changed_at": None, "version": None,
-                    "content_hash": f"{n:064d}", "doc": appointment_doc(appointment), "kind": "primary",
+                    "content_hash": f"{n:064d}", "doc": doc, **doc_columns(doc), "kind": "primary",
                     "flags": [], "target": {"pipeline_id": "Первичные пациенты", "stage_id": stage},
                     "deal_id": f"D{n}", "mirrored_hash": None, "mirrored_target": None,
                     "created_at": NOW, "updated_at": NOW,

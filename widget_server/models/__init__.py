@@ -3,6 +3,7 @@
 from .apikey import ApiKey
 from .appointments import (
     APPOINTMENT_KINDS,
+    DOC_COLUMNS,
     SYNC_OUTCOMES,
     MisAppointment,
     MisLead,
@@ -10,6 +11,7 @@ from .appointments import (
     MisSyncRecord,
     MisSyncRun,
     MisTimetable,
+    doc_columns,
 )
 from .base import Base, utcnow
 from .distribution import (
@@ -91,6 +93,7 @@ __all__ = [
     "APPOINTMENT_KINDS",
     "ASSIGNMENT_STATES",
     "COUNTERPARTY_KINDS",
+    "DOC_COLUMNS",
     "ENTRY_KINDS",
     "FIRING_STATES",
     "INBOX_OUTCOMES",
@@ -164,6 +167,7 @@ __all__ = [
     "Tariff",
     "TariffAssignment",
     "Ward",
+    "doc_columns",
     "implied_roles",
     "utcnow",
 ]

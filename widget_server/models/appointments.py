@@ -6,14 +6,26 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from .base import Base, BigIntPK, JsonDoc, utcnow
 from .portal import _in
 
 __all__ = [
     "APPOINTMENT_KINDS",
+    "DOC_COLUMNS",
     "SYNC_OUTCOMES",
     "MisAppointment",
     "MisLead",
@@ -21,6 +33,7 @@ __all__ = [
     "MisSyncRecord",
     "MisSyncRun",
     "MisTimetable",
+    "doc_columns",
 ]
 
 SYNC_OUTCOMES = (
@@ -36,6 +49,9 @@ SYNC_OUTCOMES = (
 )
 APPOINTMENT_KINDS = ("primary", "repeat")
 _STATUSES = ("requested", "booked", "confirmed", "arrived", "completed", "cancelled", "no_show", "void")
+DOC_COLUMNS = ("doctor_name", "specialty", "branch", "card_number", "booked_by", "channel")
+"""Document keys copied into columns of the same name (migration 0015): reports group by them and the caller
+pop-up reads them without parsing every visit's JSON."""
 
 
 def _portal_fk() -> Any:
@@ -97,6 +113,14 @@ class MisAppointment(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     # The appointment as the MIS last reported it (JSON of the dataclass), for notes and re-decisions.
     doc: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+    # Copies of doc's keys (set with it, see _copy_doc); Text, as the MIS bounds none of them.
+    doctor_name: Mapped[str | None] = mapped_column(Text)
+    specialty: Mapped[str | None] = mapped_column(Text)
+    branch: Mapped[str | None] = mapped_column(Text)
+    card_number: Mapped[str | None] = mapped_column(Text)
+    booked_by: Mapped[str | None] = mapped_column(Text)
+    channel: Mapped[str | None] = mapped_column(Text)
+    waiting_list: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     kind: Mapped[str] = mapped_column(String(16))
     flags: Mapped[list[str]] = mapped_column(JsonDoc, default=list)
     # Names from the portal's stage map; None when the map has no entry (outcome `unmapped`).
@@ -107,6 +131,25 @@ class MisAppointment(Base):
     mirrored_target: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    @validates("doc")
+    def _copy_doc(self, _key: str, doc: dict[str, Any]) -> dict[str, Any]:
+        # Whoever sets the document (the sync, a void, a test's visit) sets its columns with it.
+        for name, value in doc_columns(doc).items():
+            setattr(self, name, value)
+        return doc
+
+
+def doc_columns(doc: dict[str, Any] | None) -> dict[str, Any]:
+    """The column values of an appointment document: blank text is None, as the reports count it."""
+    doc = doc or {}
+    values: dict[str, Any] = {}
+    for name in DOC_COLUMNS:
+        value = doc.get(name)
+        text = str(value).strip() if value is not None else ""
+        values[name] = text or None
+    values["waiting_list"] = bool(doc.get("waiting_list"))
+    return values
 
 
 class MisSyncRun(Base):
