@@ -264,5 +264,3 @@ REPORTS: dict[str, Callable[[Session, int, Period], Report]] = {
 
 def build_report(session: Session, portal_id: int, name: str, period: Period) -> Report:
     return REPORTS[name](session, portal_id, period)
-
-

@@ -18,28 +18,31 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
 from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, String, cast, extract, func, select
+from sqlalchemy import BigInteger, Date, String, case, cast, extract, func, select
 from sqlalchemy.orm import Session
 
 from ..models import MisAppointment, MisPatient
 from .periods import Period, add_months
 
-__all__ = ["BOOKED_STATUSES", "DOC_FIELDS", "PRIMARY_AFTER_MONTHS", "Visit", "period_counts", "period_visits"]
+__all__ = ["BOOKED_STATUSES", "PRIMARY_AFTER_MONTHS", "Visit", "period_counts", "period_visits"]
 
 PRIMARY_AFTER_MONTHS = 6
 BOOKED_STATUSES = frozenset({"booked", "confirmed", "arrived", "completed", "cancelled", "no_show"})
 """A booking that was made: everything but a bare request and a visit the MIS withdrew (void)."""
 
-DOC_FIELDS = {
-    "specialty": "specialty",
-    "branch": "branch",
-    "doctor": "doctor_name",
-    "booked_by": "booked_by",
-    "channel": "channel",
+_COLUMNS = {
+    "specialty": MisAppointment.specialty,
+    "branch": MisAppointment.branch,
+    "doctor": MisAppointment.doctor_name,
+    "booked_by": MisAppointment.booked_by,
+    "channel": MisAppointment.channel,
+    "waiting_list": MisAppointment.waiting_list,
+    "deal_id": MisAppointment.deal_id,
 }
-"""Visit attribute → key of the appointment document the sync stores (`appointment_doc`)."""
+"""Visit attribute → the column holding it (the document's values, trimmed, blank as NULL: migration 0015)."""
 
 
 class Visit(NamedTuple):
@@ -56,13 +59,6 @@ class Visit(NamedTuple):
     waiting_list: bool = False
     channel: str | None = None
     deal_id: str | None = None
-
-
-def _text(value: object) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
 
 
 def _instant(session: Session, column: Any) -> tuple[Any, bool]:
@@ -108,47 +104,86 @@ def _aliases(session: Session, portal_id: int) -> dict[int, int]:
     )
 
 
-def _hour(session: Session, column: Any, period: Period) -> tuple[Any, bool]:
-    """The instant truncated to its UTC hour when every local midnight of the period falls on a UTC hour
-    (whole-hour offsets, as in every Russian zone): then an hour's visits share one local day and can be
-    counted together. Otherwise the instant itself."""
+def _offsets(period: Period, begin: datetime, finish: datetime) -> list[tuple[datetime, timedelta]]:
+    """The zone's UTC offsets over [begin, finish): (from this instant, offset), first one from begin.
+    Sampled daily, each change then narrowed to the minute (zones move their clocks on minute bounds)."""
     zone = period.zone
-    day, whole = period.start, True
-    while day <= period.end + timedelta(days=1):
-        offset = datetime.combine(day, time(0), zone).utcoffset() or timedelta(0)
-        whole = whole and offset.total_seconds() % 3600 == 0
-        day += timedelta(days=1)
-    instant, as_text = _instant(session, column)
-    if not whole:
-        return instant, as_text
-    if as_text:
-        return func.substr(instant, 1, 13) + ":00:00.000000", True
-    return cast(extract("epoch", func.date_trunc("hour", column)), BigInteger), False
+
+    def offset(at: datetime) -> timedelta:
+        return at.astimezone(zone).utcoffset() or timedelta(0)
+
+    found = [(begin, offset(begin))]
+    day = begin
+    while day < finish:
+        following = min(day + timedelta(days=1), finish)
+        if offset(following) != found[-1][1]:
+            low, high = day, following  # offset(low) is the old one, offset(high) the new one
+            while high - low > timedelta(minutes=1):
+                middle = low + (high - low) / 2
+                middle = middle.replace(second=0, microsecond=0)
+                if middle <= low:
+                    break
+                if offset(middle) == found[-1][1]:
+                    low = middle
+                else:
+                    high = middle
+            found.append((high, offset(high)))
+        day = following
+    return found
+
+
+def _local_day(session: Session, column: Any, period: Period, begin: datetime, finish: datetime) -> Any:
+    """An SQL expression for the instant's local date in the portal's zone: PostgreSQL knows the zone;
+    SQLite shifts by the offset in force, one CASE branch per clock change inside the period."""
+    if session.get_bind().dialect.name != "sqlite":
+        return cast(func.timezone(period.timezone, column), Date)
+
+    def shifted(offset: timedelta) -> Any:
+        return func.date(column, f"{int(offset.total_seconds()):+d} seconds")
+
+    offsets = _offsets(period, begin, finish)
+    if len(offsets) == 1:
+        return shifted(offsets[0][1])
+    whens = [(column < until, shifted(offset)) for (_, offset), (until, _) in pairwise(offsets)]
+    return case(*whens, else_=shifted(offsets[-1][1]))
+
+
+def _bucket_start(session: Session, day: Any, group: str) -> Any:
+    """The first local day of the day's report bucket (ISO week from Monday, month from the 1st)."""
+    if group == "day":
+        return day
+    if session.get_bind().dialect.name == "sqlite":
+        return func.date(day, "-6 days", "weekday 1") if group == "week" else func.date(day, "start of month")
+    return cast(func.date_trunc("week" if group == "week" else "month", day), Date)
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(value)
 
 
 def period_counts(
     session: Session, portal_id: int, period: Period, fields: Iterable[str], statuses: Iterable[str]
 ) -> dict[tuple[Any, ...], int]:
-    """(local day, status, *the DOC_FIELDS asked for) → number of visits, counted by the database in
-    hour groups: for the reports that need no person's history (specialisations, no-shows)."""
-    names = list(fields)
-    values = [MisAppointment.doc[DOC_FIELDS[name]].as_string() for name in names]
-    hour, as_text = _hour(session, MisAppointment.starts_at, period)
-    days = _Days(period, period.start, as_text)
+    """(first local day of the report bucket, status, *the visit columns asked for) → number of visits,
+    counted by the database: for the reports that need no person's history (specialisations, no-shows)."""
+    values = [_COLUMNS[name] for name in fields]
     begin, finish = period.utc_bounds()
+    bucket = _bucket_start(
+        session, _local_day(session, MisAppointment.starts_at, period, begin, finish), period.group
+    )
     counts: dict[tuple[Any, ...], int] = {}
-    for at, status, *rest in session.connection().execute(
-        select(hour, MisAppointment.status, *values, func.count())
+    for day, status, *rest in session.connection().execute(
+        select(bucket, MisAppointment.status, *values, func.count())
         .where(
             MisAppointment.portal_id == portal_id,
             MisAppointment.starts_at >= begin,
             MisAppointment.starts_at < finish,
             MisAppointment.status.in_(sorted(set(statuses) & BOOKED_STATUSES)),
         )
-        .group_by(hour, MisAppointment.status, *values)
+        .group_by(bucket, MisAppointment.status, *values)
     ):
         *found, count = rest
-        key = (days.days[bisect_right(days.keys, at) - 1], status, *(_text(v) for v in found))
+        key = (_as_date(day), status, *found)
         counts[key] = counts.get(key, 0) + count
     return counts
 
@@ -161,24 +196,17 @@ def period_visits(
     statuses: Iterable[str] = BOOKED_STATUSES,
 ) -> list[Visit]:
     """Every visit in `statuses` (default: every booking made) whose local date is in the period, in time
-    order, with the `fields` asked for (names of DOC_FIELDS, "waiting_list", "deal_id"); the others stay
+    order, with the `fields` asked for (names of _COLUMNS); the others stay
     None/False. Whatever `statuses` leaves out, primary is decided from the completed history."""
     wanted = list(dict.fromkeys(fields))
     history_first = add_months(period.start, -PRIMARY_AFTER_MONTHS)
     instant, as_text = _instant(session, MisAppointment.starts_at)
     days = _Days(period, history_first, as_text)
     begin, finish = period.utc_bounds()
-    doc = MisAppointment.doc
-    extra: list[Any] = []
-    for name in wanted:
-        if name in DOC_FIELDS:
-            extra.append(doc[DOC_FIELDS[name]].as_string())
-        elif name == "waiting_list":
-            extra.append(doc["waiting_list"].as_boolean())
-        elif name == "deal_id":
-            extra.append(MisAppointment.deal_id)
-        else:
-            raise ValueError(f"unknown visit field {name!r}")
+    unknown = [name for name in wanted if name not in _COLUMNS]
+    if unknown:
+        raise ValueError(f"unknown visit field {unknown[0]!r}")
+    extra = [_COLUMNS[name] for name in wanted]
     # Through Core: the ORM's per-row result handling was a third of a 12-month report's time.
     connection = session.connection()
     rows = connection.execute(
@@ -222,11 +250,5 @@ def period_visits(
         if not wanted:
             append(Visit(vid, person, calendar[day], status, primary))
             continue
-        values = dict(zip(wanted, extras, strict=True))
-        for name in DOC_FIELDS:
-            if name in values:
-                values[name] = _text(values[name])
-        if "waiting_list" in values:
-            values["waiting_list"] = bool(values["waiting_list"])
-        append(Visit(vid, person, calendar[day], status, primary, **values))
+        append(Visit(vid, person, calendar[day], status, primary, **dict(zip(wanted, extras, strict=True))))
     return visits
