@@ -9,6 +9,7 @@ import json
 from datetime import date, datetime
 from decimal import Decimal
 
+import pytest
 from PIL import Image
 
 from widget_server.models import MisLead
@@ -174,3 +175,33 @@ def test_half_hour_zones_are_counted_by_the_instant(rt, make_portal) -> None:  #
     assert [(r["period"], r["no_show"], r["completed"]) for r in shows["rows"]] == [
         ("2026-03-01", 1, 0), ("2026-03-02", 0, 1),
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("group", "expected"),
+    [
+        ("day", {"2026-03-28": 1, "2026-03-29": 1, "2026-10-25": 2}),
+        ("week", {"2026-W13": 2, "2026-W43": 2}),
+        ("month", {"2026-03": 2, "2026-10": 2}),
+    ],
+)
+def test_counted_reports_place_visits_by_the_clocks_of_their_day(rt, make_portal, group, expected) -> None:  # type: ignore[no-untyped-def]
+    from zoneinfo import ZoneInfo
+
+    from .clinic_data import Clinic
+
+    berlin = ZoneInfo("Europe/Berlin")
+    clinic = Clinic(rt, make_portal(slug="berlin", timezone="Europe/Berlin"))
+    p = clinic.patient("Müller Anna")
+    # Either side of each clock change, near midnight: one offset for the whole period would move two of
+    # them to the neighbouring day (00:30 CEST on 25.10 is 22:30 UTC on 24.10).
+    for at in [(2026, 3, 28, 23, 30), (2026, 3, 29, 3, 30), (2026, 10, 25, 0, 30), (2026, 10, 25, 23, 30)]:
+        clinic.visit(p, datetime(*at, tzinfo=berlin), status="no_show", specialty="терапия")
+        clinic.visit(p, datetime(*at, tzinfo=berlin), specialty="терапия", branch="Mitte", doctor_name="W")
+    with rt.db.transaction() as s:
+        period = make_period(date(2026, 3, 1), date(2026, 10, 31), group, "Europe/Berlin")
+        spec = build_report(s, clinic.portal.id, "specialisations", period).document()
+        shows = build_report(s, clinic.portal.id, "no-shows", period).document()
+    assert {r["period"]: r["count"] for r in spec["rows"]} == expected
+    assert {r["period"]: r["no_show"] for r in shows["rows"] if r["branch"] == "—"} == expected
+    assert {r["period"]: r["completed"] for r in shows["rows"] if r["branch"] == "Mitte"} == expected
