@@ -1,12 +1,12 @@
 """Who is calling: every patient on an E.164 number, from our own database only (the telephony pop-up must
-not wait on the CRM or the MIS), in two queries whatever the history's size.
+not wait on the CRM or the MIS), in one query whatever the history's size.
 
 Families share a phone, so a number gives a list: each patient with their full name, card number, last
 and next visit (date, doctor, status) and the deals their visits are in that are still open (pipeline,
 stage). Intake leads on that number not yet turned into a visit come apart as `open_leads`. An unknown
 number is `matches: []`, not an error.
 
-The pop-up asks on every ring, many at once, so both statements are built once and run through Core with
+The pop-up asks on every ring, many at once, so the statement is built once and run through Core with
 bound parameters: building and compiling them per call, and the ORM's row handling, cost several times
 what the database does.
 """
@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import and_, bindparam, null, select, union_all
 from sqlalchemy.orm import Session
 
 from connectors.phones import e164
@@ -37,8 +37,8 @@ _lead = MisLead.__table__.c
 
 _PATIENTS_AND_VISITS = (
     select(
-        _patient.id, _patient.name, _patient.alias_of_id, _patient.flags,
-        _visit.id.label("visit_id"), _visit.starts_at, _visit.status,
+        _patient.id.label("patient_id"), _patient.name, _patient.alias_of_id, _patient.flags,
+        _visit.id.label("visit_id"), _visit.starts_at.label("at"), _visit.status,
         _visit.doctor_name.label("doctor"), _visit.specialty, _visit.card_number,
         _visit.deal_id, _visit.target, _visit.mirrored_target,
     )
@@ -46,15 +46,18 @@ _PATIENTS_AND_VISITS = (
     # Index (patient_id, starts_at) per patient on the number (index portal_id, phone_e164).
     .outerjoin(MisAppointment.__table__, and_(_visit.patient_id == _patient.id, _visit.status != "void"))
     .where(_patient.portal_id == bindparam("portal_id"), _patient.phone_e164 == bindparam("phone"))
-    .order_by(_patient.name, _patient.id, _visit.starts_at, _visit.id)
 )  # fmt: skip
-"""A patient with no visit is one row of NULL visit columns; visits oldest first, so later ones win."""
-
-# Sorted in Python, not SQL: an ORDER BY lead_created_at tempts SQLite into the date index over the phone's.
-_OPEN_LEADS = select(_lead.deal_id, _lead.name, _lead.lead_created_at).where(
+# Inquiries on the number that no visit has taken yet, in the same columns: the rows without a patient_id.
+_OPEN_LEADS = select(
+    null(), _lead.name, null(), null(), null(), _lead.lead_created_at, null(), null(), null(), null(),
+    _lead.deal_id, null(), null(),
+).where(
     _lead.portal_id == bindparam("portal_id"), _lead.phone_e164 == bindparam("phone"),
     _lead.appointment_id.is_(None),
 )  # fmt: skip
+_LOOKUP = union_all(_PATIENTS_AND_VISITS, _OPEN_LEADS)
+"""One round trip. A patient with no visit is one row of NULL visit columns. Sorted in Python, not SQL:
+an ORDER BY lead_created_at tempted SQLite into the date index over the phone's."""
 
 
 class CallerInvalid(DomainError):
@@ -69,7 +72,7 @@ def normalise_phone(raw: str | None) -> str:
 
 
 def _visit_doc(row: Any, zone: ZoneInfo) -> dict[str, Any]:
-    local = row.starts_at.astimezone(zone)
+    local = row.at.astimezone(zone)
     return {
         "appointment_id": row.visit_id,
         "starts_at": local.isoformat(timespec="minutes"),
@@ -88,26 +91,29 @@ def lookup_callers(
     zone = ZoneInfo(portal.timezone)
     settings = mis_settings(portal.settings)
     closed = {settings.lost_stage_id, settings.won_stage_id}
-    connection = session.connection()
-    params = {"portal_id": portal.id, "phone": phone}
-    rows = connection.execute(_PATIENTS_AND_VISITS, params).all()
+    rows = session.connection().execute(_LOOKUP, {"portal_id": portal.id, "phone": phone}).all()
+    leads = sorted((row for row in rows if row.patient_id is None), key=lambda row: (row.at, row.deal_id))
+    visits = sorted(
+        (row for row in rows if row.patient_id is not None),
+        key=lambda row: (row.name, row.patient_id, row.at is not None, row.at, row.visit_id),
+    )
     # A second MIS id of the same person folds into the first when both are on the number.
-    on_number = {row.id for row in rows}
+    on_number = {row.patient_id for row in visits}
     matches: dict[int, dict[str, Any]] = {}
-    for row in rows:
+    for row in visits:
         if row.alias_of_id in on_number:
             continue
-        match = matches.get(row.id)
+        match = matches.get(row.patient_id)
         if match is None:
-            match = matches[row.id] = {
-                "patient_id": row.id, "name": row.name, "card_number": None,
+            match = matches[row.patient_id] = {
+                "patient_id": row.patient_id, "name": row.name, "card_number": None,
                 "shared_phone": "shared_phone" in (row.flags or []), "last_visit": None, "next_visit": None,
                 "open_deals": {},
             }  # fmt: skip
         if row.visit_id is None:
             continue
         match["card_number"] = row.card_number or match["card_number"]
-        if row.starts_at <= now:
+        if row.at <= now:
             match["last_visit"] = row
         elif match["next_visit"] is None and row.status in UPCOMING:
             match["next_visit"] = row
@@ -123,7 +129,6 @@ def lookup_callers(
             if match[key] is not None:
                 match[key] = _visit_doc(match[key], zone)
         match["open_deals"] = [d for d in match["open_deals"].values() if d["stage"] not in closed]
-    leads = sorted(connection.execute(_OPEN_LEADS, params).all(), key=lambda lead: (lead[2], lead[0]))
     intake = _intake_pipeline(portal)
     return {
         "phone": phone,
@@ -135,7 +140,7 @@ def lookup_callers(
                 "name": name,
                 "created_at": created.astimezone(zone).isoformat(timespec="minutes"),
             }
-            for deal_id, name, created in leads
+            for deal_id, name, created in ((lead.deal_id, lead.name, lead.at) for lead in leads)
         ],
     }
 

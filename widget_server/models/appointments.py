@@ -101,9 +101,16 @@ class MisAppointment(Base):
         # The same with the columns reports group by (migration 0015): a year's specialties, doctors, branches
         # and channels from the index alone, not from rows made wide by their JSON document.
         Index(
-            "ix_mis_appointments_report", "portal_id", "starts_at", "status", "patient_id", "specialty",
-            "doctor_name", "branch", "channel",
-        ),  # fmt: skip
+            "ix_mis_appointments_report",
+            "portal_id",
+            "starts_at",
+            "status",
+            "patient_id",
+            "specialty",
+            "doctor_name",
+            "branch",
+            "channel",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
