@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from .jobs.operations import LAZY_OPERATIONS, OPERATIONS, is_operation
 from .models import OutboxJob, utcnow
 
-__all__ = ["after_commit", "enqueue_outbox", "wake_outbox_job", "wake_outbox_jobs"]
+__all__ = ["after_commit", "enqueue_outbox", "enqueue_outbox_id", "wake_outbox_job", "wake_outbox_jobs"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,38 @@ def enqueue_outbox(
     deal_id: str | None = None,
     origin: str | None = None,
 ) -> OutboxJob:
+    job_id, values = _insert_job(session, portal_id, operation, payload, idempotency_key, deal_id, origin)
+    # The job joins the session as if loaded, so callers can read and change it as before.
+    job = OutboxJob(id=job_id, **values)
+    make_transient_to_detached(job)
+    session.add(job)
+    return job
+
+
+def enqueue_outbox_id(
+    session: Session,
+    *,
+    portal_id: int,
+    operation: str,
+    payload: dict[str, Any],
+    idempotency_key: str,
+    deal_id: str | None = None,
+    origin: str | None = None,
+) -> int:
+    """`enqueue_outbox` for a caller that needs only the job's id: no ORM object (building and attaching
+    one costs a tenth of a millisecond, on every stay-ledger entry)."""
+    return _insert_job(session, portal_id, operation, payload, idempotency_key, deal_id, origin)[0]
+
+
+def _insert_job(
+    session: Session,
+    portal_id: int,
+    operation: str,
+    payload: dict[str, Any],
+    idempotency_key: str,
+    deal_id: str | None,
+    origin: str | None,
+) -> tuple[int, dict[str, Any]]:
     if not is_operation(operation):
         known = sorted({*OPERATIONS, *LAZY_OPERATIONS})
         raise ValueError(f"operation must be one of {known}, got {operation!r}")
@@ -80,20 +112,16 @@ def enqueue_outbox(
         "updated_at": now,
         "done_at": None,
     }
-    # A Core INSERT (the ORM's unit of work for one row costs several times the statement); the job then
-    # joins the session as if loaded, so callers can read and change it as before.
+    # A Core INSERT: the ORM's unit of work for one row costs several times the statement.
     session.flush()
     job_id = session.connection().execute(_INSERT, values).scalar_one()
-    job = OutboxJob(id=job_id, **values)
-    make_transient_to_detached(job)
-    session.add(job)
     # One wake-up per transaction, however many jobs it queued: each rq enqueue is Redis round trips.
     pending: list[int] | None = session.info.get("outbox_wake")
     if pending is None:
         pending = session.info["outbox_wake"] = []
         after_commit(session, lambda: wake_outbox_jobs(session.info.pop("outbox_wake", [])))
-    pending.append(job.id)
-    return job
+    pending.append(job_id)
+    return job_id, values
 
 
 def wake_outbox_job(job_id: int) -> None:

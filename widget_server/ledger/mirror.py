@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from ..models import ExpenseArticle, LedgerEntry, OutboxJob, Portal, StayAccount
 from ..money import format_minor
-from ..outbox import enqueue_outbox
+from ..outbox import enqueue_outbox_id
 from .posting import run
 from .summary import StaySummary
 
@@ -105,7 +105,7 @@ def queue_stay_sync(session: Session, portal: Portal, account: StayAccount) -> i
     pending = run(session, _PENDING_SYNC, {"portal_id": portal.id, "deal_id": account.deal_id}).scalar()
     if pending is not None:
         return int(pending)
-    return enqueue_outbox(
+    return enqueue_outbox_id(
         session,
         portal_id=portal.id,
         operation="sync_stay_fields",
@@ -113,7 +113,7 @@ def queue_stay_sync(session: Session, portal: Portal, account: StayAccount) -> i
         idempotency_key=f"stay-sync:{account.id}:{uuid.uuid4().hex}",
         deal_id=account.deal_id,
         origin=f"stay:{account.id}",
-    ).id
+    )
 
 
 def _end_of_workday(portal: Portal, day: date) -> str:
@@ -140,7 +140,7 @@ def queue_low_balance_alert(session: Session, portal: Portal, summary: StaySumma
             f"Депозит пациента заканчивается: оплачено по {until}. Свяжитесь с представителем "
             f"{account.representative_name or ''} для пополнения."
         ).replace("  ", " ")
-    enqueue_outbox(
+    enqueue_outbox_id(
         session,
         portal_id=portal.id,
         operation="task_for_responsible",
@@ -171,7 +171,7 @@ def mirror_entries(
             )
         )
         if already is None:
-            enqueue_outbox(
+            enqueue_outbox_id(
                 session,
                 portal_id=portal.id,
                 operation="add_note",
