@@ -26,7 +26,9 @@ CPU each process group used per request during the timed phase (from /proc). --b
 then GET /healthz (no auth, database or Redis), the floor any request has on this server and machine.
 Afterwards (untimed) the entries are counted against the 201s and the hash chains are verified.
 --profile N: also serve N charges in-process through Flask's test client, one at a time, under cProfile, and
-print where the time goes (the service time of one request, SQL statements and Redis commands per request).
+print where the time goes (the service time of one request, SQL statements and Redis commands per request);
+--profile-out FILE keeps the cProfile stats. --ablate N: in-process CPU per charge with one part switched off
+at a time (the wake-up, the rate limiter, the CRM mirror, the summary document, the log line), N each.
 Nothing is asserted.
 """
 
@@ -486,6 +488,74 @@ def _profile(env: dict, fixture: dict, count: int, top: int = 0, dump: str | Non
         stats.sort_stats("tottime").print_stats(top)
 
 
+def _ablate(env: dict, fixture: dict, count: int) -> None:
+    """In-process CPU per charge with one part of the request switched off at a time: what each part costs
+    without cProfile's overhead (the parts' effects are lost; only the CPU is of interest)."""
+    import logging
+
+    import widget_server.http.api_stay as api_stay
+    import widget_server.http.auth as auth
+    import widget_server.outbox as outbox
+    from widget_server import create_app
+
+    app = create_app(
+        {
+            k: v
+            for k, v in env.items()
+            if k in ("DATABASE_URL", "REDIS_URL", "CLINICBRIDGE_INSTANCE_PATH", "API_RATE_LIMIT")
+        }
+    )
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(open(os.devnull, "w"))
+    client = app.test_client()
+    body = {"amount": "10.00", "article_id": fixture["article_id"], "reason": "bench"}
+    headers = {"Authorization": f"Bearer {fixture['key']}"}
+    deals = fixture["deals"]
+
+    def charge(n: int) -> None:
+        response = client.post(
+            f"/api/v1/deals/{deals[n % len(deals)]}/stay/charges",
+            json=body,
+            headers={**headers, "Idempotency-Key": f"ablate-{uuid.uuid4().hex}"},
+        )
+        assert response.status_code == 201, response.get_data(as_text=True)
+
+    def healthz(_n: int) -> None:
+        assert client.get("/healthz").status_code == 200
+
+    request_log = logging.getLogger("widget_server.request")
+    parts = [
+        ("the whole charge", None, None, None),
+        ("GET /healthz instead (the test client's own floor)", None, None, None),
+        ("without the rq wake-up after commit", outbox, "wake_outbox_jobs", lambda ids: None),
+        ("without the Redis rate limiter", auth, "_throttle", lambda principal: None),
+        ("without the CRM mirror (note, sync, low balance)", api_stay, "mirror_entries", lambda *a: None),
+        ("without the summary's JSON document", api_stay, "summary_document", lambda portal, s: {}),
+        ("without the request log line", None, None, None),
+        ("the whole charge again", None, None, None),
+    ]
+    print(f"  in-process CPU per request with one part switched off ({count} requests each):")
+    for label, module, name, stub in parts:
+        original = getattr(module, name) if module is not None else None
+        if module is not None:
+            setattr(module, name, stub)
+        request_log.disabled = label.endswith("log line")
+        one = healthz if label.startswith("GET") else charge
+        try:
+            for n in range(30):
+                one(n)
+            started = time.process_time()
+            for n in range(count):
+                one(n)
+            used = (time.process_time() - started) * 1000 / count
+        finally:
+            if module is not None:
+                setattr(module, name, original)
+            request_log.disabled = False
+        print(f"    {label:62s} {used:5.2f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgres", action="store_true", help="a throw-away PostgreSQL 15 cluster")
@@ -516,6 +586,9 @@ def main() -> None:
     )
     parser.add_argument("--top", type=int, default=0, help="with --profile: list the N costliest functions")
     parser.add_argument("--profile-out", help="with --profile: also write the cProfile stats to this file")
+    parser.add_argument(
+        "--ablate", type=int, nargs="?", const=600, default=0, help="CPU per charge without each part"
+    )
     args = parser.parse_args()
     seconds = args.seconds if args.requests is None else 3600.0
 
@@ -577,6 +650,8 @@ def main() -> None:
             _check(url, fixture["portal_id"], created, redis_proc.url)
             if args.profile:
                 _profile(env, fixture, args.profile, args.top, args.profile_out)
+            if args.ablate:
+                _ablate(env, fixture, args.ablate)
         finally:
             if gunicorn is not None:
                 _stop(gunicorn)
