@@ -54,6 +54,7 @@ import traceback
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import redis
 from sqlalchemy import event, func, select
@@ -323,12 +324,11 @@ def _caller() -> str:
     return " < ".join(reversed(names[-2:]))
 
 
-def _profile(env: dict, fixture: dict, count: int, top: int = 0, dump: str | None = None) -> None:
-    """Service time of one request, in-process, one at a time: where does it go?"""
+def _test_client(env: dict) -> Any:
+    """The app in this process, on the served database and Redis, for one-at-a-time requests."""
     import logging
 
     from widget_server import create_app
-    from widget_server import runtime as runtime_module
 
     app = create_app(
         {
@@ -340,7 +340,15 @@ def _profile(env: dict, fixture: dict, count: int, top: int = 0, dump: str | Non
     for handler in logging.getLogger().handlers:  # keep formatting the request log line, drop the output
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(open(os.devnull, "w"))
-    client = app.test_client()
+    return app.test_client()
+
+
+def _profile(env: dict, fixture: dict, count: int, top: int = 0, dump: str | None = None) -> None:
+    """Service time of one request, in-process, one at a time: where does it go?"""
+
+    from widget_server import runtime as runtime_module
+
+    client = _test_client(env)
     rt = runtime_module.current()
     statements: list[tuple[str, str]] = []
     trace = {"on": False}
@@ -496,19 +504,8 @@ def _ablate(env: dict, fixture: dict, count: int) -> None:
     import widget_server.http.api_stay as api_stay
     import widget_server.http.auth as auth
     import widget_server.outbox as outbox
-    from widget_server import create_app
 
-    app = create_app(
-        {
-            k: v
-            for k, v in env.items()
-            if k in ("DATABASE_URL", "REDIS_URL", "CLINICBRIDGE_INSTANCE_PATH", "API_RATE_LIMIT")
-        }
-    )
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(open(os.devnull, "w"))
-    client = app.test_client()
+    client = _test_client(env)
     body = {"amount": "10.00", "article_id": fixture["article_id"], "reason": "bench"}
     headers = {"Authorization": f"Bearer {fixture['key']}"}
     deals = fixture["deals"]
