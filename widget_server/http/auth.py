@@ -159,22 +159,18 @@ def requires(role: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
 
         @wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            if joined:
-                # The view works only in this database: authenticating in its transaction saves a
-                # transaction per request (on SQLite the write lock is taken a Redis round trip earlier).
-                principal, record = _authenticate()
-                g.principal = principal
-                _throttle(principal)
-                if not principal.has(role):
-                    raise Forbidden(f"this action needs the {role} role", code="missing_role")
-                _touch(record, db_session())
-                return view(*args, **kwargs)
-            mark_read_only(db_session())
+            if not joined:
+                mark_read_only(db_session())
             principal, record = _authenticate()
             g.principal = principal
             _throttle(principal)
             if not principal.has(role):
                 raise Forbidden(f"this action needs the {role} role", code="missing_role")
+            if joined:
+                # The view works only in this database: authenticating in its transaction saves a
+                # transaction per request (on SQLite the write lock is taken a Redis round trip earlier).
+                _touch(record, db_session())
+                return view(*args, **kwargs)
             _touch(record)
             # End the authentication read so the view's unit of work is a transaction of its own; a
             # GET's is read-only too (on SQLite: no write lock, so reads never queue behind writers).
