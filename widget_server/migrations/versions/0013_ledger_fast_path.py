@@ -1,4 +1,4 @@
-"""ledger_fast_path
+"""ledger_fast_path: no schema change (the charge fast path needed none); kept so the chain stays linear
 
 Revision ID: 0013
 Revises: 0012
