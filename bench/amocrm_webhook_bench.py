@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import PgCluster, RedisProc, free_port, percentile
-from charge_latency_bench import _cpu, _descendants, _start_gunicorn, _stop
+from charge_latency_bench import _cpu, _deployed_args, _descendants, _start_gunicorn, _stop
 
 from widget_server.amocrm_hooks import install_webhook_secret
 from widget_server.db import Database
@@ -298,7 +298,7 @@ def main() -> None:
             )
             port = free_port()
             log = work / "gunicorn.log"
-            gunicorn = _start_gunicorn(env, port, args.workers, args.gunicorn_arg, log)
+            gunicorn = _start_gunicorn(env, port, [*_deployed_args(args.workers), *args.gunicorn_arg], log)
             path = f"/hooks/amocrm/{SLUG}/{secret}"
             print(
                 f"[{label}] gunicorn -w {args.workers} {' '.join(args.gunicorn_arg)} on :{port}; open loop "

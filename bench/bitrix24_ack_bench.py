@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import PgCluster, RedisProc, free_port
 from amocrm_webhook_bench import _load, _report
-from charge_latency_bench import _start_gunicorn, _stop
+from charge_latency_bench import _deployed_args, _start_gunicorn, _stop
 from sqlalchemy import func, select
 
 from connectors.bitrix24.events import app_token_digest
@@ -148,7 +148,7 @@ def main() -> None:
                 PUBLIC_BASE_URL="https://cb.example.ru",
             )
             port = free_port()
-            gunicorn = _start_gunicorn(env, port, args.workers, [], work / "gunicorn.log")
+            gunicorn = _start_gunicorn(env, port, _deployed_args(args.workers), work / "gunicorn.log")
             warm_n, run_n = int(args.warmup * args.rps), int(args.seconds * args.rps)
             print(
                 f"[{db_label}] gunicorn -w {args.workers} on :{port}; open loop {args.rps:g}/s "
