@@ -27,7 +27,6 @@ from . import runtime
 from .clock import now_utc
 
 __all__ = [
-    "SOURCE_CHECK_MODES",
     "SourceList",
     "SourceListInvalid",
     "SourceVerdict",
@@ -40,7 +39,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SOURCE_CHECK_MODES = ("off", "log", "enforce")
 REDIS_KEY = "cb:b24:event_sources"
 # A web process re-reads Redis at most this often: the list changes on the scale of hours.
 LOCAL_TTL = timedelta(seconds=60)

@@ -20,7 +20,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-__all__ = ["B24_SOURCE_LIST_URLS", "ConfigError", "Settings", "load_settings"]
+__all__ = ["B24_SOURCE_CHECK_MODES", "B24_SOURCE_LIST_URLS", "ConfigError", "Settings", "load_settings"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INSTANCE_PATH = PROJECT_ROOT / "instance"
@@ -43,6 +43,7 @@ B24_SOURCE_LIST_URLS = (
     "https://repos.1c-bitrix.ru/webhook/app.json",
 )
 """Bitrix24's published lists of the servers that call applications (global, and the Russian region)."""
+B24_SOURCE_CHECK_MODES = ("off", "log", "enforce")
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,7 @@ def _b24_settings(env: Mapping[str, str]) -> dict[str, object]:
         missing = "B24_CLIENT_SECRET" if client_id else "B24_CLIENT_ID"
         raise ConfigError(missing, "set B24_CLIENT_ID and B24_CLIENT_SECRET together (or neither)")
     mode = (env.get("B24_EVENT_SOURCE_CHECK") or "log").strip().lower()
-    if mode not in ("off", "log", "enforce"):
+    if mode not in B24_SOURCE_CHECK_MODES:
         raise ConfigError("B24_EVENT_SOURCE_CHECK", f"must be off, log or enforce, got {mode!r}")
     raw_lists = env.get("B24_EVENT_SOURCE_LISTS")
     if raw_lists is None:
