@@ -24,6 +24,9 @@ def _buffered(response: Response) -> Response:
     # mid-transfer (a tab closed while modules preload) can prevent: a leaked file handle per drop.
     response.direct_passthrough = False
     response.make_sequence()
+    # make_sequence only defers the file's close to the end of the response; the body is in memory now,
+    # so close it here (a later close by the server is a harmless second one).
+    response.close()
     return response
 
 
