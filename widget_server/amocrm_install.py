@@ -17,6 +17,7 @@ from connectors.amocrm.webhooks import subscribe_webhooks
 from connectors.errors import ConnectorError
 
 from .amocrm_hooks import install_webhook_secret
+from .journey import install_templates
 from .models import OutboxJob, Portal, utcnow
 from .portals import create_portal
 from .runtime import Runtime
@@ -75,6 +76,8 @@ def complete_install(rt: Runtime, host: str, code: str) -> Installed:
             )
         portal.domain, portal.status, portal.uninstalled_at = host, "active", None
         portal.installed_at = utcnow()
+        # Seed 002's journey, disabled until mapped; a reinstall adds only the templates it lacks.
+        install_templates(session, portal, "install")
         portal_id, slug = portal.id, portal.slug
     DbTokenSource(rt, portal_id).save(token)
     _subscribe(rt, portal_id, host, token.access_token)

@@ -25,6 +25,7 @@ from connectors.errors import Rejected
 from connectors.types import OAuthToken
 
 from .bitrix24_client import AUTH_CONNECTOR, b24_oauth, b24_settings, build_client
+from .journey import install_templates
 from .models import OutboxJob, Portal, utcnow
 from .portals import create_portal
 from .runtime import Runtime
@@ -131,6 +132,8 @@ def record_install(
             # A reinstall of the same portal: its data is intact, it just becomes active again.
             portal.status, portal.uninstalled_at, portal.installed_at = "active", None, utcnow()
         portal.domain = domain
+        # Seed 002's journey, disabled until mapped; a reinstall adds only the templates it lacks.
+        install_templates(session, portal, "install")
         values: dict[str, Any] = {"auth_connector": AUTH_CONNECTOR}
         if application_token:
             values["app_token_sha256"] = app_token_digest(application_token)

@@ -8,6 +8,7 @@ import click
 from sqlalchemy import select
 
 from ..apikeys import issue_api_key, revoke_api_key
+from ..journey import install_templates
 from ..models import ROLES, ApiKey, Portal
 from ..portals import PortalInputError, create_portal, find_portal
 from .context import cli_runtime
@@ -80,6 +81,8 @@ def portal_create(
                 timezone=timezone_name or rt.settings.default_timezone,
                 currency=currency or rt.settings.default_currency,
             )
+            # Seed 002's journey, disabled until an admin maps and enables it.
+            install_templates(session, created, "cli")
             click.echo(json.dumps({"id": created.id, "slug": created.slug, "kind": created.kind}))
     except PortalInputError as exc:
         raise click.ClickException(f"--{exc.field}: {exc.reason}") from None

@@ -8,6 +8,7 @@ import click
 from sqlalchemy import select
 
 from ..apikeys import issue_api_key, revoke_api_key
+from ..journey import install_templates
 from ..models import ApiKey, Portal, PortalUser
 from ..portals import create_portal
 from ..runtime import Runtime
@@ -40,6 +41,8 @@ def ensure_demo(rt: Runtime) -> dict:
                 timezone=rt.settings.default_timezone,
                 currency=rt.settings.default_currency,
             )
+        # Seed 002's journey, disabled until mapped; a rerun adds only the templates the portal lacks.
+        install_templates(session, portal, "demo")
         portal_id, timezone, today = portal.id, portal.timezone, portal_today(portal)
 
     crm = SandboxCrm(rt.db, portal_id, timezone=timezone)
