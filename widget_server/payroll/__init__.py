@@ -2,7 +2,16 @@
 the month's statement with a line per component and a row per counted item."""
 
 from .hours import DayMinutes, LateStart, Shift, late_starts, minutes_by_day, shifts_from_events
-from .rates import AMOUNT_FIELDS, PayrollInvalid, RateInput, head_user_id, rates_in_effect, save_rates
+from .rates import (
+    AMOUNT_FIELDS,
+    PayrollInvalid,
+    RateInput,
+    RatePeriod,
+    head_user_id,
+    rate_periods,
+    rates_in_effect,
+    save_rates,
+)
 from .statement import month_bounds, payroll_csv, payroll_statement
 
 __all__ = [
@@ -11,6 +20,7 @@ __all__ = [
     "LateStart",
     "PayrollInvalid",
     "RateInput",
+    "RatePeriod",
     "Shift",
     "head_user_id",
     "late_starts",
@@ -18,6 +28,7 @@ __all__ = [
     "month_bounds",
     "payroll_csv",
     "payroll_statement",
+    "rate_periods",
     "rates_in_effect",
     "save_rates",
     "shifts_from_events",

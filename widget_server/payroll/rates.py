@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -16,7 +16,16 @@ from ..errors import DomainError
 from ..models import OVERTIME_BASES, PayrollRate, Portal, PortalUser
 from ..money import AmountError, minor_to_decimal, parse_amount
 
-__all__ = ["AMOUNT_FIELDS", "PayrollInvalid", "RateInput", "head_user_id", "rates_in_effect", "save_rates"]
+__all__ = [
+    "AMOUNT_FIELDS",
+    "PayrollInvalid",
+    "RateInput",
+    "RatePeriod",
+    "head_user_id",
+    "rate_periods",
+    "rates_in_effect",
+    "save_rates",
+]
 
 AMOUNT_FIELDS = ("hourly_rate", "overtime_rate", "primary_bonus", "waiting_list_bonus")
 
@@ -99,6 +108,38 @@ def rates_in_effect(session: Session, portal_id: int, on: date) -> dict[int, Pay
         .order_by(PayrollRate.user_id, PayrollRate.effective_from)
     ):
         found[row.user_id] = row
+    return found
+
+
+@dataclass(frozen=True)
+class RatePeriod:
+    """The local days first…last of a month paid at one directory row."""
+
+    rate: PayrollRate
+    first: date
+    last: date
+
+    def __contains__(self, day: object) -> bool:
+        return isinstance(day, date) and self.first <= day <= self.last
+
+
+def rate_periods(session: Session, portal_id: int, first: date, last: date) -> dict[int, list[RatePeriod]]:
+    """Operator → the rows in force on the days first…last, each clipped to the days it covers. Days before
+    an operator's first row are in no period: nobody agreed a rate for them, so they pay nothing."""
+    rows: dict[int, list[PayrollRate]] = {}
+    for row in session.scalars(
+        select(PayrollRate)
+        .where(PayrollRate.portal_id == portal_id, PayrollRate.effective_from <= last)
+        .order_by(PayrollRate.user_id, PayrollRate.effective_from)
+    ):
+        rows.setdefault(row.user_id, []).append(row)
+    found: dict[int, list[RatePeriod]] = {}
+    for user_id, history in rows.items():
+        for row, following in zip(history, [*history[1:], None], strict=True):
+            until = last if following is None else min(last, following.effective_from - timedelta(days=1))
+            since = max(first, row.effective_from)
+            if since <= until:
+                found.setdefault(user_id, []).append(RatePeriod(row, since, until))
     return found
 
 

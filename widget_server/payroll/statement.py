@@ -12,8 +12,14 @@ Formula (seed 004, issue 11), exact minutes, each line rounded half up to kopeck
 A visit is the operator's when the MIS's «Записал» (booked_by) is their name or one of their `mis_names`;
 when the MIS names nobody, the deal's responsible operator (the distribution's live assignment) gets it. A
 waiting-list visit earns the waiting-list bonus only (it lands in that pipeline, not in the primary one).
-The rate used is the one in effect on the month's last day. Scheduled hours are the «Рабочие графики»
-calendar entries; weekly and cyclic distribution patterns are not a payroll schedule.
+
+Rates are effective-dated: the month is cut into rate periods at each directory row's `effective_from` (a
+local midnight), and every line kind gets a line per period, quantity × that period's rate. Hours belong
+to the local day they were worked in (a night shift across the change pays its hours before midnight at
+the old rate), a bonus to the visit's local date, and `overtime_basis` "month" compares the period's
+totals (the row also carries the basis, so it may change with the rate). Days before an operator's first
+row pay nothing. Scheduled hours come from `schedule.scheduled_intervals`: the «Рабочие графики» calendar
+entries, else the operator's weekly or cyclic payroll schedule with its day overrides.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from ..reports.percent import ratio
 from ..reports.periods import Period
 from ..reports.visits import Visit, period_visits
 from .hours import DayMinutes, late_starts, minutes_by_day, shifts_from_events
-from .rates import PayrollInvalid, rates_in_effect
+from .rates import PayrollInvalid, RatePeriod, rate_periods
 
 __all__ = ["month_bounds", "payroll_csv", "payroll_statement"]
 
@@ -72,18 +78,31 @@ def _amount(rate: Decimal, quantity: Decimal, currency: str) -> int:
 
 
 def _line(
-    code: str, title: str, quantity: Decimal, shown: str, unit: str, rate: Decimal, currency: str
+    code: str,
+    title: str,
+    quantity: Decimal,
+    shown: str,
+    unit: str,
+    period: RatePeriod,
+    rate: Decimal,
+    currency: str,
+    split: bool,
 ) -> dict[str, Any]:
     minor = _amount(rate, quantity, currency)
+    if split:
+        title = f"{title} ({period.first:%d.%m}–{period.last:%d.%m})"
     return {
         "code": code, "title": title, "quantity": shown, "unit": unit, "rate": str(rate),
         "amount": str(minor_to_decimal(minor, currency)), "amount_minor": minor,
+        "from": period.first.isoformat(), "to": period.last.isoformat(),
+        "effective_from": period.rate.effective_from.isoformat(),
     }  # fmt: skip
 
 
 def _hours_lines(
-    rate: PayrollRate, days: dict[date, DayMinutes], currency: str
+    period: RatePeriod, days: dict[date, DayMinutes], currency: str, split: bool
 ) -> tuple[list[dict[str, Any]], int, int]:
+    rate = period.rate
     if rate.overtime_basis == "day":
         base = sum(min(d.worked, d.scheduled) for d in days.values())
         over = sum(max(0, d.worked - d.scheduled) for d in days.values())
@@ -92,12 +111,19 @@ def _hours_lines(
         scheduled = sum(d.scheduled for d in days.values())
         base, over = min(worked, scheduled), max(0, worked - scheduled)
     lines = [
-        _line("base", "Часы по графику", Decimal(base) / 60, _hhmm(base), "ч", rate.hourly_rate, currency),
-        _line("overtime", "Переработка", Decimal(over) / 60, _hhmm(over), "ч", rate.overtime_rate, currency),
-    ]
+        _line("base", "Часы по графику", Decimal(base) / 60, _hhmm(base), "ч", period, rate.hourly_rate,
+              currency, split),
+        _line("overtime", "Переработка", Decimal(over) / 60, _hhmm(over), "ч", period, rate.overtime_rate,
+              currency, split),
+    ]  # fmt: skip
     # Exact minutes beside the h:mm: amount = rate × minutes ÷ 60, rounded half up to kopecks.
     lines[0]["minutes"], lines[1]["minutes"] = base, over
     return lines, base, over
+
+
+def _pct_text(came: int, booked: int) -> str:
+    pct = ratio(came, booked)
+    return f" (доведение {str(pct).replace('.', ',')} %)" if pct is not None else ""
 
 
 def _events(
@@ -176,14 +202,44 @@ def _iso(moment: datetime | None, zone: ZoneInfo) -> str | None:
     return moment.astimezone(zone).isoformat(timespec="minutes") if moment is not None else None
 
 
+def _rate_document(rate: PayrollRate) -> dict[str, Any]:
+    return {
+        "effective_from": rate.effective_from.isoformat(), "hourly_rate": str(rate.hourly_rate),
+        "overtime_rate": str(rate.overtime_rate), "primary_bonus": str(rate.primary_bonus),
+        "waiting_list_bonus": str(rate.waiting_list_bonus), "overtime_basis": rate.overtime_basis,
+    }  # fmt: skip
+
+
+def _bonus_lines(
+    periods: list[RatePeriod], primary: list[Visit], waiting: list[Visit], currency: str
+) -> list[dict[str, Any]]:
+    split = len(periods) > 1
+    lines: list[dict[str, Any]] = []
+    for period in periods:
+        booked = [v for v in primary if v.day in period]
+        came = sum(1 for v in booked if v.status == "completed")
+        title = f"Первичные пациенты: пришли {came} из {len(booked)}" + _pct_text(came, len(booked))
+        lines.append(_line(
+            "conversion", title,
+            Decimal(came), str(came), "пац.", period, period.rate.primary_bonus, currency, split,
+        ))  # fmt: skip
+    for period in periods:
+        waited = sum(1 for v in waiting if v.day in period and v.status == "completed")
+        lines.append(_line(
+            "waiting_list", "Лист ожидания: визиты состоялись", Decimal(waited), str(waited), "виз.",
+            period, period.rate.waiting_list_bonus, currency, split,
+        ))  # fmt: skip
+    return lines
+
+
 def payroll_statement(session: Session, portal: Portal, month: str) -> dict[str, Any]:
     first, last = month_bounds(month)
     zone = ZoneInfo(portal.timezone)
     period = Period(first, last, "month", portal.timezone)
     begin, finish = period.utc_bounds()
     currency = portal.currency
-    rates = rates_in_effect(session, portal.id, last)
-    user_ids = sorted(rates)
+    periods_of = rate_periods(session, portal.id, first, last)
+    user_ids = sorted(periods_of)
     users = {
         u.id: u for u in session.scalars(select(PortalUser).where(PortalUser.id.in_(user_ids)))
     } if user_ids else {}  # fmt: skip
@@ -193,7 +249,8 @@ def payroll_statement(session: Session, portal: Portal, month: str) -> dict[str,
     visits = period_visits(session, portal.id, period, fields) if user_ids else []
     names: dict[str, int] = {}
     for uid in user_ids:
-        for name in [users[uid].name, *(rates[uid].mis_names or [])]:
+        mis_names = {name for p in periods_of[uid] for name in p.rate.mis_names or []}
+        for name in [users[uid].name, *sorted(mis_names)]:
             names.setdefault(_name_key(name), uid)
     unnamed = {v.deal_id for v in visits if v.booked_by is None and v.deal_id}
     owned = _owners(visits, names, _responsible(session, portal.id, unnamed) if unnamed else {})
@@ -201,25 +258,27 @@ def payroll_statement(session: Session, portal: Portal, month: str) -> dict[str,
     operators: list[dict[str, Any]] = []
     total_minor = 0
     for uid in user_ids:
-        rate, user = rates[uid], users[uid]
+        periods, user = periods_of[uid], users[uid]
+        rate = periods[-1].rate
+        rated = periods[0].first
         shifts = shifts_from_events(events[uid])
-        days = minutes_by_day(shifts, schedule[uid], zone, first, last)
-        lines, base, over = _hours_lines(rate, days, currency)
-        mine = owned.get(uid, [])
+        days = minutes_by_day(shifts, schedule[uid], zone, rated, last)
+        lines: list[dict[str, Any]] = []
+        base = over = 0
+        for part in periods:
+            hours, part_base, part_over = _hours_lines(
+                part, {d: m for d, m in days.items() if d in part}, currency, len(periods) > 1
+            )
+            lines.extend(hours)
+            base, over = base + part_base, over + part_over
+        # Kind by kind: the base lines of every period, then the overtime lines, then the bonuses.
+        lines.sort(key=lambda line: line["code"] != "base")
+        mine = [v for v in owned.get(uid, []) if v.day >= rated]
         primary = [v for v in mine if v.primary and not v.waiting_list]
         waiting = [v for v in mine if v.waiting_list]
+        lines.extend(_bonus_lines(periods, primary, waiting, currency))
         came = sum(1 for v in primary if v.status == "completed")
-        waited = sum(1 for v in waiting if v.status == "completed")
         pct = ratio(came, len(primary))
-        lines.append(_line(
-            "conversion", f"Первичные пациенты: пришли {came} из {len(primary)}"
-            + (f" (доведение {str(pct).replace('.', ',')} %)" if pct is not None else ""),
-            Decimal(came), str(came), "пац.", rate.primary_bonus, currency,
-        ))  # fmt: skip
-        lines.append(_line(
-            "waiting_list", "Лист ожидания: визиты состоялись", Decimal(waited), str(waited), "виз.",
-            rate.waiting_list_bonus, currency,
-        ))  # fmt: skip
         operator_minor = sum(line["amount_minor"] for line in lines)
         total_minor += operator_minor
         open_shifts = [s for s in shifts if s.ended_at is None and begin <= s.started_at < finish]
@@ -229,11 +288,11 @@ def payroll_statement(session: Session, portal: Portal, month: str) -> dict[str,
         operators.append({
             "user_id": uid,
             "name": user.name,
-            "rate": {
-                "effective_from": rate.effective_from.isoformat(), "hourly_rate": str(rate.hourly_rate),
-                "overtime_rate": str(rate.overtime_rate), "primary_bonus": str(rate.primary_bonus),
-                "waiting_list_bonus": str(rate.waiting_list_bonus), "overtime_basis": rate.overtime_basis,
-            },
+            "rate": _rate_document(rate),
+            "rates": [
+                {**_rate_document(p.rate), "from": p.first.isoformat(), "to": p.last.isoformat()}
+                for p in periods
+            ],
             "minutes": {
                 "worked": sum(d.worked for d in days.values()),
                 "scheduled": sum(d.scheduled for d in days.values()),
@@ -266,7 +325,7 @@ def payroll_statement(session: Session, portal: Portal, month: str) -> dict[str,
                 {"date": late.day.isoformat(), "scheduled_start": _iso(late.scheduled_start, zone),
                  "started_at": _iso(late.started_at, zone), "minutes_late": late.minutes_late}
                 for late in late_starts(shifts, schedule[uid], zone)
-                if first <= late.day <= last
+                if rated <= late.day <= last
             ],
             "appointments": [_visit_item(v, "primary") for v in primary]
             + [_visit_item(v, "waiting_list") for v in waiting],
