@@ -48,7 +48,7 @@ from widget_server.config import Settings
 from widget_server.crypto import TokenCipher
 from widget_server.db import Database
 from widget_server.jobs import mirror as mirror_module
-from widget_server.jobs.mis import FEED_ORIGIN
+from widget_server.jobs.mis.feed import FEED_ORIGIN
 from widget_server.migrations import upgrade
 from widget_server.models import MisAppointment, OutboxJob, Portal
 from widget_server.portals import create_portal

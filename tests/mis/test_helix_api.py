@@ -188,7 +188,7 @@ def test_an_upload_whose_wake_up_was_lost_is_imported_by_the_folder_poll(rt, hel
     from datetime import timedelta
 
     from widget_server import clock
-    from widget_server.jobs.mis import poll_helix_folders
+    from widget_server.jobs.mis.watch_folder import poll_helix_folders
 
     _, api = helix
     response = _upload(api, "visits_sample.csv")
@@ -201,7 +201,7 @@ def test_an_upload_whose_wake_up_was_lost_is_imported_by_the_folder_poll(rt, hel
     later = clock.now_utc() + timedelta(minutes=3)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(clock, "now_utc", lambda: later)
-        mp.setattr("widget_server.jobs.mis.now_utc", lambda: later)
+        mp.setattr("widget_server.jobs.mis.helix_uploads.now_utc", lambda: later)
         poll_helix_folders()
     run = _imported(api, response, jobs)
     assert run["state"] == "done" and run["counts"]["created"] == 6

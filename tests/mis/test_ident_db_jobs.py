@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-import widget_server.jobs.mis as mis_jobs
+import widget_server.jobs.mis.ident as mis_jobs
 from connectors.mis_ident.rows import COLUMNS
 from widget_server.models import MisAppointment, Portal
 

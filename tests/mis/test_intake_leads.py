@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 
 from connectors.types import Contact, DealCreated, DealStageChanged, NewContact, NewDeal, StageRef
 from widget_server.appointments.tickets import tickets
-from widget_server.jobs import mis
 from widget_server.jobs.inbox import process_inbox_event
+from widget_server.jobs.mis import intake
 from widget_server.models import InboxEvent, MisLead, Portal
 
 INTAKE = StageRef("Определение типа приёма", "Новая заявка")
@@ -65,13 +65,13 @@ class CountingReads:
 @pytest.fixture
 def reads(crm, monkeypatch) -> CountingReads:
     counting = CountingReads(crm)
-    monkeypatch.setattr(mis, "crm_for", lambda portal, rt=None: counting)
+    monkeypatch.setattr(intake, "crm_for", lambda portal, rt=None: counting)
     return counting
 
 
 def test_a_deal_created_in_the_intake_pipeline_becomes_a_ticket(rt, clinic, crm, reads):
     deal_id = _deal(crm)
-    mis.offer_intake_lead(clinic.id, _event(clinic, deal_id))
+    intake.offer_intake_lead(clinic.id, _event(clinic, deal_id))
     [lead] = _leads(rt)
     assert (lead.deal_id, lead.name, lead.phone_e164, lead.email) == (
         deal_id,
@@ -84,34 +84,34 @@ def test_a_deal_created_in_the_intake_pipeline_becomes_a_ticket(rt, clinic, crm,
     assert reads.reads == ["get_deal", "get_contact"]
     # Once per deal: a later event for it reads nothing.
     again = DealStageChanged(clinic.external_id, None, deal_id=deal_id, stage=INTAKE)
-    mis.offer_intake_lead(clinic.id, again)
+    intake.offer_intake_lead(clinic.id, again)
     assert reads.reads == ["get_deal", "get_contact"] and len(_leads(rt)) == 1
 
 
 def test_a_deal_routed_out_of_the_intake_pipeline_is_still_a_ticket(rt, clinic, crm, reads):
     deal_id = _deal(crm, stage=PRIMARY)
     # Read after the routing: the created event finds it elsewhere and leaves it to the move's event.
-    mis.offer_intake_lead(clinic.id, _event(clinic, deal_id))
+    intake.offer_intake_lead(clinic.id, _event(clinic, deal_id))
     assert _leads(rt) == []
     moved = DealStageChanged(clinic.external_id, None, deal_id=deal_id, stage=PRIMARY, previous=INTAKE)
-    mis.offer_intake_lead(clinic.id, moved)
+    intake.offer_intake_lead(clinic.id, moved)
     assert [lead.deal_id for lead in _leads(rt)] == [deal_id]
 
 
 def test_other_pipelines_closed_deals_and_portals_without_intake_are_left_alone(rt, clinic, crm, reads):
     elsewhere = _deal(crm, stage=PRIMARY)
     moved = DealStageChanged(clinic.external_id, None, deal_id=elsewhere, stage=PRIMARY)
-    mis.offer_intake_lead(clinic.id, moved)
+    intake.offer_intake_lead(clinic.id, moved)
     assert reads.reads == []  # a move between other pipelines costs no CRM read
     closed = _deal(crm, phones=("+7 916 765-43-21",))
     crm.move_deal(closed, StageRef(INTAKE.pipeline_id, "lost"), loss_reason="Спам")
-    mis.offer_intake_lead(clinic.id, _event(clinic, closed))
+    intake.offer_intake_lead(clinic.id, _event(clinic, closed))
     assert _leads(rt) == []
     with rt.db.transaction() as s:
         row = s.get(Portal, clinic.id)
         row.settings = {**row.settings, "mis": {**row.settings["mis"], "intake_pipeline_id": None}}
     reads.reads.clear()
-    mis.offer_intake_lead(clinic.id, _event(clinic, _deal(crm, phones=("+7 916 000-00-01",))))
+    intake.offer_intake_lead(clinic.id, _event(clinic, _deal(crm, phones=("+7 916 000-00-01",))))
     assert _leads(rt) == [] and reads.reads == []
 
 
@@ -119,7 +119,7 @@ def test_the_first_number_ident_can_take_is_offered(rt, clinic, crm, reads, monk
     deal_id = _deal(crm, emails=())
     typed = ("+7 (888) 888-88-88", "8 916 555-44-33")  # amoCRM keeps numbers as typed
     monkeypatch.setattr(reads, "get_contact", lambda cid: Contact(cid, "Смирнова Анна", phones=typed))
-    mis.offer_intake_lead(clinic.id, _event(clinic, deal_id))
+    intake.offer_intake_lead(clinic.id, _event(clinic, deal_id))
     [lead] = _leads(rt)
     assert lead.phone_e164 == "+79165554433" and lead.email is None
 
@@ -128,7 +128,7 @@ def test_a_contact_without_a_valid_number_is_kept_but_not_offered(rt, clinic, cr
     deal_id = _deal(crm, emails=())
     invalid = ("+7 (888) 888-88-88",)
     monkeypatch.setattr(reads, "get_contact", lambda cid: Contact(cid, "Аноним", phones=invalid))
-    mis.offer_intake_lead(clinic.id, _event(clinic, deal_id))
+    intake.offer_intake_lead(clinic.id, _event(clinic, deal_id))
     [lead] = _leads(rt)
     assert lead.phone_raw == "+7 (888) 888-88-88" and lead.phone_e164 is None
     assert _tickets(rt, clinic) == []

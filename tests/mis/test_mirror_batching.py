@@ -108,10 +108,10 @@ def test_a_change_that_keeps_the_stage_is_a_note_only(rt, crm, counted, sync, jo
 
 
 def test_notes_left_by_a_crashed_worker_go_with_the_sweep(rt, crm, counted, sync, jobs, monkeypatch):
-    from widget_server.jobs import mis
+    from widget_server.jobs.mis import appointment_mirror
     from widget_server.jobs.periodic import sweep_outbox
 
-    monkeypatch.setattr(mis, "send_waiting_feed", lambda portal_id: "crashed")
+    monkeypatch.setattr(appointment_mirror, "send_waiting_feed", lambda portal_id: "crashed")
     sync(*(_patient(i) for i in range(3)))
     jobs()
     assert counted.calls["add_notes"] == 0

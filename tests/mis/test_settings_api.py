@@ -96,7 +96,7 @@ def test_only_an_admin_sees_or_changes_mis_settings(make_api, portal):
 def test_the_doctor_map_joins_the_timetable_and_feeds_the_note(rt, api, client):
     from pathlib import Path
 
-    from widget_server.jobs.mis import appointment_note
+    from widget_server.jobs.mis.notes import appointment_note
 
     key = api.put("/api/v1/mis/settings", json={"template": "seed002", "rotate_ident_key": True}).get_json()
     timetable = (Path(__file__).parent.parent / "fixtures" / "ident" / "timetable.json").read_bytes()
@@ -164,7 +164,7 @@ def test_on_amocrm_the_stage_map_must_name_the_accounts_real_pipelines_and_stage
 
 
 def test_saving_settings_keeps_the_ident_database_and_its_cursor(rt, api, portal):
-    from widget_server.jobs.mis import ident_reader, set_ident_dsn
+    from widget_server.jobs.mis.ident import ident_reader, set_ident_dsn
 
     with rt.db.transaction() as s:
         row = s.get(Portal, portal.id)

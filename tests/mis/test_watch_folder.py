@@ -11,7 +11,9 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from widget_server.appointments.settings import SEED004_TEMPLATE
-from widget_server.jobs.mis import helix_folder, poll_helix_folders, purge_mis_sync_log
+from widget_server.jobs.mis import sync_log
+from widget_server.jobs.mis.helix_import import helix_folder
+from widget_server.jobs.mis.watch_folder import poll_helix_folders
 from widget_server.models import MisAppointment, MisSyncRecord, MisSyncRun
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "helix"
@@ -80,10 +82,8 @@ def test_the_sync_log_keeps_ninety_days(rt, make_portal, monkeypatch):
     _drop(folder, "visits_sample.csv")
     poll_helix_folders()
     assert _count(rt, MisSyncRecord) == 11  # 6 created, 4 unmapped, 1 invalid_phone
-    import widget_server.jobs.mis as mis_jobs
-
-    later = mis_jobs.now_utc() + timedelta(days=91)
-    monkeypatch.setattr(mis_jobs, "now_utc", lambda: later)
-    purge_mis_sync_log()
+    later = sync_log.now_utc() + timedelta(days=91)
+    monkeypatch.setattr(sync_log, "now_utc", lambda: later)
+    sync_log.purge_mis_sync_log()
     assert (_count(rt, MisSyncRecord), _count(rt, MisSyncRun)) == (0, 0)
     assert _count(rt, MisAppointment) == 6  # the visits themselves stay

@@ -44,7 +44,7 @@ def ident_key(portal_ref: str) -> None:
 @click.option("--dsn", help="ODBC connection string of a read-only SQL login; omit to stop reading.")
 def ident_db(portal_ref: str, dsn: str | None) -> None:
     """Set (encrypted) or clear the IDENT database the scheduler reads receptions from."""
-    from ..jobs.mis import set_ident_dsn
+    from ..jobs.mis.ident import set_ident_dsn
 
     rt = cli_runtime()
     with rt.db.transaction() as session:
@@ -57,7 +57,7 @@ def ident_db(portal_ref: str, dsn: str | None) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def import_helix(portal_ref: str, file: Path) -> None:
     """Import one Helix export (CSV, XLSX or JSON); the same file again reports its first import."""
-    from ..jobs.mis import HelixImportRefused, import_helix_file
+    from ..jobs.mis.helix_import import HelixImportRefused, import_helix_file
 
     rt = cli_runtime()
     try:

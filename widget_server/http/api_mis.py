@@ -14,7 +14,8 @@ from .. import runtime
 from ..appointments.settings import EDITABLE, TEMPLATES, validate_mis_settings
 from ..appointments.timetable import issue_ident_key, timetable_status
 from ..errors import NotFound, ValidationFailed
-from ..jobs.mis import HelixImportRefused, accept_helix_upload
+from ..jobs.mis.helix_import import HelixImportRefused
+from ..jobs.mis.helix_uploads import accept_helix_upload
 from ..models import MisAppointment, MisSyncRecord, MisSyncRun, MisTimetable, Portal
 from ..registry import crm_for
 from .auth import current_portal, current_principal, requires

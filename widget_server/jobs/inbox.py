@@ -34,7 +34,7 @@ from .distribution import (
 )
 from .joblog import logged_job
 from .journey import journey_on_deal_event
-from .mis import offer_intake_lead
+from .mis.intake import offer_intake_lead
 
 __all__ = ["EVENT_REACTIONS", "PARSERS", "process_inbox_event"]
 

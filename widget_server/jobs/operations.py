@@ -143,7 +143,7 @@ LAZY_OPERATIONS: dict[str, str] = {
     "notify_deal_responsible": "widget_server.jobs.invoices:notify_deal_responsible",
     "add_company_note": "widget_server.jobs.invoices:add_company_note",
     "distribution_hand_over": "widget_server.jobs.distribution:hand_over",
-    "mis_mirror_appointment": "widget_server.jobs.mis:mis_mirror_appointment",
+    "mis_mirror_appointment": "widget_server.jobs.mis.appointment_mirror:mis_mirror_appointment",
     "journey_send_message": "widget_server.jobs.journey:journey_send_message",
     "journey_create_deal": "widget_server.jobs.journey:journey_create_deal",
     # The same payload as the journey's patient messages: one implementation of send_message for both.

@@ -17,7 +17,9 @@ from .inpatient import run_inpatient_sweep
 from .invoices import refresh_cbr_rates
 from .journey import run_journey_sweep
 from .ledger import run_daily_charges, run_expire_holds
-from .mis import poll_helix_folders, poll_ident_databases, purge_mis_sync_log, reconcile_ident_databases
+from .mis.ident import poll_ident_databases, reconcile_ident_databases
+from .mis.sync_log import purge_mis_sync_log
+from .mis.watch_folder import poll_helix_folders
 from .payroll import send_payroll_statements
 from .periodic import purge_idempotency_records, sweep_inbox, sweep_outbox
 
