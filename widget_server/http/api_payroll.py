@@ -1,5 +1,6 @@
 """Operator payroll: GET /api/v1/payroll/{YYYY-MM}[.csv] (admin and finance), GET/PUT /api/v1/payroll/rates
-(admin): the effective-dated rate directory and who receives the monthly statement."""
+(admin): the effective-dated rate directory and who receives the monthly statement, GET/PUT
+/api/v1/payroll/schedules (admin): weekly and cyclic «Рабочие графики» with their day overrides."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from flask import Blueprint, Response
 from sqlalchemy import select
 
 from ..models import PayrollRate, Portal, PortalUser
+from ..models.payroll import PayrollSchedule
 from ..payroll import (
     AMOUNT_FIELDS,
     PayrollInvalid,
@@ -18,12 +20,13 @@ from ..payroll import (
     payroll_statement,
     save_rates,
 )
+from ..payroll.schedule import ScheduleInput, save_schedules, schedule_document
 from .auth import current_portal, current_principal, requires
 from .body import load_body
 from .idempotency import mutation
 from .lifecycle import db_session
 from .openapi import api_doc
-from .schemas_reports import PayrollRatesSchema
+from .schemas_reports import PayrollRatesSchema, PayrollSchedulesSchema
 
 __all__ = ["payroll_api"]
 
@@ -93,6 +96,51 @@ def put_rates() -> Any:
         portal.settings = {**(portal.settings or {}), "payroll": {"head_user_id": body["head_user_id"]}}
     session.flush()
     return _rates_document(portal)
+
+
+_PATTERN_FIELDS = ("days", "start", "end", "on_days", "off_days", "anchor")
+
+
+def _schedules_document(portal_id: int) -> dict[str, Any]:
+    rows = db_session().scalars(
+        select(PayrollSchedule)
+        .where(PayrollSchedule.portal_id == portal_id)
+        .order_by(PayrollSchedule.user_id, PayrollSchedule.effective_from)
+    )
+    return {"schedules": [schedule_document(row) for row in rows]}
+
+
+@payroll_api.get("/payroll/schedules")
+@api_doc(summary="Operators' weekly and cyclic work schedules with their day overrides", tags=TAG)
+@requires("admin")
+def get_schedules() -> Any:
+    return _schedules_document(current_principal().portal_id)
+
+
+@payroll_api.put("/payroll/schedules")
+@api_doc(
+    summary="Set operators' schedules from a date (upsert by user and date): weekly {days, start, end}, "
+    "cyclic {on_days, off_days, anchor, start, end} or calendar; overrides [{date[, start, end]}]",
+    tags=TAG, request=PayrollSchedulesSchema, errors=(422,),
+)  # fmt: skip
+@requires("admin")
+@mutation
+def put_schedules() -> Any:
+    body = load_body(PayrollSchedulesSchema())
+    session = db_session()
+    portal = session.merge(current_portal())
+    entries = [
+        ScheduleInput(
+            item["user_id"],
+            item["effective_from"],
+            item["kind"],
+            {name: item[name] for name in _PATTERN_FIELDS if name in item},
+            item["overrides"],
+        )
+        for item in body["schedules"]
+    ]
+    save_schedules(session, portal, entries, actor=current_principal().actor)
+    return _schedules_document(portal.id)
 
 
 @payroll_api.get("/payroll/<string:month>")

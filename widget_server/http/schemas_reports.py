@@ -7,10 +7,11 @@ from marshmallow import fields as f
 from marshmallow import validate
 
 from ..models import OVERTIME_BASES
+from ..models.payroll import PAYROLL_SCHEDULE_KINDS
 from ..reports import GROUPS
 from .schemas import StrictSchema
 
-__all__ = ["CallerQuerySchema", "ClinicReportQuerySchema", "PayrollRatesSchema"]
+__all__ = ["CallerQuerySchema", "ClinicReportQuerySchema", "PayrollRatesSchema", "PayrollSchedulesSchema"]
 
 
 class ClinicReportQuerySchema(StrictSchema):
@@ -34,6 +35,31 @@ class PayrollRateSchema(StrictSchema):
 class PayrollRatesSchema(StrictSchema):
     rates = f.List(f.Nested(PayrollRateSchema), load_default=list)
     head_user_id = f.Integer(strict=True, allow_none=True)
+
+
+class PayrollOverrideSchema(StrictSchema):
+    # Raw: payroll.schedule checks dates and HH:MM times and names the field with the reason.
+    date = f.Raw(required=True)
+    start = f.Raw(allow_none=True)
+    end = f.Raw(allow_none=True)
+    reason = f.String(validate=validate.Length(max=200))
+
+
+class PayrollScheduleSchema(StrictSchema):
+    user_id = f.Integer(required=True, strict=True)
+    effective_from = f.Date(required=True)
+    kind = f.String(required=True, validate=validate.OneOf(PAYROLL_SCHEDULE_KINDS))
+    days = f.Raw()
+    start = f.Raw()
+    end = f.Raw()
+    on_days = f.Raw()
+    off_days = f.Raw()
+    anchor = f.Raw()
+    overrides = f.List(f.Nested(PayrollOverrideSchema), load_default=list)
+
+
+class PayrollSchedulesSchema(StrictSchema):
+    schedules = f.List(f.Nested(PayrollScheduleSchema), required=True)
 
 
 class CallerQuerySchema(StrictSchema):

@@ -16,9 +16,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from .base import Base, BigIntPK, JsonDoc, utcnow
 from .portal import _in
 
-__all__ = ["OVERTIME_BASES", "PayrollRate", "PayrollStatement"]
+__all__ = ["OVERTIME_BASES", "PAYROLL_SCHEDULE_KINDS", "PayrollRate", "PayrollSchedule", "PayrollStatement"]
 
 OVERTIME_BASES = ("day", "month")
+PAYROLL_SCHEDULE_KINDS = ("weekly", "cyclic", "calendar")
 
 
 class PayrollRate(Base):
@@ -61,4 +62,27 @@ class PayrollStatement(Base):
     total: Mapped[Decimal] = mapped_column(Numeric(14, 2))
     document: Mapped[dict[str, Any]] = mapped_column(JsonDoc)
     head_user_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PayrollSchedule(Base):
+    """One operator's «Рабочие графики» pattern from `effective_from` until their next row: `weekly`
+    ({days: ISO weekdays, start, end}), `cyclic` ({on_days, off_days, anchor, start, end}: 2/2, 1/3 counted
+    from the anchor date) or `calendar` (the month's calendar entries alone). `overrides` are single days,
+    [{date, start, end}] or [{date}] for a day off (a holiday). Hours are the clinic's wall-clock times."""
+
+    __tablename__ = "payroll_schedules"
+    __table_args__ = (
+        UniqueConstraint("portal_id", "user_id", "effective_from"),
+        CheckConstraint(_in("kind", PAYROLL_SCHEDULE_KINDS), name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    portal_id: Mapped[int] = mapped_column(ForeignKey("portals.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("portal_users.id", ondelete="CASCADE"))
+    effective_from: Mapped[date] = mapped_column(Date)
+    kind: Mapped[str] = mapped_column(String(16))
+    spec: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
+    overrides: Mapped[list[dict[str, Any]]] = mapped_column(JsonDoc, default=list)
+    created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -44,12 +44,14 @@ from ..models import (
     Portal,
     PortalUser,
 )
+from ..models.payroll import PayrollSchedule
 from ..money import format_minor, minor_to_decimal, quantize_minor
 from ..reports.percent import ratio
 from ..reports.periods import Period
 from ..reports.visits import Visit, period_visits
 from .hours import DayMinutes, late_starts, minutes_by_day, shifts_from_events
 from .rates import PayrollInvalid, RatePeriod, rate_periods
+from .schedule import scheduled_intervals
 
 __all__ = ["month_bounds", "payroll_csv", "payroll_statement"]
 
@@ -146,9 +148,14 @@ def _events(
 
 
 def _schedule(
-    session: Session, portal_id: int, user_ids: list[int], begin: datetime, finish: datetime
+    session: Session, portal_id: int, user_ids: list[int], zone: ZoneInfo, first: date, last: date
 ) -> dict[int, list[tuple[datetime, datetime]]]:
-    found: dict[int, list[tuple[datetime, datetime]]] = {uid: [] for uid in user_ids}
+    """Operator → the scheduled intervals of the local days from the eve of the month (whose night shift
+    runs into the 1st) to its last day: calendar entries, else their pattern."""
+    eve = first - timedelta(days=1)
+    begin = datetime.combine(eve, datetime.min.time(), zone)
+    finish = datetime.combine(last + timedelta(days=2), datetime.min.time(), zone)
+    calendar: dict[int, list[tuple[datetime, datetime]]] = {uid: [] for uid in user_ids}
     for uid, starts_at, ends_at in session.execute(
         select(OperatorShift.user_id, OperatorShift.starts_at, OperatorShift.ends_at).where(
             OperatorShift.portal_id == portal_id,
@@ -158,8 +165,17 @@ def _schedule(
             OperatorShift.ends_at > begin,
         )
     ):
-        found[uid].append((starts_at, ends_at))
-    return found
+        calendar[uid].append((starts_at, ends_at))
+    patterns: dict[int, list[PayrollSchedule]] = {uid: [] for uid in user_ids}
+    for row in session.scalars(
+        select(PayrollSchedule).where(
+            PayrollSchedule.portal_id == portal_id,
+            PayrollSchedule.user_id.in_(user_ids),
+            PayrollSchedule.effective_from <= last,
+        )
+    ):
+        patterns[row.user_id].append(row)
+    return {uid: scheduled_intervals(patterns[uid], calendar[uid], zone, eve, last) for uid in user_ids}
 
 
 def _responsible(session: Session, portal_id: int, deal_ids: set[str]) -> dict[str, int]:
@@ -244,7 +260,7 @@ def payroll_statement(session: Session, portal: Portal, month: str) -> dict[str,
         u.id: u for u in session.scalars(select(PortalUser).where(PortalUser.id.in_(user_ids)))
     } if user_ids else {}  # fmt: skip
     events = _events(session, portal.id, user_ids, begin, finish) if user_ids else {}
-    schedule = _schedule(session, portal.id, user_ids, begin, finish) if user_ids else {}
+    schedule = _schedule(session, portal.id, user_ids, zone, first, last) if user_ids else {}
     fields = ["booked_by", "waiting_list", "deal_id"]
     visits = period_visits(session, portal.id, period, fields) if user_ids else []
     names: dict[str, int] = {}
