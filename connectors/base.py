@@ -67,6 +67,11 @@ class CrmClient(Protocol):
         """`Rejected` (status 404) if it does not exist."""
         ...
 
+    def link_contact(self, deal_id: str, contact_id: str) -> None:
+        """Add an existing contact to the deal's contacts (the main contact stays as it is). Linking one
+        already linked changes nothing, so a retry is harmless; `Rejected` (404) names `deal_id`."""
+        ...
+
     def add_company_note(self, company_id: str, text: str, *, idempotency_key: str) -> NoteRef:
         """A note in the company's feed (an invoice paid by a corporate client); `NoteRef.deal_id` is empty.
         Twice with one key adds one."""

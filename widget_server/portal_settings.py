@@ -34,8 +34,9 @@ __all__ = [
 ]
 
 DEAL_FIELD_KEYS = ("balance", "daily_rate", "paid_through")
-STAGE_FEATURES = ("admission", "in_stay", "discharge")
-"""Deal stages the ledger reacts to: admission opens the account, discharge closes it."""
+STAGE_FEATURES = ("admission", "in_stay", "discharge", "ready_to_sign")
+"""Deal stages the ledger reacts to: admission opens the account, discharge closes it; the in-patient
+workflow asks for the arrival date and budget when a sales deal enters «ready to sign»."""
 PIPELINE_FEATURES = ("ledger", "invoices", "distribution")
 
 

@@ -4,6 +4,8 @@
   `GET /api/v4/leads?filter[id][]=…` to keep those still open (142/143 are closed in every pipeline).
 - `add_company_note`: `POST /api/v4/companies/notes` with `entity_id` in the item (§5.3), exactly once as
   a lead note is (`request_id` is only echoed; the key is kept in the created store, the feed read back).
+- `link_contact`: `POST /api/v4/leads/{id}/link` with `[{to_entity_id, to_entity_type: "contacts"}]` (§5.3);
+  a contact already linked stays linked once, so a retry is harmless.
 - `hand_over`: the leads read in pages of 50 ids, then `PATCH /api/v4/contacts`, `/companies` and
   `/tasks` (open tasks of those leads) with `{id, responsible_user_id}`, ≤ 50 per request (§5.1).
 """
@@ -124,6 +126,21 @@ class LinksMixin:
 
         note_id = self._create_once("company_note", idempotency_key, post, read_back, look_first=False)
         return NoteRef(id=note_id, deal_id="", company_id=str(cid))
+
+    # --- contacts of a lead ------------------------------------------------------------------------------
+
+    def link_contact(self, deal_id: str, contact_id: str) -> None:
+        """The contact joins the lead's contacts (not as the main one: that stays the patient's)."""
+        lead_id, cid = _id(deal_id, "deal_id"), _id(contact_id, "contact_id")
+        link = [{"to_entity_id": cid, "to_entity_type": "contacts"}]
+        try:
+            self.transport.send_json("POST", f"/api/v4/leads/{lead_id}/link", link, idempotent=True)
+        except Rejected as exc:
+            if exc.status == 404:
+                raise Rejected(
+                    f"deal_id: no such deal {deal_id!r}", status=404, code="NotFound", path="deal_id"
+                ) from None
+            raise
 
     # --- hand-over --------------------------------------------------------------------------------------
 

@@ -5,6 +5,8 @@
   filters deals by their primary contact only; a contact linked second to a deal does not see it here.
 - `get_company`: `crm.item.get` with entityTypeId 4; `add_company_note`: `crm.timeline.comment.add` with
   ENTITY_TYPE company, exactly once by key like a deal comment.
+- `link_contact`: `crm.deal.contact.add` (`id`, `fields.CONTACT_ID`), which adds to the deal's contacts
+  and keeps the primary one; binding a contact already bound changes nothing, so a retry is harmless.
 - `hand_over`: the deals' links in one `crm.item.list` per 50, their open tasks (`tasks.task.list`, one
   command per deal in a batch), then every change in batches of 50: `crm.item.update` (entityTypeId 3 / 4,
   `assignedById`) and `tasks.task.update` (`RESPONSIBLE_ID`).
@@ -107,6 +109,22 @@ class LinksMixin:
             lambda since: self._comment_read_back("company", cid, text, since),
         )
         return NoteRef(note_id, "", company_id=str(cid))
+
+    # --- contacts of a deal ------------------------------------------------------------------------------
+
+    def link_contact(self, deal_id: str, contact_id: str) -> None:
+        item_id, cid = _id(deal_id, "deal_id"), _id(contact_id, "contact_id")
+        try:
+            self._call("crm.deal.contact.add", {"id": item_id, "fields": {"CONTACT_ID": cid}})
+        except Rejected as exc:
+            if exc.status == 404:
+                raise Rejected(
+                    f"deal_id: no such deal {deal_id!r}",
+                    status=404,
+                    code=exc.code or "NOT_FOUND",
+                    path="deal_id",
+                ) from None
+            raise
 
     # --- hand-over --------------------------------------------------------------------------------------
 

@@ -170,6 +170,9 @@ _DEAL_CALLS: dict[str, Callable[[CrmClient, CrmWorld, str, str], object]] = {
     "attach_file": lambda crm, w, deal, user: crm.attach_file(
         deal, "a.pdf", b"%PDF", "application/pdf", idempotency_key="c-file-404"
     ),
+    "link_contact": lambda crm, w, deal, user: crm.link_contact(
+        deal, w.make_contact("Петрова О. П.", ("+7 916 123-45-67",))
+    ),
 }
 
 
@@ -446,6 +449,17 @@ class CrmContract:
 
         assert second.id == first.id
         assert len(crm.find_contacts_by_phone("+79852345678")) == 1
+
+    def test_link_contact_adds_a_contact_to_the_deal_once(self, crm: CrmClient, crm_world: CrmWorld) -> None:
+        deal_id = crm_world.make_deal("Петров П. П.")
+        patient = crm_world.make_contact("Петров П. П.", ("+7 916 111-22-33",))
+        crm_world.link(deal_id, patient)
+        representative = crm_world.make_contact("Петрова О. П.", ("+7 916 123-45-67",))
+
+        crm.link_contact(deal_id, representative)
+        crm.link_contact(deal_id, representative)  # a retried job
+
+        assert crm.get_deal(deal_id).contact_ids == (patient, representative)
 
     # --- notes ------------------------------------------------------------------------------------------
 

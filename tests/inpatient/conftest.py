@@ -3,6 +3,7 @@ users and app roles, a tariff, a frozen clock, and a sales deal ready to sign.""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pytest
@@ -11,6 +12,7 @@ from connectors.types import NewDeal, StageRef
 from tests.ledger.conftest import clinic, frozen  # noqa: F401 - the ledger's fixtures, reused
 from widget_server.models import Portal, PortalUser
 from widget_server.sandbox.crm import SandboxCrm
+from widget_server.sandbox.hooks import hook_secret, sign
 
 
 @dataclass
@@ -124,3 +126,27 @@ def admit(apis, building, tariff, deal, *, ward=0, bed=1, consent=True, date="20
     )
     assert response.status_code == 201, response.get_json()
     return response.get_json()
+
+
+READY = {"pipeline_id": "sales", "stage_id": "ready_to_sign"}
+
+
+def map_ready_stage(apis) -> None:  # type: ignore[no-untyped-def]
+    """Map «ready to sign» through the settings API (checked against the sandbox CRM's pipelines)."""
+    version = apis["admin"].get("/api/v1/settings").get_json()["version"]
+    saved = apis["admin"].put(
+        "/api/v1/settings", json={"version": version, "stages": {"ready_to_sign": READY}}
+    )
+    assert saved.status_code == 200, saved.get_json()
+
+
+def stage_hook(client, rt, portal, deal: str, stage: dict, event_id: str):  # type: ignore[no-untyped-def]
+    """A person moved the deal in the sandbox CRM: its signed `deal.stage_changed` hook."""
+    body = json.dumps(
+        {"event_id": event_id, "event": "deal.stage_changed", "deal_id": deal, **stage}
+    ).encode()
+    signature = sign(hook_secret(rt.settings.secret_key, portal.external_id), body)
+    response = client.post(f"/hooks/sandbox/{portal.slug}", data=body, content_type="application/json",
+                           headers={"X-Sandbox-Signature": signature})  # fmt: skip
+    assert response.status_code == 200, response.get_json()
+    return response

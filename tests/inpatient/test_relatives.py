@@ -6,8 +6,8 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 
 from connectors.types import NewContact
-from widget_server.jobs.inpatient import run_inpatient_sweep
-from widget_server.models import ExpectedArrival, InpatientStay, RelativeNotice, StayAccount
+from widget_server.jobs.inpatient import representative_contact, run_inpatient_sweep
+from widget_server.models import ExpectedArrival, InpatientStay, OutboxJob, RelativeNotice, StayAccount
 
 from .conftest import admit
 
@@ -22,6 +22,23 @@ def test_an_existing_contact_is_linked_not_duplicated(rt, apis, crm, building, t
     assert [c.id for c in crm.find_contacts_by_phone("+79161234567")] == [existing.id]
     with rt.db.transaction() as s:
         assert s.scalar(select(InpatientStay.representative_contact_id)) == existing.id
+    assert crm.get_deal(deal).contact_ids == (existing.id,)
+
+
+def test_the_representative_is_linked_to_the_deal_once_even_when_the_job_runs_again(
+    rt, apis, crm, building, tariff, deal, frozen, jobs
+):
+    frozen.set_local("2026-11-24 11:00")
+    admit(apis, building, tariff, deal)
+    jobs()
+    [contact] = crm.find_contacts_by_phone("+79161234567")
+    assert crm.get_deal(deal).contact_ids == (contact.id,)
+    with rt.db.transaction() as s:
+        job = s.scalar(select(OutboxJob).where(OutboxJob.operation == "inpatient_representative_contact"))
+        payload, key = dict(job.payload), job.idempotency_key
+    representative_contact(crm, payload, key)  # a retry after a lost answer
+    assert crm.get_deal(deal).contact_ids == (contact.id,)
+    assert [c.id for c in crm.find_contacts_by_phone("+79161234567")] == [contact.id]
 
 
 def test_low_balance_is_told_once_a_day_while_it_lasts(rt, apis, crm, building, tariff, deal, frozen, jobs):

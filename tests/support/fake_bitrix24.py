@@ -677,6 +677,18 @@ class FakeBitrix24:
             return {"item": self._out_contact(other) if "ID" in other else dict(other)}
         return {"item": self._out_deal(self._deal(params))}
 
+    def m_crm_deal_contact_add(self, params: dict[str, Any]) -> Any:
+        # Adds to the deal's contacts, the first one staying primary; a contact already bound stays once.
+        deal = self.deals.get(_int(params.get("id")))
+        if deal is None:
+            raise _Err("NOT_FOUND", "Not found")
+        contact_id = _int((params.get("fields") or {}).get("CONTACT_ID"), "CONTACT_ID")
+        if contact_id not in self.contacts:
+            raise _Err("NOT_FOUND", "Contact not found")
+        if contact_id not in deal["contactIds"]:
+            deal["contactIds"].append(contact_id)
+        return True
+
     def m_crm_item_update(self, params: dict[str, Any]) -> Any:
         other = self._other(params)
         if other is not None:

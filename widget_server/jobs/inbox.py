@@ -32,6 +32,7 @@ from .distribution import (
     distribute_on_stage_change,
     record_reassignment,
 )
+from .inpatient import inpatient_on_deal_event
 from .joblog import logged_job
 from .journey import journey_on_deal_event
 from .mis.intake import offer_intake_lead
@@ -52,9 +53,14 @@ PARSERS: dict[str, Callable[[str, str], CrmEvent | None]] = {
 }
 
 EVENT_REACTIONS: dict[type[CrmEvent], list[Callable[[int, CrmEvent], None]]] = {
-    DealUpdated: [restore_stay_fields, record_reassignment, journey_on_deal_event],
+    DealUpdated: [restore_stay_fields, record_reassignment, journey_on_deal_event, inpatient_on_deal_event],
     DealCreated: [distribute_on_new_deal, offer_intake_lead],
-    DealStageChanged: [distribute_on_stage_change, journey_on_deal_event, offer_intake_lead],
+    DealStageChanged: [
+        distribute_on_stage_change,
+        journey_on_deal_event,
+        offer_intake_lead,
+        inpatient_on_deal_event,
+    ],
     DpAction: [distribute_on_dp_action],
     RobotCall: [run_robot],
 }

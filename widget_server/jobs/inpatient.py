@@ -14,15 +14,17 @@ from typing import Any
 from sqlalchemy import select, update
 
 from connectors.base import CrmClient
-from connectors.types import NewContact
+from connectors.types import CrmEvent, DealStageChanged, DealUpdated, NewContact
 
 from .. import clock, runtime
 from ..clock import local_today
 from ..inpatient import arrival_day_tasks, escalate_overdue, inform_about_ledger
+from ..inpatient.arrivals import ask_for_arrival, needs_arrival_request, ready_to_sign_stage
 from ..models import Building, InpatientStay, Portal
+from ..registry import crm_for
 from .joblog import logged_job
 
-__all__ = ["representative_contact", "run_inpatient_sweep", "sweep_portal"]
+__all__ = ["inpatient_on_deal_event", "representative_contact", "run_inpatient_sweep", "sweep_portal"]
 
 
 def sweep_portal(portal_id: int, now: datetime) -> dict[str, int]:
@@ -64,11 +66,34 @@ def run_inpatient_sweep(now: datetime | None = None) -> str:
     return " ".join(f"{k} {v}" for k, v in totals.items())
 
 
+def inpatient_on_deal_event(portal_id: int, event: CrmEvent) -> None:
+    """A person moved a sales deal (amoCRM `leads[status]`, Bitrix24 ONCRMDEALMOVETOCATEGORY) or changed it
+    (Bitrix24 ONCRMDEALUPDATE, which names only the deal): into the ready-to-sign stage, ask once for the
+    arrival date and the budget."""
+    assert isinstance(event, DealStageChanged | DealUpdated)
+    rt = runtime.current()
+    stage = event.stage
+    with rt.db.transaction() as session:
+        portal = session.get(Portal, portal_id)
+        if portal is None or ready_to_sign_stage(portal) is None:
+            return
+        if stage is None and not needs_arrival_request(session, portal, event.deal_id):
+            return
+    if stage is None:
+        # Outside any transaction: a CRM call must not hold our database (SQLite's write lock) meanwhile.
+        stage = crm_for(portal, rt).get_deal(event.deal_id).stage
+    with rt.db.transaction() as session:
+        portal = session.get(Portal, portal_id)
+        assert portal is not None
+        ask_for_arrival(session, portal, event.deal_id, stage.pipeline_id, stage.stage_id)
+
+
 # --- outbox operations (jobs/operations.py LAZY_OPERATIONS) --------------------------------------------
 
 
 def representative_contact(crm: CrmClient, payload: dict[str, Any], key: str) -> dict[str, Any]:
-    """The representative as a CRM contact: found by phone, else created; its id kept on the stay."""
+    """The representative as a CRM contact: found by phone, else created; linked to the deal (so the card
+    shows who speaks for the patient; linking again on a retry is harmless); its id kept on the stay."""
     phone = payload.get("phone")
     found = crm.find_contacts_by_phone(phone) if phone else []
     if found:
@@ -82,6 +107,7 @@ def representative_contact(crm: CrmClient, payload: dict[str, Any], key: str) ->
             ),
             idempotency_key=key,
         )
+    crm.link_contact(str(payload["deal_id"]), contact.id)
     with runtime.current().db.transaction() as session:
         session.execute(
             update(InpatientStay)

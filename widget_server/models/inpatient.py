@@ -32,6 +32,7 @@ __all__ = [
     "INPATIENT_STATUSES",
     "NOTICE_EVENTS",
     "ROUND_OUTCOMES",
+    "ArrivalRequest",
     "Building",
     "Examination",
     "ExpectedArrival",
@@ -271,3 +272,18 @@ class RelativeNotice(Base):
     channel: Mapped[str] = mapped_column(String(8))
     text: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ArrivalRequest(Base):
+    """A sales deal that reached the portal's «ready to sign» stage in the CRM: its manager was asked for the
+    arrival date and the budget, once per deal however often the stage is entered or the hook repeated."""
+
+    __tablename__ = "inpatient_arrival_requests"
+    __table_args__ = (UniqueConstraint("portal_id", "deal_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    portal_id: Mapped[int] = mapped_column(ForeignKey("portals.id", ondelete="CASCADE"), index=True)
+    deal_id: Mapped[str] = mapped_column(String(64))
+    pipeline_id: Mapped[str] = mapped_column(String(64))
+    stage_id: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)

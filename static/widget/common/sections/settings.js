@@ -5,7 +5,7 @@
 import { h, newKey } from '../core.js';
 import { actionForm } from '../forms.js';
 
-const STAGES = ['admission', 'in_stay', 'discharge'];
+const STAGES = ['admission', 'in_stay', 'discharge', 'ready_to_sign'];
 const PIPELINES = ['ledger', 'invoices', 'distribution'];
 const FIELDS = ['balance', 'daily_rate', 'paid_through'];
 

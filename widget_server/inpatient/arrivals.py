@@ -1,0 +1,76 @@
+"""«Готов подписать договор» from the CRM: a sales deal entering the portal's mapped stage asks its
+manager, once, for the arrival date and the budget (the panel's arrival form, then `expect_arrival`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..models import ArrivalRequest, ExpectedArrival, Portal
+from .mirror import queue_note, queue_task
+
+__all__ = ["ASK_FOR_ARRIVAL", "ReadyStage", "ask_for_arrival", "needs_arrival_request", "ready_to_sign_stage"]
+
+ASK_FOR_ARRIVAL = "Готов подписать договор: указать дату заезда и бюджет (вкладка «Стационар»)"
+
+
+@dataclass(frozen=True)
+class ReadyStage:
+    pipeline_id: str
+    stage_id: str
+
+
+def ready_to_sign_stage(portal: Portal) -> ReadyStage | None:
+    """The stage set in the settings (`stages.ready_to_sign`, checked against the CRM's pipelines when
+    saved); None when the portal does not map one."""
+    ref = ((portal.settings or {}).get("stages") or {}).get("ready_to_sign")
+    if not ref or not ref.get("pipeline_id") or not ref.get("stage_id"):
+        return None
+    return ReadyStage(str(ref["pipeline_id"]), str(ref["stage_id"]))
+
+
+def needs_arrival_request(session: Session, portal: Portal, deal_id: str) -> bool:
+    """Whether the deal could still be asked: not asked before, and no arrival date given already."""
+    asked = session.scalar(
+        select(ArrivalRequest.id).where(
+            ArrivalRequest.portal_id == portal.id, ArrivalRequest.deal_id == deal_id
+        )
+    )
+    if asked is not None:
+        return False
+    given = session.scalar(
+        select(ExpectedArrival.id).where(
+            ExpectedArrival.portal_id == portal.id, ExpectedArrival.deal_id == deal_id
+        )
+    )
+    return given is None
+
+
+def ask_for_arrival(session: Session, portal: Portal, deal_id: str, pipeline_id: str, stage_id: str) -> bool:
+    """The deal is now in (pipeline_id, stage_id): if that is the ready-to-sign stage and the deal was never
+    asked, a task for its responsible manager and a note. True when it asked."""
+    stage = ready_to_sign_stage(portal)
+    if stage is None or (str(pipeline_id), str(stage_id)) != (stage.pipeline_id, stage.stage_id):
+        return False
+    if not needs_arrival_request(session, portal, deal_id):
+        return False
+    request = ArrivalRequest(portal_id=portal.id, deal_id=deal_id, pipeline_id=stage.pipeline_id,
+                             stage_id=stage.stage_id)  # fmt: skip
+    try:
+        # Two deliveries of the same move may race (amo repeats hooks): the unique pair keeps one.
+        with session.begin_nested():
+            session.add(request)
+    except IntegrityError:
+        return False
+    queue_task(session, portal, deal_id, ASK_FOR_ARRIVAL, f"ready-to-sign:{deal_id}", user_id=None)
+    queue_note(
+        session,
+        portal,
+        deal_id,
+        "Сделка на этапе «Готов подписать договор»: менеджеру поставлена задача указать дату заезда и бюджет",
+        f"ready-to-sign:{deal_id}",
+    )
+    return True
