@@ -14,7 +14,7 @@ from connectors.bitrix24.events import parse_event
 from connectors.types import DealStageChanged, DealUpdated, NewDeal, StageRef
 from widget_server.inpatient.arrivals import ASK_FOR_ARRIVAL
 from widget_server.jobs.inpatient import inpatient_on_deal_event
-from widget_server.models import ArrivalRequest, OutboxJob, Portal, PortalSettingsVersion
+from widget_server.models import ArrivalRequest, ExpectedArrival, OutboxJob, Portal, PortalSettingsVersion
 
 from .conftest import READY, map_ready_stage, stage_hook
 
@@ -127,3 +127,42 @@ def test_bitrix24_deal_update_names_no_stage_so_the_deal_is_read(rt, hospital, c
     other = crm.create_deal(NewDeal(name="Иванов", stage=StageRef("sales", "talks")), idempotency_key="d-2")
     inpatient_on_deal_event(hospital.id, dataclasses.replace(event, deal_id=other.id))
     assert _asks(rt) == 1 and _requests(rt) == [(deal, "sales", "ready_to_sign")]
+
+
+def test_the_tab_reads_what_was_asked_and_what_was_given(
+    apis, rt, client, hospital, building, deal, frozen, jobs
+):
+    frozen.set_local("2026-11-23 15:00")
+    staff_api = apis["staff"]
+    assert staff_api.get(f"/api/v1/deals/{deal}/stay/arrival").get_json() == {
+        "deal_id": deal, "asked_at": None, "arrival": None}  # fmt: skip
+    map_ready_stage(apis)
+    stage_hook(client, rt, hospital, deal, READY, "evt-1")
+    jobs()
+    asked = staff_api.get(f"/api/v1/deals/{deal}/stay/arrival").get_json()
+    assert asked["asked_at"] is not None and asked["arrival"] is None
+
+    given = staff_api.post(f"/api/v1/deals/{deal}/stay/arrival", json={
+        "arrival_date": "2026-11-24", "budget": "150000.00", "profile": "neurology"})  # fmt: skip
+    assert given.status_code == 201, given.get_json()
+    assert staff_api.get(f"/api/v1/deals/{deal}/stay/arrival").get_json()["arrival"] == {
+        "arrival_date": "2026-11-24", "budget": "150000.00", "profile": "neurology",
+        "building_id": building["id"], "building": "Корпус 1"}  # fmt: skip
+    assert apis["viewer"].get(f"/api/v1/deals/{deal}/stay/arrival").status_code == 403
+
+
+def test_a_bad_arrival_names_the_field_and_writes_nothing(apis, rt, deal, building, frozen):
+    frozen.set_local("2026-11-23 15:00")
+    for body, field in [
+        ({"arrival_date": "2026-11-24", "budget": "-5"}, "budget"),
+        ({"arrival_date": "2026-11-24", "budget": "12.345"}, "budget"),
+        ({"arrival_date": "24.11.2026"}, "arrival_date"),
+        ({"arrival_date": "2026-11-22"}, "arrival_date"),
+        ({"arrival_date": "2026-11-24", "profile": "cardiology"}, "profile"),
+    ]:
+        response = apis["staff"].post(f"/api/v1/deals/{deal}/stay/arrival", json=body)
+        assert response.status_code == 422, (body, response.get_json())
+        assert field in response.get_json()["error"]["fields"], response.get_json()
+    with rt.db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(ExpectedArrival)) == 0
+        assert s.scalar(select(func.count()).select_from(OutboxJob)) == 0

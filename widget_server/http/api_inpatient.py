@@ -46,8 +46,10 @@ from ..inpatient.export import round_records, rounds_csv
 from ..ledger import Actor, stay_summary
 from ..ledger.mirror import mirror_entries
 from ..models import (
+    ArrivalRequest,
     Building,
     Examination,
+    ExpectedArrival,
     InpatientStay,
     LedgerEntry,
     Portal,
@@ -58,7 +60,7 @@ from ..models import (
     Ward,
 )
 from ..models.portal import MEDICAL, has_medical
-from ..money import AmountError, parse_amount
+from ..money import AmountError, minor_to_decimal, parse_amount
 from .auth import current_portal, current_principal, requires
 from .body import load_body, load_query
 from .idempotency import mutation
@@ -66,6 +68,7 @@ from .lifecycle import db_session
 from .openapi import api_doc
 from .schemas_inpatient import (
     AdmissionSchema,
+    ArrivalDocumentSchema,
     ArrivalSchema,
     BuildingSchema,
     DischargeDocumentsSchema,
@@ -269,6 +272,39 @@ def post_arrival(deal_id: str) -> Any:
         "profile": arrival.profile,
         "building_id": arrival.building_id,
     }, 201
+
+
+@inpatient_api.get("/deals/<deal_id>/stay/arrival")
+@api_doc(summary="Ready to sign: the arrival date and budget given, and whether the CRM stage asked for them",
+         tags=TAGS, response=ArrivalDocumentSchema)  # fmt: skip
+@requires("staff")
+def get_arrival(deal_id: str) -> Any:
+    session, portal = db_session(), current_portal()
+    arrival = session.scalar(
+        select(ExpectedArrival).where(
+            ExpectedArrival.portal_id == portal.id, ExpectedArrival.deal_id == deal_id
+        )
+    )
+    asked = session.scalar(
+        select(ArrivalRequest.requested_at).where(
+            ArrivalRequest.portal_id == portal.id, ArrivalRequest.deal_id == deal_id
+        )
+    )
+    document: dict[str, Any] = {"deal_id": deal_id, "asked_at": asked, "arrival": None}
+    if arrival is not None:
+        building = session.get(Building, arrival.building_id) if arrival.building_id else None
+        document["arrival"] = {
+            "arrival_date": arrival.arrival_date,
+            "budget": (
+                str(minor_to_decimal(arrival.budget_minor, portal.currency))
+                if arrival.budget_minor is not None
+                else None
+            ),
+            "profile": arrival.profile,
+            "building_id": building.id if building else None,
+            "building": building.name if building else None,
+        }
+    return ArrivalDocumentSchema().dump(document)
 
 
 @inpatient_api.post("/deals/<deal_id>/stay/admission")

@@ -16,6 +16,7 @@ from .schemas_ledger import AmountField
 
 __all__ = [
     "AdmissionSchema",
+    "ArrivalDocumentSchema",
     "ArrivalSchema",
     "BuildingSchema",
     "DischargeDocumentsSchema",
@@ -64,6 +65,23 @@ class ArrivalSchema(StrictSchema):
     arrival_date = f.Date(required=True)
     budget = AmountField()
     profile = f.String(validate=validate.Length(min=1, max=64))
+
+
+class ExpectedArrivalSchema(Schema):
+    arrival_date = f.Date()
+    budget = f.String(allow_none=True)
+    profile = f.String(allow_none=True)
+    building_id = f.Integer(allow_none=True)
+    building = f.String(allow_none=True)
+
+
+class ArrivalDocumentSchema(Schema):
+    """What the «Стационар» tab shows before admission: the arrival (null until given) and when the CRM's
+    ready-to-sign stage asked for it (null if it never did)."""
+
+    deal_id = f.String()
+    asked_at = f.DateTime(allow_none=True)
+    arrival = f.Nested(ExpectedArrivalSchema, allow_none=True)
 
 
 class InpatientRepresentativeSchema(StrictSchema):
