@@ -3,8 +3,10 @@ not wait on the CRM or the MIS), in one query whatever the history's size.
 
 Families share a phone, so a number gives a list: each patient with their full name, card number, last
 and next visit (date, doctor, status) and the deals their visits are in that are still open (pipeline,
-stage). Intake leads on that number not yet turned into a visit come apart as `open_leads`. An unknown
-number is `matches: []`, not an error.
+stage). A patient is found by their main number or by one of their other numbers (the MIS's second and
+third phones, `mis_patient_phones`), and `matched_phone` says which ("primary" or "other"). Intake leads on
+that number not yet turned into a visit come apart as `open_leads`. An unknown number is `matches: []`, not
+an error.
 
 The pop-up asks on every ring, many at once, so the statement is built once and run through Core with
 bound parameters: building and compiling them per call, and the ORM's row handling, cost several times
@@ -17,7 +19,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, null, select, union_all
+from sqlalchemy import and_, bindparam, literal_column, null, select, union_all
 from sqlalchemy.orm import Session
 
 from connectors.phones import e164
@@ -26,6 +28,7 @@ from . import clock
 from .appointments.settings import mis_settings
 from .errors import DomainError
 from .models import MisAppointment, MisLead, MisPatient, Portal
+from .models.appointments import MisPatientPhone
 
 __all__ = ["UPCOMING", "CallerInvalid", "lookup_callers", "normalise_phone"]
 
@@ -33,24 +36,37 @@ UPCOMING = frozenset({"requested", "booked", "confirmed", "arrived"})
 
 _visit = MisAppointment.__table__.c
 _patient = MisPatient.__table__.c
+_other = MisPatientPhone.__table__.c
 _lead = MisLead.__table__.c
+
+# Who is on the number: by the main phone (index portal_id, phone_e164, with the rowid or heap id) or by an
+# other phone (index portal_id, phone_e164, patient_id: index-only). Sync keeps a main number out of the
+# same patient's others, so a patient comes once.
+_ON_NUMBER = union_all(
+    select(_patient.id.label("patient_id"), literal_column("'primary'").label("matched")).where(
+        _patient.portal_id == bindparam("portal_id"), _patient.phone_e164 == bindparam("phone")
+    ),
+    select(_other.patient_id, literal_column("'other'")).where(
+        _other.portal_id == bindparam("portal_id"), _other.phone_e164 == bindparam("phone")
+    ),
+).subquery("on_number")
 
 _PATIENTS_AND_VISITS = (
     select(
         _patient.id.label("patient_id"), _patient.name, _patient.alias_of_id, _patient.flags,
         _visit.id.label("visit_id"), _visit.starts_at.label("at"), _visit.status,
         _visit.doctor_name.label("doctor"), _visit.specialty, _visit.card_number,
-        _visit.deal_id, _visit.target, _visit.mirrored_target,
+        _visit.deal_id, _visit.target, _visit.mirrored_target, _ON_NUMBER.c.matched,
     )
-    .select_from(MisPatient.__table__)
-    # Index (patient_id, starts_at) per patient on the number (index portal_id, phone_e164).
+    .select_from(_ON_NUMBER)
+    .join(MisPatient.__table__, _patient.id == _ON_NUMBER.c.patient_id)
+    # Index (patient_id, starts_at) per patient on the number.
     .outerjoin(MisAppointment.__table__, and_(_visit.patient_id == _patient.id, _visit.status != "void"))
-    .where(_patient.portal_id == bindparam("portal_id"), _patient.phone_e164 == bindparam("phone"))
 )  # fmt: skip
 # Inquiries on the number that no visit has taken yet, in the same columns: the rows without a patient_id.
 _OPEN_LEADS = select(
     null(), _lead.name, null(), null(), null(), _lead.lead_created_at, null(), null(), null(), null(),
-    _lead.deal_id, null(), null(),
+    _lead.deal_id, null(), null(), null(),
 ).where(
     _lead.portal_id == bindparam("portal_id"), _lead.phone_e164 == bindparam("phone"),
     _lead.appointment_id.is_(None),
@@ -99,6 +115,8 @@ def lookup_callers(
     )
     # A second MIS id of the same person folds into the first when both are on the number.
     on_number = {row.patient_id for row in visits}
+    # A patient on the number both ways (an old row from before sync kept them apart) counts as primary.
+    primary = {row.patient_id for row in visits if row.matched == "primary"}
     matches: dict[int, dict[str, Any]] = {}
     for row in visits:
         if row.alias_of_id in on_number:
@@ -107,6 +125,7 @@ def lookup_callers(
         if match is None:
             match = matches[row.patient_id] = {
                 "patient_id": row.patient_id, "name": row.name, "card_number": None,
+                "matched_phone": "primary" if row.patient_id in primary else "other",
                 "shared_phone": "shared_phone" in (row.flags or []), "last_visit": None, "next_visit": None,
                 "open_deals": {},
             }  # fmt: skip

@@ -123,6 +123,6 @@ def test_a_second_mis_id_folds_in_and_a_patient_without_visits_is_listed(rt, cli
     by_id = {m["patient_id"]: m for m in found["matches"]}
     assert set(by_id) == {first, newcomer}
     assert by_id[newcomer] == {
-        "patient_id": newcomer, "name": "Смирнова Мария", "card_number": None, "shared_phone": True,
-        "last_visit": None, "next_visit": None, "open_deals": [],
+        "patient_id": newcomer, "name": "Смирнова Мария", "card_number": None, "matched_phone": "primary",
+        "shared_phone": True, "last_visit": None, "next_visit": None, "open_deals": [],
     }  # fmt: skip

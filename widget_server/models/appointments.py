@@ -18,7 +18,8 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
-from sqlalchemy.orm import Mapped, mapped_column, validates
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from .base import Base, BigIntPK, JsonDoc, utcnow
 from .portal import _in
@@ -30,6 +31,7 @@ __all__ = [
     "MisAppointment",
     "MisLead",
     "MisPatient",
+    "MisPatientPhone",
     "MisSyncRecord",
     "MisSyncRun",
     "MisTimetable",
@@ -83,6 +85,38 @@ class MisPatient(Base):
     contact_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    phone_rows: Mapped[list[MisPatientPhone]] = relationship(
+        back_populates="patient", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @validates("other_phones")
+    def _index_other_phones(self, _key: str, phones: list[str] | None) -> list[str] | None:
+        # Whoever sets the other numbers sets their rows with them; a number kept keeps its row, so a
+        # re-sync never deletes and re-inserts the same (portal, phone, patient).
+        wanted = list(dict.fromkeys(p for p in phones or () if p and p != self.phone_e164))
+        kept = {row.phone_e164: row for row in self.phone_rows}
+        self.phone_rows = [kept.get(p) or MisPatientPhone(phone_e164=p) for p in wanted]
+        return phones
+
+
+class MisPatientPhone(Base):
+    """One of a patient's other numbers (`MisPatient.other_phones`) as a row: the caller pop-up finds a
+    patient by any of their numbers from the (portal, phone, patient) index alone (migration 0018)."""
+
+    __tablename__ = "mis_patient_phones"
+    __table_args__ = (UniqueConstraint("portal_id", "phone_e164", "patient_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    # Indexed as the unique constraint's first column.
+    portal_id: Mapped[int] = mapped_column(ForeignKey("portals.id", ondelete="CASCADE"))
+    patient_id: Mapped[int] = mapped_column(ForeignKey("mis_patients.id", ondelete="CASCADE"), index=True)
+    phone_e164: Mapped[str] = mapped_column(String(20))
+    patient: Mapped[MisPatient] = relationship(back_populates="phone_rows")
+
+
+@sa_event.listens_for(MisPatientPhone, "before_insert")
+def _portal_of_patient(_mapper: Any, _connection: Any, row: MisPatientPhone) -> None:
+    row.portal_id = row.patient.portal_id
 
 
 class MisAppointment(Base):
