@@ -1,0 +1,35 @@
+"""matplotlib is loaded only where charts are drawn: not by importing the app, the jobs or the CLI (rq
+workers and cron pay nothing for it), but by a web worker's post-fork hook or the first PNG."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(code: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
+    return done.stdout.strip()
+
+
+def test_the_app_jobs_and_cli_do_not_import_matplotlib() -> None:
+    code = (
+        "import sys, widget_server.wsgi, widget_server.jobs.schedule, widget_server.jobs.payroll, "
+        "widget_server.cli; print('matplotlib' in sys.modules)"
+    )
+    assert _run(code) == "False"
+
+
+def test_the_web_workers_hook_loads_matplotlib_and_its_font() -> None:
+    code = (
+        "import sys, importlib; conf = importlib.import_module('widget_server.gunicorn_conf'); "
+        "conf.post_worker_init(None); "
+        "from widget_server.reports import render; "
+        "print('matplotlib' in sys.modules, render._matplotlib.cache_info().currsize)"
+    )
+    assert _run(code) == "True 1"
