@@ -101,6 +101,13 @@ class CrmClient(Protocol):
         key sends once; `Rejected` names `text_field_id` or `bot_id` when the mapping is wrong."""
         ...
 
+    def add_deal_tag(self, deal_id: str, tag: str, *, tag_field_id: str | None = None) -> None:
+        """Add `tag` to the deal keeping the tags it has; a tag it already has changes nothing (so a retry is
+        safe). Where the CRM has no deal tags (Bitrix24) they live in a multiple-value deal field named by
+        `tag_field_id`, required there and ignored where tags are native; `Rejected` names `tag` or
+        `tag_field_id`."""
+        ...
+
 
 @runtime_checkable
 class NoteBatching(Protocol):

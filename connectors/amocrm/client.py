@@ -367,6 +367,13 @@ class AmoCrmClient(LinksMixin, ActivityMixin):
             raise
         self.created.set(store_key, MESSAGE_SENT)
 
+    def add_deal_tag(self, deal_id: str, tag: str, *, tag_field_id: str | None = None) -> None:
+        """`PATCH /api/v4/leads` with `tags_to_add` (§5.1): `_embedded.tags` would replace every tag the lead
+        has, including those other integrations and people set; amo creates a tag name it does not know."""
+        lead_id = _id(deal_id, "deal_id")
+        name = _text(tag, "tag")
+        self._patch_batch([{"id": lead_id, "tags_to_add": [{"name": name.strip()}]}])
+
     def _patch_lead(self, lead_id: int, body: dict[str, Any]) -> None:
         self._heard(self.transport.send_json("PATCH", f"/api/v4/leads/{lead_id}", body, idempotent=True))
 

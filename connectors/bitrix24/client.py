@@ -514,6 +514,35 @@ class Bitrix24Client(LinksMixin):
             raise
         self.created.set(store_key, MESSAGE_SENT)
 
+    def add_deal_tag(self, deal_id: str, tag: str, *, tag_field_id: str | None = None) -> None:
+        """Bitrix24 deals have no tags (only contacts and companies have a tag-like "source"), so a tag is a
+        value of the portal's multiple string field `tag_field_id` (`UF_CRM_…`, e.g. «Теги»): the deal's
+        values are read and the tag appended, so the others stay; one already there writes nothing."""
+        item_id = _id(deal_id, "deal_id")
+        name = _text(tag, "tag").strip()
+        if tag_field_id is None:
+            raise _invalid(
+                "tag_field_id",
+                "Bitrix24 deals have no tags: map a multiple string deal field (UF_CRM_…) that keeps them",
+            )
+        field = self.field_defs().get(_text(tag_field_id, "tag_field_id"))
+        if field is None or not tag_field_id.startswith("UF_CRM_"):
+            raise Rejected(
+                f"tag_field_id: {tag_field_id!r} is not a deal field of this portal",
+                status=422,
+                code="unknown_field",
+                path="tag_field_id",
+            )
+        if not field.multiple or field.type != "string":
+            raise _invalid("tag_field_id", f"{tag_field_id} must be a multiple string field to hold tags")
+        current = self._item(DEAL, item_id).get(tag_field_id) or []
+        values = [
+            str(v) for v in (current if isinstance(current, list) else [current]) if v not in (None, "")
+        ]
+        if name in values:
+            return
+        self._update(item_id, {tag_field_id: [*values, name]})
+
     # --- users and notifications ------------------------------------------------------------------------
 
     @staticmethod

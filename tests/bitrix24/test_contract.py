@@ -31,9 +31,12 @@ class B24World:
     multi_field = "UF_CRM_MULTI"
     multi_options = ("41", "42", "43")
     message_bot_id = None
+    tag_field_id = "UF_CRM_TAGS"
 
     def __init__(self, fake: FakeBitrix24) -> None:
         self.fake = fake
+        # Deals have no tags on Bitrix24: the portal keeps them in a multiple string field like this one.
+        fake.fields[self.tag_field_id] = {"type": "string", "isMultiple": True, "title": "Теги"}
 
     def make_user(self, name: str, *, active: bool = True) -> str:
         return str(self.fake.new_user(name, active=active)["ID"])
@@ -115,6 +118,12 @@ class B24World:
 
     def messages(self, deal_id: str) -> list[str]:
         return [v for d, k, v in self.fake.field_changes if d == int(deal_id) and k == self.text_field]
+
+    def deal_tags(self, deal_id: str) -> list[str]:
+        return list(self.fake.deals[int(deal_id)].get(self.tag_field_id) or [])
+
+    def set_deal_tags(self, deal_id: str, tags: list[str]) -> None:
+        self.fake.deals[int(deal_id)][self.tag_field_id] = list(tags)
 
 
 @pytest.fixture

@@ -77,6 +77,8 @@ class CrmWorld(Protocol):
     multi_options: tuple[str, str, str]
     # What a patient message names besides the text field: amoCRM's Salesbot; None where a robot reacts.
     message_bot_id: str | None
+    # Where deals have no native tags (Bitrix24), the multiple string field that keeps them; else None.
+    tag_field_id: str | None
 
     def make_user(self, name: str, *, active: bool = True) -> str: ...
 
@@ -123,6 +125,14 @@ class CrmWorld(Protocol):
 
     def messages(self, deal_id: str) -> list[str]:
         """Patient messages the CRM's channel sent on the deal (bot runs, robot triggers), oldest first."""
+        ...
+
+    def deal_tags(self, deal_id: str) -> list[str]:
+        """The deal's tags as the platform keeps them (names)."""
+        ...
+
+    def set_deal_tags(self, deal_id: str, tags: list[str]) -> None:
+        """Tags a person or another integration put on the deal."""
         ...
 
 
@@ -172,6 +182,9 @@ _DEAL_CALLS: dict[str, Callable[[CrmClient, CrmWorld, str, str], object]] = {
     ),
     "link_contact": lambda crm, w, deal, user: crm.link_contact(
         deal, w.make_contact("Петрова О. П.", ("+7 916 123-45-67",))
+    ),
+    "add_deal_tag": lambda crm, w, deal, user: crm.add_deal_tag(
+        deal, "Комплексное лечение", tag_field_id=w.tag_field_id
     ),
 }
 
@@ -640,6 +653,27 @@ class CrmContract:
 
         assert exc.value.path == "text"
         assert crm_world.messages(deal_id) == []
+
+    # --- tags ------------------------------------------------------------------------------------------
+
+    def test_add_deal_tag_keeps_the_tags_the_deal_has(self, crm: CrmClient, crm_world: CrmWorld) -> None:
+        deal_id = crm_world.make_deal("Орлов В. Н.")
+        crm_world.set_deal_tags(deal_id, ["VIP", "Сайт"])
+
+        crm.add_deal_tag(deal_id, "Комплексное лечение", tag_field_id=crm_world.tag_field_id)
+        crm.add_deal_tag(deal_id, "Комплексное лечение", tag_field_id=crm_world.tag_field_id)
+
+        assert crm_world.deal_tags(deal_id) == ["VIP", "Сайт", "Комплексное лечение"]
+
+    def test_add_deal_tag_without_a_name_changes_nothing(self, crm: CrmClient, crm_world: CrmWorld) -> None:
+        deal_id = crm_world.make_deal("Орлов В. Н.")
+        crm_world.set_deal_tags(deal_id, ["VIP"])
+
+        with pytest.raises(Rejected) as exc:
+            crm.add_deal_tag(deal_id, "  ", tag_field_id=crm_world.tag_field_id)
+
+        assert exc.value.path == "tag"
+        assert crm_world.deal_tags(deal_id) == ["VIP"]
 
     # --- contacts, companies and hand-over ----------------------------------------------------------------
 

@@ -53,6 +53,7 @@ class SandboxWorld:
     multi_field = "diagnosis_codes"
     multi_options = ("I63.9", "G81.9", "S72.0")
     message_bot_id = None
+    tag_field_id = None
 
     def __init__(self, crm: SandboxCrm) -> None:
         self.crm = crm
@@ -120,6 +121,13 @@ class SandboxWorld:
 
     def messages(self, deal_id: str) -> list[str]:
         return self.crm.messages_for(deal_id)
+
+    def deal_tags(self, deal_id: str) -> list[str]:
+        return self.crm.tags_for(deal_id)
+
+    def set_deal_tags(self, deal_id: str, tags: list[str]) -> None:
+        with self.crm._db.transaction() as s:
+            s.get(sm.SandboxDeal, int(deal_id)).tags = list(tags)
 
 
 @pytest.fixture

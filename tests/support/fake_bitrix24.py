@@ -585,6 +585,8 @@ class FakeBitrix24:
             if any(str(v) not in allowed for v in values):
                 raise _Err("INVALID_ARG_VALUE", f"{key}: unknown enumeration item")
             deal[key] = [str(v) for v in values]
+        elif spec["isMultiple"]:
+            deal[key] = [str(v) for v in (value if isinstance(value, list) else [value])]
         else:
             deal[key] = str(value)
 

@@ -20,6 +20,7 @@ from .operations import run_operation
 
 __all__ = [
     "evaluate_journey",
+    "journey_add_tag",
     "journey_create_deal",
     "journey_on_deal_event",
     "journey_send_message",
@@ -123,6 +124,12 @@ def journey_send_message(crm: CrmClient, payload: dict[str, Any], key: str) -> d
         ),
         idempotency_key=key,
     )
+    return {}
+
+
+def journey_add_tag(crm: CrmClient, payload: dict[str, Any], key: str) -> dict[str, Any]:
+    """The tag joins those the deal has (a retry adds nothing: a tag the deal has is left as it is)."""
+    crm.add_deal_tag(str(payload["deal_id"]), payload["tag"], tag_field_id=payload.get("tag_field_id"))
     return {}
 
 

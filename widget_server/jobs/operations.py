@@ -146,6 +146,7 @@ LAZY_OPERATIONS: dict[str, str] = {
     "mis_mirror_appointment": "widget_server.jobs.mis.appointment_mirror:mis_mirror_appointment",
     "journey_send_message": "widget_server.jobs.journey:journey_send_message",
     "journey_create_deal": "widget_server.jobs.journey:journey_create_deal",
+    "journey_add_tag": "widget_server.jobs.journey:journey_add_tag",
     # The same payload as the journey's patient messages: one implementation of send_message for both.
     "inpatient_send_message": "widget_server.jobs.journey:journey_send_message",
     "inpatient_representative_contact": "widget_server.jobs.inpatient:representative_contact",

@@ -55,6 +55,7 @@ WAKE_GROUP = 50
 ACTIVE_VISIT = ("requested", "booked", "confirmed", "arrived")
 SEND_MESSAGE = "journey_send_message"
 CREATE_DEAL = "journey_create_deal"
+ADD_TAG = "journey_add_tag"
 
 
 def add_months(day: date, months: int) -> date:
@@ -795,8 +796,9 @@ def _operations(
         elif kind == "fields":
             out.append(("update_deal_fields", {"deal_id": deal_id, "fields": dict(action["fields"])}))
         elif kind == "tag":
-            field_id = ctx.settings.tag_field_id
-            out.append(("update_deal_fields", {"deal_id": deal_id, "fields": {field_id: [action["tag"]]}}))
+            # Added to the deal's tags, never written over them (the tags field held only ours before).
+            payload = {"deal_id": deal_id, "tag": action["tag"], "tag_field_id": ctx.settings.tag_field_id}
+            out.append((ADD_TAG, payload))
         else:
             stage = action.get("stage_id")
             if action.get("stage_from_field"):

@@ -96,8 +96,11 @@ def _strings(value: Any, path: str) -> list[str]:
 
 
 class _Checker:
-    def __init__(self, catalogue: Catalogue, settings_doc: Mapping[str, Any], *, strict: bool) -> None:
+    def __init__(
+        self, catalogue: Catalogue, settings_doc: Mapping[str, Any], *, strict: bool, portal_kind: str = ""
+    ) -> None:
         self.catalogue = catalogue
+        self.portal_kind = portal_kind
         self.settings = journey_settings(settings_doc)
         self.strict = strict
 
@@ -265,8 +268,9 @@ def _action(doc: Any, path: str, check: _Checker, *, nested: bool = False) -> di
         out["fields"] = {check.field(k, f"{path}.fields.{k}"): v for k, v in fields.items()}
     elif kind == "tag":
         out["tag"] = _text(doc, "tag", path)
-        if check.strict and not check.settings.tag_field_id:
-            raise RuleInvalid(path, "map the tags field (tag_field_id) in the journey settings first")
+        if check.strict and check.portal_kind == "bitrix24" and not check.settings.tag_field_id:
+            # amoCRM and the sandbox have deal tags; Bitrix24 keeps them in a multiple field of the portal's.
+            raise RuleInvalid(path, "Bitrix24 deals have no tags: map the tags field (tag_field_id) first")
     else:
         if doc.get("stage_from_field") is not None:
             # The stage is the field's value at firing time («Продажа комплексного лечения» names it).
@@ -320,7 +324,7 @@ def validate_rule(
 ) -> dict[str, Any]:
     """The normalised document, or RuleInvalid naming the first bad field. `strict=False` checks shape and
     placeholders only: a seed template is kept, disabled, before the clinic has mapped its names."""
-    check = _Checker(catalogue, portal.settings or {}, strict=strict)
+    check = _Checker(catalogue, portal.settings or {}, strict=strict, portal_kind=portal.kind)
     name = doc.get("name")
     if not isinstance(name, str) or not name.strip():
         raise RuleInvalid("name", "required text")

@@ -494,7 +494,19 @@ class SandboxCrm:
                 portal_id=self._portal_id, deal_id=deal.id, text=text, created_key=key
             ))
 
+    def add_deal_tag(self, deal_id: str, tag: str, *, tag_field_id: str | None = None) -> None:
+        # Native tags like amoCRM's (`tag_field_id` is Bitrix24's stand-in, not needed here).
+        name = _text("tag", tag, 255).strip()
+        with self._db.transaction() as s:
+            row = self._deal(s, deal_id, lock=True)
+            if name not in (row.tags or []):
+                row.tags = [*(row.tags or []), name]
+
     # --- helpers for the demo and tests (not part of CrmClient) -----------------------------------------
+
+    def tags_for(self, deal_id: str) -> list[str]:
+        with self._db.transaction() as s:
+            return list(self._deal(s, deal_id).tags or [])
 
     def messages_for(self, deal_id: str) -> list[str]:
         """Patient messages sent on this deal, oldest first."""

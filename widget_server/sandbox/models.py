@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, MappedColumn, mapped_column
 
 from widget_server.models.base import Base, BigIntPK, JsonDoc, utcnow
@@ -69,6 +69,8 @@ class SandboxDeal(Base):
     contact_ids: Mapped[list[str]] = mapped_column(JsonDoc, default=list)
     is_closed: Mapped[bool] = mapped_column(default=False)
     loss_reason: Mapped[str | None] = mapped_column(Text)
+    # Native deal tags, as amoCRM has them (`add_deal_tag`); names in the order they were added.
+    tags: Mapped[list[str]] = mapped_column(JsonDoc, default=list, server_default=text("'[]'"))
     created_key: Mapped[str | None] = mapped_column(String(KEY_LENGTH))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -41,6 +41,7 @@ class AmoWorld:
     multi_field = "1005"
     multi_options = ("5001", "5002", "5003")
     message_bot_id = "36143"
+    tag_field_id = None
 
     def __init__(self, fake: FakeAmo) -> None:
         self.fake = fake
@@ -151,6 +152,14 @@ class AmoWorld:
             if run["entity_type"] == 2 and run["entity_id"] == int(deal_id)
             for cf in run["fields"] or ()
             if str(cf["field_id"]) == self.text_field and cf.get("values")
+        ]
+
+    def deal_tags(self, deal_id: str) -> list[str]:
+        return [t["name"] for t in self.fake.leads[int(deal_id)]["__tags"]]
+
+    def set_deal_tags(self, deal_id: str, tags: list[str]) -> None:
+        self.fake.leads[int(deal_id)]["__tags"] = [
+            {"id": i + 1, "name": t, "color": None} for i, t in enumerate(tags)
         ]
 
 

@@ -77,6 +77,14 @@ class LeadsMixin:
                 {"id": abs(hash(t["name"])) % 10**6, "name": t["name"], "color": None}
                 for t in change["_embedded"]["tags"] or []
             ]
+        # `tags_to_add` / `tags_to_delete` (2024-03-25) edit tags by name, keeping the others.
+        for tag in change.get("tags_to_add") or []:
+            if tag["name"] not in [t["name"] for t in new["__tags"]]:
+                new["__tags"].append(
+                    {"id": abs(hash(tag["name"])) % 10**6, "name": tag["name"], "color": None}
+                )
+        gone = {t.get("name") for t in change.get("tags_to_delete") or []}
+        new["__tags"] = [t for t in new["__tags"] if t["name"] not in gone]
         new["updated_at"] = int(time.time())
         lead.clear()
         lead.update(new)
