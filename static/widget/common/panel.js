@@ -192,6 +192,24 @@ export async function mountPanel(root, options) {
     return outcome.value;
   }
 
+  // A section that works before the deal has an account, on its own (no tabs: the others need the account).
+  // When it has opened the account it calls ctx.reload(): the panel comes back with its tabs, on it.
+  async function openWithoutAccount(section) {
+    ctx.current = section.id;
+    ctx.reload = load;
+    main.replaceChildren(h('p', { class: 'cbp-muted' }, t('loading')));
+    try {
+      if (!section.render) section.render = (await section.load()).render;
+    } catch {
+      main.replaceChildren(h('div', { class: 'cbp-failure', role: 'alert' },
+        h('p', { class: 'cbp-error' }, t('error_network')),
+        h('button', { type: 'button', class: 'cbp-btn cbp-retry', onclick: () => openWithoutAccount(section) }, t('retry'))));
+      return onResize();
+    }
+    main.replaceChildren(h('div', { class: 'cbp-view', id: 'cbp-view', dataset: { section: section.id } }, section.render(ctx)));
+    return onResize();
+  }
+
   async function load() {
     if (!main.querySelector('.cbp-loading')) main.replaceChildren(summarySkeleton(t));
     try {
@@ -217,7 +235,12 @@ export async function mountPanel(root, options) {
         const slot = h('div', { class: 'cbp-form-slot' });
         const admit = h('button', { type: 'button', class: 'cbp-btn cbp-primary cbp-action', dataset: { action: 'admit' },
           onclick: () => openForm(ctx, slot, 'admit') }, t('a_admit'));
-        return notice(t('no_stay'), h('div', {}, admit, slot));
+        // A hospital's deal starts before its account: arrival, then admission into a bed, in «Стационар».
+        const inpatient = SECTIONS.find((s) => s.id === 'inpatient');
+        const stayTab = inpatient?.visible(ctx.session, ctx) ? h('button', {
+          type: 'button', class: 'cbp-btn cbp-action', dataset: { action: 'inpatient' },
+          onclick: () => openWithoutAccount(inpatient) }, t('tab_inpatient')) : null;
+        return notice(t('no_stay'), h('div', {}, admit, stayTab, slot));
       }
       if (failure.status === 403) return notice(t('no_role'));
       main.replaceChildren(failureBox(t, failure, load));

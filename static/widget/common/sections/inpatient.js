@@ -1,7 +1,8 @@
 // The in-patient stay in the card («Стационар»): where the patient lies and who the representative is (all
 // staff); at the bedside the doses due now with one tap to mark a dose given, or a reason why not (medical
 // roles only); prescriptions and examinations (medical); the discharge request (staff) and the discharge
-// documents (finance). The server decides who may read what; the panel only hides what would be refused.
+// documents (finance). Before admission: the arrival date and budget (asked for when the deal reached the
+// CRM's «ready to sign» stage), then admission into a bed, also for a deal that has no account yet. The server decides who may read what; the panel only hides what would be refused.
 import { h, isoToday, newKey } from '../core.js';
 import { actionForm } from '../forms.js';
 
@@ -188,15 +189,17 @@ function occupancyBlock(ctx) {
   return h('section', { class: 'cbp-ip-block' }, h('h3', { class: 'cbp-form-title' }, t('ip_occupancy')), box);
 }
 
-async function admissionSpec(ctx, done) {
+// `preferred`: the building the arrival's profile maps to, its wards first and the first of them chosen.
+async function admissionSpec(ctx, done, preferred) {
   const { t } = ctx;
   const [{ buildings }, tariffs] = await Promise.all([ctx.api.get('/api/v1/buildings'), ctx.api.get('/api/v1/tariffs')]);
-  const wards = buildings.flatMap((b) => b.wards.map((w) => ({ value: `${b.id}:${w.id}`, label: `${b.name} — ${t('ip_ward')} ${w.name} (${w.beds})` })));
+  const ordered = [...buildings].sort((a, b) => (b.id === preferred) - (a.id === preferred));
+  const wards = ordered.flatMap((b) => b.wards.map((w) => ({ value: `${b.id}:${w.id}`, label: `${b.name} — ${t('ip_ward')} ${w.name} (${w.beds})` })));
   return {
     id: 'ip-admit', title: t('ip_admit'), submitLabel: t('ip_admit'),
     intro: ctx.stay ? t('ip_admit_existing_account') : null,
     fields: [
-      { name: 'ward', label: t('ip_ward'), type: 'select', required: true, options: wards },
+      { name: 'ward', label: t('ip_ward'), type: 'select', required: true, options: wards, value: wards[0]?.value },
       { name: 'bed', label: t('ip_bed'), type: 'integer', required: true, min: 1, max: 100 },
       ctx.stay ? null : { name: 'tariff', label: t('f_tariff'), type: 'select', required: true,
         options: tariffs.filter((x) => x.active).map((x) => ({ value: x.id, label: x.name })) },
@@ -233,7 +236,70 @@ export const inpatientSection = {
     const slot = h('div', { class: 'cbp-form-slot' });
     const deal = encodeURIComponent(ctx.dealId);
 
-    const done = (message) => { slot.replaceChildren(); ctx.toast(message); load(); };
+    // Before admission the deal may have no account yet (the panel shows this section alone): the
+    // admission opens it, and the whole panel reloads onto its tabs.
+    const done = (message) => {
+      slot.replaceChildren();
+      ctx.toast(message);
+      if (!ctx.stay && ctx.reload) ctx.reload(); else load();
+    };
+
+    // Not admitted yet: the arrival (date, budget, profile → building) until it is given, then admission.
+    async function beforeAdmission() {
+      let arrival;
+      let buildings = [];
+      try {
+        [arrival, { buildings }] = await Promise.all([
+          ctx.api.get(`/api/v1/deals/${deal}/stay/arrival`), ctx.api.get('/api/v1/buildings')]);
+      } catch (failure) {
+        if (failure.status !== 403) { view.replaceChildren(ctx.failureBox(failure, load)); return ctx.resized?.(); }
+        arrival = null; // a viewer: where beds are free, nothing to fill in
+      }
+      const admit = formButton(ctx, slot, t('ip_admit'), 'ip-admit', () => admissionSpec(ctx, done, arrival?.arrival?.building_id));
+      // A deal whose account is already open (the patient is here) skips the arrival; admission is always
+      // offered (a patient may come without an arranged date).
+      let first = null;
+      if (arrival?.arrival) first = arrivalCard(arrival.arrival);
+      else if (arrival && !ctx.stay) first = arrivalForm(arrival, buildings);
+      view.replaceChildren(...[h('p', { class: 'cbp-muted' }, t('ip_not_admitted')), first,
+        h('div', { class: 'cbp-actions' }, admit), slot, occupancyBlock(ctx)].filter(Boolean));
+      return ctx.resized?.();
+    }
+
+    function arrivalCard(arrival) {
+      const { fmt } = ctx;
+      const row = (label, value) => h('div', { class: 'cbp-item-main' }, h('span', { class: 'cbp-muted' }, label), h('span', {}, value));
+      return h('div', { class: 'cbp-form cbp-ip-arrival' },
+        h('h3', { class: 'cbp-form-title' }, t('ip_arrival')),
+        row(t('ip_arrival_date'), fmt.date(arrival.arrival_date)),
+        arrival.budget ? row(t('ip_budget'), fmt.money(arrival.budget)) : null,
+        arrival.building ? row(t('ip_building'), arrival.building) : null);
+    }
+
+    function arrivalForm(doc, buildings) {
+      const home = new Map(buildings.flatMap((b) => (b.profiles || []).map((p) => [p, b.name])));
+      const form = actionForm(t, {
+        id: 'ip-arrival', title: t('ip_arrival_title'), submitLabel: t('ip_save'),
+        intro: doc.asked_at ? t('ip_arrival_asked') : t('ip_arrival_intro'),
+        fields: [
+          { name: 'arrival_date', label: t('ip_arrival_date'), type: 'date', required: true },
+          { name: 'budget', label: t('ip_budget'), type: 'amount' },
+          { name: 'profile', label: t('ip_profile'), type: 'select', emptyLabel: t('ip_profile_none'),
+            options: [...home.keys()].map((p) => ({ value: p, label: p })) },
+        ],
+        send: (values, key) => ctx.api.post(`/api/v1/deals/${deal}/stay/arrival`, values, key),
+        done: () => { ctx.toast(t('ip_arrival_saved')); load(); },
+      }, () => load());
+      // The building the profile maps to, shown as soon as a profile is picked.
+      const hint = h('p', { class: 'cbp-muted cbp-ip-suggestion', 'aria-live': 'polite' });
+      const profile = form.querySelector('select[name=profile]');
+      profile.addEventListener('change', () => {
+        hint.textContent = home.has(profile.value) ? t('ip_building_suggested', { building: home.get(profile.value) }) : '';
+        ctx.resized?.();
+      });
+      profile.closest('.cbp-field').append(hint);
+      return form;
+    }
 
     async function load() {
       let stay;
@@ -241,10 +307,7 @@ export const inpatientSection = {
         stay = await ctx.api.get(`/api/v1/deals/${deal}/stay/inpatient`);
       } catch (failure) {
         if (failure.status !== 404) { view.replaceChildren(ctx.failureBox(failure, load)); return ctx.resized?.(); }
-        view.replaceChildren(h('p', { class: 'cbp-muted' }, t('ip_not_admitted')),
-          h('div', { class: 'cbp-actions' }, formButton(ctx, slot, t('ip_admit'), 'ip-admit', () => admissionSpec(ctx, done))), slot,
-          occupancyBlock(ctx));
-        return ctx.resized?.();
+        return beforeAdmission();
       }
       const current = stay.status !== 'discharged';
       const actions = [];
