@@ -120,7 +120,9 @@ def test_an_unreadable_file_is_422_naming_it_and_nothing_is_imported(rt, helix, 
     _, api = helix
     response = _upload(api, "broken.csv", data)
     assert response.status_code == 422
-    assert field in response.get_json()["error"]["fields"]
+    error = response.get_json()["error"]
+    [reason] = error["fields"][field]
+    assert error == {"code": "unreadable_file", "message": f"{field}: {reason}", "fields": {field: [reason]}}
     assert (_counts(rt, MisSyncRun), _counts(rt, MisAppointment)) == (0, 0)
     assert not (rt.settings.instance_path / "mis" / "helix-clinic" / "helix" / "uploads").exists()
 

@@ -14,7 +14,6 @@ from .. import runtime
 from ..appointments.settings import EDITABLE, TEMPLATES, validate_mis_settings
 from ..appointments.timetable import issue_ident_key, timetable_status
 from ..errors import NotFound, ValidationFailed
-from ..jobs.mis.helix_import import HelixImportRefused
 from ..jobs.mis.helix_uploads import accept_helix_upload
 from ..models import MisAppointment, MisSyncRecord, MisSyncRun, MisTimetable, Portal
 from ..registry import crm_for
@@ -57,14 +56,7 @@ def import_helix() -> Any:
     data = upload.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise ValidationFailed("file: larger than 20 MB", fields={"file": ["larger than 20 MB"]})
-    try:
-        run, new = accept_helix_upload(db_session(), current_portal(), data, upload.filename or "upload")
-    except HelixImportRefused as refused:
-        raise ValidationFailed(
-            f"{refused.field}: {refused.reason}",
-            code="unreadable_file",
-            fields={refused.field: [refused.reason]},
-        ) from None
+    run, new = accept_helix_upload(db_session(), current_portal(), data, upload.filename or "upload")
     body = ImportAcceptedSchema().dump(
         {
             "import_id": run.id,

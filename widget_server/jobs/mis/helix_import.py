@@ -15,18 +15,16 @@ from connectors.helix.export import HelixFileError, parse_export
 
 from ...appointments.sync import ingest, start_run
 from ...clock import now_utc
+from ...errors import DomainError
 from ...models import MisSyncRun, Portal
 
 __all__ = ["HelixImportRefused", "first_import", "helix_folder", "import_helix_file"]
 
 
-class HelixImportRefused(ValueError):
+class HelixImportRefused(DomainError):
     """The file cannot be imported at all: nothing of it was written. `field` names what is wrong."""
 
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(reason)
-        self.field = field
-        self.reason = reason
+    code = "unreadable_file"
 
 
 def first_import(session: Session, portal: Portal, data: bytes) -> tuple[str, MisSyncRun | None]:
