@@ -18,7 +18,7 @@ from widget_server.models import MisPatient, Portal
 from widget_server.models.appointments import MisPatientPhone
 from widget_server.portals import create_portal
 
-from ..reports.clinic_data import msk
+from ..reports.clinic_data import msk, scratch_url
 
 MOBILE, WORK, HOME = "+79161234567", "+79035550011", "+74951112233"
 
@@ -98,15 +98,7 @@ def test_the_other_phone_arm_reads_the_index_alone(rt, portal, clinic) -> None: 
 
 
 def test_migration_0018_backfills_other_phones(tmp_path, database_url) -> None:  # type: ignore[no-untyped-def]
-    if database_url.startswith("sqlite"):
-        url = f"sqlite:///{tmp_path / 'phones.sqlite3'}"
-    else:
-        admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text("DROP DATABASE IF EXISTS cb_reports_phones"))
-            conn.execute(text("CREATE DATABASE cb_reports_phones"))
-        admin.dispose()
-        url = database_url.rsplit("/", 1)[0] + "/cb_reports_phones"
+    url = scratch_url(database_url, tmp_path, "cb_reports_phones")
     upgrade(url, "0017")
     db = Database(url)
     with db.transaction() as s:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import itertools
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
+
+from sqlalchemy import create_engine, text
 
 from connectors.types import Appointment
 from widget_server.appointments.sync import appointment_doc, content_hash
@@ -52,3 +55,16 @@ class Clinic:
 
 def msk(*args: int) -> datetime:
     return datetime(*args, tzinfo=MSK)  # type: ignore[misc]
+
+
+def scratch_url(database_url: str, tmp_path: Path, name: str) -> str:
+    """An empty database of its own beside the test one, for a test that migrates step by step: a file on
+    SQLite, a fresh database on the same PostgreSQL server."""
+    if database_url.startswith("sqlite"):
+        return f"sqlite:///{tmp_path / f'{name}.sqlite3'}"
+    admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return database_url.rsplit("/", 1)[0] + f"/{name}"

@@ -13,7 +13,7 @@ from widget_server.migrations import upgrade
 from widget_server.models import MisAppointment, MisPatient, doc_columns
 from widget_server.portals import create_portal
 
-from .clinic_data import msk
+from .clinic_data import msk, scratch_url
 
 
 def _doc(**fields: object) -> dict:
@@ -24,15 +24,7 @@ def _doc(**fields: object) -> dict:
 
 
 def test_existing_visits_are_backfilled(tmp_path, database_url) -> None:  # type: ignore[no-untyped-def]
-    if database_url.startswith("sqlite"):
-        url = f"sqlite:///{tmp_path / 'backfill.sqlite3'}"
-    else:
-        admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text("DROP DATABASE IF EXISTS cb_reports_backfill"))
-            conn.execute(text("CREATE DATABASE cb_reports_backfill"))
-        admin.dispose()
-        url = database_url.rsplit("/", 1)[0] + "/cb_reports_backfill"
+    url = scratch_url(database_url, tmp_path, "cb_reports_backfill")
     upgrade(url, "0014")
     docs = {
         1: _doc(doctor_name=" Иванов И.И. ", specialty="терапия", branch="Центр", card_number="A-17",

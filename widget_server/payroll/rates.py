@@ -4,16 +4,18 @@ number may already have passed through a float on its way in, so it is refused l
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Protocol, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import DomainError
 from ..models import OVERTIME_BASES, PayrollRate, Portal, PortalUser
+from ..models.payroll import PayrollSchedule
 from ..money import AmountError, minor_to_decimal, parse_amount
 
 __all__ = [
@@ -21,6 +23,8 @@ __all__ = [
     "PayrollInvalid",
     "RateInput",
     "RatePeriod",
+    "dated_entries",
+    "dated_row",
     "head_user_id",
     "rate_periods",
     "rates_in_effect",
@@ -52,26 +56,58 @@ def _amount(raw: object, field: str, currency: str) -> Decimal:
         raise PayrollInvalid(field, reason) from None
 
 
-def save_rates(
-    session: Session, portal: Portal, entries: Iterable[RateInput], *, actor: str, prefix: str = "rates"
-) -> list[PayrollRate]:
-    """Validate every entry first (the first bad one names its field, nothing is written), then upsert by
-    (operator, effective_from): a rate for a date that already has one replaces it."""
-    entries = list(entries)
-    users = {
-        u.id for u in session.scalars(select(PortalUser).where(PortalUser.portal_id == portal.id))
-    }
-    clean: list[tuple[RateInput, dict[str, Decimal]]] = []
+class _Dated(Protocol):
+    @property
+    def user_id(self) -> int: ...
+    @property
+    def effective_from(self) -> date: ...
+
+
+_Entry = TypeVar("_Entry", bound=_Dated)
+_Row = TypeVar("_Row", PayrollRate, PayrollSchedule)
+
+
+def dated_entries(
+    session: Session, portal: Portal, entries: Iterable[_Entry], prefix: str
+) -> Iterator[tuple[str, _Entry]]:
+    """Each entry of an effective-dated directory with its field prefix ("rates[2]"), once its user is the
+    portal's and no earlier entry of the batch has the same user and date."""
+    users = set(session.scalars(select(PortalUser.id).where(PortalUser.portal_id == portal.id)))
     seen: set[tuple[int, date]] = set()
     for index, entry in enumerate(entries):
         where = f"{prefix}[{index}]"
         if entry.user_id not in users:
             raise PayrollInvalid(f"{where}.user_id", f"no user {entry.user_id} in this portal")
+        if (entry.user_id, entry.effective_from) in seen:
+            raise PayrollInvalid(f"{where}.effective_from", "a second entry for the same user and date")
+        seen.add((entry.user_id, entry.effective_from))
+        yield where, entry
+
+
+def dated_row(session: Session, model: type[_Row], portal_id: int, entry: _Dated) -> _Row:
+    """The operator's row for that date, or a new one: a directory is upserted by (user, effective_from)."""
+    row = session.scalar(
+        select(model).where(
+            model.portal_id == portal_id,
+            model.user_id == entry.user_id,
+            model.effective_from == entry.effective_from,
+        )
+    )
+    if row is None:
+        row = model(portal_id=portal_id, user_id=entry.user_id, effective_from=entry.effective_from)
+        session.add(row)
+    return row
+
+
+def save_rates(
+    session: Session, portal: Portal, entries: Iterable[RateInput], *, actor: str, prefix: str = "rates"
+) -> list[PayrollRate]:
+    """Validate every entry first (the first bad one names its field, nothing is written), then upsert by
+    (operator, effective_from): a rate for a date that already has one replaces it."""
+    clean: list[tuple[RateInput, dict[str, Decimal]]] = []
+    for where, entry in dated_entries(session, portal, list(entries), prefix):
         if entry.overtime_basis not in OVERTIME_BASES:
             raise PayrollInvalid(f"{where}.overtime_basis", f"must be one of {', '.join(OVERTIME_BASES)}")
-        if (entry.user_id, entry.effective_from) in seen:
-            raise PayrollInvalid(f"{where}.effective_from", "a second rate for the same user and date")
-        seen.add((entry.user_id, entry.effective_from))
         amounts = {
             name: _amount(entry.amounts.get(name), f"{where}.{name}", portal.currency)
             for name in AMOUNT_FIELDS
@@ -79,16 +115,7 @@ def save_rates(
         clean.append((entry, amounts))
     saved: list[PayrollRate] = []
     for entry, amounts in clean:
-        row = session.scalar(
-            select(PayrollRate).where(
-                PayrollRate.portal_id == portal.id,
-                PayrollRate.user_id == entry.user_id,
-                PayrollRate.effective_from == entry.effective_from,
-            )
-        )
-        if row is None:
-            row = PayrollRate(portal_id=portal.id, user_id=entry.user_id, effective_from=entry.effective_from)
-            session.add(row)
+        row = dated_row(session, PayrollRate, portal.id, entry)
         for name, value in amounts.items():
             setattr(row, name, value)
         row.overtime_basis = entry.overtime_basis

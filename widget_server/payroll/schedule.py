@@ -19,12 +19,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from dateutil.rrule import DAILY, WEEKLY, rrule
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..models import Portal, PortalUser
+from ..models import Portal
 from ..models.payroll import PAYROLL_SCHEDULE_KINDS, PayrollSchedule
-from .rates import PayrollInvalid
+from .rates import PayrollInvalid, dated_entries, dated_row
 
 __all__ = ["ScheduleInput", "save_schedules", "schedule_document", "scheduled_intervals"]
 
@@ -121,33 +120,14 @@ def save_schedules(
 ) -> list[PayrollSchedule]:
     """Validate every entry first (the first bad one names its field, nothing is written), then upsert by
     (operator, effective_from)."""
-    entries = list(entries)
-    users = {u for u in session.scalars(select(PortalUser.id).where(PortalUser.portal_id == portal.id))}
     clean: list[tuple[ScheduleInput, dict[str, Any], list[dict[str, Any]]]] = []
-    seen: set[tuple[int, date]] = set()
-    for index, entry in enumerate(entries):
-        where = f"{prefix}[{index}]"
-        if entry.user_id not in users:
-            raise PayrollInvalid(f"{where}.user_id", f"no user {entry.user_id} in this portal")
+    for where, entry in dated_entries(session, portal, list(entries), prefix):
         if entry.kind not in PAYROLL_SCHEDULE_KINDS:
             raise PayrollInvalid(f"{where}.kind", f"must be one of {', '.join(PAYROLL_SCHEDULE_KINDS)}")
-        if (entry.user_id, entry.effective_from) in seen:
-            raise PayrollInvalid(f"{where}.effective_from", "a second schedule for the same user and date")
-        seen.add((entry.user_id, entry.effective_from))
         clean.append((entry, _clean_spec(entry, where), _clean_overrides(entry, where)))
     saved: list[PayrollSchedule] = []
     for entry, spec, overrides in clean:
-        row = session.scalar(
-            select(PayrollSchedule).where(
-                PayrollSchedule.portal_id == portal.id,
-                PayrollSchedule.user_id == entry.user_id,
-                PayrollSchedule.effective_from == entry.effective_from,
-            )
-        )
-        if row is None:
-            row = PayrollSchedule(portal_id=portal.id, user_id=entry.user_id)
-            row.effective_from = entry.effective_from
-            session.add(row)
+        row = dated_row(session, PayrollSchedule, portal.id, entry)
         row.kind, row.spec, row.overrides, row.created_by = entry.kind, spec, overrides, actor
         saved.append(row)
     session.flush()
