@@ -8,6 +8,7 @@ import click
 from sqlalchemy import select
 
 from ..apikeys import issue_api_key, revoke_api_key
+from ..inpatient.demo import seed_demo_hospital
 from ..journey import install_templates
 from ..models import ApiKey, Portal, PortalUser
 from ..portals import create_portal
@@ -72,6 +73,8 @@ def ensure_demo(rt: Runtime) -> dict:
             "ledger": {"purchase_threshold_minor": 500_000, "overdraft_minor": 0, "low_balance_days": 3},
         }
         stays = _seed_ledger(session, portal, summary, today)
+        # «Корпус 1» with wards, profiles, the in-stay patient in a bed: the «Стационар» tab works at once.
+        seed_demo_hospital(session, portal, summary, today)
         return {
             "portal_id": portal_id,
             "slug": DEMO_SLUG,
