@@ -1,17 +1,19 @@
-"""Seed 000's whole stay, step by step through the API and the sandbox CRM: a sales deal ready to sign,
-the arrival-day tasks, admission into «Корпус 1» with a tariff, the first examination, three days of
-medication rounds with one dose not given (out of stock) becoming a purchase task, the purchase approved
-by the representative, the discharge documents, the won stage. Each step asserts the ledger, the rounds,
-the tasks, the notes and the stage."""
+"""Seed 000's whole stay, step by step through the API and the sandbox CRM: a sales deal moved to «ready to
+sign» in the CRM asking for the arrival date and budget, the arrival-day tasks, admission into «Корпус 1»
+with a tariff, the first examination, three days of medication rounds with one dose not given (out of
+stock) becoming a purchase task, the purchase approved by the representative, the discharge documents, the
+won stage. Each step asserts the ledger, the rounds, the tasks, the notes and the stage."""
 
 from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from connectors.types import StageRef
+from widget_server.inpatient.arrivals import ASK_FOR_ARRIVAL
 from widget_server.jobs.inpatient import run_inpatient_sweep
 from widget_server.models import LedgerEntry, Portal, RoundRecord
 
-from .conftest import admit
+from .conftest import READY, admit, map_ready_stage, stage_hook
 
 
 def _texts(tasks):  # type: ignore[no-untyped-def]
@@ -27,7 +29,7 @@ def _due(api, building, frozen):  # type: ignore[no-untyped-def]
 
 
 def test_seed_000_whole_stay_from_sales_deal_to_won_stage(
-    rt, apis, crm, staff, hospital, building, tariff, article, deal, frozen, jobs
+    rt, client, apis, crm, staff, hospital, building, tariff, article, deal, frozen, jobs
 ):
     nurse, doctor, finance, staff_api = apis["nurse"], apis["doctor"], apis["finance"], apis["staff"]
     with rt.db.transaction() as s:
@@ -37,15 +39,28 @@ def test_seed_000_whole_stay_from_sales_deal_to_won_stage(
             "inpatient": {"message_field_id": "F-MSG", "message_bot_id": "77"},
         }
 
-    # 23 Nov: the sales deal is ready to sign; arrival tomorrow, budget 150 000 ₽, neurology.
+    # 23 Nov: a manager moves the sales deal to «ready to sign» in the CRM: the hook asks him (once) for
+    # the arrival date and the budget.
     frozen.set_local("2026-11-23 15:00")
+    map_ready_stage(apis)
+    crm.move_deal(deal, StageRef(READY["pipeline_id"], READY["stage_id"]))
+    stage_hook(client, rt, hospital, deal, READY, "evt-ready")
+    stage_hook(client, rt, hospital, deal, READY, "evt-ready-again")
+    jobs()
+    asked = (staff.manager, ASK_FOR_ARRIVAL)
+    assert _texts(crm.tasks_for(deal)) == [asked]
+    assert staff_api.get(f"/api/v1/deals/{deal}/stay/arrival").get_json()["arrival"] is None
+
+    # He fills the tab's arrival form: tomorrow, budget 150 000 ₽, neurology (→ Корпус 1).
     arrival = staff_api.post(f"/api/v1/deals/{deal}/stay/arrival", json={
         "arrival_date": "2026-11-24", "budget": "150000.00", "profile": "neurology"})  # fmt: skip
     assert arrival.status_code == 201, arrival.get_json()
     assert arrival.get_json()["building_id"] == building["id"]
     run_inpatient_sweep(now=frozen.now)
     jobs()
-    assert crm.tasks_for(deal) == []  # not the arrival day yet
+    assert _texts(crm.tasks_for(deal)) == [asked]  # not the arrival day yet
+    given = "Готов подписать договор. Дата прибытия: 24.11.2026, бюджет 150"
+    assert any(n.startswith(given) for n in crm.notes_for(deal))
 
     # 24 Nov, 08:00: the arrival-day tasks, once however often the sweep runs.
     frozen.set_local("2026-11-24 08:00")
@@ -53,6 +68,7 @@ def test_seed_000_whole_stay_from_sales_deal_to_won_stage(
     run_inpatient_sweep(now=frozen.now)
     jobs()
     assert _texts(crm.tasks_for(deal)) == [
+        asked,
         (staff.manager, "Сегодня прибывает пациент: свяжитесь с ним и выделите палату в Корпус 1"),
         (staff.building_manager, "Сегодня в Корпус 1 прибывает пациент: подготовьте палату"),
     ]
@@ -72,6 +88,7 @@ def test_seed_000_whole_stay_from_sales_deal_to_won_stage(
     assert (ledger["balance"], ledger["daily_rate"], ledger["status"]) == ("50000.00", "3500.00", "open")
     contacts = crm.find_contacts_by_phone("+79161234567")
     assert [c.name for c in contacts] == ["Петрова Ольга"]
+    assert crm.get_deal(deal).contact_ids == (contacts[0].id,)  # the representative is on the deal's card
     assert (
         apis["staff"].get(f"/api/v1/deals/{deal}/stay/inpatient").get_json()["representative"]["contact_id"]
         == contacts[0].id
