@@ -2,7 +2,8 @@
 // staff); at the bedside the doses due now with one tap to mark a dose given, or a reason why not (medical
 // roles only); prescriptions and examinations (medical); the discharge request (staff) and the discharge
 // documents (finance). Before admission: the arrival date and budget (asked for when the deal reached the
-// CRM's «ready to sign» stage), then admission into a bed, also for a deal that has no account yet. The server decides who may read what; the panel only hides what would be refused.
+// CRM's «ready to sign» stage), then admission into a bed, also for a deal that has no account yet. The
+// server decides who may read what; the panel only hides what would be refused.
 import { h, isoToday, newKey } from '../core.js';
 import { actionForm } from '../forms.js';
 
@@ -15,10 +16,13 @@ function addStyles(doc) {
   }
 }
 
+function row(label, value) {
+  return h('div', { class: 'cbp-item-main' }, h('span', { class: 'cbp-muted' }, label), h('span', {}, value));
+}
+
 function stayCard(ctx, stay) {
   const { t, fmt } = ctx;
   const rep = stay.representative || {};
-  const row = (label, value) => h('div', { class: 'cbp-item-main' }, h('span', { class: 'cbp-muted' }, label), h('span', {}, value));
   return h('div', { class: 'cbp-form cbp-ip-stay', dataset: { status: stay.status } },
     h('h3', { class: 'cbp-form-title' }, `${stay.building} · ${t('ip_ward')} ${stay.ward} · ${t('ip_bed')} ${stay.bed}`),
     row(t('ip_status'), t(`ip_status_${stay.status}`)),
@@ -268,7 +272,6 @@ export const inpatientSection = {
 
     function arrivalCard(arrival) {
       const { fmt } = ctx;
-      const row = (label, value) => h('div', { class: 'cbp-item-main' }, h('span', { class: 'cbp-muted' }, label), h('span', {}, value));
       return h('div', { class: 'cbp-form cbp-ip-arrival' },
         h('h3', { class: 'cbp-form-title' }, t('ip_arrival')),
         row(t('ip_arrival_date'), fmt.date(arrival.arrival_date)),
