@@ -185,3 +185,22 @@ def test_a_bad_pattern_is_a_422_naming_the_field(rt, make_api, portal, staff, ch
     assert response.status_code == 422, response.json
     assert field.replace("schedules[0]", "schedules[1]") in response.json["error"]["fields"], response.json
     assert _count(rt) == 0
+
+
+def test_the_month_preview_shows_what_payroll_will_count(rt, make_api, portal, staff) -> None:  # type: ignore[no-untyped-def]
+    op = _operator(rt, portal, staff)
+    spec = {"on_days": 2, "off_days": 2, "anchor": "2026-02-27", "start": "20:00", "end": "08:00"}
+    _save(rt, portal, ScheduleInput(op, date(2026, 1, 1), "cyclic", spec))
+    admin = make_api(portal, "admin")
+    document = admin.get("/api/v1/payroll/schedules?month=2026-03").json
+    (mine,) = document["scheduled"]
+    days = {d["date"]: d["minutes"] for d in mine["days"]}
+    # 27–28.02 on: the 28th's night ends at 08:00 on 01.03; then 03–04.03 on …
+    assert days["2026-03-01"] == 8 * 60 and "2026-03-02" not in days
+    assert days["2026-03-03"] == 4 * 60 and days["2026-03-04"] == 12 * 60
+    first = {"starts_at": "2026-02-28T20:00+03:00", "ends_at": "2026-03-01T08:00+03:00"}
+    assert mine["intervals"][0] == first
+    assert mine["minutes"] == sum(days.values())
+    assert mine["minutes"] == _month(rt, portal)["minutes"]["scheduled"]
+    bad = admin.get("/api/v1/payroll/schedules?month=2026-3")
+    assert bad.status_code == 422 and "month" in bad.json["error"]["fields"]

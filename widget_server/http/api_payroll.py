@@ -16,17 +16,18 @@ from ..payroll import (
     PayrollInvalid,
     RateInput,
     head_user_id,
+    month_schedule,
     payroll_csv,
     payroll_statement,
     save_rates,
 )
 from ..payroll.schedule import ScheduleInput, save_schedules, schedule_document
 from .auth import current_portal, current_principal, requires
-from .body import load_body
+from .body import load_body, load_query
 from .idempotency import mutation
 from .lifecycle import db_session
 from .openapi import api_doc
-from .schemas_reports import PayrollRatesSchema, PayrollSchedulesSchema
+from .schemas_reports import PayrollRatesSchema, PayrollScheduleQuerySchema, PayrollSchedulesSchema
 
 __all__ = ["payroll_api"]
 
@@ -111,10 +112,20 @@ def _schedules_document(portal_id: int) -> dict[str, Any]:
 
 
 @payroll_api.get("/payroll/schedules")
-@api_doc(summary="Operators' weekly and cyclic work schedules with their day overrides", tags=TAG)
+@api_doc(
+    summary="Operators' weekly and cyclic work schedules with their day overrides; with ?month=YYYY-MM also "
+    "what payroll counts as scheduled that month, per operator and local day",
+    tags=TAG, query=PayrollScheduleQuerySchema, errors=(422,),
+)  # fmt: skip
 @requires("admin")
 def get_schedules() -> Any:
-    return _schedules_document(current_principal().portal_id)
+    query = load_query(PayrollScheduleQuerySchema())
+    document = _schedules_document(current_principal().portal_id)
+    if "month" in query:
+        session = db_session()
+        document["month"] = query["month"]
+        document["scheduled"] = month_schedule(session, session.merge(current_portal()), query["month"])
+    return document
 
 
 @payroll_api.put("/payroll/schedules")

@@ -11,7 +11,13 @@ from ..models.payroll import PAYROLL_SCHEDULE_KINDS
 from ..reports import GROUPS
 from .schemas import StrictSchema
 
-__all__ = ["CallerQuerySchema", "ClinicReportQuerySchema", "PayrollRatesSchema", "PayrollSchedulesSchema"]
+__all__ = [
+    "CallerQuerySchema",
+    "ClinicReportQuerySchema",
+    "PayrollRatesSchema",
+    "PayrollScheduleQuerySchema",
+    "PayrollSchedulesSchema",
+]
 
 
 class ClinicReportQuerySchema(StrictSchema):
@@ -56,6 +62,11 @@ class PayrollScheduleSchema(StrictSchema):
     off_days = f.Raw()
     anchor = f.Raw()
     overrides = f.List(f.Nested(PayrollOverrideSchema), load_default=list)
+
+
+class PayrollScheduleQuerySchema(StrictSchema):
+    # Checked by payroll.month_bounds, which names `month`.
+    month = f.String()
 
 
 class PayrollSchedulesSchema(StrictSchema):

@@ -12,7 +12,7 @@ from .rates import (
     rates_in_effect,
     save_rates,
 )
-from .statement import month_bounds, payroll_csv, payroll_statement
+from .statement import month_bounds, month_schedule, payroll_csv, payroll_statement
 
 __all__ = [
     "AMOUNT_FIELDS",
@@ -26,6 +26,7 @@ __all__ = [
     "late_starts",
     "minutes_by_day",
     "month_bounds",
+    "month_schedule",
     "payroll_csv",
     "payroll_statement",
     "rate_periods",

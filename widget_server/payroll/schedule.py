@@ -19,13 +19,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from dateutil.rrule import DAILY, WEEKLY, rrule
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..models import Portal
+from ..models import OperatorShift, Portal
 from ..models.payroll import PAYROLL_SCHEDULE_KINDS, PayrollSchedule
 from .rates import PayrollInvalid, dated_entries, dated_row
 
-__all__ = ["ScheduleInput", "save_schedules", "schedule_document", "scheduled_intervals"]
+__all__ = ["ScheduleInput", "save_schedules", "schedule_document", "scheduled_by_user", "scheduled_intervals"]
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
@@ -193,3 +194,34 @@ def scheduled_intervals(
             if since <= day <= until and day not in calendar_days and "start" in override:
                 intervals.append(_interval(day, override["start"], override["end"], zone))
     return sorted(intervals)
+
+
+def scheduled_by_user(
+    session: Session, portal_id: int, user_ids: list[int], zone: ZoneInfo, first: date, last: date
+) -> dict[int, list[tuple[datetime, datetime]]]:
+    """Operator → the scheduled intervals of the local days from the eve of the month (whose night shift
+    runs into the 1st) to its last day: calendar entries, else their pattern."""
+    eve = first - timedelta(days=1)
+    begin = datetime.combine(eve, datetime.min.time(), zone)
+    finish = datetime.combine(last + timedelta(days=2), datetime.min.time(), zone)
+    calendar: dict[int, list[tuple[datetime, datetime]]] = {uid: [] for uid in user_ids}
+    for uid, starts_at, ends_at in session.execute(
+        select(OperatorShift.user_id, OperatorShift.starts_at, OperatorShift.ends_at).where(
+            OperatorShift.portal_id == portal_id,
+            OperatorShift.user_id.in_(user_ids),
+            OperatorShift.kind == "entry",
+            OperatorShift.starts_at < finish,
+            OperatorShift.ends_at > begin,
+        )
+    ):
+        calendar[uid].append((starts_at, ends_at))
+    patterns: dict[int, list[PayrollSchedule]] = {uid: [] for uid in user_ids}
+    for row in session.scalars(
+        select(PayrollSchedule).where(
+            PayrollSchedule.portal_id == portal_id,
+            PayrollSchedule.user_id.in_(user_ids),
+            PayrollSchedule.effective_from <= last,
+        )
+    ):
+        patterns[row.user_id].append(row)
+    return {uid: scheduled_intervals(patterns[uid], calendar[uid], zone, eve, last) for uid in user_ids}

@@ -38,7 +38,6 @@ from sqlalchemy.orm import Session
 
 from ..models import (
     DistributionAssignment,
-    OperatorShift,
     OperatorStatusEvent,
     PayrollRate,
     Portal,
@@ -51,9 +50,9 @@ from ..reports.periods import Period
 from ..reports.visits import Visit, period_visits
 from .hours import DayMinutes, late_starts, minutes_by_day, shifts_from_events
 from .rates import PayrollInvalid, RatePeriod, rate_periods
-from .schedule import scheduled_intervals
+from .schedule import scheduled_by_user
 
-__all__ = ["month_bounds", "payroll_csv", "payroll_statement"]
+__all__ = ["month_bounds", "month_schedule", "payroll_csv", "payroll_statement"]
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
@@ -147,37 +146,6 @@ def _events(
     return found
 
 
-def _schedule(
-    session: Session, portal_id: int, user_ids: list[int], zone: ZoneInfo, first: date, last: date
-) -> dict[int, list[tuple[datetime, datetime]]]:
-    """Operator → the scheduled intervals of the local days from the eve of the month (whose night shift
-    runs into the 1st) to its last day: calendar entries, else their pattern."""
-    eve = first - timedelta(days=1)
-    begin = datetime.combine(eve, datetime.min.time(), zone)
-    finish = datetime.combine(last + timedelta(days=2), datetime.min.time(), zone)
-    calendar: dict[int, list[tuple[datetime, datetime]]] = {uid: [] for uid in user_ids}
-    for uid, starts_at, ends_at in session.execute(
-        select(OperatorShift.user_id, OperatorShift.starts_at, OperatorShift.ends_at).where(
-            OperatorShift.portal_id == portal_id,
-            OperatorShift.user_id.in_(user_ids),
-            OperatorShift.kind == "entry",
-            OperatorShift.starts_at < finish,
-            OperatorShift.ends_at > begin,
-        )
-    ):
-        calendar[uid].append((starts_at, ends_at))
-    patterns: dict[int, list[PayrollSchedule]] = {uid: [] for uid in user_ids}
-    for row in session.scalars(
-        select(PayrollSchedule).where(
-            PayrollSchedule.portal_id == portal_id,
-            PayrollSchedule.user_id.in_(user_ids),
-            PayrollSchedule.effective_from <= last,
-        )
-    ):
-        patterns[row.user_id].append(row)
-    return {uid: scheduled_intervals(patterns[uid], calendar[uid], zone, eve, last) for uid in user_ids}
-
-
 def _responsible(session: Session, portal_id: int, deal_ids: set[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     ids = sorted(deal_ids)
@@ -260,7 +228,7 @@ def payroll_statement(session: Session, portal: Portal, month: str) -> dict[str,
         u.id: u for u in session.scalars(select(PortalUser).where(PortalUser.id.in_(user_ids)))
     } if user_ids else {}  # fmt: skip
     events = _events(session, portal.id, user_ids, begin, finish) if user_ids else {}
-    schedule = _schedule(session, portal.id, user_ids, zone, first, last) if user_ids else {}
+    schedule = scheduled_by_user(session, portal.id, user_ids, zone, first, last) if user_ids else {}
     fields = ["booked_by", "waiting_list", "deal_id"]
     visits = period_visits(session, portal.id, period, fields) if user_ids else []
     names: dict[str, int] = {}
@@ -355,6 +323,34 @@ def payroll_statement(session: Session, portal: Portal, month: str) -> dict[str,
         "total_minor": total_minor,
         "total_text": format_minor(total_minor, currency, portal.locale),
     }
+
+
+def month_schedule(session: Session, portal: Portal, month: str) -> list[dict[str, Any]]:
+    """What the payroll will count as scheduled in `month` for every operator with a rate or a schedule:
+    per local day the minutes, and the intervals (local times) they come from."""
+    first, last = month_bounds(month)
+    zone = ZoneInfo(portal.timezone)
+    begin, finish = Period(first, last, "month", portal.timezone).utc_bounds()
+    with_pattern = session.scalars(
+        select(PayrollSchedule.user_id).where(
+            PayrollSchedule.portal_id == portal.id, PayrollSchedule.effective_from <= last
+        )
+    )
+    user_ids = sorted({*with_pattern, *rate_periods(session, portal.id, first, last)})
+    schedule = scheduled_by_user(session, portal.id, user_ids, zone, first, last) if user_ids else {}
+    found = []
+    for uid in user_ids:
+        days = minutes_by_day([], schedule[uid], zone, first, last)
+        found.append({
+            "user_id": uid,
+            "minutes": sum(m.scheduled for m in days.values()),
+            "days": [{"date": d.isoformat(), "minutes": m.scheduled} for d, m in days.items()],
+            "intervals": [
+                {"starts_at": _iso(b, zone), "ends_at": _iso(e, zone)}
+                for b, e in schedule[uid] if b < finish and e > begin
+            ],
+        })  # fmt: skip
+    return found
 
 
 _CSV_HEADER = ["Оператор", "Раздел", "Дата", "Описание", "Количество", "Ед.", "Ставка", "Сумма"]
