@@ -76,6 +76,8 @@ class Deal:
     contact_ids: tuple[str, ...] = ()
     is_closed: bool = False
     created_at: datetime | None = None
+    # The CRM's own reason of a lost deal, by name (amoCRM's loss_reason_id), where the read carries it.
+    loss_reason: str | None = None
 
 
 @dataclass(frozen=True)

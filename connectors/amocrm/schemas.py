@@ -56,6 +56,8 @@ def parse_deal(lead: Mapping[str, Any], tz: ZoneInfo, aliases: Mapping[str, str]
         contact_ids=tuple(str(c["id"]) for c in embedded(lead, "contacts") if "id" in c),
         is_closed=status in (WON_STATUS_ID, LOST_STATUS_ID),
         created_at=datetime.fromtimestamp(created, UTC) if isinstance(created, int) else None,
+        # `with=loss_reason` embeds the lead's reason ({id, name}) beside its `loss_reason_id`.
+        loss_reason=next((str(r["name"]) for r in embedded(lead, "loss_reason") if r.get("name")), None),
     )
 
 

@@ -200,6 +200,7 @@ class Bitrix24Client(LinksMixin):
             contact_ids=tuple(str(c) for c in item.get("contactIds") or ()),
             is_closed=item.get("closed") in ("Y", True),
             created_at=datetime.fromisoformat(created) if isinstance(created, str) and created else None,
+            loss_reason=str(item.get(LOSS_REASON_FIELD) or "") or None,
         )
 
     def get_deal(self, deal_id: str) -> Deal:

@@ -13,8 +13,10 @@ from connectors.base import CrmClient
 from connectors.types import CrmEvent, DealStageChanged, DealUpdated, NewDeal, OutgoingMessage, StageRef
 
 from .. import clock, runtime
-from ..journey.engine import FireResult, fire_due, on_deal_change
+from ..journey.engine import FireResult, RuleSet, fire_due, on_deal_change
+from ..journey.settings import journey_settings
 from ..models import JourneyDeal, JourneyRule, JourneySweep, Portal, RuleFiring
+from ..registry import crm_for
 from .joblog import logged_job
 from .operations import run_operation
 
@@ -81,11 +83,43 @@ def run_journey_sweep() -> str:
     return f"portals {len(portal_ids)} {total.as_dict()}"
 
 
+def _crm_facts(portal_id: int, deal_id: str, stage: StageRef | None) -> tuple[str | None, list[str] | None]:
+    """What the hook does not carry, read from the CRM only when a rule needs it and before our own
+    transaction (a sandbox CRM writes to this database): the deal's own loss reason when it was lost and the
+    portal reads reasons from the CRM (amoCRM's `loss_reason_id`), and the phones a new lead came with when a
+    `phone_flagged` rule is on."""
+    rt = runtime.current()
+    with rt.db.transaction() as session:
+        portal = session.get(Portal, portal_id)
+        if portal is None or stage is None:
+            return None, None
+        settings = journey_settings(portal.settings)
+        lost = settings.loss_reason_source == "crm" and stage.stage_id == settings.lost_stage_id
+        new_lead = (
+            bool(RuleSet.load(session, portal_id).of("phone_flagged"))
+            and session.scalar(
+                select(JourneyDeal.id).where(
+                    JourneyDeal.portal_id == portal_id, JourneyDeal.deal_id == deal_id
+                )
+            )
+            is None
+        )
+    if not (lost or new_lead):
+        return None, None
+    crm = crm_for(portal, rt)
+    deal = crm.get_deal(deal_id)
+    phones = (
+        [p for contact in deal.contact_ids for p in crm.get_contact(contact).phones] if new_lead else None
+    )
+    return (deal.loss_reason if lost else None), phones
+
+
 def journey_on_deal_event(portal_id: int, event: CrmEvent) -> None:
     """A person moved a deal or changed its fields in the CRM (never our own echo)."""
     assert isinstance(event, DealStageChanged | DealUpdated)
     stage = event.stage
     fields = dict(event.fields) if isinstance(event, DealUpdated) else {}
+    loss_reason, phones = _crm_facts(portal_id, event.deal_id, stage)
     rt = runtime.current()
     with rt.db.transaction() as session:
         portal = session.get(Portal, portal_id)
@@ -106,6 +140,8 @@ def journey_on_deal_event(portal_id: int, event: CrmEvent) -> None:
             pipeline_id=stage.pipeline_id if stage else None,
             stage_id=stage.stage_id if stage else None,
             fields=fields,
+            loss_reason=loss_reason,
+            phones=phones,
         )
     if planned:
         sweep_portal(portal_id)

@@ -22,6 +22,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from connectors.phones import e164
+
 from ..models import (
     JourneyAnswer,
     JourneyDeal,
@@ -190,7 +192,8 @@ def on_appointments(
         rules = RuleSet([r for r in rules.rules if r.id == only])
     status_rules = rules.of("appointment_status")
     visit_rules = [r for r in rules.of("offset") if r.trigger["anchor"] in ("visit", "last_visit")]
-    if not status_rules and not visit_rules:
+    phone_rules = rules.of("phone_flagged")
+    if not status_rules and not visit_rules and not phone_rules:
         return 0
     tz = ZoneInfo(portal.timezone)
     planned: list[dict[str, Any]] = []
@@ -198,6 +201,11 @@ def on_appointments(
     completed: list[MisAppointment] = []
     for row in rows:
         base = {"appointment_id": row.id, "patient_id": row.patient_id, "deal_id": row.deal_id}
+        if "invalid_phone" in (row.flags or ()):
+            # Once per patient: the sync flags every visit of a person whose number fails validation.
+            for rule in phone_rules:
+                key = f"phone:patient:{row.patient_id}"
+                planned.append(_occurrence(rule, key, now, now, anchor_at=row.starts_at, **base))
         for rule in status_rules:
             if row.status in rule.trigger["statuses"]:
                 key = f"status:{row.id}:{row.status}:{_ts(row.starts_at)}"
@@ -306,9 +314,12 @@ def on_deal_change(
     stage_id: str | None = None,
     fields: Mapping[str, Any] | None = None,
     loss_reason: str | None = None,
+    phones: Sequence[str] | None = None,
 ) -> int:
     """What a person's change of a deal sets off. Only a change of what we knew counts: the same hook
-    again (amoCRM repeats the whole lead) finds the stage and fields as they are and plans nothing."""
+    again (amoCRM repeats the whole lead) finds the stage and fields as they are and plans nothing.
+    `loss_reason`: the CRM's own reason of a lost deal (read by the caller when the portal uses it);
+    `phones`: the numbers a new lead came with, for `phone_flagged` rules."""
     settings = journey_settings(portal.settings)
     deal = _deal_row(session, portal.id, deal_id, now)
     if deal.patient_id is None:
@@ -319,7 +330,7 @@ def on_deal_change(
             .limit(1)
         )
     fields = dict(fields or {})
-    if loss_reason is None and settings.loss_reason_field_id:
+    if loss_reason is None and settings.loss_reason_source == "field" and settings.loss_reason_field_id:
         loss_reason = fields.get(settings.loss_reason_field_id) or None
     rules = RuleSet.load(session, portal.id)
     planned: list[dict[str, Any]] = []
@@ -368,6 +379,9 @@ def on_deal_change(
                             rule, f"date:{deal_id}:{field_id}:{day}", at, now, anchor_at=anchor, **base
                         )
                     )
+    if phones and not any(e164(str(p)) for p in phones):
+        for rule in rules.of("phone_flagged"):
+            planned.append(_occurrence(rule, f"phone:deal:{deal_id}", now, now, anchor_at=now, **base))
     answered = 0
     for kind, field_id in settings.answer_fields.items():
         if field_id in changed_fields and changed_fields[field_id] not in (None, ""):
@@ -701,8 +715,10 @@ def _failed_condition(rule: LiveRule, firing: RuleFiring, deal_id: str | None, c
                 for v in ctx.visits(patient_id)  # type: ignore[arg-type]
             ):
                 return "booked again since"
+        if key == "confirm_mode" and ctx.settings.confirm_d1_mode != wanted:
+            return f"confirmations go as {ctx.settings.confirm_d1_mode}"
         if key == "curator_needed" and wanted:
-            curator = bool(deal and deal.fields.get("Нужен куратор"))
+            curator = bool(deal and deal.fields.get(ctx.settings.curator_field_id))
             start = appointment.starts_at if appointment else ctx.now
             earlier = [
                 v.starts_at for v in ctx.visits(patient_id) if v.status == "completed" and v.starts_at < start
@@ -723,7 +739,7 @@ def _placeholders(firing: RuleFiring, deal_id: str | None, ctx: _Context) -> dic
         "тел. номер": ctx.settings.clinic_phone,
         "ссылки": "\n".join(ctx.settings.review_links),
         "цена": ctx.settings.hygiene_price,
-        "план": str((deal.fields if deal else {}).get("Ссылка на план лечения") or ""),
+        "план": str((deal.fields if deal else {}).get(ctx.settings.plan_link_field_id) or ""),
     }
     if appointment is not None:
         local = appointment.starts_at.astimezone(ctx.tz)
@@ -747,6 +763,29 @@ def _due(action: Mapping[str, Any], deal: JourneyDeal | None, ctx: _Context) -> 
         due = _local_at(ctx.now, ctx.tz, days=action.get("due_days", 0), at=action["due_at"])
         return due if due > ctx.now else due + timedelta(days=1)
     return ctx.now + timedelta(days=action.get("due_days", 0), hours=1)
+
+
+def not_seen_for_a_year(visits: Sequence[MisAppointment], deal_id: str | None, fallback: datetime) -> bool:
+    """«не был более года»: the patient's last completed visit before the deal's date is over 365 days
+    older than it. The deal's date is its first visit (else the firing's anchor); no earlier visit: False."""
+    own = [v.starts_at for v in visits if deal_id and v.deal_id == deal_id]
+    day = min(own) if own else fallback
+    earlier = [v.starts_at for v in visits if v.status == "completed" and v.starts_at < day]
+    return bool(earlier) and day - max(earlier) > timedelta(days=365)
+
+
+def _computed(
+    wanted: Mapping[str, str], deal_id: str | None, firing: RuleFiring, ctx: _Context
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field_id, what in wanted.items():
+        if what == "not_seen_for_a_year":
+            patient_id = firing.patient_id or (
+                ctx.deal(deal_id).patient_id if deal_id and ctx.deal(deal_id) else None
+            )
+            visits = ctx.visits(patient_id) if patient_id else []
+            out[field_id] = not_seen_for_a_year(visits, deal_id, firing.anchor_at or ctx.now)
+    return out
 
 
 def _operations(
@@ -814,7 +853,10 @@ def _operations(
                         "pipeline_id": action["pipeline_id"],
                         "stage_id": stage,
                         "name": render(action["name"], values),
-                        "fields": {f: source[f] for f in action.get("copy_fields") or () if f in source},
+                        "fields": {
+                            **{f: source[f] for f in action.get("copy_fields") or () if f in source},
+                            **_computed(action.get("computed_fields") or {}, deal_id, firing, ctx),
+                        },
                         # Read again from the CRM when the job runs: a hook may not have carried them.
                         "copy_fields": list(action.get("copy_fields") or ()),
                         "then": [

@@ -9,13 +9,16 @@ A rule document:
               | {type: offset, anchor: visit|last_visit|date_field, days?, months?, at: "HH:MM", field_id?}
               | {type: answer, kind: confirmation|nps|plus}
               | {type: after_rule, rule: <rule key>, days?, at?}
+              | {type: phone_flagged}  (the MIS flagged the patient's phone, or a new lead's phones are all
+                                        invalid by connectors/phones.py)
     conditions  {pipelines, kind, specialties, statuses, future_booking, complex_treatment, loss_reasons,
                  not_loss_reasons, answer_values, score_min, score_max, no_answer {kind, within_days},
-                 no_booking_since_anchor, fields_set, curator_needed}
+                 no_booking_since_anchor, fields_set, curator_needed, confirm_mode: message|call_task}
     actions     [{type: task, user_id | role, text, due_days?, due_at?, due_months_field?, due_date_field?}
                  | {type: move, pipeline_id?, stage_id, loss_reason?}  | {type: note, text}
                  | {type: message, text} | {type: fields, fields} | {type: tag, tag}
-                 | {type: create_deal, pipeline_id, stage_id | stage_from_field, name, copy_fields, then}]
+                 | {type: create_deal, pipeline_id, stage_id | stage_from_field, name, copy_fields, then,
+                    computed_fields? {field id: not_seen_for_a_year}}]
     target      deal | created (after_rule: act on the deal the earlier firing created)
     window_hours  how late an occurrence may still fire (default 12; past it the occurrence is expired)
 """
@@ -32,7 +35,7 @@ from sqlalchemy.orm import Session
 from ..errors import DomainError
 from ..models import JourneyRule, JourneyRuleVersion, Portal
 from .placeholders import unknown_placeholders
-from .settings import journey_settings, parse_hhmm
+from .settings import CONFIRM_MODES, journey_settings, parse_hhmm
 
 __all__ = [
     "ANCHORS",
@@ -47,13 +50,24 @@ __all__ = [
     "validate_rule",
 ]
 
-TRIGGERS = ("appointment_status", "stage_entered", "field_set", "stuck", "offset", "answer", "after_rule")
+TRIGGERS = (
+    "appointment_status",
+    "stage_entered",
+    "field_set",
+    "stuck",
+    "offset",
+    "answer",
+    "after_rule",
+    "phone_flagged",
+)
 ANCHORS = ("visit", "last_visit", "date_field")
 ACTIONS = ("task", "move", "note", "message", "fields", "tag", "create_deal")
 ROLES = ("responsible", "head", "administrator", "curator")
 ANSWER_KINDS = ("confirmation", "nps", "plus")
 VISIT_STATUSES = ("requested", "booked", "confirmed", "arrived", "completed", "cancelled", "no_show", "void")
 DEFAULT_WINDOW_HOURS = 12
+# What the engine computes for a new deal's field from our own data instead of copying it.
+COMPUTED = ("not_seen_for_a_year",)
 
 
 class RuleInvalid(DomainError):
@@ -169,6 +183,8 @@ def _trigger(doc: Any, check: _Checker) -> dict[str, Any]:
         out["at"] = doc["at"]
         if anchor == "date_field":
             out["field_id"] = check.field(doc.get("field_id"), "trigger.field_id")
+    elif kind == "phone_flagged":
+        pass
     elif kind == "answer":
         if doc.get("kind") not in ANSWER_KINDS:
             raise RuleInvalid("trigger.kind", f"one of {', '.join(ANSWER_KINDS)}")
@@ -220,6 +236,10 @@ def _conditions(doc: Any, check: _Checker) -> dict[str, Any]:
             }
         elif key == "fields_set":
             out[key] = [check.field(f, f"{path}[{i}]") for i, f in enumerate(_strings(value, path))]
+        elif key == "confirm_mode":
+            if value not in CONFIRM_MODES:
+                raise RuleInvalid(path, f"one of {', '.join(CONFIRM_MODES)}")
+            out[key] = value
         else:
             raise RuleInvalid(path, "unknown condition")
     return out
@@ -289,6 +309,14 @@ def _action(doc: Any, path: str, check: _Checker, *, nested: bool = False) -> di
             check.field(f, f"{path}.copy_fields[{i}]")
             for i, f in enumerate(_strings(doc.get("copy_fields"), path))
         ]
+        computed = doc.get("computed_fields") or {}
+        if not isinstance(computed, Mapping):
+            raise RuleInvalid(f"{path}.computed_fields", "an object of field id → what to compute")
+        for field_id, what in computed.items():
+            if what not in COMPUTED:
+                raise RuleInvalid(f"{path}.computed_fields.{field_id}", f"one of {', '.join(COMPUTED)}")
+            field = check.field(field_id, f"{path}.computed_fields.{field_id}")
+            out.setdefault("computed_fields", {})[field] = what
         then = doc.get("then") or []
         if not isinstance(then, list):
             raise RuleInvalid(f"{path}.then", "a list of actions")

@@ -3,7 +3,10 @@
 brand, clinic_phone, hygiene_price (text, "5 000 ₽"), review_links [url…], quiet_hours {from, to} (local,
 default 21:00–09:00), message_field_id + bot_id (the CRM channel a patient message goes through), roles
 {head, administrator, curator: CRM user id}, answer_fields {confirmation|nps|plus: field id}, tag_field_id,
-loss_reason_field_id, lost_stage_id / won_stage_id, complex_treatment_pipelines [pipeline id…].
+loss_reason_field_id, lost_stage_id / won_stage_id, complex_treatment_pipelines [pipeline id…],
+confirm_d1_mode (message | call_task: how the day-before confirmation goes out), curator_field_id and
+plan_link_field_id (the deal fields «Нужен куратор» and «Ссылка на план лечения»), loss_reason_source
+(field | crm: the CRM's own loss reason of a lost deal, amoCRM's `loss_reason_id`, instead of a custom field).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ __all__ = [
 ]
 
 DEFAULT_QUIET = ("21:00", "09:00")
+CONFIRM_MODES = ("message", "call_task")
+LOSS_REASON_SOURCES = ("field", "crm")
 
 
 class SettingsInvalid(DomainError):
@@ -62,6 +67,10 @@ class JourneySettings:
     lost_stage_id: str = "lost"
     won_stage_id: str = "won"
     complex_treatment_pipelines: tuple[str, ...] = ()
+    confirm_d1_mode: str = "message"
+    curator_field_id: str = "Нужен куратор"
+    plan_link_field_id: str = "Ссылка на план лечения"
+    loss_reason_source: str = "field"
 
     def quiet_until(self, moment: datetime, tz: ZoneInfo) -> datetime | None:
         """The end of the quiet hours `moment` falls in, or None when a patient may be written to now."""
@@ -96,6 +105,10 @@ def journey_settings(portal_settings: Mapping[str, Any] | None) -> JourneySettin
         lost_stage_id=str(doc.get("lost_stage_id") or "lost"),
         won_stage_id=str(doc.get("won_stage_id") or "won"),
         complex_treatment_pipelines=tuple(str(p) for p in doc.get("complex_treatment_pipelines") or ()),
+        confirm_d1_mode=str(doc.get("confirm_d1_mode") or "message"),
+        curator_field_id=str(doc.get("curator_field_id") or "Нужен куратор"),
+        plan_link_field_id=str(doc.get("plan_link_field_id") or "Ссылка на план лечения"),
+        loss_reason_source=str(doc.get("loss_reason_source") or "field"),
     )
 
 
@@ -109,10 +122,20 @@ _TEXT_KEYS = (
     "loss_reason_field_id",
     "lost_stage_id",
     "won_stage_id",
+    "curator_field_id",
+    "plan_link_field_id",
 )
-_FIELD_KEYS = ("message_field_id", "tag_field_id", "loss_reason_field_id")
+_FIELD_KEYS = (
+    "message_field_id",
+    "tag_field_id",
+    "loss_reason_field_id",
+    "curator_field_id",
+    "plan_link_field_id",
+)
+_CHOICES = {"confirm_d1_mode": CONFIRM_MODES, "loss_reason_source": LOSS_REASON_SOURCES}
 EDITABLE = (
     *_TEXT_KEYS,
+    *_CHOICES,
     "review_links",
     "quiet_hours",
     "roles",
@@ -131,7 +154,10 @@ def validate_journey_settings(
     for key, value in doc.items():
         if key not in EDITABLE:
             raise SettingsInvalid(key, "not a journey setting")
-        if key in _TEXT_KEYS:
+        if key in _CHOICES:
+            if value not in _CHOICES[key]:
+                raise SettingsInvalid(key, f"one of {', '.join(_CHOICES[key])}")
+        elif key in _TEXT_KEYS:
             if value is not None and (not isinstance(value, str) or len(value) > 500):
                 raise SettingsInvalid(key, "text up to 500 characters, or null")
             if key in _FIELD_KEYS and value and fields is not None and value not in fields:

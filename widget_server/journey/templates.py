@@ -64,7 +64,7 @@ SEED002_TEMPLATES: dict[str, list[dict[str, Any]]] = {
         _rule(
             "invalid_phone",
             "Некорректный телефон → «Не заявка»",
-            {"type": "field_set", "field_id": "Некорректный телефон"},
+            {"type": "phone_flagged"},
             [{"type": "move", "stage_id": "lost", "loss_reason": "Не заявка"}],
         )
     ],
@@ -94,7 +94,21 @@ SEED002_TEMPLATES: dict[str, list[dict[str, Any]]] = {
                     "Подтвердите, пожалуйста: ответьте «да» или «нет».",
                 }
             ],
-            conditions={"statuses": ["booked"]},
+            conditions={"statuses": ["booked"], "confirm_mode": "message"},
+            window_hours=8,
+        ),
+        _rule(
+            "confirm_d1.call",
+            "Подтверждение записи звонком за день",
+            {"type": "offset", "anchor": "visit", "days": -1, "at": "10:00"},
+            [
+                _task(
+                    "Позвонить пациенту и подтвердить запись {{дата}} в {{время}}, врач: {{врач}}; "
+                    "ответ («да» или «нет») внести в сделку",
+                    "administrator",
+                )
+            ],
+            conditions={"statuses": ["booked"], "confirm_mode": "call_task"},
             window_hours=8,
         ),
         _rule(
@@ -260,7 +274,9 @@ SEED002_TEMPLATES: dict[str, list[dict[str, Any]]] = {
                     "pipeline_id": COMPLEX_SALE,
                     "stage_from_field": "Продажа комплексного лечения",
                     "name": "Комплексное лечение: {{ФИО}}",
-                    "copy_fields": ["Источник заявки", "Потребности", "Филиал", "Не был более года"],
+                    "copy_fields": ["Источник заявки", "Потребности", "Филиал"],
+                    # From the patient's visits, not a field someone has to keep up to date.
+                    "computed_fields": {"Не был более года": "not_seen_for_a_year"},
                     "then": [],
                 }
             ],

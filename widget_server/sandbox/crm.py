@@ -741,6 +741,7 @@ def _to_deal(row: SandboxDeal) -> Deal:
         contact_ids=tuple(row.contact_ids or ()),
         is_closed=row.is_closed,
         created_at=row.created_at,
+        loss_reason=row.loss_reason,
     )
 
 
