@@ -20,7 +20,7 @@ from widget_server.journey.settings import SettingsInvalid, validate_journey_set
 from widget_server.journey.templates import SEED002_TEMPLATES
 from widget_server.models import JourneyRule, MisAppointment, OutboxJob, Portal
 from widget_server.sandbox.crm import SandboxCrm
-from widget_server.sandbox.models import SandboxContact
+from widget_server.sandbox.models import SandboxContact, SandboxDeal
 
 from .conftest import deal_of, enable_templates, firings, make_clinic, sync, visit
 
@@ -111,14 +111,17 @@ def test_a_new_lead_whose_phones_all_fail_validation_is_flagged(rt, make_portal,
     crm = SandboxCrm(rt.db, clinic.id, timezone="Europe/Moscow")
     stage = StageRef("Первичный приём", "Новая заявка")
     leads = {}
-    for name, phone in (("bad", "+7 (888) 888-88-88"), ("good", "+7 916 123-45-67")):
+    frozen.set(datetime(2026, 3, 5, 12, 0, tzinfo=MSK))
+    for name, phone in (("bad", "+7 (888) 888-88-88"), ("good", "+7 916 123-45-67"), ("old", "12-34")):
         contact = crm.create_contact(NewContact(name, ("+7 916 000-00-01",)), idempotency_key=f"c-{name}")
-        with rt.db.transaction() as s:
-            s.get(SandboxContact, int(contact.id)).phones = [phone]  # as a form or a person typed it
         leads[name] = crm.create_deal(
             NewDeal(name, stage, contact_ids=(contact.id,)), idempotency_key=f"d-{name}"
         ).id
-    frozen.set(datetime(2026, 3, 5, 12, 0, tzinfo=MSK))
+        with rt.db.transaction() as s:
+            s.get(SandboxContact, int(contact.id)).phones = [phone]  # as a form or a person typed it
+            # A lead of last week, first seen by the journey now: not a lead that just came in.
+            created = frozen.now - timedelta(days=7 if name == "old" else 0, minutes=1)
+            s.get(SandboxDeal, int(leads[name])).created_at = created
     for deal_id in leads.values():
         journey_on_deal_event(clinic.id, DealUpdated(clinic.external_id, None, deal_id, stage=stage))
         journey_on_deal_event(clinic.id, DealUpdated(clinic.external_id, None, deal_id, stage=stage))

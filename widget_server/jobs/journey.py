@@ -5,6 +5,7 @@ evaluation right after an event, the reactions to CRM deal events, and the journ
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -33,6 +34,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CHUNK = 1000
+NEW_LEAD_AGE = timedelta(days=1)
 
 
 def sweep_portal(portal_id: int, *, chunk: int = CHUNK) -> FireResult:
@@ -108,6 +110,9 @@ def _crm_facts(portal_id: int, deal_id: str, stage: StageRef | None) -> tuple[st
         return None, None
     crm = crm_for(portal, rt)
     deal = crm.get_deal(deal_id)
+    if deal.created_at is not None and clock.now_utc() - deal.created_at > NEW_LEAD_AGE:
+        # A deal merely new to us (the first change after the journey was enabled) is no fresh lead.
+        new_lead = False
     phones = (
         [p for contact in deal.contact_ids for p in crm.get_contact(contact).phones] if new_lead else None
     )
