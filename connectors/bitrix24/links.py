@@ -5,8 +5,9 @@
   filters deals by their primary contact only; a contact linked second to a deal does not see it here.
 - `get_company`: `crm.item.get` with entityTypeId 4; `add_company_note`: `crm.timeline.comment.add` with
   ENTITY_TYPE company, exactly once by key like a deal comment.
-- `link_contact`: `crm.deal.contact.add` (`id`, `fields.CONTACT_ID`), which adds to the deal's contacts
-  and keeps the primary one; binding a contact already bound changes nothing, so a retry is harmless.
+- `link_contact`: `crm.item.get` of the deal, then, unless its `contactIds` has the contact already,
+  `crm.deal.contact.add` (`id`, `fields.CONTACT_ID`), which adds to the deal's contacts and keeps the
+  primary one; so a retry is harmless.
 - `hand_over`: the deals' links in one `crm.item.list` per 50, their open tasks (`tasks.task.list`, one
   command per deal in a batch), then every change in batches of 50: `crm.item.update` (entityTypeId 3 / 4,
   `assignedById`) and `tasks.task.update` (`RESPONSIBLE_ID`).
@@ -115,6 +116,10 @@ class LinksMixin:
     def link_contact(self, deal_id: str, contact_id: str) -> None:
         item_id, cid = _id(deal_id, "deal_id"), _id(contact_id, "contact_id")
         try:
+            # The docs do not say what a second add of the same contact does: it is not sent.
+            linked = self._call("crm.item.get", {"entityTypeId": DEAL, "id": item_id}, read=True)
+            if cid in {int(c) for c in ((linked or {}).get("item") or {}).get("contactIds") or ()}:
+                return
             self._call("crm.deal.contact.add", {"id": item_id, "fields": {"CONTACT_ID": cid}})
         except Rejected as exc:
             if exc.status == 404:
