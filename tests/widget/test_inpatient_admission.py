@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from widget_server.models import ExpectedArrival, InpatientStay, StayAccount
+from widget_server.models import ArrivalRequest, ExpectedArrival, InpatientStay, StayAccount
 
 from .conftest import HAVE_CHROMIUM, RU, STAFF, plain
 
@@ -37,12 +37,14 @@ def _fits(page) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_arrival_then_admission_then_the_stay_at_320_px(open_card, live, rt, hospital):
+    with rt.db.transaction() as s:  # the deal entered the CRM's «ready to sign» stage
+        s.add(ArrivalRequest(portal_id=live.portal_id, deal_id=str(DEAL), pipeline_id="10", stage_id="14"))
     page = open_card(STAFF, deal_id=DEAL, width=320)
     expect(page.locator(".cbp-notice")).to_contain_text(RU["no_stay"])
     page.locator('[data-action="inpatient"]').click()
 
     form = page.locator('form[data-form="ip-arrival"]')
-    expect(form).to_be_visible()
+    expect(form).to_contain_text(RU["ip_arrival_asked"])
     _fits(page)
     form.locator('input[name="arrival_date"]').fill("2026-12-02")
     form.locator('input[name="budget"]').fill("150 000,00")
