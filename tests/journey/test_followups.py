@@ -14,7 +14,7 @@ from connectors.amocrm.schemas import parse_deal
 from connectors.types import DealUpdated, NewContact, NewDeal, StageRef
 from tests.support.fake_amocrm import load_fixture
 from widget_server.jobs.journey import journey_on_deal_event, sweep_portal
-from widget_server.journey import Catalogue, create_rule, record_answer
+from widget_server.journey import Catalogue, RuleInvalid, create_rule, record_answer, validate_rule
 from widget_server.journey.engine import not_seen_for_a_year
 from widget_server.journey.settings import SettingsInvalid, validate_journey_settings
 from widget_server.journey.templates import SEED002_TEMPLATES
@@ -151,8 +151,9 @@ def test_confirm_d1_as_a_call_task_for_the_administrator(rt, make_portal, crm_us
     sweep_portal(clinic.id)
     calls = firings(rt, clinic.id, rule_id=ids["confirm_d1.call"], state="fired")
     assert len(calls) == 2
-    task = _ops(rt, calls[0].id)["create_task"]
-    assert task["user_id"] == users["administrator"] and "12.03.2026 в 10:00" in task["text"]
+    tasks = sorted((_ops(rt, f.id)["create_task"] for f in calls), key=lambda t: t["text"])
+    assert {t["user_id"] for t in tasks} == {users["administrator"]}
+    assert "12.03.2026 в 10:00" in tasks[0]["text"] and "12.03.2026 в 11:00" in tasks[1]["text"]
     requests = firings(rt, clinic.id, rule_id=ids["confirm_d1.request"])
     assert {(f.state, f.reason) for f in requests} == {("skipped", "confirmations go as call_task")}
     # The administrator enters the answer: «да» confirms, silence by 18:00 is the call to offer a new time.
@@ -282,3 +283,25 @@ def test_amocrm_reads_the_leads_loss_reason_by_name():
         "_embedded": {**lead["_embedded"], "loss_reason": [{"id": 7002, "name": "Дорого", "sort": 200000}]},
     }
     assert parse_deal(lead, MSK, {}).loss_reason == "Дорого"
+
+
+def test_enabling_a_rule_checks_the_curator_and_plan_fields_it_reads(rt, make_portal, crm_users):
+    clinic = make_clinic(make_portal, rt, "plan-check", "Europe/Moscow")
+    users = crm_users(clinic)
+    (plan,) = SEED002_TEMPLATES["plan_presented"]
+    (meeting,) = SEED002_TEMPLATES["curator_meeting"]
+    fields = {"Сообщение пациенту", "Куратор нужен", "План лечения (ссылка)"}
+    catalogue = Catalogue(users=set(users.values()), fields=fields)
+    with rt.db.transaction() as s:
+        portal = s.get(Portal, clinic.id)
+        with pytest.raises(RuleInvalid) as exc:
+            validate_rule(s, portal, plan, catalogue)
+        assert exc.value.field == "actions[1].text" and "plan_link_field_id" in exc.value.reason
+        with pytest.raises(RuleInvalid) as exc:
+            validate_rule(s, portal, meeting, catalogue)
+        assert exc.value.field == "conditions.curator_needed" and "curator_field_id" in exc.value.reason
+        journey = {**portal.settings["journey"]}
+        journey.update(curator_field_id="Куратор нужен", plan_link_field_id="План лечения (ссылка)")
+        portal.settings = {**portal.settings, "journey": journey}
+        assert validate_rule(s, portal, plan, catalogue)["actions"][1]["type"] == "message"
+        assert validate_rule(s, portal, meeting, catalogue)["conditions"]["curator_needed"] is True

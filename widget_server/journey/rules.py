@@ -91,13 +91,15 @@ def _int(value: Any, path: str, *, low: int | None = None, high: int | None = No
     return value
 
 
-def _text(doc: Mapping[str, Any], key: str, path: str) -> str:
+def _text(doc: Mapping[str, Any], key: str, path: str, check: _Checker | None = None) -> str:
     value = doc.get(key)
     if not isinstance(value, str) or not value.strip():
         raise RuleInvalid(f"{path}.{key}", "required text")
     bad = unknown_placeholders(value)
     if bad:
         raise RuleInvalid(f"{path}.{key}", f"unknown placeholder {{{{{bad[0]}}}}}")
+    if check is not None and "{{план}}" in value:
+        check.setting_field("plan_link_field_id", f"{path}.{key}")
     return value
 
 
@@ -143,6 +145,14 @@ class _Checker:
         if self.strict and self.catalogue.fields is not None and str(field_id) not in self.catalogue.fields:
             raise RuleInvalid(path, f"the CRM has no deal field {field_id!r}")
         return str(field_id)
+
+    def setting_field(self, key: str, path: str) -> None:
+        """A deal field named by a journey setting (or its default) must exist when the rule is enabled."""
+        field_id = getattr(self.settings, key)
+        if self.strict and self.catalogue.fields is not None and field_id not in self.catalogue.fields:
+            raise RuleInvalid(
+                path, f"the CRM has no deal field {field_id!r}: map {key} in the journey settings"
+            )
 
     def user(self, user_id: Any, path: str) -> str:
         if self.strict and self.catalogue.users is not None and str(user_id) not in self.catalogue.users:
@@ -224,6 +234,8 @@ def _conditions(doc: Any, check: _Checker) -> dict[str, Any]:
         elif key in _BOOL_CONDITIONS:
             if not isinstance(value, bool):
                 raise RuleInvalid(path, "true or false")
+            if key == "curator_needed" and value:
+                check.setting_field("curator_field_id", path)
             out[key] = value
         elif key in ("score_min", "score_max"):
             out[key] = _int(value, path, low=0, high=10)
@@ -253,7 +265,7 @@ def _action(doc: Any, path: str, check: _Checker, *, nested: bool = False) -> di
         raise RuleInvalid(f"{path}.type", f"one of {', '.join(ACTIONS)}")
     out: dict[str, Any] = {"type": kind}
     if kind == "task":
-        out["text"] = _text(doc, "text", path)
+        out["text"] = _text(doc, "text", path, check)
         if doc.get("user_id") not in (None, ""):
             out["user_id"] = check.user(doc["user_id"], f"{path}.user_id")
         else:
@@ -278,7 +290,7 @@ def _action(doc: Any, path: str, check: _Checker, *, nested: bool = False) -> di
         if doc.get("loss_reason") is not None:
             out["loss_reason"] = _text(doc, "loss_reason", path)
     elif kind in ("note", "message"):
-        out["text"] = _text(doc, "text", path)
+        out["text"] = _text(doc, "text", path, check)
         if kind == "message" and check.strict and not check.settings.message_field_id:
             raise RuleInvalid(path, "map the message field (message_field_id) in the journey settings first")
     elif kind == "fields":
