@@ -1,5 +1,6 @@
-"""AmoCrmClient.add_deal_tag: `tags_to_add` on `PATCH /api/v4/leads`, never `_embedded.tags` (which replaces
-every tag the lead has)."""
+"""What the journey asks of amoCRM beyond the base verbs: add_deal_tag by `tags_to_add` on
+`PATCH /api/v4/leads`, never `_embedded.tags` (which replaces every tag the lead has), and a lost lead's own
+reason read back by name through get_deal (`with=loss_reason` embeds it beside `loss_reason_id`)."""
 
 from __future__ import annotations
 
@@ -43,3 +44,16 @@ def test_a_blank_tag_sends_nothing(fake: FakeAmo) -> None:
 
     assert exc.value.path == "tag"
     assert fake.calls("PATCH", "/api/v4/leads") == []
+
+
+def test_a_lost_lead_reads_back_its_reason(fake: FakeAmo) -> None:
+    world = AmoWorld(fake)
+    crm = make_client()
+    deal_id = world.make_deal("Орлов В. Н.")
+    assert crm.get_deal(deal_id).loss_reason is None
+
+    crm.move_deal(deal_id, world.lost_stage, loss_reason="Дорого")
+
+    assert crm.get_deal(deal_id).loss_reason == "Дорого"
+    [(_, url, _)] = fake.calls("GET", rf"/api/v4/leads/{deal_id}")[-1:]
+    assert "loss_reason" in url
