@@ -305,3 +305,29 @@ def test_enabling_a_rule_checks_the_curator_and_plan_fields_it_reads(rt, make_po
         portal.settings = {**portal.settings, "journey": journey}
         assert validate_rule(s, portal, plan, catalogue)["actions"][1]["type"] == "message"
         assert validate_rule(s, portal, meeting, catalogue)["conditions"]["curator_needed"] is True
+
+
+def test_deferred_demand_on_the_crms_own_loss_reason(rt, make_portal, crm_users, frozen, jobs):
+    clinic = make_clinic(make_portal, rt, "deferred", "Europe/Moscow")
+    crm_users(clinic)
+    _settings(rt, clinic.id, loss_reason_source="crm")
+    (doc,) = SEED002_TEMPLATES["deferred_demand"]
+    conditions = {**doc["conditions"], "loss_reasons": ["Отложенный спрос"]}
+    _rule(rt, clinic.id, {**doc, "conditions": conditions})
+    crm = SandboxCrm(rt.db, clinic.id, timezone="Europe/Moscow")
+    frozen.set(datetime(2026, 3, 12, 12, 0, tzinfo=MSK))
+    lost = StageRef("Первичный приём", "lost")
+    deals = {}
+    for reason in ("Отложенный спрос", "Дорого"):
+        deal = crm.create_deal(
+            NewDeal(reason, StageRef("Первичный приём", "Новая заявка")), idempotency_key=reason
+        )
+        crm.move_deal(deal.id, lost, loss_reason=reason)
+        event = DealUpdated(clinic.external_id, None, deal.id, stage=lost, fields={"Отложенный спрос": "3"})
+        journey_on_deal_event(clinic.id, event)
+        deals[reason] = deal.id
+    by_deal = {f.deal_id: (f.state, f.reason) for f in firings(rt, clinic.id)}
+    assert by_deal == {
+        deals["Отложенный спрос"]: ("fired", None),
+        deals["Дорого"]: ("skipped", "loss reason not listed"),
+    }
