@@ -331,3 +331,27 @@ def test_deferred_demand_on_the_crms_own_loss_reason(rt, make_portal, crm_users,
         deals["Отложенный спрос"]: ("fired", None),
         deals["Дорого"]: ("skipped", "loss reason not listed"),
     }
+
+
+def test_a_curator_or_plan_field_the_crm_lacks_is_a_422_and_nothing_is_saved(
+    rt, make_portal, crm_users, make_api, monkeypatch
+):
+    from widget_server.http import api_journey
+
+    clinic = make_clinic(make_portal, rt, "plan-api", "Europe/Moscow")
+    users = crm_users(clinic)
+    fields = {"Сообщение пациенту", "Причина отказа", "Теги", "Куратор нужен"}
+    monkeypatch.setattr(
+        api_journey, "_catalogue", lambda portal: Catalogue(users=set(users.values()), fields=fields)
+    )
+    admin = make_api(clinic)
+    before = admin.get("/api/v1/journey/settings").get_json()["settings"]
+    for key in ("curator_field_id", "plan_link_field_id"):
+        response = admin.put(
+            "/api/v1/journey/settings", json={"confirm_d1_mode": "call_task", key: "Нет такого"}
+        )
+        assert response.status_code == 422
+        assert response.get_json()["error"]["fields"] == {key: ["the CRM has no deal field 'Нет такого'"]}
+    assert admin.get("/api/v1/journey/settings").get_json()["settings"] == before
+    saved = admin.put("/api/v1/journey/settings", json={"curator_field_id": "Куратор нужен"})
+    assert saved.status_code == 200 and saved.get_json()["settings"]["curator_field_id"] == "Куратор нужен"
