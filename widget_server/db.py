@@ -16,6 +16,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from .sqlite_writer_gate import WriterGate
+
 __all__ = ["READ_ONLY", "Database", "mark_read_only"]
 
 SQLITE_BUSY_TIMEOUT_S = 30
@@ -41,7 +43,10 @@ class Database:
             self.engine = create_engine(
                 url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
             )
-            _install_sqlite_hooks(self.engine)
+            gate = None
+            if parsed.database and parsed.database != ":memory:":
+                gate = WriterGate(Path(parsed.database), SQLITE_BUSY_TIMEOUT_S)
+            _install_sqlite_hooks(self.engine, gate)
         else:
             # pool_recycle instead of pre_ping: a ping is a round trip on every checkout, i.e. every request.
             self.engine = create_engine(url, echo=echo, pool_recycle=1800, pool_size=10, max_overflow=20)
@@ -69,7 +74,7 @@ class Database:
         self.engine.dispose()
 
 
-def _install_sqlite_hooks(engine: Engine) -> None:
+def _install_sqlite_hooks(engine: Engine, gate: WriterGate | None) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
         # Take transaction control away from pysqlite so that our BEGIN IMMEDIATE is the only BEGIN.
@@ -86,5 +91,39 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         # run beside the one writer instead of queueing behind it.
         if connection.get_execution_options().get(READ_ONLY):
             connection.exec_driver_sql("BEGIN")
-        else:
+            return
+        if gate is None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+            return
+        gate.enter(connection.connection)
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            gate.leave(connection.connection)
+            raise
+
+    if gate is None:
+        return
+    # The gate opens after the COMMIT or ROLLBACK itself (the engine's commit event fires before it).
+    dialect = engine.dialect
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    def do_commit(dbapi_connection) -> None:  # type: ignore[no-untyped-def]
+        try:
+            commit(dbapi_connection)
+        finally:
+            gate.leave(dbapi_connection)
+
+    def do_rollback(dbapi_connection) -> None:  # type: ignore[no-untyped-def]
+        try:
+            rollback(dbapi_connection)
+        finally:
+            gate.leave(dbapi_connection)
+
+    dialect.do_commit = do_commit  # type: ignore[method-assign]
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+
+    @event.listens_for(engine.pool, "close")
+    @event.listens_for(engine.pool, "invalidate")
+    def _on_gone(dbapi_connection, *_args) -> None:  # type: ignore[no-untyped-def]
+        gate.leave(dbapi_connection)
