@@ -21,8 +21,10 @@ __all__ = ["cron", "run", "up", "worker"]
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes")
-def run(host: str, port: int, workers: int) -> None:
+@click.option(
+    "--workers", type=int, help="gunicorn worker processes [default: WEB_CONCURRENCY, else 2 × cores + 1]"
+)
+def run(host: str, port: int, workers: int | None) -> None:
     """Serve the web app with gunicorn."""
     cli_runtime()  # fail now, with the variable named, rather than inside a gunicorn worker
     os.execvp(  # noqa: S606 - replace this process with gunicorn, arguments are ours
@@ -31,12 +33,11 @@ def run(host: str, port: int, workers: int) -> None:
             sys.executable,
             "-m",
             "gunicorn",
+            "--config",
+            "python:widget_server.gunicorn_conf",
             "--bind",
             f"{host}:{port}",
-            "--workers",
-            str(workers),
-            "--access-logfile",
-            "-",
+            *(["--workers", str(workers)] if workers else []),
             "widget_server.wsgi:app",
         ],
     )

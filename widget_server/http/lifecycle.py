@@ -64,6 +64,7 @@ def install_lifecycle(app: Flask) -> None:
                     ),
                     "portal_id": principal.portal_id if principal else None,
                     "actor": principal.actor if principal else None,
+                    "remote_addr": request.remote_addr,
                 }
             },
         )
