@@ -1,20 +1,21 @@
 """Figures for POST /api/v1/deals/<deal>/stay/charges under concurrent clients against gunicorn.
 
 Run: .venv/bin/python bench/charge_latency_bench.py [--postgres] [--seconds 10 | --requests N] [--clients 16]
-     [--stays 200] [--workers 2] [--gunicorn-arg=...] [--profile [N]]
+     [--stays 200] [--workers N] [--gunicorn-arg=...] [--profile [N]]
 
 Setup (not timed): a fresh database (a temp SQLite file, or with --postgres a throw-away PostgreSQL 15 cluster
 with fsync=off), migrated; one clinic portal whose settings map the ledger's deal fields (so a charge also
 queues the field sync, as a connected clinic's does); a finance API key; a tariff; an expense article; and
 --stays admitted stays with large opening deposits, through the ledger's domain functions. A private
 redis-server is started for REDIS_URL; every charge passes the per-key rate limiter (a Redis script), queues
-its CRM note in the outbox and enqueues the wake-up in Redis after commit (nothing consumes the queue: the
+its CRM note in the outbox and pushes the wake-up to Redis after commit (nothing drains the list: the
 cost measured is the request's own). API_RATE_LIMIT is set far above what the one bench key reaches
 (--api-rate-limit), so the limiter's cost is paid but it refuses nothing; with the default of 50/s, 16
 clients on one key would mostly measure 429s.
 
-Timed: gunicorn with the Procfile's web options (what we deploy: its worker class and access log, --workers as
-WEB_CONCURRENCY; --gunicorn-arg adds more) serves --clients threads, each with its own http.client connection
+Timed: gunicorn with the Procfile's web options (what we deploy: its config module's worker class, worker
+count and access log; --workers overrides the count; --gunicorn-arg adds more) serves --clients threads, each
+with its own http.client connection
 (kept alive where the server allows it; gunicorn's sync workers close after every response, so those clients
 reconnect over loopback each time), each POSTing {"amount": "10.00", "article_id": …, "reason": "bench"} with
 a unique Idempotency-Key and the finance key, spread round-robin over the stays, after a one-second warm-up.
@@ -42,7 +43,6 @@ import itertools
 import json
 import os
 import pstats
-import re
 import shlex
 import shutil
 import subprocess
@@ -69,6 +69,7 @@ from widget_server.db import Database
 from widget_server.ledger import Actor, Admission, admit, verify_chains
 from widget_server.migrations import upgrade
 from widget_server.models import ExpenseArticle, LedgerEntry, OutboxJob, Portal, Tariff
+from widget_server.outbox import WAKE_LIST
 from widget_server.portals import create_portal
 
 __all__ = ["main"]
@@ -125,12 +126,12 @@ def _setup(url: str, stays: int) -> dict:
     return {"portal_id": portal_id, "key": key, "article_id": article_id, "deals": deals}
 
 
-def _deployed_args(workers: int) -> list[str]:
-    """The web process's gunicorn options from the Procfile (what we deploy), without its --bind, with
-    WEB_CONCURRENCY as --workers."""
+def _deployed_args(workers: int | None) -> list[str]:
+    """The web process's gunicorn options from the Procfile (what we deploy: its config module), without
+    its --bind; `workers` (else the config's WEB_CONCURRENCY or 2 × cores + 1) as --workers."""
     lines = (ROOT / "Procfile").read_text().splitlines()
     line = next(line.split(":", 1)[1] for line in lines if line.startswith("web:"))
-    words = shlex.split(re.sub(r"\$\{WEB_CONCURRENCY:-\d+\}", str(workers), line))
+    words = shlex.split(line)
     words = words[words.index("gunicorn") + 1 :]
     args: list[str] = []
     skip = False
@@ -139,9 +140,9 @@ def _deployed_args(workers: int) -> list[str]:
             skip = False
         elif word in ("--bind", "-b"):
             skip = True
-        elif not word.startswith("--bind=") and ":" not in word:  # the app, widget_server.wsgi:app
+        elif not word.startswith("--bind=") and not word.endswith(":app"):  # the app, widget_server.wsgi:app
             args.append(word)
-    return args
+    return [*args, "--workers", str(workers)] if workers else args
 
 
 def _start_gunicorn(env: dict, port: int, args: list[str], log: Path) -> subprocess.Popen:
@@ -308,11 +309,11 @@ def _check(url: str, portal_id: int, created: int, redis_url: str) -> None:
     finally:
         db.dispose()
     client = redis.Redis.from_url(redis_url)
-    queued = client.llen("rq:queue:crm")
+    queued, drains = client.llen(WAKE_LIST), client.llen("rq:queue:crm")
     client.close()
     print(
         f"  check (untimed): {charges} charge entries for {created} × 201 (incl. warm-up); "
-        f"{outbox} outbox rows; {queued} wake-ups waiting in rq:queue:crm; "
+        f"{outbox} outbox rows; {queued} wake-ups waiting for {drains} drain job(s); "
         f"verify_chains: {checked} entries, {len(breaks)} breaks"
     )
 
@@ -464,7 +465,7 @@ def _profile(env: dict, fixture: dict, count: int, top: int = 0, dump: str | Non
         ("outbox.py", "enqueue_outbox", "  enqueue_outbox (insert + flush)"),
         ("summary.py", "stay_summary", "stay_summary (once: mirror and response share it)"),
         ("api_stay.py", "summary_document", "summary_document (ISO dates, no marshmallow)"),
-        ("outbox.py", "_run_after_commit", "after-commit Redis wake-ups (rq enqueue)"),
+        ("outbox.py", "_run_after_commit", "after-commit Redis wake-up (list push)"),
         ("session.py", "commit", "SQLAlchemy Session.commit (incl. flushes and after-commit wake-ups)"),
     ]
     found = {}
@@ -525,7 +526,7 @@ def _ablate(env: dict, fixture: dict, count: int) -> None:
     parts = [
         ("the whole charge", None, None, None),
         ("GET /healthz instead (the test client's own floor)", None, None, None),
-        ("without the rq wake-up after commit", outbox, "wake_outbox_jobs", lambda ids: None),
+        ("without the Redis wake-up after commit", outbox, "wake_outbox_jobs", lambda ids: None),
         ("without the Redis rate limiter", auth, "_throttle", lambda principal: None),
         ("without the CRM mirror (note, sync, low balance)", api_stay, "mirror_entries", lambda *a: None),
         ("without the summary's JSON document", api_stay, "summary_document", lambda portal, s: {}),
@@ -560,7 +561,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, help="stop after N requests instead of --seconds")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--stays", type=int, default=200)
-    parser.add_argument("--workers", type=int, default=2, help="WEB_CONCURRENCY for the Procfile's web line")
+    parser.add_argument(
+        "--workers", type=int, help="gunicorn workers [default: the Procfile's config]"
+    )
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of untimed load first")
     parser.add_argument(
         "--api-rate-limit",
@@ -611,7 +614,8 @@ def main() -> None:
             served = [*_deployed_args(args.workers), *args.gunicorn_arg]
             gunicorn = _start_gunicorn(env, port, served, log)
             print(
-                f"[{label}] gunicorn {' '.join(served)} (the Procfile's web options) on :{port}; "
+                f"[{label}] gunicorn {' '.join(served)} (the Procfile's web options: "
+                f"{len(_descendants(gunicorn.pid)) - 1} workers) on :{port}; "
                 f"{args.clients} clients; POST /api/v1/deals/<deal>/stay/charges; "
                 f"API_RATE_LIMIT={args.api_rate_limit}/s per key",
                 flush=True,

@@ -1,12 +1,17 @@
 """Queue a change for the CRM in the same transaction as the change itself.
 
-The OutboxJob row commits with the user's action, so nothing is lost if Redis or the CRM is down; the rq
-job pushed after commit is only a wake-up call, and the periodic sweep re-sends wake-ups that were lost.
+The OutboxJob row commits with the user's action, so nothing is lost if Redis or the CRM is down; what is
+pushed after commit is only a wake-up call, and the periodic sweep re-sends wake-ups that were lost.
+
+Wake-ups are coalesced: the committed job ids go onto one Redis list, and an rq job to drain it is queued
+only when none is pending (one script, one round trip). A busy clinic's hundred entries a minute then cost
+the worker a few drain jobs instead of a forked work-horse each, and the request a single small command.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +21,17 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from .jobs.operations import LAZY_OPERATIONS, OPERATIONS, is_operation
 from .models import OutboxJob, utcnow
 
-__all__ = ["after_commit", "enqueue_outbox", "enqueue_outbox_id", "wake_outbox_job", "wake_outbox_jobs"]
+__all__ = [
+    "DRAIN_FLAG",
+    "DRAIN_FLAG_TTL_S",
+    "WAKE_LIST",
+    "after_commit",
+    "enqueue_outbox",
+    "enqueue_outbox_id",
+    "queue_outbox_drain",
+    "wake_outbox_job",
+    "wake_outbox_jobs",
+]
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +143,28 @@ def wake_outbox_job(job_id: int) -> None:
     wake_outbox_jobs([job_id])
 
 
-def wake_outbox_jobs(job_ids: list[int]) -> None:
+WAKE_LIST = "cb:outbox:wake"
+"""Ids of committed outbox jobs waiting for the drain job."""
+DRAIN_FLAG = "cb:outbox:drain"
+"""Set while a drain job is queued or running; it expires, so a drain that died is replaced."""
+DRAIN_FLAG_TTL_S = 120
+
+# KEYS[1] the wake list, KEYS[2] the drain flag; ARGV[1] the flag's TTL, ARGV[2..] job ids.
+# 1: the caller must queue a drain job (none was pending).
+_PUSH_LUA = """
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 2))
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
+  return 1
+end
+return 0
+"""
+_DRAIN_JOB = "widget_server.jobs.mirror.drain_outbox_wakes"
+_PUSH_SCRIPTS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+"""The push script per Redis client (registering hashes the script: once, not on every wake-up)."""
+
+
+def wake_outbox_jobs(job_ids: list[int], *, force_drain: bool = False) -> None:
+    """Wake the mirror for committed outbox jobs. `force_drain`: queue a drain job even if one is pending."""
     from . import runtime
 
     if not job_ids:
@@ -136,22 +172,31 @@ def wake_outbox_jobs(job_ids: list[int]) -> None:
     # By dotted path: domain code that queues CRM changes must not import the job (and with it the
     # connector registry).
     queue = runtime.current().queue("crm")
-    arguments = {"job_id": f"outbox-{job_ids[0]}-{_wake_nonce()}", "result_ttl": 300}
     if not queue.is_async:  # in-process jobs (REDIS_URL=memory://) run inside enqueue
-        queue.enqueue("widget_server.jobs.mirror.mirror_outbox_jobs", list(job_ids), **arguments)
+        queue.enqueue("widget_server.jobs.mirror.mirror_outbox_jobs", list(job_ids), result_ttl=300)
         return
+    redis = queue.connection
+    push = _PUSH_SCRIPTS.get(redis)
+    if push is None:
+        push = _PUSH_SCRIPTS[redis] = redis.register_script(_PUSH_LUA)
+    if push(keys=[WAKE_LIST, DRAIN_FLAG], args=[DRAIN_FLAG_TTL_S, *job_ids]) or force_drain:
+        queue_outbox_drain()
+
+
+def queue_outbox_drain() -> None:
+    """Queue the job that drains the wake list (the caller holds the drain flag)."""
+    from . import runtime
+
+    queue = runtime.current().queue("crm")
     # rq's own enqueue takes two round trips (register the queue, then save and push the job); one pipeline
     # sends them together.
     with queue.connection.pipeline() as pipeline:
-        queue.enqueue(
-            "widget_server.jobs.mirror.mirror_outbox_jobs", list(job_ids), pipeline=pipeline, **arguments
-        )
+        queue.enqueue(_DRAIN_JOB, job_id=f"outbox-drain-{_wake_nonce()}", result_ttl=300, pipeline=pipeline)
         pipeline.execute()
 
 
 def _wake_nonce() -> str:
-    # Several wake-ups for one row are harmless (the lease lets one through); a fixed id would make rq
-    # refuse to re-enqueue while an old finished job is still kept.
+    # A fixed id would make rq refuse to re-enqueue while an old finished job is still kept.
     import secrets
 
     return secrets.token_hex(4)

@@ -20,11 +20,12 @@ from connectors.types import DealUpdate, NewNote
 
 from .. import runtime
 from ..models import OutboxJob, Portal, utcnow
+from ..outbox import DRAIN_FLAG, DRAIN_FLAG_TTL_S, WAKE_LIST, queue_outbox_drain
 from ..registry import UnsupportedPortal, crm_for
 from .joblog import logged_job
 from .operations import BATCHED_OPERATIONS, deal_update_of, run_operation
 
-__all__ = ["LEASE", "backoff", "mirror_outbox_job", "mirror_outbox_jobs"]
+__all__ = ["LEASE", "backoff", "drain_outbox_wakes", "mirror_outbox_job", "mirror_outbox_jobs"]
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,41 @@ def mirror_outbox_jobs(job_ids: list[int]) -> str:
             for start in range(0, len(ids), FIELD_BATCH):
                 outcomes.update(_mirror_batch(ids[start : start + FIELD_BATCH], send))
     return ",".join(outcomes.get(job_id, "skipped") for job_id in job_ids)
+
+
+DRAIN_BATCH = 200
+"""Ids taken off the wake list at a time (each batch is one `mirror_outbox_jobs`)."""
+DRAIN_BATCHES = 25
+"""Batches per drain job; a longer backlog continues in a fresh job, well inside rq's job timeout."""
+
+
+@logged_job("drain_outbox_wakes")
+def drain_outbox_wakes() -> str:
+    """Mirror the jobs whose ids wait on the wake list, batch by batch, then stand down.
+
+    The drain flag stays set while this runs, so pushes in the meantime only add to the list. Standing down
+    deletes the flag and then looks at the list once more: an id pushed between the last empty pop and the
+    delete saw the flag and queued no drain, so this one takes the flag back and carries on. Ids popped by a
+    drain that then dies are not lost: their rows are still pending and the periodic sweep wakes them."""
+    redis = runtime.current().redis
+    mirrored = 0
+    try:
+        for _ in range(DRAIN_BATCHES):
+            raw = redis.lpop(WAKE_LIST, DRAIN_BATCH)
+            if not raw:
+                redis.delete(DRAIN_FLAG)
+                if not redis.llen(WAKE_LIST) or not redis.set(DRAIN_FLAG, "1", nx=True, ex=DRAIN_FLAG_TTL_S):
+                    return f"mirrored {mirrored}"
+                continue
+            ids = list(dict.fromkeys(int(item) for item in raw))  # a re-sent wake-up needs one run
+            mirror_outbox_jobs(ids)
+            mirrored += len(ids)
+            redis.expire(DRAIN_FLAG, DRAIN_FLAG_TTL_S)
+    except BaseException:
+        redis.delete(DRAIN_FLAG)  # the next wake-up queues a fresh drain
+        raise
+    queue_outbox_drain()  # still more: the flag stays ours, a fresh job goes on
+    return f"mirrored {mirrored}, continued"
 
 
 Loaded = list[tuple[int, str, dict, str]]

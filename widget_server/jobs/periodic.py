@@ -77,9 +77,6 @@ def run_once_per_portal_day(
     return {"done": done, "skipped": skipped}
 
 
-SWEEP_WAKE_GROUP = 50
-
-
 @logged_job("sweep_outbox")
 def sweep_outbox(limit: int = 500) -> str:
     """Re-send wake-ups for due pending jobs: covers a lost enqueue and scheduled retries."""
@@ -92,13 +89,9 @@ def sweep_outbox(limit: int = 500) -> str:
             .order_by(OutboxJob.next_attempt_at)
             .limit(limit)
         ).all()
-    # One wake-up per portal and 50 jobs, so deal-field jobs that waited meet in one CRM batch.
-    by_portal: dict[int, list[int]] = {}
-    for job_id, portal_id in due:
-        by_portal.setdefault(portal_id, []).append(job_id)
-    for ids in by_portal.values():
-        for start in range(0, len(ids), SWEEP_WAKE_GROUP):
-            wake_outbox_jobs(ids[start : start + SWEEP_WAKE_GROUP])
+    # A drain job is queued even if the drain flag says one is pending: the sweep is the recovery path
+    # for a drain that was lost with its queue or killed mid-run (a spare drain finds nothing and stops).
+    wake_outbox_jobs([job_id for job_id, _portal_id in due], force_drain=True)
     return f"woke {len(due)}"
 
 
