@@ -22,7 +22,7 @@ __all__ = ["cron", "run", "up", "worker"]
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option(
-    "--workers", type=int, help="gunicorn worker processes [default: WEB_CONCURRENCY, else 2 × cores + 1]"
+    "--workers", type=int, help="gunicorn worker processes [default: WEB_CONCURRENCY, else one per core]"
 )
 def run(host: str, port: int, workers: int | None) -> None:
     """Serve the web app with gunicorn."""
