@@ -558,8 +558,8 @@ class SandboxCrm:
             return str(row.id)
 
     def link_contact(self, deal_id: str, contact_id: str, company_id: str | None = None) -> None:
-        """Add the contact to the deal and, if given, put the contact in the company. Without a company this is
-        `CrmClient.link_contact` (a contact already on the deal stays once)."""
+        """Add the contact to the deal and, if given, put the contact in the company. Without a company this
+        is `CrmClient.link_contact` (a contact already on the deal stays once)."""
         with self._db.transaction() as s:
             deal = self._deal(s, deal_id, lock=True)
             contact = self._contact(s, contact_id, path="contact_id")
