@@ -540,11 +540,14 @@ def _assign_ids(session: Session, objects: Sequence[Any]) -> None:
     if not objects or session.get_bind().dialect.name != "postgresql":
         return
     table = objects[0].__table__.name
-    sequence = session.scalar(text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table})
-    ids = session.scalars(
-        text("SELECT nextval(CAST(:s AS regclass)) FROM generate_series(1, :n)"),
-        {"s": sequence, "n": len(objects)},
-    ).all()
+    # Without autoflush: a flush here would insert the objects with ids of their own, and the ids set below
+    # would then be UPDATEs of primary keys (refused once other rows, like a patient's phones, point at them).
+    with session.no_autoflush:
+        sequence = session.scalar(text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table})
+        ids = session.scalars(
+            text("SELECT nextval(CAST(:s AS regclass)) FROM generate_series(1, :n)"),
+            {"s": sequence, "n": len(objects)},
+        ).all()
     for obj, new_id in zip(objects, ids, strict=True):
         obj.id = new_id
 
