@@ -14,19 +14,19 @@ that one table, so they cannot disagree.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from ..models import MisLead
 from .percent import ratio, shares
 from .periods import Period, bucket_of
-from .visits import Visit, period_counts, period_visits
+from .visits import as_date, classified_visits, lead_counts, period_counts
 
 __all__ = ["REPORTS", "TOTAL", "Chart", "Report", "build_report"]
 
@@ -75,52 +75,48 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     return {key: str(value) if isinstance(value, Decimal) else value for key, value in row.items()}
 
 
-def _by_bucket(visits: Iterable[Visit], period: Period) -> dict[str, list[Visit]]:
-    grouped: dict[str, list[Visit]] = {b: [] for b in period.buckets()}
-    buckets: dict[date, list[Visit]] = {}
-    for visit in visits:
-        bucket = buckets.get(visit.day)
-        if bucket is None:
-            bucket = buckets[visit.day] = grouped[bucket_of(visit.day, period.group)]
-        bucket.append(visit)
-    return grouped
-
-
-def _first_per_person(visits: Iterable[Visit]) -> list[Visit]:
-    first: dict[int, Visit] = {}
-    for visit in visits:
-        first.setdefault(visit.person, visit)
-    return list(first.values())
-
-
-def _completed(visits: Iterable[Visit]) -> list[Visit]:
-    return [v for v in visits if v.status == "completed"]
-
-
 # --- primary ---------------------------------------------------------------------------------------------
 
 
-def _primary_row(label: str, visits: list[Visit]) -> dict[str, Any]:
-    people = _first_per_person(_completed(visits))
-    primary = sum(1 for v in people if v.primary)
-    repeat = len(people) - primary
+def _primary_row(label: str, primary: int, repeat: int) -> dict[str, Any]:
     primary_pct, repeat_pct = shares([primary, repeat])
     return {
         "period": label, "primary": primary, "primary_pct": primary_pct, "repeat": repeat,
-        "repeat_pct": repeat_pct, "total": len(people),
+        "repeat_pct": repeat_pct, "total": primary + repeat,
     }  # fmt: skip
 
 
+def _label(value: Any, period: Period) -> str:
+    return bucket_of(as_date(value), period.group)
+
+
 def primary_report(session: Session, portal_id: int, period: Period) -> Report:
-    visits = period_visits(session, portal_id, period, statuses=_CAME)
+    # Counted by the database: each person's first completed visit in a bucket (and in the period).
+    c = classified_visits(session, portal_id, period, statuses=_CAME).c
+    counted = lambda first, primary: func.sum(case((first == 1, primary), else_=0))  # noqa: E731
+    per_bucket: dict[str, list[int]] = {b: [0, 0, 0, 0] for b in period.buckets()}
+    for bucket, *numbers in session.connection().execute(
+        select(
+            c.bucket,
+            counted(c.first_in_bucket, c.is_primary),
+            counted(c.first_in_bucket, 1 - c.is_primary),
+            counted(c.first_in_period, c.is_primary),
+            counted(c.first_in_period, 1 - c.is_primary),
+        ).group_by(c.bucket)
+    ):
+        counts = per_bucket[_label(bucket, period)]
+        for i, n in enumerate(numbers):
+            counts[i] += int(n or 0)
     report = Report(
         "primary", "Первичные пациенты", period,
         [("period", "Период"), ("primary", "Первичные"), ("primary_pct", "Первичные, %"),
          ("repeat", "Повторные"), ("repeat_pct", "Повторные, %"), ("total", "Всего пациентов")],
         Chart("period", ("primary", "repeat"), stacked=True),
     )  # fmt: skip
-    report.rows = [_primary_row(b, vs) for b, vs in _by_bucket(visits, period).items()]
-    report.totals = [_primary_row(TOTAL, visits)]
+    report.rows = [_primary_row(b, n[0], n[1]) for b, n in per_bucket.items()]
+    report.totals = [
+        _primary_row(TOTAL, sum(n[2] for n in per_bucket.values()), sum(n[3] for n in per_bucket.values()))
+    ]
     return report
 
 
@@ -179,37 +175,49 @@ def _lead_sources(session: Session, portal_id: int, visit_ids: set[int]) -> dict
 
 
 def sources_report(session: Session, portal_id: int, period: Period) -> Report:
-    visits = period_visits(session, portal_id, period, ["channel"], statuses=_CAME)
-    firsts: list[Visit] = []
-    for bucket_visits in _by_bucket(visits, period).values():
-        firsts.extend(v for v in _first_per_person(_completed(bucket_visits)) if v.primary)
-    leads = _lead_sources(session, portal_id, {v.id for v in firsts})
-    items = [(v.day, leads.get(v.id) or v.channel or NOT_GIVEN_SOURCE, 1) for v in firsts]
+    c = classified_visits(session, portal_id, period, ["channel"], statuses=_CAME).c
+    firsts = (
+        session.connection()
+        .execute(select(c.id, c.bucket, c.channel).where(c.first_in_bucket == 1, c.is_primary == 1))
+        .all()
+    )
+    leads = _lead_sources(session, portal_id, {row[0] for row in firsts})
+    days: dict[Any, date] = {}
+    items: list[tuple[date, str, int]] = []
+    for vid, bucket, channel in firsts:
+        day = days.get(bucket) or days.setdefault(bucket, as_date(bucket))
+        items.append((day, leads.get(vid) or channel or NOT_GIVEN_SOURCE, 1))
     return _share_report("sources", "Источники", "source", "Источник", "Первичных пациентов", period, items)
 
 
 # --- conversion --------------------------------------------------------------------------------------------
 
 
-def _conversion_row(label: str, calls: int, visits: list[Visit]) -> dict[str, Any]:
-    booked = [v for v in visits if v.primary]
-    completed = sum(1 for v in booked if v.status == "completed")
+def _conversion_row(label: str, calls: int, booked: int, completed: int) -> dict[str, Any]:
     return {
-        "period": label, "calls": calls, "booked": len(booked), "booked_pct": ratio(len(booked), calls),
-        "completed": completed, "completed_pct": ratio(completed, len(booked)),
+        "period": label, "calls": calls, "booked": booked, "booked_pct": ratio(booked, calls),
+        "completed": completed, "completed_pct": ratio(completed, booked),
     }  # fmt: skip
 
 
 def conversion_report(session: Session, portal_id: int, period: Period) -> Report:
-    visits = period_visits(session, portal_id, period)
-    begin, finish = period.utc_bounds()
-    calls: Counter[str] = Counter()
-    for (created,) in session.execute(
-        select(MisLead.lead_created_at).where(
-            MisLead.portal_id == portal_id, MisLead.lead_created_at >= begin, MisLead.lead_created_at < finish
-        )
+    c = classified_visits(session, portal_id, period).c
+    connection = session.connection()
+    booked: Counter[str] = Counter()
+    completed: Counter[str] = Counter()
+    for bucket, primary, came in connection.execute(
+        select(
+            c.bucket,
+            func.sum(c.is_primary),
+            func.sum(case(((c.is_primary == 1) & (c.status == "completed"), 1), else_=0)),
+        ).group_by(c.bucket)
     ):
-        calls[bucket_of(period.local_date(created), period.group)] += 1
+        label = _label(bucket, period)
+        booked[label] += int(primary or 0)
+        completed[label] += int(came or 0)
+    calls: Counter[str] = Counter()
+    for bucket, n in connection.execute(lead_counts(session, portal_id, period)):
+        calls[_label(bucket, period)] += n
     report = Report(
         "conversion", "Конверсия первичных пациентов", period,
         [("period", "Период"), ("calls", "Обращения"), ("booked", "Записаны (первичные)"),
@@ -217,8 +225,10 @@ def conversion_report(session: Session, portal_id: int, period: Period) -> Repor
          ("completed_pct", "% доведения")],
         Chart("period", ("calls", "booked", "completed")),
     )  # fmt: skip
-    report.rows = [_conversion_row(b, calls[b], vs) for b, vs in _by_bucket(visits, period).items()]
-    report.totals = [_conversion_row(TOTAL, sum(calls.values()), visits)]
+    report.rows = [_conversion_row(b, calls[b], booked[b], completed[b]) for b in period.buckets()]
+    report.totals = [
+        _conversion_row(TOTAL, sum(calls.values()), sum(booked.values()), sum(completed.values()))
+    ]
     return report
 
 

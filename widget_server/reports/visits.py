@@ -21,13 +21,16 @@ from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
 from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, Date, String, case, cast, extract, func, select
+from sqlalchemy import BigInteger, Date, String, case, cast, extract, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from ..models import MisAppointment, MisPatient
+from ..models import MisAppointment, MisLead, MisPatient
 from .periods import Period, add_months
 
-__all__ = ["BOOKED_STATUSES", "PRIMARY_AFTER_MONTHS", "Visit", "period_counts", "period_visits"]
+__all__ = [
+    "BOOKED_STATUSES", "PRIMARY_AFTER_MONTHS", "Visit", "as_date", "classified_visits", "lead_counts",
+    "period_counts", "period_visits",
+]  # fmt: skip
 
 PRIMARY_AFTER_MONTHS = 6
 BOOKED_STATUSES = frozenset({"booked", "confirmed", "arrived", "completed", "cancelled", "no_show"})
@@ -157,7 +160,7 @@ def _bucket_start(session: Session, day: Any, group: str) -> Any:
     return cast(func.date_trunc("week" if group == "week" else "month", day), Date)
 
 
-def _as_date(value: Any) -> date:
+def as_date(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(value)
 
 
@@ -183,7 +186,7 @@ def period_counts(
         .group_by(bucket, MisAppointment.status, *values)
     ):
         *found, count = rest
-        key = (_as_date(day), status, *found)
+        key = (as_date(day), status, *found)
         counts[key] = counts.get(key, 0) + count
     return counts
 
@@ -252,3 +255,109 @@ def period_visits(
             continue
         append(Visit(vid, person, calendar[day], status, primary, **dict(zip(wanted, extras, strict=True))))
     return visits
+
+
+def _months_later(session: Session, day: Any, months: int) -> Any:
+    """The SQL twin of `add_months`: the same day `months` later, the 31st clamped to a shorter month's end.
+    PostgreSQL's interval arithmetic clamps; SQLite's '+N months' rolls over (31.08 + 6 → 03.03), so a
+    changed day of month is replaced by the last day of the month meant."""
+    if session.get_bind().dialect.name != "sqlite":
+        return cast(day + literal_column(f"interval '{int(months)} months'"), Date)
+    rolled = func.date(day, f"+{int(months)} months")
+    return case(
+        (func.strftime("%d", rolled) == func.strftime("%d", day), rolled),
+        else_=func.date(day, "start of month", f"+{int(months) + 1} months", "-1 day"),
+    )
+
+
+def classified_visits(
+    session: Session, portal_id: int, period: Period, fields: Iterable[str] = (),
+    statuses: Iterable[str] = BOOKED_STATUSES,
+) -> Any:  # fmt: skip
+    """`period_visits` as an SQL subquery for the database to group and count: one row per visit in
+    `statuses` whose local date is in the period, with columns id, person, starts_at, status, bucket (first
+    local day of its report bucket), is_primary (1/0, the seed 004 rule), first_in_bucket and
+    first_in_period (1/0: the person's first such visit there, by time) and the `fields` asked for.
+
+    One sort by (person, time) serves every window: the last completed local day before each visit
+    (a running max: days only grow along a person's visits) and the previous visit's time and bucket."""
+    wanted = list(dict.fromkeys(fields))
+    unknown = [name for name in wanted if name not in _COLUMNS]
+    if unknown:
+        raise ValueError(f"unknown visit field {unknown[0]!r}")
+    shown = sorted(set(statuses) & BOOKED_STATUSES)
+    begin, finish = period.utc_bounds()
+    history_begin = datetime.combine(
+        add_months(period.start, -PRIMARY_AFTER_MONTHS), time(0), period.zone
+    ).astimezone(UTC)
+    starts = MisAppointment.starts_at
+    day = _local_day(session, starts, period, history_begin, finish).label("day")
+    person: Any = MisAppointment.patient_id
+    source: Any = MisAppointment.__table__
+    if _aliases(session, portal_id):
+        alias = MisPatient.__table__.alias("alias")
+        source = source.outerjoin(alias, alias.c.id == MisAppointment.patient_id)
+        person = func.coalesce(alias.c.alias_of_id, MisAppointment.patient_id)
+    visits = (
+        select(
+            MisAppointment.id,
+            person.label("person"),
+            starts.label("starts_at"),
+            MisAppointment.status,
+            day,
+            *[_COLUMNS[name].label(name) for name in wanted],
+        )
+        .select_from(source)
+        .where(
+            MisAppointment.portal_id == portal_id,
+            starts >= history_begin,
+            starts < finish,
+            # The history (completed visits) and the visits shown, as `period_visits` reads them.
+            ((starts < begin) & (MisAppointment.status == "completed"))
+            | ((starts >= begin) & MisAppointment.status.in_(shown)),
+        )
+        .subquery("visits")
+    )
+    v = visits.c
+    by_person = {"partition_by": v.person, "order_by": (v.starts_at, v.id)}
+    bucket = _bucket_start(session, v.day, period.group)
+    windowed = select(
+        v.id, v.person, v.starts_at, v.status, v.day, *[v[name] for name in wanted],
+        bucket.label("bucket"),
+        func.max(case((v.status == "completed", v.day))).over(**by_person, rows=(None, -1)).label("last_day"),
+        func.lag(v.starts_at).over(**by_person).label("previous_at"),
+        func.lag(bucket).over(**by_person).label("previous_bucket"),
+    ).subquery("windowed")  # fmt: skip
+    w = windowed.c
+    # A history visit's bucket may be the period's first week: only a previous visit inside the period counts.
+    first_in_period = w.previous_at.is_(None) | (w.previous_at < begin)
+    first_in_bucket = first_in_period | (w.previous_bucket != w.bucket)
+    primary = w.last_day.is_(None) | (w.day >= _months_later(session, w.last_day, PRIMARY_AFTER_MONTHS))
+    as_int = lambda condition: case((condition, 1), else_=0)  # noqa: E731
+    return (
+        select(
+            w.id,
+            w.person,
+            w.starts_at,
+            w.status,
+            w.bucket,
+            as_int(primary).label("is_primary"),
+            as_int(first_in_bucket).label("first_in_bucket"),
+            as_int(first_in_period).label("first_in_period"),
+            *[w[name] for name in wanted],
+        )
+        .where(w.starts_at >= begin)
+        .subquery("classified")
+    )
+
+
+def lead_counts(session: Session, portal_id: int, period: Period) -> Any:
+    """(first local day of the report bucket, number of intake leads created): the conversion's calls."""
+    begin, finish = period.utc_bounds()
+    created = MisLead.lead_created_at
+    bucket = _bucket_start(session, _local_day(session, created, period, begin, finish), period.group)
+    return (
+        select(bucket, func.count())
+        .where(MisLead.portal_id == portal_id, created >= begin, created < finish)
+        .group_by(bucket)
+    )
