@@ -4,7 +4,7 @@ fields as settings, and amoCRM's own loss reason."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -154,8 +154,8 @@ def test_confirm_d1_as_a_call_task_for_the_administrator(rt, make_portal, crm_us
     tasks = sorted((_ops(rt, f.id)["create_task"] for f in calls), key=lambda t: t["text"])
     assert {t["user_id"] for t in tasks} == {users["administrator"]}
     assert "12.03.2026 в 10:00" in tasks[0]["text"] and "12.03.2026 в 11:00" in tasks[1]["text"]
-    requests = firings(rt, clinic.id, rule_id=ids["confirm_d1.request"])
-    assert {(f.state, f.reason) for f in requests} == {("skipped", "confirmations go as call_task")}
+    # The message variant the portal did not choose left no occurrence to skip.
+    assert firings(rt, clinic.id, rule_id=ids["confirm_d1.request"]) == []
     # The administrator enters the answer: «да» confirms, silence by 18:00 is the call to offer a new time.
     confirmed = deal_of(rt, "C1")
     with rt.db.transaction() as s:
@@ -169,6 +169,35 @@ def test_confirm_d1_as_a_call_task_for_the_administrator(rt, make_portal, crm_us
     assert [f.deal_id for f in firings(rt, clinic.id, rule_id=ids["confirm_d1.silence"], state="fired")] == [
         deal_of(rt, "C2")
     ]
+
+
+def test_switching_confirm_d1_mode_moves_the_pending_confirmations(
+    rt, make_portal, crm_users, make_api, monkeypatch, frozen, jobs
+):
+    from widget_server.http import api_journey
+
+    clinic = make_clinic(make_portal, rt, "switch", "Europe/Moscow")
+    users = crm_users(clinic)
+    monkeypatch.setattr(api_journey, "_catalogue", lambda portal: Catalogue(users=set(users.values())))
+    enable_templates(rt, clinic, "confirm_d1", "confirm_d1.call")
+    frozen.set(datetime(2026, 3, 5, 12, 0, tzinfo=MSK))
+    sync(rt, clinic, visit(MSK, "S1", "601", datetime(2026, 3, 12, 10, 0, tzinfo=MSK)))
+    jobs()
+    ids = _rule_ids(rt, clinic.id)
+    assert [f.state for f in firings(rt, clinic.id, rule_id=ids["confirm_d1.request"])] == ["scheduled"]
+    assert firings(rt, clinic.id, rule_id=ids["confirm_d1.call"]) == []
+    response = make_api(clinic).put("/api/v1/journey/settings", json={"confirm_d1_mode": "call_task"})
+    assert response.status_code == 200
+    assert firings(rt, clinic.id, rule_id=ids["confirm_d1.request"]) == []
+    (call,) = firings(rt, clinic.id, rule_id=ids["confirm_d1.call"])
+    assert (call.state, call.due_at.replace(tzinfo=UTC)) == (
+        "scheduled",
+        datetime(2026, 3, 11, 7, 0, tzinfo=UTC),
+    )
+    frozen.set(datetime(2026, 3, 11, 10, 0, tzinfo=MSK))
+    sweep_portal(clinic.id)
+    assert [f.state for f in firings(rt, clinic.id, rule_id=ids["confirm_d1.call"])] == ["fired"]
+    assert {f.state for f in firings(rt, clinic.id)} <= {"fired", "scheduled"}
 
 
 def test_not_seen_for_a_year_is_computed_from_completed_visits():

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from .. import clock, runtime
 from ..errors import NotFound, ValidationFailed
 from ..journey import Catalogue, create_rule, install_templates, record_answer, replan_rule, update_rule
-from ..journey.engine import backfill_rule, normalise_answer, preview
+from ..journey.engine import backfill_rule, normalise_answer, on_confirm_mode_change, preview
 from ..journey.hooks import wake_evaluation
 from ..journey.rules import current_version
 from ..journey.settings import validate_journey_settings
@@ -169,9 +169,12 @@ def put_journey_settings() -> Any:
     catalogue = _catalogue(portal)
     clean = validate_journey_settings(body, users=catalogue.users, fields=catalogue.fields)
     settings = dict(portal.settings or {})
+    before = (settings.get("journey") or {}).get("confirm_d1_mode") or "message"
     settings["journey"] = {**(settings.get("journey") or {}), **clean}
     portal.settings = settings
     db_session().flush()
+    if (settings["journey"].get("confirm_d1_mode") or "message") != before:
+        on_confirm_mode_change(db_session(), portal, clock.now_utc())
     return {"settings": settings["journey"]}
 
 

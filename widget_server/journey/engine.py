@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -191,7 +191,12 @@ def on_appointments(
     if only is not None:
         rules = RuleSet([r for r in rules.rules if r.id == only])
     status_rules = rules.of("appointment_status")
-    visit_rules = [r for r in rules.of("offset") if r.trigger["anchor"] in ("visit", "last_visit")]
+    settings = journey_settings(portal.settings)
+    visit_rules = [
+        r
+        for r in rules.of("offset")
+        if r.trigger["anchor"] in ("visit", "last_visit") and _chosen(r, settings)
+    ]
     phone_rules = rules.of("phone_flagged")
     if not status_rules and not visit_rules and not phone_rules:
         return 0
@@ -455,6 +460,30 @@ def record_answer(
     ]
     _plan(session, portal.id, planned)
     return answer, True
+
+
+def _chosen(rule: LiveRule, settings: JourneySettings) -> bool:
+    # The confirm_d1 variant the portal did not choose plans nothing: a skipped occurrence per visit in
+    # the firings list would only hide the real ones.
+    mode = (rule.doc.get("conditions") or {}).get("confirm_mode")
+    return mode is None or mode == settings.confirm_d1_mode
+
+
+def on_confirm_mode_change(session: Session, portal: Portal, now: datetime) -> int:
+    """confirm_d1_mode changed: the variant now chosen plans from the visits known (as when enabled); the
+    other one's occurrences still scheduled go, never decided and so never real. Returns those planned."""
+    settings = journey_settings(portal.settings)
+    planned = 0
+    for rule in RuleSet.load(session, portal.id).of("offset"):
+        if (rule.doc.get("conditions") or {}).get("confirm_mode") is None:
+            continue
+        if _chosen(rule, settings):
+            planned += backfill_rule(session, portal, rule.id, now)
+        else:
+            session.execute(
+                delete(RuleFiring).where(RuleFiring.rule_id == rule.id, RuleFiring.state == "scheduled")
+            )
+    return planned
 
 
 def backfill_rule(session: Session, portal: Portal, rule_id: int, now: datetime) -> int:
