@@ -52,9 +52,10 @@ def inpatient_due(portal_ref: str, building: int | None, at_text: str | None) ->
         zone = ZoneInfo(portal.timezone)
         items = due_rounds(session, portal, at, building)
     for item in items:
-        flag = "ПРОСРОЧЕН" if item.overdue else "к приёму"
+        flag = "ПРОСРОЧЕН" if item["overdue"] else "к приёму"
         click.echo(
-            f"{item.due_at.astimezone(zone):%d.%m %H:%M}  {flag:9}  палата {item.ward}, место {item.bed}  "
-            f"{item.drug} {item.dose}  сделка {item.deal_id}  {item.round_id}"
+            f"{item['due_at'].astimezone(zone):%d.%m %H:%M}  {flag:9}  "
+            f"палата {item['ward']}, место {item['bed']}  "
+            f"{item['drug']} {item['dose']}  сделка {item['deal_id']}  {item['round_id']}"
         )
-    click.echo(f"{len(items)} due, {sum(1 for i in items if i.overdue)} overdue")
+    click.echo(f"{len(items)} due, {sum(1 for i in items if i['overdue'])} overdue")
