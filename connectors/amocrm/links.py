@@ -4,8 +4,10 @@
   `GET /api/v4/leads?filter[id][]=…` to keep those still open (142/143 are closed in every pipeline).
 - `add_company_note`: `POST /api/v4/companies/notes` with `entity_id` in the item (§5.3), exactly once as
   a lead note is (`request_id` is only echoed; the key is kept in the created store, the feed read back).
-- `link_contact`: `POST /api/v4/leads/{id}/link` with `[{to_entity_id, to_entity_type: "contacts"}]` (§5.3);
-  a contact already linked stays linked once, so a retry is harmless.
+- `link_contact`: `GET /api/v4/leads/{id}?with=contacts` first, then, only when the contact is not among
+  `_embedded.contacts`, `POST /api/v4/leads/{id}/link` with `[{to_entity_id, to_entity_type: "contacts"}]`
+  (§5.3). The entity-links docs (amocrm.ru crm_platform/entity-links-api, Kommo "linking entities") do not
+  say what a second link of the same contact does, so it is never sent (as on Bitrix24).
 - `hand_over`: the leads read in pages of 50 ids, then `PATCH /api/v4/contacts`, `/companies` and
   `/tasks` (open tasks of those leads) with `{id, responsible_user_id}`, ≤ 50 per request (§5.1).
 """
@@ -134,6 +136,13 @@ class LinksMixin:
         lead_id, cid = _id(deal_id, "deal_id"), _id(contact_id, "contact_id")
         link = [{"to_entity_id": cid, "to_entity_type": "contacts"}]
         try:
+            lead = self.transport.get_json(f"/api/v4/leads/{lead_id}", {"with": "contacts"})
+            if lead is None:
+                raise Rejected(
+                    f"deal_id: no such deal {deal_id!r}", status=404, code="NotFound", path="deal_id"
+                )
+            if cid in {int(c["id"]) for c in embedded(lead, "contacts") if c.get("id")}:
+                return
             self.transport.send_json("POST", f"/api/v4/leads/{lead_id}/link", link, idempotent=True)
         except Rejected as exc:
             if exc.status == 404:
