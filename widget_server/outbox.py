@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import event, insert
 from sqlalchemy.orm import Session, make_transient_to_detached
 
+from . import fast_sql
 from .jobs.operations import LAZY_OPERATIONS, OPERATIONS, is_operation
 from .models import OutboxJob, utcnow
 
@@ -128,8 +129,7 @@ def _insert_job(
         "done_at": None,
     }
     # A Core INSERT: the ORM's unit of work for one row costs several times the statement.
-    session.flush()
-    job_id = session.connection().execute(_INSERT, values).scalar_one()
+    job_id = fast_sql.run(session, _INSERT, values).scalar_one()
     # One wake-up per transaction, however many jobs it queued: each rq enqueue is Redis round trips.
     pending: list[int] | None = session.info.get("outbox_wake")
     if pending is None:

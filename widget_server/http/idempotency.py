@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from .. import runtime
+from .. import fast_sql, runtime
 from ..errors import ApiError, Conflict, DomainError
 from ..models import IdempotencyRecord, utcnow
 from .lifecycle import db_session, error_response
@@ -88,8 +88,7 @@ def _claim(
 ) -> int | Response:
     """Claim the key inside the view's own transaction (the id of our record), or answer from the
     existing one. The usual path is one INSERT … ON CONFLICT DO NOTHING, not a transaction of its own."""
-    connection = session.connection()
-    claim = _CLAIMS[connection.dialect.name]
+    claim = _CLAIMS[session.get_bind().dialect.name]
     values = {
         "portal_id": portal_id,
         "key": key,
@@ -99,7 +98,7 @@ def _claim(
         "principal": actor,
     }
     for _ in range(2):
-        record_id = connection.execute(claim, values).scalar()
+        record_id = fast_sql.run(session, claim, values).scalar()
         if record_id is not None:
             return record_id
         record = session.scalar(
@@ -243,7 +242,8 @@ def _mutation(view: Callable[P, Any], *, claim_in_view_transaction: bool) -> Cal
             session.rollback()
             _release(record_id)
             raise
-        session.connection().execute(
+        fast_sql.run(
+            session,
             _FINISH,
             {
                 "record_id": record_id,

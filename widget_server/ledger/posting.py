@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
-from typing import Any
 
-from sqlalchemy import Executable, Result, bindparam, func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.orm import Session, make_transient_to_detached
 
+from .. import fast_sql
 from ..models import ENTRY_KINDS, PAYMENT_METHODS, LedgerEntry, PurchaseRequest, StayAccount, utcnow
 from ..money import MAX_MINOR
 from .chain import GENESIS, entry_hash
@@ -118,10 +118,7 @@ _POSTING = select(
 )
 
 
-def run(session: Session, statement: Executable, params: dict[str, Any] | None = None) -> Result[Any]:
-    """Execute a prebuilt Core statement in the session's transaction (after flushing pending changes)."""
-    session.flush()
-    return session.connection().execute(statement, params or {})
+run = fast_sql.run
 
 
 def balance_minor(session: Session, account_id: int) -> int:
