@@ -20,13 +20,13 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..models import MisLead
 from .percent import ratio, shares
 from .periods import Period, bucket_of
-from .visits import as_date, classified_visits, lead_counts, period_counts
+from .visits import as_date, booked_counts, lead_counts, period_counts, primary_counts, primary_firsts
 
 __all__ = ["REPORTS", "TOTAL", "Chart", "Report", "build_report"]
 
@@ -91,22 +91,11 @@ def _label(value: Any, period: Period) -> str:
 
 
 def primary_report(session: Session, portal_id: int, period: Period) -> Report:
-    # Counted by the database: each person's first completed visit in a bucket (and in the period).
-    c = classified_visits(session, portal_id, period, statuses=_CAME).c
-    counted = lambda first, primary: func.sum(case((first == 1, primary), else_=0))  # noqa: E731
     per_bucket: dict[str, list[int]] = {b: [0, 0, 0, 0] for b in period.buckets()}
-    for bucket, *numbers in session.connection().execute(
-        select(
-            c.bucket,
-            counted(c.first_in_bucket, c.is_primary),
-            counted(c.first_in_bucket, 1 - c.is_primary),
-            counted(c.first_in_period, c.is_primary),
-            counted(c.first_in_period, 1 - c.is_primary),
-        ).group_by(c.bucket)
-    ):
-        counts = per_bucket[_label(bucket, period)]
+    for bucket, numbers in primary_counts(session, portal_id, period).items():
+        counts = per_bucket[bucket_of(bucket, period.group)]
         for i, n in enumerate(numbers):
-            counts[i] += int(n or 0)
+            counts[i] += n
     report = Report(
         "primary", "Первичные пациенты", period,
         [("period", "Период"), ("primary", "Первичные"), ("primary_pct", "Первичные, %"),
@@ -175,18 +164,9 @@ def _lead_sources(session: Session, portal_id: int, visit_ids: set[int]) -> dict
 
 
 def sources_report(session: Session, portal_id: int, period: Period) -> Report:
-    c = classified_visits(session, portal_id, period, ["channel"], statuses=_CAME).c
-    firsts = (
-        session.connection()
-        .execute(select(c.id, c.bucket, c.channel).where(c.first_in_bucket == 1, c.is_primary == 1))
-        .all()
-    )
+    firsts = primary_firsts(session, portal_id, period, ["channel"])
     leads = _lead_sources(session, portal_id, {row[0] for row in firsts})
-    days: dict[Any, date] = {}
-    items: list[tuple[date, str, int]] = []
-    for vid, bucket, channel in firsts:
-        day = days.get(bucket) or days.setdefault(bucket, as_date(bucket))
-        items.append((day, leads.get(vid) or channel or NOT_GIVEN_SOURCE, 1))
+    items = [(bucket, leads.get(vid) or channel or NOT_GIVEN_SOURCE, 1) for vid, bucket, channel in firsts]
     return _share_report("sources", "Источники", "source", "Источник", "Первичных пациентов", period, items)
 
 
@@ -201,22 +181,14 @@ def _conversion_row(label: str, calls: int, booked: int, completed: int) -> dict
 
 
 def conversion_report(session: Session, portal_id: int, period: Period) -> Report:
-    c = classified_visits(session, portal_id, period).c
-    connection = session.connection()
     booked: Counter[str] = Counter()
     completed: Counter[str] = Counter()
-    for bucket, primary, came in connection.execute(
-        select(
-            c.bucket,
-            func.sum(c.is_primary),
-            func.sum(case(((c.is_primary == 1) & (c.status == "completed"), 1), else_=0)),
-        ).group_by(c.bucket)
-    ):
-        label = _label(bucket, period)
-        booked[label] += int(primary or 0)
-        completed[label] += int(came or 0)
+    for bucket, (primary, came) in booked_counts(session, portal_id, period).items():
+        label = bucket_of(bucket, period.group)
+        booked[label] += primary
+        completed[label] += came
     calls: Counter[str] = Counter()
-    for bucket, n in connection.execute(lead_counts(session, portal_id, period)):
+    for bucket, n in session.connection().execute(lead_counts(session, portal_id, period)):
         calls[_label(bucket, period)] += n
     report = Report(
         "conversion", "Конверсия первичных пациентов", period,

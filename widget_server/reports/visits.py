@@ -28,8 +28,17 @@ from ..models import MisAppointment, MisLead, MisPatient
 from .periods import Period, add_months
 
 __all__ = [
-    "BOOKED_STATUSES", "PRIMARY_AFTER_MONTHS", "Visit", "as_date", "classified_visits", "lead_counts",
-    "period_counts", "period_visits",
+    "BOOKED_STATUSES",
+    "PRIMARY_AFTER_MONTHS",
+    "Visit",
+    "as_date",
+    "booked_counts",
+    "classified_visits",
+    "lead_counts",
+    "period_counts",
+    "period_visits",
+    "primary_counts",
+    "primary_firsts",
 ]  # fmt: skip
 
 PRIMARY_AFTER_MONTHS = 6
@@ -276,11 +285,9 @@ def classified_visits(
 ) -> Any:  # fmt: skip
     """`period_visits` as an SQL subquery for the database to group and count: one row per visit in
     `statuses` whose local date is in the period, with columns id, person, starts_at, status, bucket (first
-    local day of its report bucket), is_primary (1/0, the seed 004 rule), first_in_bucket and
-    first_in_period (1/0: the person's first such visit there, by time) and the `fields` asked for.
-
-    One sort by (person, time) serves every window: the last completed local day before each visit
-    (a running max: days only grow along a person's visits) and the previous visit's time and bucket."""
+    local day of its report bucket), is_primary (1/0, the seed 004 rule) and the `fields` asked for; for
+    completed visits only, first_in_bucket and first_in_period too (1/0: the person's first visit there).
+    One window (a sort by person and time) gives each visit the last completed local day before it."""
     wanted = list(dict.fromkeys(fields))
     unknown = [name for name in wanted if name not in _COLUMNS]
     if unknown:
@@ -320,35 +327,40 @@ def classified_visits(
     )
     v = visits.c
     by_person = {"partition_by": v.person, "order_by": (v.starts_at, v.id)}
-    bucket = _bucket_start(session, v.day, period.group)
+    completed_only = shown == ["completed"]
+    if completed_only:
+        # Every row is a completed visit: the last one before is the previous row, one window (SQLite's
+        # windows cost a sort each: two made a 12-month report slower than the Python loop they replace).
+        last = func.lag(v.day).over(**by_person)
+    else:
+        # A running max: days only grow along a person's visits.
+        last = func.max(case((v.status == "completed", v.day))).over(**by_person, rows=(None, -1))
     windowed = select(
-        v.id, v.person, v.starts_at, v.status, v.day, *[v[name] for name in wanted],
-        bucket.label("bucket"),
-        func.max(case((v.status == "completed", v.day))).over(**by_person, rows=(None, -1)).label("last_day"),
-        func.lag(v.starts_at).over(**by_person).label("previous_at"),
-        func.lag(bucket).over(**by_person).label("previous_bucket"),
-    ).subquery("windowed")  # fmt: skip
+        v.id, v.person, v.starts_at, v.status, v.day, last.label("last_day"), *[v[name] for name in wanted]
+    ).subquery("windowed")
     w = windowed.c
-    # A history visit's bucket may be the period's first week: only a previous visit inside the period counts.
-    first_in_period = w.previous_at.is_(None) | (w.previous_at < begin)
-    first_in_bucket = first_in_period | (w.previous_bucket != w.bucket)
+    bucket = _bucket_start(session, w.day, period.group)
     primary = w.last_day.is_(None) | (w.day >= _months_later(session, w.last_day, PRIMARY_AFTER_MONTHS))
     as_int = lambda condition: case((condition, 1), else_=0)  # noqa: E731
-    return (
-        select(
-            w.id,
-            w.person,
-            w.starts_at,
-            w.status,
-            w.bucket,
-            as_int(primary).label("is_primary"),
+    columns = [
+        w.id,
+        w.person,
+        w.starts_at,
+        w.status,
+        bucket.label("bucket"),
+        as_int(primary).label("is_primary"),
+    ]
+    if completed_only:
+        # The previous visit is history when its day is before the period's first (a history visit may
+        # fall in the period's first week, so its bucket alone does not tell).
+        first_day = period.start.isoformat() if session.get_bind().dialect.name == "sqlite" else period.start
+        first_in_period = w.last_day.is_(None) | (w.last_day < first_day)
+        first_in_bucket = first_in_period | (_bucket_start(session, w.last_day, period.group) != bucket)
+        columns += [
             as_int(first_in_bucket).label("first_in_bucket"),
             as_int(first_in_period).label("first_in_period"),
-            *[w[name] for name in wanted],
-        )
-        .where(w.starts_at >= begin)
-        .subquery("classified")
-    )
+        ]
+    return select(*columns, *[w[name] for name in wanted]).where(w.starts_at >= begin).subquery("classified")
 
 
 def lead_counts(session: Session, portal_id: int, period: Period) -> Any:
@@ -361,3 +373,127 @@ def lead_counts(session: Session, portal_id: int, period: Period) -> Any:
         .where(MisLead.portal_id == portal_id, created >= begin, created < finish)
         .group_by(bucket)
     )
+
+
+# --- what the reports count ------------------------------------------------------------------------------
+# PostgreSQL groups the classified subquery itself. SQLite's window sorts (and a date function per row) made
+# that slower than reading the visits once in time order and counting as they pass, so on SQLite the three
+# tallies walk the rows: one tuple per visit, never a `Visit`.
+
+
+def _bucket_day(day: date, group: str) -> date:
+    if group == "month":
+        return day.replace(day=1)
+    return day - timedelta(days=day.weekday()) if group == "week" else day
+
+
+def _walk(
+    session: Session, portal_id: int, period: Period, fields: list[str], statuses: Iterable[str]
+) -> Iterable[tuple[Any, ...]]:
+    """SQLite: (id, bucket start, status, primary, first in bucket, first in period, *fields) per visit
+    shown, in time order; `first…` are about the previous visit read, so mean what they say for completed
+    visits only (as `classified_visits`)."""
+    shown = sorted(set(statuses) & BOOKED_STATUSES)
+    instant, _ = _instant(session, MisAppointment.starts_at)
+    days = _Days(period, add_months(period.start, -PRIMARY_AFTER_MONTHS), True)
+    begin, finish = period.utc_bounds()
+    starts, status = MisAppointment.starts_at, MisAppointment.status
+    rows = session.connection().execute(
+        select(MisAppointment.id, MisAppointment.patient_id, instant, status, *[_COLUMNS[f] for f in fields])
+        .where(
+            MisAppointment.portal_id == portal_id,
+            starts >= days.begin,
+            starts < finish,
+            ((starts < begin) & (status == "completed")) | ((starts >= begin) & status.in_(shown)),
+        )
+        .order_by(starts, MisAppointment.id)
+    )
+    aliases = _aliases(session, portal_id)
+    keys, primary_from = days.keys, days.primary_from
+    first = (period.start - days.first).days
+    buckets = [_bucket_day(d, period.group) for d in days.days]
+    last: dict[int, int] = {}  # person → index of the day of their last completed visit
+    previous: dict[int, int] = {}  # person → index of the day of their previous visit in the period
+    for vid, patient, at, state, *extra in rows:
+        person = aliases.get(patient, patient) if aliases else patient
+        day = bisect_right(keys, at) - 1
+        before = last.get(person)
+        if state == "completed":
+            last[person] = day
+        if day < first:
+            continue
+        prior = previous.get(person)
+        previous[person] = day
+        in_period = prior is None
+        yield (
+            vid, buckets[day], state, before is None or day >= primary_from[before],
+            in_period or buckets[prior] != buckets[day], in_period, *extra,
+        )  # fmt: skip
+
+
+def primary_counts(session: Session, portal_id: int, period: Period) -> dict[date, list[int]]:
+    """Bucket start → [primary, repeat] people (each by their first completed visit in the bucket), then
+    the same by their first completed visit in the whole period (the total row)."""
+    counts: dict[date, list[int]] = {}
+    if session.get_bind().dialect.name == "sqlite":
+        for _, bucket, _, primary, in_bucket, in_period in _walk(
+            session, portal_id, period, [], ("completed",)
+        ):
+            if in_bucket:
+                tally = counts.get(bucket) or counts.setdefault(bucket, [0, 0, 0, 0])
+                tally[not primary] += 1
+                if in_period:
+                    tally[2 + (not primary)] += 1
+        return counts
+    c = classified_visits(session, portal_id, period, statuses=("completed",)).c
+    counted = lambda first, primary: func.sum(case((first == 1, primary), else_=0))  # noqa: E731
+    for bucket, *numbers in session.connection().execute(
+        select(
+            c.bucket,
+            counted(c.first_in_bucket, c.is_primary),
+            counted(c.first_in_bucket, 1 - c.is_primary),
+            counted(c.first_in_period, c.is_primary),
+            counted(c.first_in_period, 1 - c.is_primary),
+        ).group_by(c.bucket)
+    ):
+        counts[as_date(bucket)] = [int(n or 0) for n in numbers]
+    return counts
+
+
+def primary_firsts(
+    session: Session, portal_id: int, period: Period, fields: list[str]
+) -> list[tuple[Any, ...]]:
+    """(visit id, bucket start, *fields) of each person's first completed visit in a bucket, when primary."""
+    if session.get_bind().dialect.name == "sqlite":
+        return [
+            (vid, bucket, *extra)
+            for vid, bucket, _, primary, in_bucket, _, *extra in _walk(
+                session, portal_id, period, fields, ("completed",)
+            )
+            if primary and in_bucket
+        ]
+    c = classified_visits(session, portal_id, period, fields, statuses=("completed",)).c
+    query = select(c.id, c.bucket, *[c[f] for f in fields]).where(c.first_in_bucket == 1, c.is_primary == 1)
+    return [(vid, as_date(bucket), *extra) for vid, bucket, *extra in session.connection().execute(query)]
+
+
+def booked_counts(session: Session, portal_id: int, period: Period) -> dict[date, list[int]]:
+    """Bucket start → [primary visits booked (every booking made), of them completed]."""
+    counts: dict[date, list[int]] = {}
+    if session.get_bind().dialect.name == "sqlite":
+        for _, bucket, state, primary, _, _ in _walk(session, portal_id, period, [], BOOKED_STATUSES):
+            if primary:
+                tally = counts.get(bucket) or counts.setdefault(bucket, [0, 0])
+                tally[0] += 1
+                tally[1] += state == "completed"
+        return counts
+    c = classified_visits(session, portal_id, period).c
+    for bucket, primary, came in session.connection().execute(
+        select(
+            c.bucket,
+            func.sum(c.is_primary),
+            func.sum(case(((c.is_primary == 1) & (c.status == "completed"), 1), else_=0)),
+        ).group_by(c.bucket)
+    ):
+        counts[as_date(bucket)] = [int(primary or 0), int(came or 0)]
+    return counts
