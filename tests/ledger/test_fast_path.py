@@ -28,17 +28,21 @@ def _admit(roles, catalogue, deal: str = "700") -> None:  # type: ignore[no-unty
 
 def test_lean_summary_is_exactly_the_schemas_dump(roles, catalogue, frozen, monkeypatch):
     seen: list[dict] = []
-    lean = api_stay._as_json
+    lean, iso = api_stay.summary_document, api_stay._iso
 
-    def checked(document):  # type: ignore[no-untyped-def]
-        result = lean(document)
-        if "deal_id" not in document:  # an entry or purchase beside the summary: checked below
-            return result
-        assert result == StaySummarySchema().dump(document)
-        seen.append(document)
+    def checked(portal, summary):  # type: ignore[no-untyped-def]
+        result = lean(portal, summary)
+        # The same document with its dates and datetimes left as objects is what the schema dumps.
+        monkeypatch.setattr(api_stay, "_iso", lambda value: value)
+        try:
+            typed = lean(portal, summary)
+        finally:
+            monkeypatch.setattr(api_stay, "_iso", iso)
+        assert result == StaySummarySchema().dump(typed)
+        seen.append(result)
         return result
 
-    monkeypatch.setattr(api_stay, "_as_json", checked)
+    monkeypatch.setattr(api_stay, "summary_document", checked)
     _admit(roles, catalogue)
     frozen.set_local("2026-11-29 10:00")
     run_daily_charges(now=frozen.now)  # daily entries carry a service date
