@@ -9,10 +9,18 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..models import ArrivalRequest, ExpectedArrival, Portal
+from ..models import ArrivalRequest, DealOutsideSales, ExpectedArrival, InpatientStay, Portal, utcnow
 from .mirror import queue_note, queue_task
 
-__all__ = ["ASK_FOR_ARRIVAL", "ReadyStage", "ask_for_arrival", "needs_arrival_request", "ready_to_sign_stage"]
+__all__ = [
+    "ASK_FOR_ARRIVAL",
+    "ReadyStage",
+    "ask_for_arrival",
+    "needs_arrival_request",
+    "ready_to_sign_stage",
+    "remember_stage",
+    "worth_reading",
+]
 
 ASK_FOR_ARRIVAL = "Готов подписать договор: указать дату заезда и бюджет (вкладка «Стационар»)"
 
@@ -47,6 +55,54 @@ def needs_arrival_request(session: Session, portal: Portal, deal_id: str) -> boo
         )
     )
     return given is None
+
+
+def worth_reading(session: Session, portal: Portal, deal_id: str) -> bool:
+    """Whether an update that names no stage (Bitrix24 ONCRMDEALUPDATE) is worth reading the deal for: not
+    when it was asked or its arrival is known, it has a stay (admitted: past the stage for good), or it was
+    last seen outside the stage's pipeline (it comes back only through an event naming its stage)."""
+    if not needs_arrival_request(session, portal, deal_id):
+        return False
+    staying = session.scalar(
+        select(InpatientStay.id)
+        .where(InpatientStay.portal_id == portal.id, InpatientStay.deal_id == deal_id)
+        .limit(1)
+    )
+    if staying is not None:
+        return False
+    outside = session.scalar(
+        select(DealOutsideSales.id).where(
+            DealOutsideSales.portal_id == portal.id, DealOutsideSales.deal_id == deal_id
+        )
+    )
+    return outside is None
+
+
+def remember_stage(session: Session, portal: Portal, deal_id: str, pipeline_id: str, stage_id: str) -> None:
+    """Where the CRM says the deal is: outside the ready-to-sign pipeline it is remembered (its next
+    updates are not read), inside it is forgotten (every update may be the move into the stage). Not
+    remembered by board order within the pipeline: a stage change there, even back from a closed stage,
+    is an ONCRMDEALUPDATE that names nothing."""
+    stage = ready_to_sign_stage(portal)
+    row = session.scalar(
+        select(DealOutsideSales).where(
+            DealOutsideSales.portal_id == portal.id, DealOutsideSales.deal_id == deal_id
+        )
+    )
+    if stage is None or str(pipeline_id) == stage.pipeline_id:
+        if row is not None:
+            session.delete(row)
+        return
+    if row is not None:
+        row.pipeline_id, row.stage_id, row.seen_at = str(pipeline_id), str(stage_id), utcnow()
+        return
+    try:
+        # Two deliveries may race: the unique pair keeps one row, which says the same.
+        with session.begin_nested():
+            session.add(DealOutsideSales(portal_id=portal.id, deal_id=deal_id, pipeline_id=str(pipeline_id),
+                                         stage_id=str(stage_id)))  # fmt: skip
+    except IntegrityError:
+        pass
 
 
 def ask_for_arrival(session: Session, portal: Portal, deal_id: str, pipeline_id: str, stage_id: str) -> bool:

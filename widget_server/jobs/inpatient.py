@@ -19,7 +19,7 @@ from connectors.types import CrmEvent, DealStageChanged, DealUpdated, NewContact
 from .. import clock, runtime
 from ..clock import local_today
 from ..inpatient import arrival_day_tasks, escalate_overdue, inform_about_ledger
-from ..inpatient.arrivals import ask_for_arrival, needs_arrival_request, ready_to_sign_stage
+from ..inpatient.arrivals import ask_for_arrival, ready_to_sign_stage, remember_stage, worth_reading
 from ..models import Building, InpatientStay, Portal
 from ..registry import crm_for
 from .joblog import logged_job
@@ -69,7 +69,8 @@ def run_inpatient_sweep(now: datetime | None = None) -> str:
 def inpatient_on_deal_event(portal_id: int, event: CrmEvent) -> None:
     """A person moved a sales deal (amoCRM `leads[status]`, Bitrix24 ONCRMDEALMOVETOCATEGORY) or changed it
     (Bitrix24 ONCRMDEALUPDATE, which names only the deal): into the ready-to-sign stage, ask once for the
-    arrival date and the budget."""
+    arrival date and the budget. Where the deal is gets remembered, so that updates of deals that cannot be
+    entering the stage (outside its pipeline, admitted, asked) cost no read of the deal."""
     assert isinstance(event, DealStageChanged | DealUpdated)
     rt = runtime.current()
     stage = event.stage
@@ -77,7 +78,7 @@ def inpatient_on_deal_event(portal_id: int, event: CrmEvent) -> None:
         portal = session.get(Portal, portal_id)
         if portal is None or ready_to_sign_stage(portal) is None:
             return
-        if stage is None and not needs_arrival_request(session, portal, event.deal_id):
+        if stage is None and not worth_reading(session, portal, event.deal_id):
             return
     if stage is None:
         # Outside any transaction: a CRM call must not hold our database (SQLite's write lock) meanwhile.
@@ -86,6 +87,7 @@ def inpatient_on_deal_event(portal_id: int, event: CrmEvent) -> None:
         portal = session.get(Portal, portal_id)
         assert portal is not None
         ask_for_arrival(session, portal, event.deal_id, stage.pipeline_id, stage.stage_id)
+        remember_stage(session, portal, event.deal_id, stage.pipeline_id, stage.stage_id)
 
 
 # --- outbox operations (jobs/operations.py LAZY_OPERATIONS) --------------------------------------------

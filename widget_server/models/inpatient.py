@@ -34,6 +34,7 @@ __all__ = [
     "ROUND_OUTCOMES",
     "ArrivalRequest",
     "Building",
+    "DealOutsideSales",
     "Examination",
     "ExpectedArrival",
     "InpatientStay",
@@ -287,3 +288,20 @@ class ArrivalRequest(Base):
     pipeline_id: Mapped[str] = mapped_column(String(64))
     stage_id: Mapped[str] = mapped_column(String(64))
     requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DealOutsideSales(Base):
+    """A deal last seen outside the pipeline of the «ready to sign» stage (its stage as the CRM said). Such
+    a deal comes back only through an event that names its stage (Bitrix24 ONCRMDEALMOVETOCATEGORY, amoCRM
+    leads[status]), which updates this row or deletes it; until then its ONCRMDEALUPDATEs, which name no
+    stage, are not worth a `crm.item.get` each."""
+
+    __tablename__ = "inpatient_deals_outside_sales"
+    __table_args__ = (UniqueConstraint("portal_id", "deal_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    portal_id: Mapped[int] = mapped_column(ForeignKey("portals.id", ondelete="CASCADE"), index=True)
+    deal_id: Mapped[str] = mapped_column(String(64))
+    pipeline_id: Mapped[str] = mapped_column(String(64))
+    stage_id: Mapped[str] = mapped_column(String(64))
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
