@@ -37,6 +37,34 @@ def install(portal_ref: str) -> None:
     click.echo(f"{added} template rule(s) installed, disabled")
 
 
+@journey.command("upgrade-templates")
+@click.option("--portal", "portal_ref", help="Only this portal (slug or id); default every portal.")
+@click.option("--dry-run", is_flag=True, help="Say what would change, change nothing.")
+def upgrade_templates(portal_ref: str | None, dry_run: bool) -> None:
+    """Replace rules still exactly as an earlier template installed them by today's templates (a new
+    version each); rules the clinic edited are listed and left alone. Safe to run again."""
+    from sqlalchemy import select
+
+    from ..journey.templates import upgrade_templates as upgrade
+    from ..models import Portal
+
+    db = cli_runtime().db
+    if portal_ref:
+        ids = [_portal_id(portal_ref)]
+    else:
+        with db.transaction() as session:
+            ids = list(session.scalars(select(Portal.id).order_by(Portal.id)))
+    verb = "would upgrade" if dry_run else "upgraded"
+    for portal_id in ids:
+        with db.transaction() as session:
+            portal = session.get(Portal, portal_id)
+            result = upgrade(session, portal, "cli", dry_run=dry_run)
+            click.echo(
+                f"{portal.slug}: {verb} {', '.join(result.upgraded) or 'nothing'}; "
+                f"edited, left alone: {', '.join(result.edited) or 'none'}"
+            )
+
+
 @journey.command("sweep")
 @click.option("--portal", "portal_ref", help="Only this portal (slug or id); default every portal.")
 def sweep(portal_ref: str | None) -> None:

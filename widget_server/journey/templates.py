@@ -7,15 +7,21 @@ and the answer fields in the journey settings, then enables each rule, which is 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..models import JourneyRule, Portal
-from .rules import Catalogue, create_rule
+from .. import clock
+from ..models import JourneyRule, JourneyRuleVersion, Portal
+from .engine import on_confirm_mode_change
+from .rules import Catalogue, create_rule, current_version, validate_rule
 
-__all__ = ["SEED002_TEMPLATES", "install_templates", "template_rules"]
+__all__ = [
+    "PREVIOUS_TEMPLATES", "SEED002_TEMPLATES", "TemplateUpgrade", "install_templates", "template_rules",
+    "upgrade_templates",
+]  # fmt: skip
 
 PRIMARY = "Первичный приём"
 REPEAT = "Повторный приём"
@@ -328,7 +334,8 @@ def template_rules() -> list[tuple[str, dict[str, Any]]]:
 
 
 def install_templates(session: Session, portal: Portal, actor: str) -> int:
-    """Add each seed rule the portal lacks (by key), disabled; an installed or edited one is left as is."""
+    """Add each seed rule the portal lacks (by key), disabled, and bring rules installed from an earlier
+    template up to date (`upgrade_templates`): an install or reinstall leaves the portal current."""
     have = set(session.scalars(select(JourneyRule.key).where(JourneyRule.portal_id == portal.id)))
     added = 0
     for template, doc in template_rules():
@@ -336,4 +343,106 @@ def install_templates(session: Session, portal: Portal, actor: str) -> int:
             continue
         create_rule(session, portal, {**doc, "enabled": False}, actor, Catalogue(), template=template)
         added += 1
+    upgrade_templates(session, portal, actor)
     return added
+
+
+# What earlier releases installed under these keys, kept as data: a portal's rule still exactly like one
+# of them was never edited by the clinic, so it may be replaced by today's template; any other is theirs.
+PREVIOUS_TEMPLATES: dict[str, list[dict[str, Any]]] = {
+    "invalid_phone": [
+        # A deal field someone had to tick, before the MIS's phone flag and the lead's own phones.
+        _rule(
+            "invalid_phone",
+            "Некорректный телефон → «Не заявка»",
+            {"type": "field_set", "field_id": "Некорректный телефон"},
+            [{"type": "move", "stage_id": "lost", "loss_reason": "Не заявка"}],
+        )
+    ],
+    "confirm_d1.request": [
+        # Before confirm_d1_mode: the message went whatever the clinic chose.
+        _rule(
+            "confirm_d1.request",
+            "Подтверждение записи за день",
+            {"type": "offset", "anchor": "visit", "days": -1, "at": "10:00"},
+            [
+                {
+                    "type": "message",
+                    "text": "{{ФИО}}, напоминаем о записи {{дата}} в {{время}}, врач: {{врач}}. "
+                    "Подтвердите, пожалуйста: ответьте «да» или «нет».",
+                }
+            ],
+            conditions={"statuses": ["booked"]},
+            window_hours=8,
+        )
+    ],
+    "complex_treatment": [
+        # «Не был более года» copied from a field nobody kept up to date, not computed from the visits.
+        _rule(
+            "complex_treatment",
+            "Сделка в «Продажа комплексного лечения»",
+            {"type": "stage_entered", "stage_id": "won"},
+            [
+                {
+                    "type": "create_deal",
+                    "pipeline_id": COMPLEX_SALE,
+                    "stage_from_field": "Продажа комплексного лечения",
+                    "name": "Комплексное лечение: {{ФИО}}",
+                    "copy_fields": ["Источник заявки", "Потребности", "Филиал", "Не был более года"],
+                    "then": [],
+                }
+            ],
+            conditions={"fields_set": ["Продажа комплексного лечения"]},
+        )
+    ],
+}
+
+
+@dataclass
+class TemplateUpgrade:
+    upgraded: list[str] = field(default_factory=list)
+    edited: list[str] = field(default_factory=list)
+    """Keys of rules the clinic changed since they were installed: left as they are."""
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"upgraded": self.upgraded, "edited": self.edited}
+
+
+def upgrade_templates(
+    session: Session, portal: Portal, actor: str, *, dry_run: bool = False
+) -> TemplateUpgrade:
+    """Replace each rule still exactly as an earlier template installed it by today's template, as a new
+    version (the old one stays, as do the firings citing it; enabled stays as it was). A rule already
+    current is skipped, so running again changes nothing; an edited one is listed in `edited`."""
+    latest = {doc["key"]: doc for _, doc in template_rules()}
+    result = TemplateUpgrade()
+    rules = session.scalars(
+        select(JourneyRule)
+        .where(JourneyRule.portal_id == portal.id, JourneyRule.key.in_(sorted(PREVIOUS_TEMPLATES)))
+        .order_by(JourneyRule.key)
+    )
+    for rule in list(rules):
+        assert rule.key is not None
+        normalise = lambda doc: validate_rule(session, portal, doc, Catalogue(), strict=False)  # noqa: E731
+        document = current_version(session, rule).document
+        wanted = normalise(latest[rule.key])
+        if document == wanted:
+            continue
+        if document not in [normalise(old) for old in PREVIOUS_TEMPLATES[rule.key]]:
+            result.edited.append(rule.key)
+            continue
+        result.upgraded.append(rule.key)
+        if dry_run:
+            continue
+        rule.version += 1
+        rule.name = wanted["name"]
+        session.add(
+            JourneyRuleVersion(
+                portal_id=portal.id, rule_id=rule.id, version=rule.version, document=wanted, created_by=actor
+            )
+        )
+    session.flush()
+    if "confirm_d1.request" in result.upgraded and not dry_run:
+        # Its occurrences already planned were planned without the mode: the variant not chosen drops its.
+        on_confirm_mode_change(session, portal, clock.now_utc())
+    return result
