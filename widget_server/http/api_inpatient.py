@@ -17,7 +17,9 @@ from typing import Any, ParamSpec, TypeVar
 from flask import Blueprint, Response, request
 from sqlalchemy import select
 
-from .. import clock
+from connectors.errors import ConnectorError
+
+from .. import clock, runtime
 from ..clock import local_today
 from ..errors import Forbidden, ValidationFailed
 from ..inpatient import (
@@ -41,6 +43,7 @@ from ..inpatient import (
     round_id,
     stop_prescription,
 )
+from ..inpatient.arrivals import inpatient_business
 from ..inpatient.examinations import NextStepDraft
 from ..inpatient.export import round_records, rounds_csv
 from ..ledger import Actor, stay_summary
@@ -61,6 +64,7 @@ from ..models import (
 )
 from ..models.portal import MEDICAL, has_medical
 from ..money import AmountError, minor_to_decimal, parse_amount
+from ..registry import UnsupportedPortal, crm_for
 from .auth import current_portal, current_principal, requires
 from .body import load_body, load_query
 from .idempotency import mutation
@@ -76,6 +80,7 @@ from .schemas_inpatient import (
     DueQuerySchema,
     DueRoundSchema,
     ExaminationSchema,
+    InpatientBusinessSchema,
     InpatientStaySchema,
     OccupancyQuerySchema,
     PrescriptionSchema,
@@ -305,6 +310,25 @@ def get_arrival(deal_id: str) -> Any:
             "building": building.name if building else None,
         }
     return ArrivalDocumentSchema().dump(document)
+
+
+@inpatient_api.get("/deals/<deal_id>/stay/inpatient-business")
+@api_doc(summary="Whether a deal without a stay account opens on «Стационар» (and why)", tags=TAGS,
+         response=InpatientBusinessSchema)  # fmt: skip
+@requires("viewer")
+def get_inpatient_business(deal_id: str) -> Any:
+    portal = current_portal()
+
+    def stage_of() -> tuple[str, str] | None:
+        try:
+            stage = crm_for(portal, runtime.current()).get_deal(deal_id).stage
+        except (ConnectorError, UnsupportedPortal):
+            return None  # the CRM cannot say now: the ledger's screen, which still offers the tab
+        return stage.pipeline_id, stage.stage_id
+
+    reason = inpatient_business(db_session(), portal, deal_id, stage_of)
+    document = {"deal_id": deal_id, "inpatient": reason is not None, "reason": reason}
+    return InpatientBusinessSchema().dump(document)
 
 
 @inpatient_api.post("/deals/<deal_id>/stay/admission")

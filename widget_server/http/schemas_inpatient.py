@@ -24,6 +24,7 @@ __all__ = [
     "DueQuerySchema",
     "DueRoundSchema",
     "ExaminationSchema",
+    "InpatientBusinessSchema",
     "InpatientStaySchema",
     "OccupancyQuerySchema",
     "PrescriptionSchema",
@@ -82,6 +83,15 @@ class ArrivalDocumentSchema(Schema):
     deal_id = f.String()
     asked_at = f.DateTime(allow_none=True)
     arrival = f.Nested(ExpectedArrivalSchema, allow_none=True)
+
+
+class InpatientBusinessSchema(Schema):
+    """Whether the card of a deal without a stay account opens on «Стационар», and why (asked, arrival,
+    stay, building_pipeline, ready_stage; null: the ledger's screen)."""
+
+    deal_id = f.String()
+    inpatient = f.Boolean()
+    reason = f.String(allow_none=True)
 
 
 class InpatientRepresentativeSchema(StrictSchema):

@@ -3,19 +3,29 @@ manager, once, for the arrival date and the budget (the panel's arrival form, th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..models import ArrivalRequest, DealOutsideSales, ExpectedArrival, InpatientStay, Portal, utcnow
+from ..models import (
+    ArrivalRequest,
+    Building,
+    DealOutsideSales,
+    ExpectedArrival,
+    InpatientStay,
+    Portal,
+    utcnow,
+)
 from .mirror import queue_note, queue_task
 
 __all__ = [
     "ASK_FOR_ARRIVAL",
     "ReadyStage",
     "ask_for_arrival",
+    "inpatient_business",
     "needs_arrival_request",
     "ready_to_sign_stage",
     "remember_stage",
@@ -55,6 +65,33 @@ def needs_arrival_request(session: Session, portal: Portal, deal_id: str) -> boo
         )
     )
     return given is None
+
+
+def inpatient_business(
+    session: Session, portal: Portal, deal_id: str, stage_of: Callable[[], tuple[str, str] | None]
+) -> str | None:
+    """Why a deal without a stay account is the hospital's business, so that its card opens on «Стационар»
+    (None: the ledger's screen): asked for its arrival, its arrival given, a stay, or, read from the CRM
+    through `stage_of` (pipeline, stage; None when the CRM cannot say) only when our own rows do not tell,
+    sitting in a building's pipeline or in the mapped ready-to-sign stage."""
+    for model, reason in ((ArrivalRequest, "asked"), (ExpectedArrival, "arrival"), (InpatientStay, "stay")):
+        found = session.scalar(
+            select(model.id).where(model.portal_id == portal.id, model.deal_id == deal_id).limit(1)  # type: ignore[attr-defined]
+        )
+        if found is not None:
+            return reason
+    ready = ready_to_sign_stage(portal)
+    pipelines = set(session.scalars(select(Building.pipeline_id).where(Building.portal_id == portal.id)))
+    if ready is None and not pipelines:
+        return None  # not a hospital: no CRM read for every card without an account
+    stage = stage_of()
+    if stage is None:
+        return None
+    if str(stage[0]) in pipelines:
+        return "building_pipeline"
+    if ready is not None and (str(stage[0]), str(stage[1])) == (ready.pipeline_id, ready.stage_id):
+        return "ready_stage"
+    return None
 
 
 def worth_reading(session: Session, portal: Portal, deal_id: str) -> bool:

@@ -85,6 +85,14 @@ def expect_arrival(
     if arrival_date < local_today(portal.timezone):
         raise InpatientError("arrival_date", "cannot be in the past")
     building = building_for(session, portal, None, profile) if profile else None
+    # Changed as often as needed until the patient is in a bed; after that the stay's dates rule.
+    admitted = session.scalar(
+        select(InpatientStay.id)
+        .where(InpatientStay.portal_id == portal.id, InpatientStay.deal_id == deal_id)
+        .limit(1)
+    )
+    if admitted is not None:
+        raise InpatientConflict("arrival_date", "the patient is admitted already: the arrival cannot change")
     arrival = session.scalar(
         select(ExpectedArrival).where(
             ExpectedArrival.portal_id == portal.id, ExpectedArrival.deal_id == deal_id
