@@ -30,6 +30,7 @@ from ..ledger import (
 )
 from ..ledger.accounts import tariff_for
 from ..ledger.mirror import mirror_entries
+from ..ledger.posting import Entry
 from ..ledger.statement import statement_csv, statement_rows
 from ..ledger.summary import StaySummary
 from ..models import LedgerEntry, Portal, PurchaseRequest, StayAccount
@@ -97,7 +98,7 @@ def _amount(minor: int, currency: str) -> str:
     return str(minor_to_decimal(minor, currency))
 
 
-def entry_document(entry: LedgerEntry | Row[Any]) -> dict[str, Any]:
+def entry_document(entry: Entry | Row[Any]) -> dict[str, Any]:
     """An entry, or a row with its columns (a summary's recent entries)."""
     return {
         "id": entry.id,
@@ -179,7 +180,7 @@ def summary_document(portal: Portal, summary: StaySummary) -> dict[str, Any]:
 def _after(
     portal: Portal,
     account: StayAccount,
-    entries: list[LedgerEntry],
+    entries: list[Entry],
     state: tuple[int, int, date | None] | None = None,
 ) -> StaySummary:
     session = db_session()
@@ -248,13 +249,13 @@ def get_stay(deal_id: str) -> Any:
     return summary_document(portal, stay_summary(db_session(), portal, account))
 
 
-def _account_of(entry: LedgerEntry) -> StayAccount:
+def _account_of(entry: Entry) -> StayAccount:
     account = getattr(entry, "posted_to", None) or db_session().get(StayAccount, entry.account_id)
     assert account is not None
     return account
 
 
-def _entry_response(portal: Portal, account: StayAccount, entry: LedgerEntry) -> tuple[dict[str, Any], int]:
+def _entry_response(portal: Portal, account: StayAccount, entry: Entry) -> tuple[dict[str, Any], int]:
     # The entry is the request's last write: the state it was posted against, plus itself, is the state now.
     summary = _after(portal, account, [entry], state=getattr(entry, "state_after", None))
     return {"entry": entry_document(entry), "stay": summary_document(portal, summary)}, 201

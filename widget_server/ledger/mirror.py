@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from ..models import ExpenseArticle, LedgerEntry, OutboxJob, Portal, StayAccount
 from ..money import format_minor
 from ..outbox import enqueue_outbox_id
-from .posting import run
+from .posting import Entry, run
 from .summary import StaySummary
 
 __all__ = ["deal_field_map", "entry_note", "mirror_entries", "queue_low_balance_alert", "queue_stay_sync"]
@@ -39,7 +39,7 @@ def _date(value) -> str:  # type: ignore[no-untyped-def]
 
 
 def entry_note(
-    session: Session, portal: Portal, entry: LedgerEntry, summary: StaySummary, *, latest: bool = True
+    session: Session, portal: Portal, entry: Entry, summary: StaySummary, *, latest: bool = True
 ) -> str:
     """The feed note for one entry: what, how much, why, and the balance right after it. The forecast
     is added only for the latest entry, where it is true."""
@@ -152,9 +152,7 @@ def queue_low_balance_alert(session: Session, portal: Portal, summary: StaySumma
     return True
 
 
-def mirror_entries(
-    session: Session, portal: Portal, summary: StaySummary, entries: list[LedgerEntry]
-) -> None:
+def mirror_entries(session: Session, portal: Portal, summary: StaySummary, entries: list[Entry]) -> None:
     """Notes for new entries (replays add nothing) plus one field sync and the low-balance check.
     `summary` is the stay's state after the entries."""
     account = summary.account

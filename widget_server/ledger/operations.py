@@ -18,7 +18,7 @@ from ..clock import local_today
 from ..models import ExpenseArticle, LedgerEntry, Portal, PurchaseRequest, StayAccount, utcnow
 from .accounts import assign_tariff, find_account, lock_account, rate_on, rate_schedule, tariff_for
 from .errors import LedgerConflict, LedgerError, LedgerForbidden
-from .posting import Actor, EntryDraft, available_minor, balance_minor, post_entry, run
+from .posting import Actor, Entry, EntryDraft, available_minor, balance_minor, post_entry, run
 from .settings import ledger_settings
 
 __all__ = [
@@ -131,7 +131,7 @@ def deposit(
     payer: str | None,
     actor: Actor,
     key: str,
-) -> LedgerEntry:
+) -> Entry:
     _require(actor, "finance", "a top-up")
     account = lock_account(session, portal.id, deal_id)
     return post_entry(
@@ -188,7 +188,7 @@ def charge(
     key: str,
     *,
     override: bool = False,
-) -> LedgerEntry:
+) -> Entry:
     _require(actor, "finance", "a one-off charge")
     account = lock_account(session, portal.id, deal_id)
     article = _article(session, portal, article_id)
@@ -214,7 +214,7 @@ def charge(
 
 def post_one_off_debit(
     session: Session, portal: Portal, account: StayAccount, draft: EntryDraft, actor: Actor
-) -> LedgerEntry:
+) -> Entry:
     """A charge or an immediate purchase: judged against the available balance, except a replay, which
     must return the first result rather than be re-judged against today's balance."""
     return post_entry(
@@ -230,7 +230,7 @@ def post_one_off_debit(
 
 def reverse(
     session: Session, portal: Portal, deal_id: str, entry_id: int, reason: str, actor: Actor, key: str
-) -> LedgerEntry:
+) -> Entry:
     """Сторно: a compensating entry for exactly one earlier entry, once, by an admin, with a reason."""
     _require(actor, "admin", "a reversal")
     if not reason or not reason.strip():
@@ -292,10 +292,10 @@ def change_tariff(
 
 def post_daily_charges_for(
     session: Session, account: StayAccount, through: date, actor: Actor
-) -> list[LedgerEntry]:
+) -> list[Entry]:
     """Daily charges for every uncharged day up to `through` (inclusive), at each day's rate."""
     schedule = rate_schedule(session, account.id)
-    entries: list[LedgerEntry] = []
+    entries: list[Entry] = []
     day = first_uncharged_day(session, account)
     while day <= through:
         rate = rate_on(schedule, day)

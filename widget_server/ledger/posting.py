@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 
 from .. import fast_sql
 from ..models import ENTRY_KINDS, PAYMENT_METHODS, LedgerEntry, PurchaseRequest, StayAccount, utcnow
@@ -22,7 +23,9 @@ from .errors import LedgerConflict, LedgerError
 
 __all__ = [
     "Actor",
+    "Entry",
     "EntryDraft",
+    "PostedEntry",
     "account_state",
     "available_minor",
     "balance_and_holds",
@@ -187,7 +190,7 @@ def post_entry(
     actor: Actor,
     *,
     unless_replay: Callable[[int], None] | None = None,
-) -> LedgerEntry:
+) -> Entry:
     """Append one entry to a locked, open account. A replay of the same idempotency key with the same
     content returns the stored entry; with different content it is refused. `unless_replay(available)`
     runs only for a new entry, before it is written, with the available balance (a replay must return
@@ -262,23 +265,41 @@ def post_entry(
         "prev_hash": prev_hash,
     }
     values["hash"] = entry_hash(prev_hash, values)
-    # A Core INSERT rather than the ORM's unit of work (several times the cost of the statement itself);
-    # the entry then joins the session as if loaded, so later lookups by id need no query.
+    # A Core INSERT rather than the ORM's unit of work (several times the cost of the statement itself),
+    # and a light object rather than an ORM instance joined to the session (its construction and
+    # instrumentation cost as much as the INSERT).
     entry_id = run(session, _INSERT, values).scalar_one()
-    entry = LedgerEntry(id=entry_id, **values)
-    make_transient_to_detached(entry)
-    session.add(entry)
-    entry.posted_now = True  # type: ignore[attr-defined]  # lets the mirror skip its replay lookup
     # The account's state right after this entry, from what the read above saw under the lock: the stay
     # summary of a request whose last write this is needs no second read (`account_state`'s three values).
     if draft.kind == "daily_charge" and (last_daily is None or draft.service_date > last_daily):
         last_daily = draft.service_date
-    entry.state_after = (  # type: ignore[attr-defined]
-        int(balance or 0) + sign * draft.amount_minor,
-        int(holds or 0),
-        last_daily,
-    )
-    # The session's identity map holds objects weakly: keep the locked account alive with its entry, so
-    # the caller's lookup of it needs no query.
-    entry.posted_to = account  # type: ignore[attr-defined]
-    return entry
+    state_after = (int(balance or 0) + sign * draft.amount_minor, int(holds or 0), last_daily)
+    return PostedEntry(entry_id, values, state_after, account)
+
+
+class PostedEntry:
+    """An entry this transaction has just written: LedgerEntry's columns as attributes, plus what the
+    request goes on to need without another query."""
+
+    posted_now = True
+    """Lets the mirror skip its replay lookup: an entry posted in this transaction has no note yet."""
+
+    def __init__(
+        self,
+        entry_id: int,
+        values: dict[str, Any],
+        state_after: tuple[int, int, date | None],
+        account: StayAccount,
+    ) -> None:
+        self.__dict__.update(values)
+        self.id = entry_id
+        self.state_after = state_after
+        self.posted_to = account
+        """The locked account, so the caller's lookup of it needs no query."""
+
+    def __repr__(self) -> str:
+        return f"<PostedEntry {self.id} {self.__dict__.get('kind')} {self.__dict__.get('amount_minor')}>"
+
+
+Entry = LedgerEntry | PostedEntry
+"""What post_entry returns: the stored entry for a replay, else the one it has just written."""

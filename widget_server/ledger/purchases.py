@@ -18,7 +18,7 @@ from ..models import LedgerEntry, Portal, PurchaseRequest, utcnow
 from .accounts import lock_account
 from .errors import LedgerConflict, LedgerError, LedgerForbidden
 from .operations import _article, check_overdraft, post_one_off_debit
-from .posting import Actor, EntryDraft, post_entry
+from .posting import Actor, Entry, EntryDraft, post_entry
 from .settings import ledger_settings
 
 __all__ = [
@@ -56,7 +56,7 @@ def request_purchase(
     key: str,
     *,
     override: bool = False,
-) -> tuple[PurchaseRequest | None, LedgerEntry | None]:
+) -> tuple[PurchaseRequest | None, Entry | None]:
     _require_finance(actor)
     if not description.strip():
         raise LedgerError("description", "must not be empty")
@@ -116,7 +116,7 @@ def _pending(session: Session, portal: Portal, deal_id: str, request_id: int) ->
 
 def approve_purchase(
     session: Session, portal: Portal, deal_id: str, request_id: int, consent: Consent, actor: Actor, key: str
-) -> tuple[PurchaseRequest, LedgerEntry]:
+) -> tuple[PurchaseRequest, Entry]:
     _require_finance(actor)
     if consent.channel not in CONSENT_CHANNELS:
         raise LedgerError("consent.channel", f"must be one of {', '.join(CONSENT_CHANNELS)}")
