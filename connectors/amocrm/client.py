@@ -105,6 +105,7 @@ class AmoCrmClient(LinksMixin, ActivityMixin):
         self._field_cache = field_cache
         self._defs_from_cache = False
         self._loss_reasons: dict[str, int] | None = None
+        self._loss_reason_names: list[str] = []
         self._drive_url: str | None = None
         self._user_cache: dict[str, tuple[bool, float]] = {}
 
@@ -280,13 +281,20 @@ class AmoCrmClient(LinksMixin, ActivityMixin):
             self._patch_batch(batch[:half])
             self._patch_batch(batch[half:])
 
-    def _loss_reason_id(self, text: str) -> int:
+    def loss_reasons(self) -> list[str]:
+        """The account's loss reasons by name: what a rule may name (move_deal matches them, case aside)."""
+        self._loss_reason_id_of("")
+        return list(self._loss_reason_names)
+
+    def _loss_reason_id_of(self, text: str) -> int | None:
         if self._loss_reasons is None:
-            self._loss_reasons = {
-                str(item.get("name")).strip().casefold(): int(item["id"])
-                for item in self.transport.iter_pages("/api/v4/leads/loss_reasons", "loss_reasons")
-            }
-        found = self._loss_reasons.get(text.strip().casefold())
+            items = list(self.transport.iter_pages("/api/v4/leads/loss_reasons", "loss_reasons"))
+            self._loss_reason_names = [str(item.get("name")).strip() for item in items]
+            self._loss_reasons = {str(item.get("name")).strip().casefold(): int(item["id"]) for item in items}
+        return self._loss_reasons.get(text.strip().casefold())
+
+    def _loss_reason_id(self, text: str) -> int:
+        found = self._loss_reason_id_of(text)
         if found is None:
             raise Rejected(
                 f"loss_reason: {text!r} is not a loss reason of this account",

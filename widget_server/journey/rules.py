@@ -81,6 +81,8 @@ class Catalogue:
     pipelines: Mapping[str, Collection[str]] | None = None
     users: Collection[str] | None = None
     fields: Collection[str] | None = None
+    # amoCRM's own list (GET /api/v4/leads/loss_reasons); a portal with loss reasons in a field has none.
+    loss_reasons: Collection[str] | None = None
 
 
 def _int(value: Any, path: str, *, low: int | None = None, high: int | None = None) -> int:
@@ -154,6 +156,16 @@ class _Checker:
                 path, f"the CRM has no deal field {field_id!r}: map {key} in the journey settings"
             )
 
+    def loss_reason(self, name: str, path: str, *, condition: bool = False) -> str:
+        """A name the CRM's own loss reasons must include: a move closes with it (amoCRM's loss_reason_id),
+        and with loss_reason_source=crm a condition compares the deal's own reason with it."""
+        known = self.catalogue.loss_reasons
+        if condition and self.settings.loss_reason_source != "crm":
+            return name  # compared with a field's text, which the CRM does not list
+        if self.strict and known is not None and name.strip().casefold() not in {k.casefold() for k in known}:
+            raise RuleInvalid(path, f"the CRM has no loss reason {name!r}")
+        return name
+
     def user(self, user_id: Any, path: str) -> str:
         if self.strict and self.catalogue.users is not None and str(user_id) not in self.catalogue.users:
             raise RuleInvalid(path, f"the CRM has no user {user_id!r}")
@@ -223,6 +235,9 @@ def _conditions(doc: Any, check: _Checker) -> dict[str, Any]:
         path = f"conditions.{key}"
         if key in ("pipelines", "specialties", "loss_reasons", "not_loss_reasons", "answer_values"):
             out[key] = _strings(value, path)
+            if key in ("loss_reasons", "not_loss_reasons"):
+                for i, name in enumerate(out[key]):
+                    check.loss_reason(name, f"{path}[{i}]", condition=True)
         elif key == "statuses":
             out[key] = _strings(value, path)
             if any(s not in VISIT_STATUSES for s in out[key]):
@@ -288,7 +303,7 @@ def _action(doc: Any, path: str, check: _Checker, *, nested: bool = False) -> di
     elif kind == "move":
         out["pipeline_id"], out["stage_id"] = check.stage(doc.get("pipeline_id"), doc.get("stage_id"), path)
         if doc.get("loss_reason") is not None:
-            out["loss_reason"] = _text(doc, "loss_reason", path)
+            out["loss_reason"] = check.loss_reason(_text(doc, "loss_reason", path), f"{path}.loss_reason")
     elif kind in ("note", "message"):
         out["text"] = _text(doc, "text", path, check)
         if kind == "message" and check.strict and not check.settings.message_field_id:
