@@ -99,3 +99,30 @@ def test_reasons_kept_in_a_field_are_the_clinics_own_words(rt, make_portal, crm_
     # A move still closes with amoCRM's own reason.
     refused = api.post("/api/v1/journey/rules", json=_rule({}, reason="Не заявка") | {"name": "Другое"})
     assert refused.status_code == 422 and "actions[1].loss_reason" in refused.get_json()["error"]["fields"]
+
+
+def test_switching_to_the_crms_reasons_checks_the_enabled_rules(
+    rt, make_portal, crm_users, make_api, monkeypatch
+):
+    clinic = _clinic(rt, make_portal, crm_users, monkeypatch, "field")
+    api = make_api(clinic)
+    created = api.post("/api/v1/journey/rules", json=_rule({"not_loss_reasons": ["Перенос"]}))
+    assert created.status_code == 201
+    refused = api.put("/api/v1/journey/settings", json={"loss_reason_source": "crm", "brand": "Улыбка+"})
+    assert refused.status_code == 422
+    assert refused.get_json()["error"]["fields"] == {
+        "loss_reason_source": [
+            "the CRM has no loss reason 'Перенос' (rule «Проверка отказа», not_loss_reasons)"
+        ]
+    }
+    with rt.db.transaction() as s:
+        journey = s.get(Portal, clinic.id).settings["journey"]
+    assert journey["loss_reason_source"] == "field" and journey.get("brand") != "Улыбка+"
+    rule_id = created.get_json()["id"]
+    assert (
+        api.patch(
+            f"/api/v1/journey/rules/{rule_id}", json={"conditions": {"not_loss_reasons": ["Дорого"]}}
+        ).status_code
+        == 200
+    )
+    assert api.put("/api/v1/journey/settings", json={"loss_reason_source": "crm"}).status_code == 200

@@ -17,7 +17,7 @@ from ..errors import NotFound, ValidationFailed
 from ..journey import Catalogue, create_rule, install_templates, record_answer, replan_rule, update_rule
 from ..journey.engine import backfill_rule, normalise_answer, on_confirm_mode_change, preview
 from ..journey.hooks import wake_evaluation
-from ..journey.rules import current_version
+from ..journey.rules import check_loss_reasons_for_crm_source, current_version
 from ..journey.settings import validate_journey_settings
 from ..journey.templates import SEED002_TEMPLATES
 from ..models import JourneyRule, OutboxJob, Portal, RuleFiring
@@ -171,6 +171,8 @@ def put_journey_settings() -> Any:
     portal = _portal()
     catalogue = _catalogue(portal)
     clean = validate_journey_settings(body, users=catalogue.users, fields=catalogue.fields)
+    if clean.get("loss_reason_source") == "crm" and catalogue.loss_reasons is not None:
+        check_loss_reasons_for_crm_source(db_session(), portal.id, catalogue.loss_reasons)
     settings = dict(portal.settings or {})
     before = (settings.get("journey") or {}).get("confirm_d1_mode") or "message"
     settings["journey"] = {**(settings.get("journey") or {}), **clean}

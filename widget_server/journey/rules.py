@@ -476,6 +476,24 @@ def update_rule(
     return rule
 
 
+def check_loss_reasons_for_crm_source(session: Session, portal_id: int, known: Collection[str]) -> None:
+    """Switching loss_reason_source to crm: every enabled rule's loss-reason conditions must name a reason
+    the CRM lists (they then compare the deal's own), or RuleInvalid on loss_reason_source naming it."""
+    names = {k.casefold() for k in known}
+    rules = session.scalars(
+        select(JourneyRule).where(JourneyRule.portal_id == portal_id, JourneyRule.enabled.is_(True))
+    )
+    for rule in rules:
+        conditions = current_version(session, rule).document.get("conditions") or {}
+        for key in ("loss_reasons", "not_loss_reasons"):
+            for name in conditions.get(key) or ():
+                if name.strip().casefold() not in names:
+                    raise RuleInvalid(
+                        "loss_reason_source",
+                        f"the CRM has no loss reason {name!r} (rule «{rule.name}», {key})",
+                    )
+
+
 def current_version(session: Session, rule: JourneyRule) -> JourneyRuleVersion:
     version = session.scalar(
         select(JourneyRuleVersion).where(
