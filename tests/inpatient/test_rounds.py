@@ -176,3 +176,10 @@ def test_the_margin_and_channel_are_portal_settings(rt, apis, hospital, prescrib
     frozen.set_local("2026-11-24 08:06")
     run_inpatient_sweep(now=frozen.now)
     assert _count(rt, RoundEscalation) == 1
+
+
+def test_the_card_asks_for_its_own_deals_doses_only(apis, deal, prescribed, frozen):
+    frozen.set_local("2026-11-24 08:05")
+    mine = apis["nurse"].get(f"/api/v1/rounds/due?deal={deal}").get_json()["rounds"]
+    assert [(r["deal_id"], r["drug"]) for r in mine] == [(deal, "Мексидол")]
+    assert apis["nurse"].get("/api/v1/rounds/due?deal=999999").get_json()["rounds"] == []

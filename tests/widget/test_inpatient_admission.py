@@ -1,7 +1,7 @@
-"""«Стационар» for a deal with no stay account yet, at a phone's width in headless Chromium: the card offers
-the tab beside «open the account»; the tab asks for the arrival (date, budget, profile → its building),
-then admits the patient (building, ward, bed, tariff, representative), which opens the account; the panel
-comes back with its tabs on the stay."""
+"""«Стационар» for a deal with no stay account yet, at a phone's width in headless Chromium: a deal asked
+for its arrival opens on the tab by itself (any other deal offers it beside «open the account»); the tab
+asks for the arrival (date, budget, profile → its building), then admits the patient (building, ward,
+bed, tariff, representative), which opens the account; the panel comes back with its tabs on the stay."""
 
 from __future__ import annotations
 
@@ -40,11 +40,10 @@ def test_arrival_then_admission_then_the_stay_at_320_px(open_card, live, rt, hos
     with rt.db.transaction() as s:  # the deal entered the CRM's «ready to sign» stage
         s.add(ArrivalRequest(portal_id=live.portal_id, deal_id=str(DEAL), pipeline_id="10", stage_id="14"))
     page = open_card(STAFF, deal_id=DEAL, width=320)
-    expect(page.locator(".cbp-notice")).to_contain_text(RU["no_stay"])
-    page.locator('[data-action="inpatient"]').click()
-
+    # Asked for its arrival: the card opens on «Стационар», not on the ledger's empty screen.
     form = page.locator('form[data-form="ip-arrival"]')
     expect(form).to_contain_text(RU["ip_arrival_asked"])
+    expect(page.locator(".cbp-notice")).to_have_count(0)
     _fits(page)
     form.locator('input[name="arrival_date"]').fill("2026-12-02")
     form.locator('input[name="budget"]').fill("150 000,00")
@@ -106,4 +105,3 @@ def test_a_wrong_budget_is_shown_beside_its_field_and_nothing_is_saved(open_card
     assert live.posts == []
     with rt.db.transaction() as s:
         assert s.scalar(select(ExpectedArrival)) is None
-

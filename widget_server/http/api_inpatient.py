@@ -477,7 +477,7 @@ def get_due() -> Any:
     at = query.get("at") or clock.now_utc()
     items = due_rounds(db_session(), current_portal(), at, query.get("building"))
     if "deal" in query:
-        items = [item for item in items if item.deal_id == query["deal"]]
+        items = [item for item in items if item["deal_id"] == query["deal"]]
     return {"at": at.isoformat(), "rounds": DueRoundSchema(many=True).dump(items)}
 
 

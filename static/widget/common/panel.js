@@ -210,6 +210,14 @@ export async function mountPanel(root, options) {
     return onResize();
   }
 
+  async function inpatientBusiness() {
+    try {
+      return (await api.get(`${stayPath()}/inpatient-business`)).inpatient;
+    } catch {
+      return false; // unknown: the ledger's screen, which still offers the tab
+    }
+  }
+
   async function load() {
     if (!main.querySelector('.cbp-loading')) main.replaceChildren(summarySkeleton(t));
     try {
@@ -236,7 +244,10 @@ export async function mountPanel(root, options) {
         const admit = h('button', { type: 'button', class: 'cbp-btn cbp-primary cbp-action', dataset: { action: 'admit' },
           onclick: () => openForm(ctx, slot, 'admit') }, t('a_admit'));
         // A hospital's deal starts before its account: arrival, then admission into a bed, in «Стационар».
+        // The server says whether this deal is one (asked for its arrival, in a building's pipeline or in
+        // the ready-to-sign stage): then the card opens there; any other deal keeps the ledger's screen.
         const inpatient = SECTIONS.find((s) => s.id === 'inpatient');
+        if (inpatient?.visible(ctx.session, ctx) && await inpatientBusiness()) return openWithoutAccount(inpatient);
         const stayTab = inpatient?.visible(ctx.session, ctx) ? h('button', {
           type: 'button', class: 'cbp-btn cbp-action', dataset: { action: 'inpatient' },
           onclick: () => openWithoutAccount(inpatient) }, t('tab_inpatient')) : null;

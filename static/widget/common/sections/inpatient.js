@@ -263,35 +263,47 @@ export const inpatientSection = {
       // A deal whose account is already open (the patient is here) skips the arrival; admission is always
       // offered (a patient may come without an arranged date).
       let first = null;
-      if (arrival?.arrival) first = arrivalCard(arrival.arrival);
+      if (arrival?.arrival) first = arrivalCard(arrival, buildings);
       else if (arrival && !ctx.stay) first = arrivalForm(arrival, buildings);
       view.replaceChildren(...[h('p', { class: 'cbp-muted' }, t('ip_not_admitted')), first,
         h('div', { class: 'cbp-actions' }, admit), slot, occupancyBlock(ctx)].filter(Boolean));
       return ctx.resized?.();
     }
 
-    function arrivalCard(arrival) {
+    // Until the patient is in a bed the arrival can change (the server refuses it after admission).
+    function arrivalCard(doc, buildings) {
       const { fmt } = ctx;
-      return h('div', { class: 'cbp-form cbp-ip-arrival' },
+      const arrival = doc.arrival;
+      const card = h('div', { class: 'cbp-form cbp-ip-arrival' },
         h('h3', { class: 'cbp-form-title' }, t('ip_arrival')),
         row(t('ip_arrival_date'), fmt.date(arrival.arrival_date)),
         arrival.budget ? row(t('ip_budget'), fmt.money(arrival.budget)) : null,
         arrival.building ? row(t('ip_building'), arrival.building) : null);
+      const change = h('button', { type: 'button', class: 'cbp-btn cbp-action', dataset: { action: 'ip-arrival-change' } },
+        t('ip_arrival_change'));
+      change.addEventListener('click', () => {
+        card.replaceWith(arrivalForm(doc, buildings, arrival));
+        view.querySelector('form[data-form="ip-arrival"] input')?.focus();
+        ctx.resized?.();
+      });
+      card.append(h('div', { class: 'cbp-actions' }, change));
+      return card;
     }
 
-    function arrivalForm(doc, buildings) {
+    // `given`: the arrival as saved, when changing it (its values filled in, cancel shows it again).
+    function arrivalForm(doc, buildings, given) {
       const home = new Map(buildings.flatMap((b) => (b.profiles || []).map((p) => [p, b.name])));
       const form = actionForm(t, {
-        id: 'ip-arrival', title: t('ip_arrival_title'), submitLabel: t('ip_save'),
-        intro: doc.asked_at ? t('ip_arrival_asked') : t('ip_arrival_intro'),
+        id: 'ip-arrival', title: given ? t('ip_arrival_change_title') : t('ip_arrival_title'), submitLabel: t('ip_save'),
+        intro: given ? null : (doc.asked_at ? t('ip_arrival_asked') : t('ip_arrival_intro')),
         fields: [
-          { name: 'arrival_date', label: t('ip_arrival_date'), type: 'date', required: true },
-          { name: 'budget', label: t('ip_budget'), type: 'amount' },
-          { name: 'profile', label: t('ip_profile'), type: 'select', emptyLabel: t('ip_profile_none'),
+          { name: 'arrival_date', label: t('ip_arrival_date'), type: 'date', required: true, value: given?.arrival_date },
+          { name: 'budget', label: t('ip_budget'), type: 'amount', value: given?.budget },
+          { name: 'profile', label: t('ip_profile'), type: 'select', emptyLabel: t('ip_profile_none'), value: given?.profile,
             options: [...home.keys()].map((p) => ({ value: p, label: p })) },
         ],
         send: (values, key) => ctx.api.post(`/api/v1/deals/${deal}/stay/arrival`, values, key),
-        done: () => { ctx.toast(t('ip_arrival_saved')); load(); },
+        done: () => { ctx.toast(t(given ? 'ip_arrival_changed' : 'ip_arrival_saved')); load(); },
       }, () => load());
       // The building the profile maps to, shown as soon as a profile is picked.
       const hint = h('p', { class: 'cbp-muted cbp-ip-suggestion', 'aria-live': 'polite' });
