@@ -9,11 +9,15 @@ import hashlib
 import hmac
 import secrets
 import string
+from collections import namedtuple
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from . import fast_sql
 from .models import ROLES, ApiKey, Portal, utcnow
 
 __all__ = [
@@ -22,6 +26,7 @@ __all__ = [
     "parse_api_key",
     "resolve_api_key",
     "resolve_api_key_and_portal",
+    "resolve_api_key_row",
     "revoke_api_key",
 ]
 
@@ -81,6 +86,39 @@ def resolve_api_key_and_portal(session: Session, plaintext: str) -> tuple[ApiKey
     if row is None or not hmac.compare_digest(row[0].key_hash, _hash(plaintext)):
         return None
     return (row[0], row[1]) if row[0].is_active else None
+
+
+_PORTAL_COLUMNS = tuple(Portal.__table__.columns)
+PortalRow = namedtuple("PortalRow", [column.key for column in _PORTAL_COLUMNS])  # type: ignore[misc]
+"""A portal's columns as attributes: what a request that needs no ORM Portal reads of it."""
+
+_KEY_WITH_PORTAL = (
+    select(ApiKey.id, ApiKey.key_hash, ApiKey.role, ApiKey.revoked_at, ApiKey.last_used_at, *_PORTAL_COLUMNS)
+    .join(Portal, Portal.id == ApiKey.portal_id)
+    .where(ApiKey.prefix == bindparam("prefix"))
+)
+
+
+@dataclass(frozen=True)
+class ResolvedKey:
+    """An active key and its portal as plain values (no ORM objects: every API request resolves one)."""
+
+    key_id: int
+    role: str
+    last_used_at: datetime | None
+    portal: Any
+    """A PortalRow."""
+
+
+def resolve_api_key_row(session: Session, plaintext: str) -> ResolvedKey | None:
+    """`resolve_api_key_and_portal` without ORM objects, or None. Constant-time on the secret."""
+    prefix = parse_api_key(plaintext)
+    if prefix is None:
+        return None
+    row = fast_sql.run(session, _KEY_WITH_PORTAL, {"prefix": prefix}).first()
+    if row is None or not hmac.compare_digest(row[1], _hash(plaintext)) or row[3] is not None:
+        return None
+    return ResolvedKey(key_id=row[0], role=row[2], last_used_at=row[4], portal=PortalRow._make(row[5:]))
 
 
 def revoke_api_key(session: Session, record: ApiKey) -> None:

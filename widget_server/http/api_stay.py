@@ -35,7 +35,7 @@ from ..ledger.statement import statement_csv, statement_rows
 from ..ledger.summary import StaySummary
 from ..models import LedgerEntry, Portal, PurchaseRequest, StayAccount
 from ..money import AmountError, format_minor, minor_to_decimal, parse_amount
-from .auth import current_portal, current_principal, requires
+from .auth import current_portal, current_portal_row, current_principal, requires
 from .body import load_body, load_query
 from .idempotency import local_mutation
 from .lifecycle import db_session
@@ -298,7 +298,8 @@ on the busiest endpoint), and `load` keeps no state between calls."""
 @local_mutation
 def post_charge(deal_id: str) -> Any:
     body = load_body(_CHARGE)
-    portal = _portal()
+    # The busiest endpoint reads only a few of the portal's columns: no ORM Portal is loaded or merged.
+    portal = current_portal_row()
     entry = charge(
         db_session(),
         portal,

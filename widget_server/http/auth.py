@@ -11,25 +11,25 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from flask import g, request
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from connectors.amocrm.widget_auth import InvalidWidgetToken, audience_for, verify_disposable_token
 from connectors.ratelimit import RedisRateLimiter
 
-from .. import runtime
+from .. import fast_sql, runtime
 from ..amocrm_install import redirect_uri
-from ..apikeys import resolve_api_key_and_portal
+from ..apikeys import ResolvedKey, resolve_api_key_row
 from ..bitrix24_panel import PANEL_TOKEN_PREFIX, resolve_panel_token
 from ..db import mark_read_only
 from ..errors import ApiError, Forbidden, Unauthorized
 from ..models import ApiKey, Portal, PortalUser, implied_roles, utcnow
 from .lifecycle import db_session
 
-__all__ = ["Principal", "current_portal", "current_principal", "requires"]
+__all__ = ["Principal", "current_portal", "current_portal_row", "current_principal", "requires"]
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +66,17 @@ def _authenticate() -> tuple[Principal, object]:
     if credential.strip().startswith(PANEL_TOKEN_PREFIX):
         return _authenticate_bitrix24_panel(credential.strip()), None
     session = db_session()
-    found = resolve_api_key_and_portal(session, credential.strip())
+    found = resolve_api_key_row(session, credential.strip())
     if found is None:
         raise Unauthorized("API key unknown or revoked", fields={"Authorization": ["unknown or revoked key"]})
-    record, portal = found
+    portal = found.portal
     if portal.status == "uninstalled":
         raise Forbidden("portal is uninstalled", fields={"Authorization": ["portal uninstalled"]})
-    g.portal = portal
+    # The portal's columns; current_portal() loads the ORM object only for a view that asks for it.
+    g.portal_row = portal
     return Principal(
-        portal_id=portal.id, roles=implied_roles([record.role]), actor=f"apikey:{record.id}", via="api"
-    ), record
+        portal_id=portal.id, roles=implied_roles([found.role]), actor=f"apikey:{found.key_id}", via="api"
+    ), found
 
 
 def _authenticate_amo_widget(token: str) -> Principal:
@@ -203,20 +204,23 @@ def _throttle(principal: Principal) -> None:
         )
 
 
+_TOUCH = update(ApiKey).where(ApiKey.id == bindparam("key_id"))
+
+
 def _touch(record: object, in_transaction: Session | None = None) -> None:
     # last_used_at is advisory: written in its own short transaction, at most once a minute, so that
     # authentication stays a read; a view that authenticates in its own transaction writes it there (a
     # second SQLite writer would wait on that transaction's lock).
-    if not isinstance(record, ApiKey):
+    if not isinstance(record, ResolvedKey):
         return
     now = utcnow()
     if record.last_used_at is not None and (now - record.last_used_at).total_seconds() < 60:
         return
     if in_transaction is not None:
-        record.last_used_at = now
+        fast_sql.run(in_transaction, _TOUCH, {"key_id": record.key_id, "last_used_at": now})
         return
     with runtime.current().db.transaction() as session:
-        session.execute(update(ApiKey).where(ApiKey.id == record.id).values(last_used_at=now))
+        fast_sql.run(session, _TOUCH, {"key_id": record.key_id, "last_used_at": now})
 
 
 def current_principal() -> Principal:
@@ -224,4 +228,15 @@ def current_principal() -> Principal:
 
 
 def current_portal() -> Portal:
-    return g.portal
+    """The caller's portal as an ORM object, loaded in the view's session on first use where
+    authentication read only its columns (`current_portal_row`)."""
+    portal = g.get("portal")
+    if portal is None:
+        portal = g.portal = db_session().get(Portal, g.principal.portal_id)
+    return portal
+
+
+def current_portal_row() -> Any:
+    """The caller's portal's columns as attributes (a PortalRow, or the ORM Portal where authentication
+    loaded one): for views that read a few of its fields and need no ORM object."""
+    return g.get("portal_row") or current_portal()
