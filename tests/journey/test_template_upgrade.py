@@ -99,3 +99,45 @@ def test_a_reinstall_upgrades_and_every_portal_is_covered(rt, make_portal):
     computed = _documents(rt, second.id)["complex_treatment"][1]["actions"][0]
     assert computed["computed_fields"] == {"Не был более года": "not_seen_for_a_year"}
     assert "Не был более года" not in computed["copy_fields"]
+
+
+def test_an_upgraded_confirm_request_leaves_a_call_task_portal_nothing_to_skip(
+    rt, make_portal, crm_users, frozen, jobs
+):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from widget_server.journey.templates import upgrade_templates
+
+    from .conftest import firings, sync, visit
+
+    msk = ZoneInfo("Europe/Moscow")
+    clinic = make_clinic(make_portal, rt, "old-calls", "Europe/Moscow")
+    crm_users(clinic)
+    _as_installed_before(rt, clinic.id)
+    with rt.db.transaction() as s:
+        row = s.get(Portal, clinic.id)
+        for key in ("confirm_d1.request", "confirm_d1.call"):
+            rule = s.scalar(
+                select(JourneyRule).where(JourneyRule.portal_id == clinic.id, JourneyRule.key == key)
+            )
+            update_rule(s, row, rule, {"enabled": True}, "test", Catalogue())  # not a reinstall: no upgrade
+        row.settings = {
+            **row.settings,
+            "journey": {**row.settings["journey"], "confirm_d1_mode": "call_task"},
+        }
+    frozen.set(datetime(2026, 3, 5, 12, 0, tzinfo=msk))
+    sync(rt, clinic, visit(msk, "U1", "701", datetime(2026, 3, 12, 10, 0, tzinfo=msk)))
+    jobs()
+    with rt.db.transaction() as s:
+        ids = dict(
+            s.execute(select(JourneyRule.key, JourneyRule.id).where(JourneyRule.portal_id == clinic.id)).all()
+        )
+    # The old request rule has no mode condition: planned beside the call task, it would be skipped.
+    assert [f.state for f in firings(rt, clinic.id, rule_id=ids["confirm_d1.request"])] == ["scheduled"]
+    with rt.db.transaction() as s:
+        assert upgrade_templates(s, s.get(Portal, clinic.id), "test").upgraded == [
+            "complex_treatment", "confirm_d1.request", "invalid_phone"
+        ]  # fmt: skip
+    assert firings(rt, clinic.id, rule_id=ids["confirm_d1.request"]) == []
+    assert [f.state for f in firings(rt, clinic.id, rule_id=ids["confirm_d1.call"])] == ["scheduled"]
