@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +26,7 @@ __all__ = [
     "ASK_FOR_ARRIVAL",
     "ReadyStage",
     "ask_for_arrival",
+    "deal_has",
     "inpatient_business",
     "needs_arrival_request",
     "ready_to_sign_stage",
@@ -50,21 +52,17 @@ def ready_to_sign_stage(portal: Portal) -> ReadyStage | None:
     return ReadyStage(str(ref["pipeline_id"]), str(ref["stage_id"]))
 
 
+def deal_has(session: Session, model: type[Any], portal: Portal, deal_id: str) -> bool:
+    """Whether the portal has a row of `model` (one keyed by portal and deal) for the deal."""
+    found = session.scalar(
+        select(model.id).where(model.portal_id == portal.id, model.deal_id == deal_id).limit(1)
+    )
+    return found is not None
+
+
 def needs_arrival_request(session: Session, portal: Portal, deal_id: str) -> bool:
     """Whether the deal could still be asked: not asked before, and no arrival date given already."""
-    asked = session.scalar(
-        select(ArrivalRequest.id).where(
-            ArrivalRequest.portal_id == portal.id, ArrivalRequest.deal_id == deal_id
-        )
-    )
-    if asked is not None:
-        return False
-    given = session.scalar(
-        select(ExpectedArrival.id).where(
-            ExpectedArrival.portal_id == portal.id, ExpectedArrival.deal_id == deal_id
-        )
-    )
-    return given is None
+    return not any(deal_has(session, model, portal, deal_id) for model in (ArrivalRequest, ExpectedArrival))
 
 
 def inpatient_business(
@@ -75,10 +73,7 @@ def inpatient_business(
     through `stage_of` (pipeline, stage; None when the CRM cannot say) only when our own rows do not tell,
     sitting in a building's pipeline or in the mapped ready-to-sign stage."""
     for model, reason in ((ArrivalRequest, "asked"), (ExpectedArrival, "arrival"), (InpatientStay, "stay")):
-        found = session.scalar(
-            select(model.id).where(model.portal_id == portal.id, model.deal_id == deal_id).limit(1)  # type: ignore[attr-defined]
-        )
-        if found is not None:
+        if deal_has(session, model, portal, deal_id):
             return reason
     ready = ready_to_sign_stage(portal)
     pipelines = set(session.scalars(select(Building.pipeline_id).where(Building.portal_id == portal.id)))
@@ -98,21 +93,8 @@ def worth_reading(session: Session, portal: Portal, deal_id: str) -> bool:
     """Whether an update that names no stage (Bitrix24 ONCRMDEALUPDATE) is worth reading the deal for: not
     when it was asked or its arrival is known, it has a stay (admitted: past the stage for good), or it was
     last seen outside the stage's pipeline (it comes back only through an event naming its stage)."""
-    if not needs_arrival_request(session, portal, deal_id):
-        return False
-    staying = session.scalar(
-        select(InpatientStay.id)
-        .where(InpatientStay.portal_id == portal.id, InpatientStay.deal_id == deal_id)
-        .limit(1)
-    )
-    if staying is not None:
-        return False
-    outside = session.scalar(
-        select(DealOutsideSales.id).where(
-            DealOutsideSales.portal_id == portal.id, DealOutsideSales.deal_id == deal_id
-        )
-    )
-    return outside is None
+    known = (ArrivalRequest, ExpectedArrival, InpatientStay, DealOutsideSales)
+    return not any(deal_has(session, model, portal, deal_id) for model in known)
 
 
 def remember_stage(session: Session, portal: Portal, deal_id: str, pipeline_id: str, stage_id: str) -> None:

@@ -14,6 +14,7 @@ from ..clock import local_today
 from ..ledger import Actor, Admission, admit, discharge
 from ..models import Building, ExpectedArrival, InpatientStay, Portal, StayAccount, Tariff, Ward, utcnow
 from ..money import format_minor
+from .arrivals import deal_has
 from .buildings import building_for, ward_for
 from .errors import InpatientConflict, InpatientError, InpatientNotFound
 from .mirror import queue_move, queue_note, queue_representative_contact, queue_task
@@ -86,12 +87,7 @@ def expect_arrival(
         raise InpatientError("arrival_date", "cannot be in the past")
     building = building_for(session, portal, None, profile) if profile else None
     # Changed as often as needed until the patient is in a bed; after that the stay's dates rule.
-    admitted = session.scalar(
-        select(InpatientStay.id)
-        .where(InpatientStay.portal_id == portal.id, InpatientStay.deal_id == deal_id)
-        .limit(1)
-    )
-    if admitted is not None:
+    if deal_has(session, InpatientStay, portal, deal_id):
         raise InpatientConflict("arrival_date", "the patient is admitted already: the arrival cannot change")
     arrival = session.scalar(
         select(ExpectedArrival).where(
