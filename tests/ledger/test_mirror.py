@@ -105,3 +105,10 @@ def test_low_balance_task_once_per_crossing(roles, catalogue, frozen, crm, deal,
     )
     jobs()
     assert len(crm.tasks_for(deal)) == 2  # topped up, then crossed again
+    # The charge holds its account as a row and writes the flag by a statement: it must have stuck.
+    charged = roles["finance"].post(
+        f"/api/v1/deals/{deal}/stay/charges", json={"amount": "10.00", "article_id": catalogue["drugs"]}
+    )
+    assert charged.status_code == 201, charged.get_json()
+    jobs()
+    assert len(crm.tasks_for(deal)) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -11,7 +12,7 @@ from ..models import Portal, StayAccount, Tariff, TariffAssignment
 from .errors import LedgerConflict, LedgerError, LedgerNotFound
 from .posting import Actor, run
 
-__all__ = ["find_account", "lock_account", "rate_on", "rate_schedule", "tariff_for"]
+__all__ = ["find_account", "lock_account", "lock_account_row", "rate_on", "rate_schedule", "tariff_for"]
 
 
 # Built once: the statement's construction would cost more than its execution (see posting.run).
@@ -23,6 +24,7 @@ _LOCK = (
     .with_for_update()
     .execution_options(populate_existing=True)
 )
+_LOCK_ROW = _LOCK.with_only_columns(*StayAccount.__table__.columns)
 _SCHEDULE = (
     select(TariffAssignment.effective_from, TariffAssignment.daily_rate_minor)
     .where(TariffAssignment.account_id == bindparam("account_id"))
@@ -49,6 +51,15 @@ def lock_account(session: Session, portal_id: int, deal_id: str) -> StayAccount:
     """The account, locked for this transaction: FOR UPDATE on PostgreSQL; on SQLite the transaction's
     BEGIN IMMEDIATE already holds the database's single write lock."""
     locked = session.scalar(_LOCK, {"portal_id": portal_id, "deal_id": deal_id})
+    if locked is None:
+        raise LedgerNotFound("deal_id", f"no stay account for deal {deal_id}")
+    return locked
+
+
+def lock_account_row(session: Session, portal_id: int, deal_id: str) -> Any:
+    """`lock_account` for a request that only reads the account: its columns as a row, no ORM object
+    (a write to it then goes through a statement, as `mirror.queue_low_balance_alert` does)."""
+    locked = run(session, _LOCK_ROW, {"portal_id": portal_id, "deal_id": deal_id}).first()
     if locked is None:
         raise LedgerNotFound("deal_id", f"no stay account for deal {deal_id}")
     return locked

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime, time
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from ..models import ExpenseArticle, LedgerEntry, OutboxJob, Portal, StayAccount
@@ -120,16 +121,27 @@ def _end_of_workday(portal: Portal, day: date) -> str:
     return datetime.combine(day, time(18, 0), ZoneInfo(portal.timezone)).isoformat()
 
 
+_SET_ALERTED = update(StayAccount).where(StayAccount.id == bindparam("account_id"))
+
+
+def _set_alerted(session: Session, account: Any, flag: bool) -> None:
+    # The charge path holds the account as a row (lock_account_row): a statement writes the flag there.
+    if isinstance(account, StayAccount):
+        account.low_balance_alerted = flag
+    else:
+        run(session, _SET_ALERTED, {"account_id": account.id, "low_balance_alerted": flag})
+
+
 def queue_low_balance_alert(session: Session, portal: Portal, summary: StaySummary) -> bool:
     """A task for the responsible manager once per crossing into low balance; re-armed by a top-up."""
     account = summary.account
     if not summary.low_balance:
         if account.low_balance_alerted:  # assigning the same value would still cost a flush
-            account.low_balance_alerted = False
+            _set_alerted(session, account, False)
         return False
     if account.low_balance_alerted:
         return False
-    account.low_balance_alerted = True
+    _set_alerted(session, account, True)
     forecast = summary.forecast
     if forecast.days_of_debt:
         debt = format_minor(-summary.available_minor, account.currency, portal.locale)

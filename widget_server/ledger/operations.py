@@ -16,7 +16,15 @@ from sqlalchemy.orm import Session
 
 from ..clock import local_today
 from ..models import ExpenseArticle, LedgerEntry, Portal, PurchaseRequest, StayAccount, utcnow
-from .accounts import assign_tariff, find_account, lock_account, rate_on, rate_schedule, tariff_for
+from .accounts import (
+    assign_tariff,
+    find_account,
+    lock_account,
+    lock_account_row,
+    rate_on,
+    rate_schedule,
+    tariff_for,
+)
 from .errors import LedgerConflict, LedgerError, LedgerForbidden
 from .posting import Actor, Entry, EntryDraft, available_minor, balance_minor, post_entry, run
 from .settings import ledger_settings
@@ -190,7 +198,7 @@ def charge(
     override: bool = False,
 ) -> Entry:
     _require(actor, "finance", "a one-off charge")
-    account = lock_account(session, portal.id, deal_id)
+    account = lock_account_row(session, portal.id, deal_id)
     article = _article(session, portal, article_id)
     entry = post_one_off_debit(
         session,
