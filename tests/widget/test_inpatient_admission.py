@@ -43,7 +43,8 @@ def test_arrival_then_admission_then_the_stay_at_320_px(open_card, live, rt, hos
     # Asked for its arrival: the card opens on «Стационар», not on the ledger's empty screen.
     form = page.locator('form[data-form="ip-arrival"]')
     expect(form).to_contain_text(RU["ip_arrival_asked"])
-    expect(page.locator(".cbp-notice")).to_have_count(0)
+    expect(page.locator('#cbp-view[data-section="inpatient"]')).to_be_visible()
+    expect(page.locator(".cbp-notice")).to_have_count(0)  # the ledger's empty screen is not the card
     _fits(page)
     form.locator('input[name="arrival_date"]').fill("2026-12-02")
     form.locator('input[name="budget"]').fill("150 000,00")

@@ -49,6 +49,12 @@ def test_a_deal_in_a_building_pipeline_opens_on_the_inpatient_tab(open_card, liv
     expect(page.locator('#cbp-view[data-section="inpatient"]')).to_be_visible()
     expect(page.locator('form[data-form="ip-arrival"]')).to_contain_text(RU["ip_arrival_intro"])
     expect(page.locator(".cbp-notice")).to_have_count(0)
+    # The ledger's «open the account» stays one line above, and lands on the account's own tab.
+    entry = page.locator(".cbp-ledger-entry")
+    expect(entry).to_contain_text(RU["no_stay"])
+    _fits(page)
+    entry.locator('[data-action="admit"]').click()
+    expect(entry.locator('form[data-form="admit"]')).to_be_visible()
     _fits(page)
 
 

@@ -194,7 +194,8 @@ export async function mountPanel(root, options) {
 
   // A section that works before the deal has an account, on its own (no tabs: the others need the account).
   // When it has opened the account it calls ctx.reload(): the panel comes back with its tabs, on it.
-  async function openWithoutAccount(section) {
+  // `header`: what stays above the section (the ledger's «open the account» when the card opened there).
+  async function openWithoutAccount(section, header = null) {
     ctx.current = section.id;
     ctx.reload = load;
     main.replaceChildren(h('p', { class: 'cbp-muted' }, t('loading')));
@@ -203,10 +204,11 @@ export async function mountPanel(root, options) {
     } catch {
       main.replaceChildren(h('div', { class: 'cbp-failure', role: 'alert' },
         h('p', { class: 'cbp-error' }, t('error_network')),
-        h('button', { type: 'button', class: 'cbp-btn cbp-retry', onclick: () => openWithoutAccount(section) }, t('retry'))));
+        h('button', { type: 'button', class: 'cbp-btn cbp-retry', onclick: () => openWithoutAccount(section, header) }, t('retry'))));
       return onResize();
     }
-    main.replaceChildren(h('div', { class: 'cbp-view', id: 'cbp-view', dataset: { section: section.id } }, section.render(ctx)));
+    main.replaceChildren(...[header,
+      h('div', { class: 'cbp-view', id: 'cbp-view', dataset: { section: section.id } }, section.render(ctx))].filter(Boolean));
     return onResize();
   }
 
@@ -241,13 +243,18 @@ export async function mountPanel(root, options) {
     } catch (failure) {
       if (failure.status === 404) {
         const slot = h('div', { class: 'cbp-form-slot' });
+        // The account opened here lands on its own tab, whichever section the card was showing.
         const admit = h('button', { type: 'button', class: 'cbp-btn cbp-primary cbp-action', dataset: { action: 'admit' },
-          onclick: () => openForm(ctx, slot, 'admit') }, t('a_admit'));
+          onclick: () => { ctx.current = 'account'; openForm(ctx, slot, 'admit'); } }, t('a_admit'));
         // A hospital's deal starts before its account: arrival, then admission into a bed, in «Стационар».
         // The server says whether this deal is one (asked for its arrival, in a building's pipeline or in
-        // the ready-to-sign stage): then the card opens there; any other deal keeps the ledger's screen.
+        // the ready-to-sign stage): then the card opens there, the ledger's «open the account» one line
+        // above it; any other deal keeps the ledger's screen.
         const inpatient = SECTIONS.find((s) => s.id === 'inpatient');
-        if (inpatient?.visible(ctx.session, ctx) && await inpatientBusiness()) return openWithoutAccount(inpatient);
+        if (inpatient?.visible(ctx.session, ctx) && await inpatientBusiness()) {
+          return openWithoutAccount(inpatient, h('div', { class: 'cbp-ledger-entry' },
+            h('p', { class: 'cbp-muted' }, t('no_stay')), admit, slot));
+        }
         const stayTab = inpatient?.visible(ctx.session, ctx) ? h('button', {
           type: 'button', class: 'cbp-btn cbp-action', dataset: { action: 'inpatient' },
           onclick: () => openWithoutAccount(inpatient) }, t('tab_inpatient')) : null;
