@@ -451,11 +451,11 @@ def _profile(env: dict, fixture: dict, count: int, top: int = 0, dump: str | Non
         "cumulative ms/request of the request's phases:"
     )
     phases = [
-        ("auth.py", "_authenticate", "authenticate the API key (+ portal)"),
+        ("auth.py", "_authenticate", "authenticate the API key (+ portal), one Core row"),
         ("idempotency.py", "_claim", "claim the Idempotency-Key (in the charge's transaction)"),
         ("api_stay.py", "_portal", "_portal(): session.merge(portal)"),
         ("operations.py", "charge", "ledger charge(): lock, article, overdraft, post_entry"),
-        ("accounts.py", "lock_account", "  lock_account (find + FOR UPDATE + refresh)"),
+        ("accounts.py", "lock_account_row", "  lock_account_row (the account's columns, FOR UPDATE)"),
         ("operations.py", "check_overdraft", "  check_overdraft (against the balance post_entry read)"),
         ("posting.py", "post_entry", "  post_entry (key, head and balance in one read; insert)"),
         ("api_stay.py", "find_account", "find_account again after the charge"),
@@ -467,6 +467,7 @@ def _profile(env: dict, fixture: dict, count: int, top: int = 0, dump: str | Non
         ("api_stay.py", "summary_document", "summary_document (ISO dates, no marshmallow)"),
         ("outbox.py", "_run_after_commit", "after-commit Redis wake-up (list push)"),
         ("session.py", "commit", "SQLAlchemy Session.commit (incl. flushes and after-commit wake-ups)"),
+        ("fast_sql.py", "run", "fast_sql.run, all prebuilt statements (incl. the driver's work)"),
     ]
     found = {}
     for (filename, _line, name), (_cc, _nc, _tt, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
@@ -561,9 +562,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, help="stop after N requests instead of --seconds")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--stays", type=int, default=200)
-    parser.add_argument(
-        "--workers", type=int, help="gunicorn workers [default: the Procfile's config]"
-    )
+    parser.add_argument("--workers", type=int, help="gunicorn workers [default: the Procfile's config]")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of untimed load first")
     parser.add_argument(
         "--api-rate-limit",

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import bindparam, exc, func, insert, select, update
+from sqlalchemy import bindparam, event, exc, func, insert, select, update
 
 from widget_server import clock, fast_sql
 from widget_server.ledger import Actor, Admission, admit
@@ -172,3 +172,18 @@ def test_driver_errors_are_sqlalchemys_and_unsupported_statements_are_refused(rt
             fast_sql.run(session, _ENTRIES, {})
     finally:
         session.close()
+
+
+def test_cursor_event_listeners_see_the_statements(rt, portal) -> None:  # type: ignore[no-untyped-def]
+    seen: list[str] = []
+
+    def listener(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        seen.append(statement)
+
+    event.listen(rt.db.engine, "before_cursor_execute", listener)
+    try:
+        with rt.db.transaction() as session:
+            fast_sql.run(session, _OPEN_ACCOUNTS)
+    finally:
+        event.remove(rt.db.engine, "before_cursor_execute", listener)
+    assert any(text.startswith("SELECT count(*)") for text in seen), seen

@@ -11,7 +11,7 @@ types' public `bind_processor`/`result_processor` for the dialect (so `UtcDateTi
 and booleans read and write exactly as through the ORM). The statement runs on `session.connection()`, so
 the transaction is the session's (BEGIN IMMEDIATE and the SQLite writer gate included), and the session's
 pending changes are flushed first, as its autoflush would. Driver errors are raised as SQLAlchemy's own
-exception classes (IntegrityError and so on).
+exception classes (IntegrityError and so on), and listeners of `before_cursor_execute` are called.
 
 Only statements whose parameters are all plain bound values qualify (no expanding IN lists, no
 post-compile parameters, no SQL-expression defaults); `run` refuses the others when it first compiles them.
@@ -169,6 +169,12 @@ def run(session: Session, statement: ClauseElement, params: Mapping[str, Any] | 
     parameters = compiled.parameters(params)
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
+        # Listeners on the engine's cursor events (SQL tracing, the charge bench's statement count) see
+        # these statements too.
+        listeners = connection.dispatch.before_cursor_execute
+        if listeners:
+            for listener in listeners:
+                listener(connection, cursor, compiled.sql, parameters, None, False)
         cursor.execute(compiled.sql, parameters)
         if cursor.description is None:
             return FastResult([], cursor.rowcount)
