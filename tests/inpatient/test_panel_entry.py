@@ -5,6 +5,7 @@ first time: 422 naming the field and nothing written; once admitted, 409)."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from connectors.types import NewDeal, StageRef
@@ -50,23 +51,23 @@ def test_which_deals_open_on_the_inpatient_tab(apis, rt, crm, hospital, building
     assert _business(apis, in_building) == (True, "arrival")
 
 
-def test_a_clinic_without_buildings_reads_nothing_from_the_crm(apis, crm, hospital, monkeypatch):  # type: ignore[no-untyped-def]
-    deal = crm.create_deal(NewDeal(name="x", stage=StageRef("sales", "talks")), idempotency_key="x").id
-
-    def no_crm(*_args):  # type: ignore[no-untyped-def]
-        raise AssertionError("the CRM was read")
-
-    monkeypatch.setattr("widget_server.http.api_inpatient.crm_for", no_crm)
-    assert _business(apis, deal) == (False, None)
-
-
-def test_a_crm_that_cannot_answer_keeps_the_ledger_screen(apis, crm, building, monkeypatch):  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("with_building", "failure"),
+    [
+        (False, AssertionError("a clinic without buildings read the CRM")),  # not a hospital: no read
+        (True, UnsupportedPortal("no connector")),  # the CRM cannot say: the ledger's screen
+    ],
+)
+def test_no_answer_from_the_crm_is_the_ledger_screen(request, apis, crm, hospital, monkeypatch, with_building,
+                                                      failure):  # type: ignore[no-untyped-def]  # fmt: skip
+    if with_building:
+        request.getfixturevalue("building")
     deal = crm.create_deal(NewDeal(name="y", stage=StageRef("corpus-1", "in_stay")), idempotency_key="y").id
 
-    def unreachable(*_args):  # type: ignore[no-untyped-def]
-        raise UnsupportedPortal("no connector")
+    def crm_for(*_args):  # type: ignore[no-untyped-def]
+        raise failure
 
-    monkeypatch.setattr("widget_server.http.api_inpatient.crm_for", unreachable)
+    monkeypatch.setattr("widget_server.http.api_inpatient.crm_for", crm_for)
     assert _business(apis, deal) == (False, None)
 
 
