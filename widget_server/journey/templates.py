@@ -442,7 +442,8 @@ def upgrade_templates(
             )
         )
     session.flush()
-    if "confirm_d1.request" in result.upgraded and not dry_run:
-        # Its occurrences already planned were planned without the mode: the variant not chosen drops its.
+    if not dry_run:
+        # Occurrences planned before the unchosen confirm_d1 variant stopped planning (or by the request
+        # rule before its mode condition) would only turn up as skipped rows: they go, the chosen one's stay.
         on_confirm_mode_change(session, portal, clock.now_utc())
     return result
