@@ -192,3 +192,20 @@ def test_rows_written_by_core_statements_read_back_as_the_request_saw_them(roles
         assert (note.state, note.attempts, note.max_attempts, note.lease_until) == ("pending", 0, 12, None)
         assert note.payload["text"].startswith("Списание 10,00\xa0₽ — Перевязочный материал")
         assert s.scalar(select(func.count()).select_from(PurchaseRequest)) == 0
+
+
+def test_a_charge_builds_no_orm_portal(roles, catalogue, frozen, monkeypatch):
+    # The charge works on the portal's columns read with the API key: loading the ORM Portal (a query and
+    # an object per request) is left to the views that need it.
+    import widget_server.http.auth as auth
+
+    _admit(roles, catalogue)
+
+    def refused():  # type: ignore[no-untyped-def]
+        raise AssertionError("the charge path loaded the ORM Portal")
+
+    monkeypatch.setattr(auth, "current_portal", refused)
+    dressing = {"amount": "150.50", "article_id": catalogue["dressing"], "reason": "перевязка"}
+    charged = roles["finance"].post("/api/v1/deals/700/stay/charges", key="c-no-orm", json=dressing)
+    assert charged.status_code == 201, charged.get_json()
+    assert charged.get_json()["stay"]["balance"] == "19849.50"

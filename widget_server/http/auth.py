@@ -169,6 +169,11 @@ def requires(role: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
                 mark_read_only(db_session())
             principal, record = _authenticate()
             g.principal = principal
+            if not local:
+                # Such a view may call a CRM or the MIS before it writes: its ORM portal is loaded now, in
+                # the authentication's read. Loaded on first use it would begin the view's transaction
+                # (on SQLite the write lock) before that call.
+                current_portal()
             _throttle(principal)
             if not principal.has(role):
                 raise Forbidden(f"this action needs the {role} role", code="missing_role")
@@ -228,8 +233,9 @@ def current_principal() -> Principal:
 
 
 def current_portal() -> Portal:
-    """The caller's portal as an ORM object, loaded in the view's session on first use where
-    authentication read only its columns (`current_portal_row`)."""
+    """The caller's portal as an ORM object. An API key's authentication reads only the portal's columns
+    (`current_portal_row`); `requires` then loads the object in that same read for every view but a
+    `local_mutation`'s, which loads it in its own transaction on first use, if at all."""
     portal = g.get("portal")
     if portal is None:
         portal = g.portal = db_session().get(Portal, g.principal.portal_id)
