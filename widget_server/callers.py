@@ -16,7 +16,7 @@ what the database does.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, bindparam, literal_column, null, select, union_all
@@ -24,11 +24,14 @@ from sqlalchemy.orm import Session
 
 from connectors.phones import e164
 
-from . import clock
+from . import clock, fast_sql
 from .appointments.settings import mis_settings
 from .errors import DomainError
 from .models import MisAppointment, MisLead, MisPatient, Portal
 from .models.appointments import MisPatientPhone
+
+if TYPE_CHECKING:
+    from .apikeys import PortalRow
 
 __all__ = ["UPCOMING", "CallerInvalid", "lookup_callers", "normalise_phone"]
 
@@ -100,14 +103,15 @@ def _visit_doc(row: Any, zone: ZoneInfo) -> dict[str, Any]:
 
 
 def lookup_callers(
-    session: Session, portal: Portal, raw_phone: str | None, now: datetime | None = None
+    session: Session, portal: Portal | PortalRow, raw_phone: str | None, now: datetime | None = None
 ) -> dict[str, Any]:
+    """`portal`: the ORM object or its columns as a row (the API passes the row authentication read)."""
     phone = normalise_phone(raw_phone)
     now = now or clock.now_utc()
     zone = ZoneInfo(portal.timezone)
     settings = mis_settings(portal.settings)
     closed = {settings.lost_stage_id, settings.won_stage_id}
-    rows = session.connection().execute(_LOOKUP, {"portal_id": portal.id, "phone": phone}).all()
+    rows = fast_sql.run(session, _LOOKUP, {"portal_id": portal.id, "phone": phone}).all()
     leads = sorted((row for row in rows if row.patient_id is None), key=lambda row: (row.at, row.deal_id))
     visits = sorted(
         (row for row in rows if row.patient_id is not None),

@@ -169,10 +169,11 @@ def requires(role: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
                 mark_read_only(db_session())
             principal, record = _authenticate()
             g.principal = principal
-            if not local:
+            if not local and request.method not in ("GET", "HEAD"):
                 # Such a view may call a CRM or the MIS before it writes: its ORM portal is loaded now, in
                 # the authentication's read. Loaded on first use it would begin the view's transaction
-                # (on SQLite the write lock) before that call.
+                # (on SQLite the write lock) before that call. A GET's own transaction is a read: it loads
+                # the object there if it asks for it at all.
                 current_portal()
             _throttle(principal)
             if not principal.has(role):
