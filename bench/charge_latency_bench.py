@@ -52,6 +52,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -344,6 +345,23 @@ def _test_client(env: dict) -> Any:
     return app.test_client()
 
 
+def _in_process_charge(client: Any, fixture: dict) -> Callable[[int], None]:
+    """One charge through the test client per call, round-robin over the stays, each with a fresh key."""
+    body = {"amount": "10.00", "article_id": fixture["article_id"], "reason": "bench"}
+    headers = {"Authorization": f"Bearer {fixture['key']}"}
+    deals = fixture["deals"]
+
+    def charge(n: int) -> None:
+        response = client.post(
+            f"/api/v1/deals/{deals[n % len(deals)]}/stay/charges",
+            json=body,
+            headers={**headers, "Idempotency-Key": f"in-process-{uuid.uuid4().hex}"},
+        )
+        assert response.status_code == 201, response.get_data(as_text=True)
+
+    return charge
+
+
 def _profile(env: dict, fixture: dict, count: int, top: int = 0, dump: str | None = None) -> None:
     """Service time of one request, in-process, one at a time: where does it go?"""
 
@@ -373,17 +391,7 @@ def _profile(env: dict, fixture: dict, count: int, top: int = 0, dump: str | Non
 
     redis.Redis.execute_command = counted  # type: ignore[method-assign]
     redis.client.Pipeline.execute = counted_pipeline  # type: ignore[method-assign]
-    body = {"amount": "10.00", "article_id": fixture["article_id"], "reason": "bench"}
-    headers = {"Authorization": f"Bearer {fixture['key']}"}
-    deals = fixture["deals"]
-
-    def one(n: int) -> None:
-        response = client.post(
-            f"/api/v1/deals/{deals[n % len(deals)]}/stay/charges",
-            json=body,
-            headers={**headers, "Idempotency-Key": f"profile-{uuid.uuid4().hex}"},
-        )
-        assert response.status_code == 201, response.get_data(as_text=True)
+    one = _in_process_charge(client, fixture)
 
     try:
         for n in range(20):  # warm-up: imports, compiled-statement caches, connection pools
@@ -508,17 +516,7 @@ def _ablate(env: dict, fixture: dict, count: int) -> None:
     import widget_server.outbox as outbox
 
     client = _test_client(env)
-    body = {"amount": "10.00", "article_id": fixture["article_id"], "reason": "bench"}
-    headers = {"Authorization": f"Bearer {fixture['key']}"}
-    deals = fixture["deals"]
-
-    def charge(n: int) -> None:
-        response = client.post(
-            f"/api/v1/deals/{deals[n % len(deals)]}/stay/charges",
-            json=body,
-            headers={**headers, "Idempotency-Key": f"ablate-{uuid.uuid4().hex}"},
-        )
-        assert response.status_code == 201, response.get_data(as_text=True)
+    charge = _in_process_charge(client, fixture)
 
     def healthz(_n: int) -> None:
         assert client.get("/healthz").status_code == 200
