@@ -2,7 +2,8 @@
 patients and 300 000 visits, then a 12-month report of each kind over the same data.
 
 Run: .venv/bin/python bench/callers_lookup_bench.py [--postgres] [--patients 100000] [--visits 300000]
-     [--seconds 10] [--clients 16] [--workers 2] [--no-reports] [--baseline]
+     [--seconds 10] [--clients 16] [--workers 2] [--no-reports] [--baseline] [--profile [N]] [--top N]
+     [--pg-stats]
 
 Setup (not timed): a fresh database (a temp SQLite file, or with --postgres a throw-away PostgreSQL 15
 cluster with fsync=off), migrated; one clinic portal (Europe/Moscow) with a staff and a finance API key;
@@ -21,19 +22,28 @@ with the staff key, after a one-second warm-up. Latency is
 from sending the request to having read the whole response. Clients share the machine's cores.
 
 Printed: p50/p95/p99 ms, requests/s, errors, the p95 against the issue's floor (≤ 20 ms), and the SQL
-statements one lookup issues (in-process, counted); --baseline: the same clients on GET /healthz, the
-floor any request has on this server and machine. Then, unless --no-reports: each report
-(primary, specialisations, sources, conversion, no-shows) for the last 12 months grouped by month through
-the same gunicorn (JSON, and the primary report as CSV and PNG), 3 times each: the slowest of the 3
-against the floor (≤ 1 s). Nothing is asserted.
+statements one lookup issues (in-process, counted), and the CPU each process group (gunicorn, redis-server,
+the PostgreSQL backends, the bench's own clients) used per lookup in the timed phase, from /proc;
+--baseline: the same clients on GET /healthz, the floor any request has on this server and machine.
+Then, unless --no-reports: each report (primary, specialisations, sources, conversion, no-shows) for the
+last 12 months grouped by month through the same gunicorn (JSON, and the primary report as CSV and PNG), 3
+times each: the slowest of the 3 against the floor (≤ 1 s). --profile N: N lookups in-process through
+Flask's test client, one at a time: service time without and with cProfile, the lookup's own share and the
+costliest functions (--top). --pg-stats (with --postgres): the cluster loads pg_stat_statements with
+planning tracked, and each statement the server ran during the timed phase is listed with its calls and mean
+planning and execution time: a statement psycopg runs prepared (after `prepare_threshold` runs on a
+connection) plans rarely.
+Nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import cProfile
 import http.client
 import os
+import pstats
 import random
 import sys
 import tempfile
@@ -41,13 +51,22 @@ import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import event, insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _support import PgCluster, RedisProc, free_port, percentile
-from charge_latency_bench import _deployed_args, _start_gunicorn, _stop
+from charge_latency_bench import (
+    _cpu_snapshot,
+    _deployed_args,
+    _descendants,
+    _report_cpu,
+    _start_gunicorn,
+    _stop,
+    _test_client,
+)
 from charge_latency_bench import _load as _charge_load
 
 from connectors.types import Appointment
@@ -263,6 +282,94 @@ def _statements_per_lookup(url: str, fixture: dict) -> int:
     return family_statements
 
 
+def _in_process_lookups(env: dict, fixture: dict) -> tuple[Any, Any]:
+    """The app in this process on the served database, and one lookup per call through its test client
+    (the load's mix: a main number, an other phone, a number nobody has)."""
+    client = _test_client(env)
+    headers = {"Authorization": f"Bearer {fixture['staff_key']}"}
+    phones, others = fixture["phones"], fixture["other_phones"]
+
+    def lookup(n: int) -> None:
+        phone = (phones[n % len(phones)], others[n % len(others)], _phone(9_000_000 + n))[n % 3]
+        response = client.get(f"/api/v1/callers?phone={phone.replace('+', '%2B')}", headers=headers)
+        assert response.status_code == 200, response.get_data(as_text=True)
+
+    return client, lookup
+
+
+def _profile(env: dict, fixture: dict, count: int, top: int) -> None:
+    """Service time of one lookup, in-process, one at a time, and where it goes."""
+    _client, lookup = _in_process_lookups(env, fixture)
+    for n in range(50):  # imports, compiled statements, pooled connections, psycopg's prepared statements
+        lookup(n)
+    plain = []
+    cpu_started = time.process_time()
+    for n in range(count):
+        started = time.perf_counter()
+        lookup(n)
+        plain.append((time.perf_counter() - started) * 1000)
+    cpu = (time.process_time() - cpu_started) * 1000 / count
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for n in range(count):
+        lookup(n)
+    profiler.disable()
+    print(
+        f"  in-process lookup, one at a time, {count} requests (Flask test client, no HTTP server): "
+        f"p50 {percentile(plain, 0.5):.2f} ms, p95 {percentile(plain, 0.95):.2f} ms, "
+        f"this process's CPU {cpu:.2f} ms/request"
+    )
+    stats = pstats.Stats(profiler)
+    per = 1000 / count
+    print(f"  under cProfile {stats.total_tt * per:.2f} ms/request; cumulative ms/request:")  # type: ignore[attr-defined]
+    phases = [
+        ("auth.py", "_authenticate", "authenticate the API key (+ portal row)"),
+        ("auth.py", "_throttle", "rate limiter (Redis)"),
+        ("auth.py", "_touch", "last_used_at"),
+        ("callers.py", "lookup_callers", "lookup_callers (statement and documents)"),
+        ("fast_sql.py", "run", "fast_sql.run, all statements (incl. the driver's wait)"),
+        ("provider.py", "response", "Flask JSON response"),
+    ]
+    found: dict[tuple[str, str], float] = {}
+    for (filename, _line, name), (_cc, _nc, _tt, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        for suffix, function, _label in phases:
+            if filename.endswith(suffix) and name == function:
+                found[(suffix, function)] = max(found.get((suffix, function), 0.0), cumtime)
+    for suffix, function, label in phases:
+        if (suffix, function) in found:
+            print(f"    {label:58s} {found[(suffix, function)] * per:6.3f}")
+    if top:
+        stats.sort_stats("tottime").print_stats(top)
+
+
+def _pg_stats(url: str, calls_at_least: int) -> None:
+    """The statements the server ran since the last reset, costliest first (pg_stat_statements)."""
+    db = Database(url)
+    try:
+        with db.engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT calls, plans, mean_plan_time, mean_exec_time, "
+                "left(regexp_replace(query, '\\s+', ' ', 'g'), 100) FROM pg_stat_statements "
+                "WHERE calls >= %(least)s "
+                "ORDER BY (total_plan_time + total_exec_time) DESC LIMIT 12",
+                {"least": calls_at_least},
+            ).all()
+    finally:
+        db.dispose()
+    print("  pg_stat_statements, timed phase: calls, plans, mean plan ms, mean exec ms, statement")
+    for calls, plans, plan_ms, exec_ms, text in rows:
+        print(f"    {calls:7d} {plans:7d} {plan_ms:8.3f} {exec_ms:8.3f}  {text}")
+
+
+def _pg_stats_reset(url: str) -> None:
+    db = Database(url)
+    try:
+        with db.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT pg_stat_statements_reset()")
+    finally:
+        db.dispose()
+
+
 def _reports(port: int, fixture: dict, label: str) -> None:
     to = NOW.date()
     since = date(to.year - 1, to.month, to.day) + timedelta(days=1)
@@ -304,11 +411,23 @@ def main() -> None:
     parser.add_argument(
         "--baseline", action="store_true", help="also GET /healthz with the same clients: the server's floor"
     )
+    parser.add_argument(
+        "--profile", type=int, nargs="?", const=500, default=0, help="also profile N in-process lookups"
+    )
+    parser.add_argument("--top", type=int, default=0, help="with --profile: the N costliest functions")
+    parser.add_argument(
+        "--pg-stats", action="store_true", help="with --postgres: per-statement planning and execution time"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-callers-") as workdir:
         work = Path(workdir)
         redis_proc = RedisProc(work)
-        cluster = PgCluster() if args.postgres else None
+        pg_settings = (
+            {"shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track_planning": "on"}
+            if args.pg_stats
+            else {}
+        )
+        cluster = PgCluster(settings=pg_settings) if args.postgres else None
         gunicorn = None
         try:
             url = cluster.url if cluster else f"sqlite:///{work / 'bench.sqlite3'}"
@@ -316,6 +435,10 @@ def main() -> None:
             print(f"[{label}] setup: {args.patients} patients, {args.visits} visits ...", flush=True)
             started = time.perf_counter()
             fixture = build_clinic(url, args.patients, args.visits)
+            if args.pg_stats and cluster is not None:
+                with Database(url).engine.connect() as conn:
+                    conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                    conn.commit()
             print(
                 f"[{label}] setup took {time.perf_counter() - started:.0f} s; {len(fixture['phones'])} phones"
             )
@@ -330,7 +453,16 @@ def main() -> None:
             gunicorn = _start_gunicorn(env, port, served, work / "gunicorn.log")
             print(f"[{label}] gunicorn {' '.join(served)}; {args.clients} clients; GET /api/v1/callers")
             _load(port, fixture, args.clients, 1.0)
+            groups = {"gunicorn": _descendants(gunicorn.pid), "redis-server": [redis_proc.process.pid]}
+            if cluster is not None:
+                groups["postgres"] = _descendants(cluster.postmaster_pid())
+                if args.pg_stats:
+                    _pg_stats_reset(url)
+            before = _cpu_snapshot(groups)
             results, wall = _load(port, fixture, args.clients, args.seconds)
+            after = _cpu_snapshot(groups)
+            if cluster is not None and args.pg_stats:
+                _pg_stats(url, 100)
             ok = [latency * 1000 for latency, status in results if status == 200]
             errors = collections.Counter(str(status) for _, status in results if status != 200)
             print(
@@ -346,6 +478,7 @@ def main() -> None:
                 print(f"[{label}] throughput {len(ok) / wall:.0f} req/s")
                 verdict = "meets" if p95 <= FLOOR_LOOKUP_P95_MS else "MISSES"
                 print(f"[{label}] p95 {p95:.1f} ms {verdict} the ≤ {FLOOR_LOOKUP_P95_MS:g} ms floor")
+            _report_cpu(label, before, after, len(ok), wall, "200")
             if args.baseline:
                 # The charge bench's client loop in its /healthz mode: no auth, database or Redis.
                 dummy = {"article_id": 0, "deals": ["0"], "key": ""}
@@ -361,6 +494,8 @@ def main() -> None:
                     )
             if not args.no_reports:
                 _reports(port, fixture, label)
+            if args.profile:
+                _profile(env, fixture, args.profile, args.top)
         finally:
             if gunicorn is not None:
                 _stop(gunicorn)

@@ -29,5 +29,11 @@ _QUERY = CallerQuerySchema()
 @requires("staff")
 def get_callers() -> Any:
     query = load_query(_QUERY)
+    session = db_session()
     # The portal's columns are enough: no ORM Portal on the telephony pop-up's path.
-    return lookup_callers(db_session(), current_portal_row(), query["phone"])
+    found = lookup_callers(session, current_portal_row(), query["phone"])
+    # The read ends with COMMIT, not the ROLLBACK closing the session would send: psycopg forgets every
+    # prepared statement of the connection on a rollback, so the lookup (and authentication's read) would
+    # be parsed and planned afresh on every ring instead of running prepared after a few.
+    session.commit()
+    return found
