@@ -294,6 +294,20 @@ def _report(
     return len(ok)
 
 
+def _report_cpu(
+    label: str, before: dict[str, float], after: dict[str, float], ok: int, wall: float, status: str
+) -> None:
+    """CPU per successful request of each process group over one timed phase (from /proc)."""
+    if not ok:
+        return
+    used = {name: after[name] - before[name] for name in after}
+    print(
+        f"[{label}] CPU per {status} (ms): "
+        + ", ".join(f"{name} {seconds_ * 1000 / ok:.2f}" for name, seconds_ in used.items())
+        + f"; total {sum(used.values()):.1f} CPU-s in {wall:.1f} s wall on {os.cpu_count()} CPUs"
+    )
+
+
 def _check(url: str, portal_id: int, created: int, redis_url: str) -> None:
     db = Database(url)
     try:
@@ -630,19 +644,22 @@ def main() -> None:
             after = _cpu_snapshot(groups)
             ok = _report(label, results, wall, args.clients)
             created += ok
-            if ok:
-                used = {name: after[name] - before[name] for name in after}
-                print(
-                    f"[{label}] CPU per 201 (ms): "
-                    + ", ".join(f"{name} {seconds_ * 1000 / ok:.1f}" for name, seconds_ in used.items())
-                    + f"; total {sum(used.values()):.1f} CPU-s in {wall:.1f} s wall on {os.cpu_count()} CPUs"
-                )
+            _report_cpu(label, before, after, ok, wall, "201")
             if args.baseline:
+                before = _cpu_snapshot(groups)
                 base, base_wall = _load(
                     port, fixture, args.clients, seconds, args.requests, "base", baseline=True
                 )
+                after = _cpu_snapshot(groups)
                 print(f"[{label}] baseline, the same clients on GET /healthz (no auth, database or Redis):")
-                _report(label, base, base_wall, args.clients, expect=200)
+                _report_cpu(
+                    label,
+                    before,
+                    after,
+                    _report(label, base, base_wall, args.clients, expect=200),
+                    base_wall,
+                    "200",
+                )
             _stop(gunicorn)
             gunicorn = None
             _check(url, fixture["portal_id"], created, redis_proc.url)

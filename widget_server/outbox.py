@@ -6,11 +6,14 @@ pushed after commit is only a wake-up call, and the periodic sweep re-sends wake
 Wake-ups are coalesced: the committed job ids go onto one Redis list, and an rq job to drain it is queued
 only when none is pending (one script, one round trip). A busy clinic's hundred entries a minute then cost
 the worker a few drain jobs instead of a forked work-horse each, and the request a single small command.
+In a web worker even that command leaves the request: the ids are handed to the worker's background Redis
+thread (`background_redis`), which pushes everything that accumulated in one call.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +21,7 @@ from typing import Any
 from sqlalchemy import event, insert
 from sqlalchemy.orm import Session, make_transient_to_detached
 
-from . import fast_sql
+from . import background_redis, fast_sql
 from .jobs.operations import LAZY_OPERATIONS, OPERATIONS, is_operation
 from .models import OutboxJob, utcnow
 
@@ -175,12 +178,39 @@ def wake_outbox_jobs(job_ids: list[int], *, force_drain: bool = False) -> None:
     if not queue.is_async:  # in-process jobs (REDIS_URL=memory://) run inside enqueue
         queue.enqueue("widget_server.jobs.mirror.mirror_outbox_jobs", list(job_ids), result_ttl=300)
         return
-    redis = queue.connection
+    if background_redis.running() and not force_drain:
+        with _deferred_lock:
+            _deferred_wakes.extend(job_ids)
+        background_redis.notify()
+        return
+    _push_wakes(queue.connection, job_ids, force_drain=force_drain)
+
+
+def _push_wakes(redis: Any, job_ids: list[int], *, force_drain: bool = False) -> None:
     push = _PUSH_SCRIPTS.get(redis)
     if push is None:
         push = _PUSH_SCRIPTS[redis] = redis.register_script(_PUSH_LUA)
     if push(keys=[WAKE_LIST, DRAIN_FLAG], args=[DRAIN_FLAG_TTL_S, *job_ids]) or force_drain:
         queue_outbox_drain()
+
+
+_deferred_wakes: list[int] = []
+"""Committed job ids this web worker's background Redis thread has yet to push."""
+_deferred_lock = threading.Lock()
+
+
+def _flush_deferred_wakes() -> None:
+    from . import runtime
+
+    with _deferred_lock:
+        job_ids = _deferred_wakes[:]
+        del _deferred_wakes[:]
+    if job_ids:
+        # A push that fails loses only the wake-up: the rows are pending and the sweep wakes them.
+        _push_wakes(runtime.current().queue("crm").connection, job_ids)
+
+
+background_redis.register(_flush_deferred_wakes)
 
 
 def queue_outbox_drain() -> None:

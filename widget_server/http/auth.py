@@ -18,10 +18,10 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from connectors.amocrm.widget_auth import InvalidWidgetToken, audience_for, verify_disposable_token
-from connectors.ratelimit import RedisRateLimiter
 
 from .. import fast_sql, runtime
 from ..amocrm_install import redirect_uri
+from ..api_throttle import throttle_for
 from ..apikeys import ResolvedKey, resolve_api_key_row
 from ..bitrix24_panel import PANEL_TOKEN_PREFIX, resolve_panel_token
 from ..db import mark_read_only
@@ -197,13 +197,14 @@ def requires(role: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
 
 def _throttle(principal: Principal) -> None:
     """A runaway integration or a stuck retry loop gets 429 instead of starving the clinic's other users.
-    The budget lives in Redis, so it holds across web processes."""
+    The budget lives in Redis, so it holds across web processes; it is per portal and credential (CRM user
+    ids repeat across portals)."""
     rt = runtime.current()
-    limiter = RedisRateLimiter(rt.redis, f"api:{principal.actor}", rt.settings.api_rate_limit, 1.0)
-    wait = limiter.try_acquire()
+    limit = rt.settings.api_rate_limit
+    wait = throttle_for(rt.redis).admit(f"{principal.portal_id}:{principal.actor}", limit)
     if wait > 0:
         raise ApiError(
-            f"too many requests for this credential (limit {rt.settings.api_rate_limit}/s); retry shortly",
+            f"too many requests for this credential (limit {limit}/s); retry shortly",
             code="rate_limited",
             status=429,
             headers={"Retry-After": str(max(1, math.ceil(wait)))},
