@@ -25,7 +25,7 @@ __all__ = ["DEFAULT_INTERVAL_S", "flush_now", "notify", "register", "running", "
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INTERVAL_S = 0.005
+DEFAULT_INTERVAL_S = 0.02
 """Wake-ups reach Redis within about this; throttle counts of other processes are seen this late."""
 
 _flushes: list[Callable[[], None]] = []

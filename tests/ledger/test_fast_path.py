@@ -209,3 +209,34 @@ def test_a_charge_builds_no_orm_portal(roles, catalogue, frozen, monkeypatch):
     charged = roles["finance"].post("/api/v1/deals/700/stay/charges", key="c-no-orm", json=dressing)
     assert charged.status_code == 201, charged.get_json()
     assert charged.get_json()["stay"]["balance"] == "19849.50"
+
+
+def test_a_charge_body_is_validated_before_its_transaction_and_a_bad_one_is_still_remembered(
+    roles, catalogue, frozen, rt, monkeypatch
+):
+    _admit(roles, catalogue)
+    schema = api_stay._CHARGE
+    seen: list[bool] = []
+    load = type(schema).load
+
+    def watched(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        from widget_server.http.lifecycle import db_session
+
+        seen.append(db_session().in_transaction())
+        return load(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(schema), "load", watched)
+    body = {"amount": "10.00", "article_id": catalogue["dressing"]}
+    assert roles["finance"].post("/api/v1/deals/700/stay/charges", key="ok", json=body).status_code == 201
+    # Once, and (on SQLite, whose authentication reads apart) before the write transaction began.
+    assert seen == [not rt.db.is_sqlite]
+
+    seen.clear()
+    entries = _count(rt, LedgerEntry)
+    bad = {"amount": 10, "article_id": catalogue["dressing"]}
+    first = roles["finance"].post("/api/v1/deals/700/stay/charges", key="bad", json=bad)
+    again = roles["finance"].post("/api/v1/deals/700/stay/charges", key="bad", json=bad)
+    assert first.status_code == again.status_code == 422
+    assert "amount" in first.get_json()["error"]["fields"]
+    assert again.headers["Idempotent-Replayed"] == "true"  # the refusal went through the mutation as before
+    assert _count(rt, LedgerEntry) == entries

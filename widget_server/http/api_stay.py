@@ -38,7 +38,7 @@ from ..money import AmountError, format_minor, minor_to_decimal, parse_amount
 from .auth import current_portal, current_portal_row, current_principal, requires
 from .body import load_body, load_query
 from .idempotency import local_mutation
-from .lifecycle import db_session
+from .lifecycle import db_session, json_ready_response
 from .openapi import api_doc
 from .schemas_ledger import (
     AdmitSchema,
@@ -255,18 +255,23 @@ def _account_of(entry: Entry) -> StayAccount:
     return account
 
 
-def _entry_response(portal: Portal, account: StayAccount, entry: Entry) -> tuple[dict[str, Any], int]:
+def _entry_response(portal: Portal, account: StayAccount, entry: Entry) -> Response:
     # The entry is the request's last write: the state it was posted against, plus itself, is the state now.
     summary = _after(portal, account, [entry], state=getattr(entry, "state_after", None))
-    return {"entry": entry_document(entry), "stay": summary_document(portal, summary)}, 201
+    return json_ready_response(
+        {"entry": entry_document(entry), "stay": summary_document(portal, summary)}, 201
+    )
+
+
+_DEPOSIT = DepositSchema()
 
 
 @stay_api.post("/deposits")
 @api_doc(summary="Top up the account", tags=["stay"], request=DepositSchema, status=201, errors=ERRORS)
 @requires("finance")
-@local_mutation
+@local_mutation(body=_DEPOSIT)
 def post_deposit(deal_id: str) -> Any:
-    body = load_body(DepositSchema())
+    body = load_body(_DEPOSIT)
     portal = _portal()
     entry = deposit(
         db_session(),
@@ -295,7 +300,7 @@ on the busiest endpoint), and `load` keeps no state between calls."""
     errors=ERRORS,
 )
 @requires("finance")
-@local_mutation
+@local_mutation(body=_CHARGE)
 def post_charge(deal_id: str) -> Any:
     body = load_body(_CHARGE)
     # The busiest endpoint reads only a few of the portal's columns: no ORM Portal is loaded or merged.

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import request
+from flask import g, request
 from marshmallow import Schema, ValidationError
 
 from ..errors import ApiError, ValidationFailed
 
-__all__ = ["load_body", "load_query", "read_json_object"]
+__all__ = ["load_body", "load_query", "prevalidate_body", "read_json_object"]
 
 
 def read_json_object() -> dict[str, Any]:
@@ -72,7 +72,20 @@ def _load(schema: Schema, data: dict[str, Any]) -> Any:
 
 
 def load_body(schema: Schema) -> Any:
+    loaded = g.get("prevalidated_body")
+    if loaded is not None and loaded[0] is schema:
+        return loaded[1]
     return _load(schema, read_json_object())
+
+
+def prevalidate_body(schema: Schema) -> None:
+    """Validate the body before the view's transaction begins; its `load_body(schema)` then returns the
+    result. A body that fails is left for the view, whose refusal is then handled (and remembered for its
+    Idempotency-Key) as before."""
+    try:
+        g.prevalidated_body = (schema, _load(schema, read_json_object()))
+    except ApiError:
+        g.pop("prevalidated_body", None)
 
 
 def load_query(schema: Schema) -> Any:

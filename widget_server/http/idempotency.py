@@ -24,6 +24,7 @@ from functools import wraps
 from typing import Any, ParamSpec
 
 from flask import Response, g, jsonify, make_response, request
+from marshmallow import Schema
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -32,6 +33,7 @@ from sqlalchemy.orm import Session
 from .. import fast_sql, runtime
 from ..errors import ApiError, Conflict, DomainError
 from ..models import IdempotencyRecord, utcnow
+from .body import prevalidate_body
 from .lifecycle import db_session, error_response
 
 __all__ = ["IDEMPOTENCY_TTL", "local_mutation", "mutation"]
@@ -75,17 +77,15 @@ def _upsert(session: Session) -> Callable[..., Any]:
 
 # Built once per dialect: on the hot path a statement's construction costs more than its execution.
 _CLAIMS = {
-    dialect: insert_(_RECORDS).on_conflict_do_nothing(index_elements=["portal_id", "key"]).returning(
-        _RECORDS.c.id
-    )
+    dialect: insert_(_RECORDS)
+    .on_conflict_do_nothing(index_elements=["portal_id", "key"])
+    .returning(_RECORDS.c.id)
     for dialect, insert_ in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
 }
 _FINISH = update(_RECORDS).where(_RECORDS.c.id == bindparam("record_id"))
 
 
-def _claim(
-    session: Session, portal_id: int, key: str, request_hash: str, actor: str
-) -> int | Response:
+def _claim(session: Session, portal_id: int, key: str, request_hash: str, actor: str) -> int | Response:
     """Claim the key inside the view's own transaction (the id of our record), or answer from the
     existing one. The usual path is one INSERT … ON CONFLICT DO NOTHING, not a transaction of its own."""
     claim = _CLAIMS[session.get_bind().dialect.name]
@@ -180,11 +180,15 @@ def mutation(view: Callable[P, Any]) -> Callable[P, Response]:
     return _mutation(view, claim_in_view_transaction=False)
 
 
-def local_mutation(view: Callable[P, Any]) -> Callable[P, Response]:
+def local_mutation(view: Callable[P, Any] | None = None, *, body: Schema | None = None) -> Any:
     """`mutation` for a view that only works in this database (no CRM, MIS or other waits): the key is
     claimed inside the view's own transaction. A view that waits on anything outside would hold SQLite's
-    write lock while it waits (and block the sandbox CRM's own transactions): use `mutation` there."""
-    return _mutation(view, claim_in_view_transaction=True)
+    write lock while it waits (and block the sandbox CRM's own transactions): use `mutation` there.
+    `body`: the view's request schema, validated before the transaction (on SQLite: outside the write
+    lock); the view's `load_body(body)` returns that result."""
+    if view is None:
+        return lambda inner: _mutation(inner, claim_in_view_transaction=True, body=body)
+    return _mutation(view, claim_in_view_transaction=True, body=body)
 
 
 def _claim_apart(portal_id: int, key: str, request_hash: str, actor: str) -> int | Response:
@@ -192,9 +196,13 @@ def _claim_apart(portal_id: int, key: str, request_hash: str, actor: str) -> int
         return _claim(session, portal_id, key, request_hash, actor)
 
 
-def _mutation(view: Callable[P, Any], *, claim_in_view_transaction: bool) -> Callable[P, Response]:
+def _mutation(
+    view: Callable[P, Any], *, claim_in_view_transaction: bool, body: Schema | None = None
+) -> Callable[P, Response]:
     @wraps(view)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> Response:
+        if body is not None:
+            prevalidate_body(body)
         session = db_session()
         key = request.headers.get(HEADER)
         if key is None:

@@ -6,7 +6,9 @@ import logging
 import re
 import time
 import uuid
+from typing import Any
 
+import orjson
 from flask import Flask, Response, g, jsonify, request
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
@@ -15,7 +17,7 @@ from .. import runtime
 from ..errors import ApiError, DomainError
 from ..logs import log_context
 
-__all__ = ["db_session", "install_lifecycle"]
+__all__ = ["db_session", "install_lifecycle", "json_ready_response"]
 
 log = logging.getLogger("widget_server.request")
 
@@ -35,6 +37,14 @@ def error_response(error: ApiError) -> Response:
     for name, value in error.headers.items():
         response.headers[name] = value
     return response
+
+
+def json_ready_response(document: dict[str, Any], status: int = 200) -> Response:
+    """A response for a document built JSON-ready (str keys; str, int, bool, None, list and dict values):
+    orjson writes it in a fraction of the time `jsonify`'s encoder takes, which on the ledger's busiest
+    endpoints runs inside SQLite's write lock (the body is stored with the idempotency record). Anything
+    else in the document (a date, a Decimal) is a bug in its builder and fails loudly here."""
+    return Response(orjson.dumps(document), status=status, mimetype="application/json")
 
 
 def install_lifecycle(app: Flask) -> None:
