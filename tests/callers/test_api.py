@@ -55,3 +55,23 @@ def test_the_lookup_runs_prepared_on_postgresql(rt, make_api, portal, clinic) ->
     prepared = [row[0] for row in raw.execute("SELECT statement FROM pg_prepared_statements").fetchall()]
     raw.commit()
     assert any("mis_patient_phones" in text for text in prepared), prepared
+
+
+def test_one_transaction_per_lookup_on_postgresql(rt, make_api, portal, clinic) -> None:  # type: ignore[no-untyped-def]
+    """Authentication reads in the lookup's own transaction on PostgreSQL (one BEGIN/COMMIT per ring); on
+    SQLite it reads apart, as for every view."""
+    clinic.patient("Смирнова Анна Петровна", phone="+79161234567")
+    staff = make_api(portal, "staff")
+    assert staff.get("/api/v1/callers?phone=%2B79161234567").status_code == 200  # last_used_at is written
+    begun: list[int] = []
+
+    def begin(*_args: Any) -> None:
+        begun.append(1)
+
+    event.listen(rt.db.engine, "begin", begin)
+    try:
+        found = staff.get("/api/v1/callers?phone=%2B79161234567")
+    finally:
+        event.remove(rt.db.engine, "begin", begin)
+    assert [m["name"] for m in found.json["matches"]] == ["Смирнова Анна Петровна"]
+    assert len(begun) == (2 if rt.db.is_sqlite else 1)
