@@ -274,6 +274,15 @@ class Bitrix24Client(LinksMixin):
             pipelines.append(Pipeline(str(cid), str(category.get("name") or cid), stages))
         return pipelines
 
+    def failure_stages(self) -> dict[str, list[str]]:
+        """Per deal category, its stages with SEMANTICS "F": the only ones `move_deal` closes with a loss
+        reason. Bitrix24 keeps no list of loss reasons (the reason is the text of our own field), so this is
+        what a journey rule that closes with a reason can be checked against when it is saved."""
+        return {
+            pipeline.id: [s.id for s in pipeline.stages if self._stages[int(pipeline.id)].get(s.id) == "F"]
+            for pipeline in self.list_pipelines()
+        }
+
     def move_deal(self, deal_id: str, stage: StageRef, *, loss_reason: str | None = None) -> None:
         item_id = _id(deal_id, "deal_id")
         category = check_stage(stage)

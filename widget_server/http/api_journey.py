@@ -51,6 +51,7 @@ def _catalogue(portal: Portal) -> Catalogue:
     pipelines: dict[str, list[str]] | None = None
     fields: set[str] | None = None
     loss_reasons: list[str] | None = None
+    failure_stages: dict[str, list[str]] | None = None
     if portal.kind == "sandbox":
         # Free-form pipelines and fields there; its users are read in this request's own transaction (a
         # second one would wait for this one's write lock on SQLite).
@@ -76,9 +77,17 @@ def _catalogue(portal: Portal) -> Catalogue:
                 fields = set(crm.field_defs())
             if hasattr(crm, "loss_reasons"):
                 loss_reasons = crm.loss_reasons()
+            if hasattr(crm, "failure_stages"):
+                failure_stages = crm.failure_stages()
     if pipelines is None and (portal.settings or {}).get("pipelines"):
         pipelines = {str(k): [str(s) for s in v] for k, v in portal.settings["pipelines"].items()}
-    return Catalogue(pipelines=pipelines, users=users, fields=fields, loss_reasons=loss_reasons)
+    return Catalogue(
+        pipelines=pipelines,
+        users=users,
+        fields=fields,
+        loss_reasons=loss_reasons,
+        failure_stages=failure_stages,
+    )
 
 
 def _rule(rule_id: int) -> JourneyRule:

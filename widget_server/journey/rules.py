@@ -83,6 +83,9 @@ class Catalogue:
     fields: Collection[str] | None = None
     # amoCRM's own list (GET /api/v4/leads/loss_reasons); a portal with loss reasons in a field has none.
     loss_reasons: Collection[str] | None = None
+    # Bitrix24 has no such list: per pipeline, the stages with SEMANTICS "F", the only ones a deal is
+    # closed in with a loss reason (its text goes to our own field, so any words do).
+    failure_stages: Mapping[str, Collection[str]] | None = None
 
 
 def _int(value: Any, path: str, *, low: int | None = None, high: int | None = None) -> int:
@@ -165,6 +168,21 @@ class _Checker:
         if self.strict and known is not None and name.strip().casefold() not in {k.casefold() for k in known}:
             raise RuleInvalid(path, f"the CRM has no loss reason {name!r}")
         return name
+
+    def closes_with_reason(self, pipeline: str | None, stage: str, path: str) -> None:
+        """Bitrix24 takes a loss reason only with a failure stage: refused when the rule is saved rather than
+        at each firing, where the move would fail and retry in vain."""
+        failures = self.catalogue.failure_stages
+        if not self.strict or failures is None:
+            return
+        allowed = (
+            failures.get(pipeline, ()) if pipeline is not None else [s for v in failures.values() for s in v]
+        )
+        if stage not in allowed:
+            raise RuleInvalid(
+                path,
+                f"only a failure stage (SEMANTICS F) takes a loss reason in Bitrix24; {stage!r} is not one",
+            )
 
     def user(self, user_id: Any, path: str) -> str:
         if self.strict and self.catalogue.users is not None and str(user_id) not in self.catalogue.users:
@@ -304,6 +322,7 @@ def _action(doc: Any, path: str, check: _Checker, *, nested: bool = False) -> di
         out["pipeline_id"], out["stage_id"] = check.stage(doc.get("pipeline_id"), doc.get("stage_id"), path)
         if doc.get("loss_reason") is not None:
             out["loss_reason"] = check.loss_reason(_text(doc, "loss_reason", path), f"{path}.loss_reason")
+            check.closes_with_reason(out["pipeline_id"], out["stage_id"], f"{path}.loss_reason")
     elif kind in ("note", "message"):
         out["text"] = _text(doc, "text", path, check)
         if kind == "message" and check.strict and not check.settings.message_field_id:
