@@ -330,14 +330,14 @@ def _profile(env: dict, fixture: dict, count: int, top: int) -> None:
         ("fast_sql.py", "run", "fast_sql.run, all statements (incl. the driver's wait)"),
         ("provider.py", "response", "Flask JSON response"),
     ]
-    found: dict[tuple[str, str], float] = {}
-    for (filename, _line, name), (_cc, _nc, _tt, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        for suffix, function, _label in phases:
-            if filename.endswith(suffix) and name == function:
-                found[(suffix, function)] = max(found.get((suffix, function), 0.0), cumtime)
-    for suffix, function, label in phases:
-        if (suffix, function) in found:
-            print(f"    {label:58s} {found[(suffix, function)] * per:6.3f}")
+    # By file name and function; the largest where names repeat (nested functions of one name).
+    cumulative: dict[tuple[str, str], float] = collections.defaultdict(float)
+    for (filename, _line, name), entry in stats.stats.items():  # type: ignore[attr-defined]
+        key = (Path(filename).name, name)
+        cumulative[key] = max(cumulative[key], entry[3])
+    for key in phases:
+        if key[:2] in cumulative:
+            print(f"    {key[2]:58s} {cumulative[key[:2]] * per:6.3f}")
     if top:
         stats.sort_stats("tottime").print_stats(top)
 

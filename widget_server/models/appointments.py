@@ -265,6 +265,9 @@ class MisLead(Base):
         Index("ix_mis_leads_portal_created", "portal_id", "lead_created_at", "id"),
         # The caller pop-up finds a number's untaken inquiries (migration 0011).
         Index("ix_mis_leads_portal_phone", "portal_id", "phone_e164"),
+        # For the foreign key's ON DELETE SET NULL (migration 0020): without it PostgreSQL scans every lead
+        # for each visit deleted (a patient's or a portal's cascade): 2 000 visits 2.5 s, with it 35 ms.
+        Index("ix_mis_leads_appointment_id", "appointment_id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
