@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from connectors.types import NewDeal, StageRef
 from widget_server.models import OutboxJob, Portal
@@ -77,6 +77,38 @@ def test_a_burst_of_entries_needs_one_field_sync(roles, catalogue, frozen, crm, 
     assert len(syncs) == 1
     jobs()
     assert crm.get_deal(deal).fields["F-BAL"] == "35500.00"
+
+
+def test_the_pending_sync_is_found_by_one_index_probe_among_done_jobs(
+    roles, catalogue, frozen, crm, deal, jobs, rt
+):
+    from widget_server.ledger.mirror import _PENDING_SYNC
+
+    frozen.set_local("2026-12-01 10:00")
+    _admit(roles, catalogue, deal)
+    jobs()  # the admission's note and sync are done now
+    roles["finance"].post(
+        f"/api/v1/deals/{deal}/stay/deposits", json={"amount": "100.00", "method": "cash"}, key="a"
+    )
+    roles["finance"].post(
+        f"/api/v1/deals/{deal}/stay/deposits", json={"amount": "100.00", "method": "cash"}, key="b"
+    )
+    with rt.db.transaction() as s:
+        states = s.execute(
+            select(OutboxJob.state, OutboxJob.operation).where(OutboxJob.operation == "sync_stay_fields")
+        ).all()
+        assert sorted(states) == [("done", "sync_stay_fields"), ("pending", "sync_stay_fields")]
+        # Done jobs pile up for ever in a busy portal: the lookup must not walk them.
+        sql = str(_PENDING_SYNC.compile(dialect=rt.db.engine.dialect))
+        if rt.db.is_sqlite:
+            plan = " ".join(str(row[-1]) for row in s.connection().exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + sql, (1, "sync_stay_fields", deal, 0, 1, 0)))  # fmt: skip
+        else:
+            s.execute(text("SET LOCAL enable_seqscan = off"))
+            params = {"portal_id": 1, "operation_1": "sync_stay_fields", "deal_id": deal, "attempts_1": 0}
+            plan = " ".join(row[0] for row in s.connection().exec_driver_sql(
+                "EXPLAIN " + sql, {**params, "param_1": 1}))  # fmt: skip
+        assert "ix_outbox_jobs_pending_by_deal" in plan
 
 
 def test_low_balance_task_once_per_crossing(roles, catalogue, frozen, crm, deal, jobs):

@@ -8,7 +8,7 @@ from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from ..models import ExpenseArticle, LedgerEntry, OutboxJob, Portal, StayAccount
@@ -90,7 +90,9 @@ _PENDING_SYNC = (
         OutboxJob.portal_id == bindparam("portal_id"),
         OutboxJob.operation == "sync_stay_fields",
         OutboxJob.deal_id == bindparam("deal_id"),
-        OutboxJob.state == "pending",
+        # A literal, not a parameter: the planners (PostgreSQL's generic plan of a prepared statement
+        # included) use the partial index of pending jobs only when they can see the value.
+        OutboxJob.state == literal_column("'pending'"),
         OutboxJob.attempts == 0,
         OutboxJob.lease_until.is_(None),
     )

@@ -164,7 +164,9 @@ class LedgerEntry(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    portal_id: Mapped[int] = mapped_column(ForeignKey("portals.id", ondelete="CASCADE"), index=True)
+    # Indexed through the (portal_id, idempotency_key) unique constraint, whose first column it is: a
+    # separate index would be one more B-tree page written by every entry.
+    portal_id: Mapped[int] = mapped_column(ForeignKey("portals.id", ondelete="CASCADE"))
     account_id: Mapped[int] = mapped_column(ForeignKey("stay_accounts.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16))

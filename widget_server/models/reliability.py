@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, BigIntPK, JsonDoc, utcnow
@@ -57,10 +57,22 @@ class OutboxJob(Base):
         CheckConstraint(_in("state", OUTBOX_STATES), name="state"),
         CheckConstraint("attempts >= 0", name="attempts"),
         Index("ix_outbox_jobs_due", "state", "next_attempt_at"),
+        # A deal's pending jobs by operation: every ledger entry asks whether its deal already has a field
+        # sync waiting. Only pending rows are indexed, so the lookup stays one probe however many done
+        # jobs a portal keeps (an index on portal_id alone had it walk all of them).
+        Index(
+            "ix_outbox_jobs_pending_by_deal",
+            "portal_id",
+            "deal_id",
+            "operation",
+            sqlite_where=text("state = 'pending'"),
+            postgresql_where=text("state = 'pending'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    portal_id: Mapped[int] = mapped_column(ForeignKey("portals.id", ondelete="CASCADE"), index=True)
+    # Indexed through the (portal_id, idempotency_key) unique constraint, whose first column it is.
+    portal_id: Mapped[int] = mapped_column(ForeignKey("portals.id", ondelete="CASCADE"))
     operation: Mapped[str] = mapped_column(String(64))
     deal_id: Mapped[str | None] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
@@ -90,7 +102,8 @@ class IdempotencyRecord(Base):
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
-    portal_id: Mapped[int] = mapped_column(ForeignKey("portals.id", ondelete="CASCADE"), index=True)
+    # Indexed through the (portal_id, key) unique constraint, whose first column it is.
+    portal_id: Mapped[int] = mapped_column(ForeignKey("portals.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(255))
     method: Mapped[str] = mapped_column(String(8))
     path: Mapped[str] = mapped_column(String(512))
