@@ -40,7 +40,7 @@ class StaySummary:
     pending_purchases: list[Row[Any]]
     """Purchase requests awaiting consent, oldest first, as rows with PurchaseRequest's columns."""
     recent_entries: list[Row[Any]]
-    """The latest entries, newest first, as rows with LedgerEntry's columns as attributes."""
+    """The latest entries, newest first, as rows with the columns the card shows as attributes."""
 
     @property
     def days_left(self) -> int | None:
@@ -52,8 +52,14 @@ _PENDING = (
     .where(PurchaseRequest.account_id == bindparam("account_id"), PurchaseRequest.status == "pending")
     .order_by(PurchaseRequest.id)
 )
+_RECENT_COLUMNS = (
+    "id", "seq", "kind", "sign", "amount_minor", "currency", "entry_date", "service_date", "method", "payer",
+    "article_id", "reason", "reverses_entry_id", "actor", "source", "created_at",
+)  # fmt: skip
+"""What the card shows of an entry (the API's EntrySchema): not its hashes, keys and links, which would be
+converted for every one of the ten rows on every request and never read."""
 _RECENT = (
-    select(*LedgerEntry.__table__.columns)
+    select(*(LedgerEntry.__table__.c[name] for name in _RECENT_COLUMNS))
     .where(LedgerEntry.account_id == bindparam("account_id"))
     .order_by(LedgerEntry.seq.desc())
     .limit(bindparam("recent"))
