@@ -341,10 +341,13 @@ def _caller() -> str:
 
 
 def _test_client(env: dict) -> Any:
-    """The app in this process, on the served database and Redis, for one-at-a-time requests."""
+    """The app in this process, on the served database and Redis, for one-at-a-time requests, with the
+    background Redis thread a gunicorn worker starts (wake-ups and throttle counts leave the request)."""
     import logging
 
-    from widget_server import create_app
+    from widget_server import background_redis, create_app
+
+    background_redis.start()
 
     app = create_app(
         {
