@@ -107,3 +107,50 @@ def test_a_finished_thread_leaves_no_descriptor_open(db):
         thread.join()
     db.engine.pool.dispose()  # the threads' pooled connections are not what this test is about
     assert fds() <= before
+
+
+def test_a_web_workers_request_thread_waits_in_the_kernel_and_gets_the_gate_on_release(db, monkeypatch):
+    from widget_server import sqlite_writer_gate
+
+    monkeypatch.setattr(sqlite_writer_gate, "_blocking_thread", None)
+    holding, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        session = db.session()
+        session.execute(text("INSERT INTO t VALUES (1)"))
+        holding.set()
+        release.wait(5)
+        session.commit()
+        session.close()
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert holding.wait(5)
+    sqlite_writer_gate.wait_blocking()
+
+    def no_polling(_seconds: float) -> None:
+        raise AssertionError("a blocking waiter must not poll")
+
+    monkeypatch.setattr(sqlite_writer_gate.time, "sleep", no_polling)
+    threading.Timer(0.2, release.set).start()
+    session = db.session()
+    session.execute(text("INSERT INTO t VALUES (2)"))  # blocks in flock until the holder commits
+    assert release.is_set()
+    session.commit()
+    session.close()
+    thread.join(5)
+    with db.transaction() as check:
+        assert check.execute(text("SELECT count(*) FROM t")).scalar() == 2
+
+
+def test_only_the_registered_thread_blocks_and_a_fork_forgets_it(db, monkeypatch):
+    from widget_server import sqlite_writer_gate
+
+    monkeypatch.setattr(sqlite_writer_gate, "_blocking_thread", None)
+    sqlite_writer_gate.wait_blocking()
+    assert sqlite_writer_gate._blocking_thread == threading.get_ident()
+    pid = os.fork()
+    if pid == 0:  # the child: a new worker registers its own request thread
+        os._exit(0 if sqlite_writer_gate._blocking_thread is None else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0

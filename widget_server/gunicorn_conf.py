@@ -29,12 +29,14 @@ accesslog = None
 def post_worker_init(worker: object) -> None:
     # Report PNGs: matplotlib and its font load in each web worker after fork, before its first request
     # (a first 12-month PNG stays under 1 s); rq workers and the CLI, which never draw, skip it (≈ 0.16 s).
-    from widget_server import background_redis
+    from widget_server import background_redis, sqlite_writer_gate
     from widget_server.reports.render import warm_up
 
     warm_up()
     # Outbox wake-ups and API throttle counts leave the request for a thread of the worker's own.
     background_redis.start()
+    # Requests run on this thread: it waits for SQLite's writer gate in the kernel (handed over at once).
+    sqlite_writer_gate.wait_blocking()
 
 
 def worker_exit(server: object, worker: object) -> None:

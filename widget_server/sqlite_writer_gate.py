@@ -10,6 +10,13 @@ releases it right after COMMIT or ROLLBACK, so the next writer starts within a f
 The gate is only a faster queue in front of SQLite's own lock, never a replacement for it: where it cannot
 be taken in time, or a thread opens a second write transaction while it holds one (the busy handler then
 reports the self-deadlock as before), the writer goes straight to `BEGIN IMMEDIATE`.
+
+A gunicorn web worker's request thread waits in a blocking `flock` instead (`wait_blocking()`, from
+`gunicorn_conf.post_worker_init`): the kernel hands the gate over the moment it is released, where a poll
+finds it free only at its next wake-up, up to half a millisecond later, during which the one write lock
+stands idle. `flock` has no timeout, and none is needed there: a request stuck behind a holder that never
+lets go is ended by gunicorn's worker timeout, as a stuck request would be anyway. Other threads and
+processes (rq jobs, the CLI, tests) keep the poll and its timeout.
 """
 
 from __future__ import annotations
@@ -22,10 +29,27 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-__all__ = ["WriterGate"]
+__all__ = ["WriterGate", "wait_blocking"]
 
 _FIRST_SLEEP_S = 0.00005
 _MAX_SLEEP_S = 0.0005
+_blocking_thread: int | None = None
+"""The thread (a web worker's request thread) that waits in a blocking flock."""
+
+
+def wait_blocking() -> None:
+    """Let the calling thread wait for the gate in a blocking `flock` (see the module's docstring)."""
+    global _blocking_thread
+    _blocking_thread = threading.get_ident()
+
+
+def _forget_blocking_thread() -> None:
+    # A forked child is another worker (or an rq work-horse): it registers its own request thread, if any.
+    global _blocking_thread
+    _blocking_thread = None
+
+
+os.register_at_fork(after_in_child=_forget_blocking_thread)
 
 
 class WriterGate:
@@ -56,6 +80,10 @@ class WriterGate:
         if getattr(self._local, "owner", None) is not None:
             return  # this thread already writes through another connection: SQLite reports the deadlock
         fd = self._fd()
+        if _blocking_thread == threading.get_ident():
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._local.owner = owner
+            return
         sleep, deadline = _FIRST_SLEEP_S, time.monotonic() + self.timeout_s
         while True:
             try:
