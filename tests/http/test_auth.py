@@ -127,3 +127,31 @@ def test_a_supervisor_key_can_be_issued(portal, make_api) -> None:
     response = api.get("/api/v1/portal")
     assert response.status_code == 200
     assert response.get_json()["your_roles"] == ["staff", "supervisor", "viewer"]
+
+
+def test_a_get_keeps_the_connections_prepared_statements_on_postgresql(admin, rt) -> None:
+    """psycopg prepares a statement after a few runs on a connection and forgets all of them on ROLLBACK:
+    a GET whose read ended in one would make every request on that pooled connection start over."""
+    import collections
+
+    from sqlalchemy import event
+
+    if rt.db.is_sqlite:
+        pytest.skip("PostgreSQL's prepared statements")
+    used: collections.Counter = collections.Counter()
+
+    def record(conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        if "FROM tariffs" in statement:  # read by the view, after authentication's own read
+            used[conn.connection.dbapi_connection] += 1
+
+    event.listen(rt.db.engine, "before_cursor_execute", record)
+    try:
+        for _ in range(20):
+            assert admin.get("/api/v1/tariffs").status_code == 200
+    finally:
+        event.remove(rt.db.engine, "before_cursor_execute", record)
+    raw, runs = used.most_common(1)[0]
+    assert runs >= 6  # psycopg's prepare_threshold is 5
+    prepared = [row[0] for row in raw.execute("SELECT statement FROM pg_prepared_statements").fetchall()]
+    raw.commit()
+    assert any("FROM tariffs" in text for text in prepared), prepared

@@ -81,9 +81,17 @@ def install_lifecycle(app: Flask) -> None:
         return response
 
     @app.teardown_request
-    def _teardown(_exc: BaseException | None) -> None:
+    def _teardown(exc: BaseException | None) -> None:
         session = g.pop("db", None)
         if session is not None:
+            if exc is None and request.method in ("GET", "HEAD") and session.in_transaction():
+                # A read ends with COMMIT, not the ROLLBACK closing would send: psycopg forgets every
+                # statement it has prepared on the connection at a rollback, so on PostgreSQL each GET would
+                # make the next requests on that pooled connection parse and plan their statements afresh.
+                try:
+                    session.commit()
+                except Exception:  # a read that failed ends as before; closing rolls it back
+                    log.warning("ending a read with COMMIT failed", exc_info=True)
             session.close()
         token = g.pop("log_token", None)
         if token is not None:
