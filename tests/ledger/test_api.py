@@ -324,3 +324,27 @@ def test_statement_pdf_is_served_to_finance_only(roles, admitted):
     assert response.data.startswith(b"%PDF")
     assert "statement-deal-700.pdf" in response.headers["Content-Disposition"]
     assert roles["staff"].get(f"/api/v1/deals/{admitted}/stay/statement.pdf").status_code == 403
+
+
+def test_a_charge_to_a_missing_or_archived_article_is_refused_and_writes_nothing(
+    roles, admitted, catalogue, rt
+):
+    from widget_server.models import ExpenseArticle
+
+    before = _entries(rt)
+    missing = roles["finance"].post(
+        f"/api/v1/deals/{admitted}/stay/charges", json={"amount": "100.00", "article_id": 987654}
+    )
+    assert missing.status_code == 422
+    assert missing.get_json()["error"]["fields"] == {
+        "article_id": ["no expense article 987654 in this portal"]
+    }
+    with rt.db.transaction() as s:
+        s.get(ExpenseArticle, catalogue["dressing"]).active = False
+    archived = roles["finance"].post(
+        f"/api/v1/deals/{admitted}/stay/charges",
+        json={"amount": "100.00", "article_id": catalogue["dressing"]},
+    )
+    assert archived.status_code == 422
+    assert "archived" in archived.get_json()["error"]["fields"]["article_id"][0]
+    assert _entries(rt) == before

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from ..models import Portal, StayAccount, Tariff, TariffAssignment
+from ..models import ExpenseArticle, Portal, StayAccount, Tariff, TariffAssignment
 from .errors import LedgerConflict, LedgerError, LedgerNotFound
 from .posting import Actor, run
 
@@ -25,6 +25,15 @@ _LOCK = (
     .execution_options(populate_existing=True)
 )
 _LOCK_ROW = _LOCK.with_only_columns(*StayAccount.__table__.columns)
+_ARTICLE = bindparam("article_id")
+# The account locked and the expense article a charge names, in one round trip (one statement fewer
+# inside SQLite's write lock, one network round trip fewer on PostgreSQL).
+_LOCK_ROW_WITH_ARTICLE = _LOCK_ROW.add_columns(
+    *(
+        select(column).where(ExpenseArticle.id == _ARTICLE).scalar_subquery().label(f"article_{column.key}")
+        for column in (ExpenseArticle.portal_id, ExpenseArticle.name, ExpenseArticle.active)
+    )
+)
 _SCHEDULE = (
     select(TariffAssignment.effective_from, TariffAssignment.daily_rate_minor)
     .where(TariffAssignment.account_id == bindparam("account_id"))
@@ -56,10 +65,16 @@ def lock_account(session: Session, portal_id: int, deal_id: str) -> StayAccount:
     return locked
 
 
-def lock_account_row(session: Session, portal_id: int, deal_id: str) -> Any:
+def lock_account_row(session: Session, portal_id: int, deal_id: str, *, article_id: int | None = None) -> Any:
     """`lock_account` for a request that only reads the account: its columns as a row, no ORM object
-    (a write to it then goes through a statement, as `mirror.queue_low_balance_alert` does)."""
-    locked = run(session, _LOCK_ROW, {"portal_id": portal_id, "deal_id": deal_id}).first()
+    (a write to it then goes through a statement, as `mirror.queue_low_balance_alert` does). With
+    `article_id`, the row also carries that expense article's `article_portal_id`, `article_name` and
+    `article_active` (all None when there is no such article)."""
+    if article_id is None:
+        locked = run(session, _LOCK_ROW, {"portal_id": portal_id, "deal_id": deal_id}).first()
+    else:
+        params = {"portal_id": portal_id, "deal_id": deal_id, "article_id": article_id}
+        locked = run(session, _LOCK_ROW_WITH_ARTICLE, params).first()
     if locked is None:
         raise LedgerNotFound("deal_id", f"no stay account for deal {deal_id}")
     return locked

@@ -6,6 +6,7 @@ through `post_entry`. Refusals raise LedgerError subclasses before anything is w
 
 from __future__ import annotations
 
+from collections import namedtuple
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -59,11 +60,20 @@ def _article(session: Session, portal: Portal, article_id: int | None) -> Row[An
     if article_id is None:
         return None
     article = run(session, _ARTICLE, {"article_id": article_id}).first()
+    _check_article(portal, article_id, article)
+    return article
+
+
+def _check_article(portal: Portal, article_id: int, article: Any) -> None:
+    """`article`: its portal_id, name and active (None, or a portal_id of None, when there is none)."""
     if article is None or article.portal_id != portal.id:
         raise LedgerError("article_id", f"no expense article {article_id} in this portal")
     if not article.active:
         raise LedgerError("article_id", f"article {article.name!r} is archived")
-    return article
+
+
+_ArticleRow = namedtuple("_ArticleRow", "portal_id name active")
+"""The article columns `lock_account_row(article_id=…)` reads along with the account."""
 
 
 @dataclass(frozen=True)
@@ -198,8 +208,9 @@ def charge(
     override: bool = False,
 ) -> Entry:
     _require(actor, "finance", "a one-off charge")
-    account = lock_account_row(session, portal.id, deal_id)
-    article = _article(session, portal, article_id)
+    account = lock_account_row(session, portal.id, deal_id, article_id=article_id)
+    article = _ArticleRow(account.article_portal_id, account.article_name, account.article_active)
+    _check_article(portal, article_id, article)
     entry = post_one_off_debit(
         session,
         portal,
@@ -215,8 +226,7 @@ def charge(
         ),
         actor,
     )
-    if article is not None:
-        entry.article_name = article.name  # type: ignore[attr-defined]  # the mirror's note needs no lookup
+    entry.article_name = article.name  # type: ignore[union-attr]  # the mirror's note needs no lookup
     return entry
 
 
