@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import collections
 from typing import Any
 
 import pytest
@@ -28,33 +27,6 @@ def test_a_bad_phone_is_a_422(make_api, portal, query) -> None:  # type: ignore[
     response = make_api(portal, "staff").get(f"/api/v1/callers?{query}")
     assert response.status_code == 422, response.json
     assert response.json["error"]["fields"]
-
-
-def test_the_lookup_runs_prepared_on_postgresql(rt, make_api, portal, clinic) -> None:  # type: ignore[no-untyped-def]
-    """psycopg prepares a statement after a few runs on a connection and forgets all of them on ROLLBACK:
-    a lookup whose read ended in a rollback would be parsed and planned by the server on every ring."""
-    if rt.db.is_sqlite:
-        pytest.skip("PostgreSQL's prepared statements")
-    clinic.patient("Смирнова Анна Петровна", phone="+79161234567")
-    staff = make_api(portal, "staff")
-    used: collections.Counter[Any] = collections.Counter()
-
-    def record(conn, cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
-        if "mis_patient_phones" in statement:
-            used[conn.connection.dbapi_connection] += 1
-
-    event.listen(rt.db.engine, "before_cursor_execute", record)
-    try:
-        for _ in range(20):
-            assert staff.get("/api/v1/callers?phone=%2B79161234567").status_code == 200
-    finally:
-        event.remove(rt.db.engine, "before_cursor_execute", record)
-    raw, runs = used.most_common(1)[0]
-    assert runs >= 6  # psycopg's prepare_threshold is 5
-    # Read on the pooled connection itself (the view's own cursor is gone); ended with COMMIT as well.
-    prepared = [row[0] for row in raw.execute("SELECT statement FROM pg_prepared_statements").fetchall()]
-    raw.commit()
-    assert any("mis_patient_phones" in text for text in prepared), prepared
 
 
 def test_one_transaction_per_lookup_on_postgresql(rt, make_api, portal, clinic) -> None:  # type: ignore[no-untyped-def]

@@ -38,11 +38,6 @@ def _one_transaction(view: Any) -> Any:
 @_one_transaction
 def get_callers() -> Any:
     query = load_query(_QUERY)
-    session = db_session()
-    # The portal's columns are enough: no ORM Portal on the telephony pop-up's path.
-    found = lookup_callers(session, current_portal_row(), query["phone"])
-    # The read ends with COMMIT, not the ROLLBACK closing the session would send: psycopg forgets every
-    # prepared statement of the connection on a rollback, so the lookup (and authentication's read) would
-    # be parsed and planned afresh on every ring instead of running prepared after a few.
-    session.commit()
-    return found
+    # The portal's columns are enough: no ORM Portal on the telephony pop-up's path. The read (with
+    # authentication's last_used_at, on PostgreSQL) ends with COMMIT at teardown, as every GET's does.
+    return lookup_callers(db_session(), current_portal_row(), query["phone"])
