@@ -247,11 +247,12 @@ def _load_wrk(
     binary = shutil.which("wrk")
     if binary is None:
         raise SystemExit("--load wrk needs wrk (apt install wrk)")
+    threads = min(2, clients)
     argv = [
-        binary, "-t", str(min(2, clients)), "-c", str(clients), "-d", f"{max(1, round(seconds))}s",
+        binary, "-t", str(threads), "-c", str(clients), "-d", f"{max(1, round(seconds))}s",
         "-s", str(ROOT / "bench" / "charge_wrk.lua"), f"http://127.0.0.1:{port}", "--",
         fixture["key"], str(fixture["article_id"]), ",".join(fixture["deals"]), tag,
-        "baseline" if baseline else "charge",
+        "baseline" if baseline else "charge", str(threads),
     ]  # fmt: skip
     started = time.perf_counter()
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout

@@ -1,15 +1,16 @@
 -- wrk script for bench/charge_latency_bench.py --load wrk: each request a charge with its own
 -- Idempotency-Key on the next stay (round-robin per thread), or GET /healthz with "baseline".
--- Arguments after "--": api key, article id, comma-separated deal ids, tag, "charge" | "baseline".
-local threads = {}
+-- Arguments after "--": api key, article id, comma-separated deal ids, tag, "charge" | "baseline", and the
+-- number of wrk threads (each thread runs its own Lua state: it cannot count the others itself).
+local created = 0
 
 function setup(thread)
-  thread:set("tid", #threads)
-  table.insert(threads, thread)
+  thread:set("tid", created)
+  created = created + 1
 end
 
 function init(args)
-  key, article, tag, mode = args[1], args[2], args[4], args[5]
+  key, article, tag, mode, stride = args[1], args[2], args[4], args[5], tonumber(args[6])
   deals = {}
   for deal in string.gmatch(args[3], "[^,]+") do
     table.insert(deals, deal)
@@ -23,7 +24,8 @@ function request()
     return wrk.format("GET", "/healthz")
   end
   counter = counter + 1
-  local deal = deals[(counter * #threads + tid) % #deals + 1]
+  -- Thread t takes stays t, t + stride, t + 2 × stride, …: every stay in turn, as the Python clients do.
+  local deal = deals[((counter - 1) * stride + tid) % #deals + 1]
   return wrk.format("POST", "/api/v1/deals/" .. deal .. "/stay/charges", {
     ["Authorization"] = "Bearer " .. key,
     ["Content-Type"] = "application/json",
