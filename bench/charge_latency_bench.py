@@ -682,14 +682,14 @@ def main() -> None:
                 f"API_RATE_LIMIT={args.api_rate_limit}/s per key",
                 flush=True,
             )
-            groups = {"gunicorn (master + workers)": _descendants(gunicorn.pid)}
-            groups["redis-server"] = [redis_proc.process.pid]
-            if cluster is not None:
-                groups["postgres (all backends)"] = _descendants(cluster.postmaster_pid())
-
             def phase(tag: str, span: float, *, baseline: bool = False, report: bool = True) -> int:
                 """One timed load; the requests it saw succeed (201s, or 200s for the baseline)."""
                 expect = 200 if baseline else 201
+                # Listed now: PostgreSQL forks a backend per pooled connection, made during the warm-up.
+                groups = {"gunicorn (master + workers)": _descendants(gunicorn.pid)}
+                groups["redis-server"] = [redis_proc.process.pid]
+                if cluster is not None:
+                    groups["postgres (all backends)"] = _descendants(cluster.postmaster_pid())
                 before = _cpu_snapshot(groups)
                 if args.load == "wrk":
                     summary, wall = _load_wrk(port, fixture, args.clients, span, tag, baseline=baseline)
