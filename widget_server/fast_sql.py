@@ -70,7 +70,17 @@ class FastResult:
 class _Compiled:
     """One statement compiled for one dialect (and, for INSERT/UPDATE, one set of value keys)."""
 
-    __slots__ = ("defaults", "dialect", "named", "order", "processors", "reader", "sql", "statement")
+    __slots__ = (
+        "defaults",
+        "dialect",
+        "named",
+        "order",
+        "processors",
+        "reader",
+        "returns_rows",
+        "sql",
+        "statement",
+    )
 
     def __init__(self, statement: ClauseElement, dialect: Dialect, keys: tuple[str, ...] | None) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=list(keys) if keys is not None else None)
@@ -80,6 +90,9 @@ class _Compiled:
         self.statement = statement
         self.dialect = dialect
         self.sql = sql
+        # Known from the statement: psycopg builds a Column object per result column every time its
+        # cursor's `description` is read, so a row-less execution is not told apart by asking for it.
+        self.returns_rows = bool(statement.is_select or getattr(compiled, "effective_returning", None))  # type: ignore[attr-defined]
         self.named = not compiled.positional
         names = list(compiled.positiontup or ()) if compiled.positional else list(compiled.binds)
         self.order: tuple[str, ...] = tuple(names)
@@ -176,7 +189,7 @@ def run(session: Session, statement: ClauseElement, params: Mapping[str, Any] | 
             for listener in listeners:
                 listener(connection, cursor, compiled.sql, parameters, None, False)
         cursor.execute(compiled.sql, parameters)
-        if cursor.description is None:
+        if not compiled.returns_rows:
             return FastResult([], cursor.rowcount)
         convert = compiled.read(cursor)
         return FastResult([convert(raw) for raw in cursor.fetchall()], cursor.rowcount)
