@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint
 
 from ..callers import lookup_callers
-from .auth import current_portal_row, requires
+from .auth import current_portal_row, local_read, requires
 from .body import load_query
 from .lifecycle import db_session
 from .openapi import api_doc
@@ -21,21 +21,13 @@ _QUERY = CallerQuerySchema()
 """One instance for every request: building a marshmallow schema costs more than the lookup's queries."""
 
 
-def _one_transaction(view: Any) -> Any:
-    """On PostgreSQL `requires` then authenticates in the lookup's own transaction: BEGIN and COMMIT once
-    per ring, not twice (on SQLite it still reads apart, as for every view). The lookup only reads this
-    database, so nothing waits on anything outside while that transaction is open."""
-    view.claims_in_view_transaction = True
-    return view
-
-
 @callers_api.get("/callers")
 @api_doc(
     summary="Every patient on a phone number (families share phones), with visits and open deals",
     tags=["callers"], query=CallerQuerySchema, errors=(422,),
 )  # fmt: skip
 @requires("staff")
-@_one_transaction
+@local_read
 def get_callers() -> Any:
     query = load_query(_QUERY)
     # The portal's columns are enough: no ORM Portal on the telephony pop-up's path. The read (with

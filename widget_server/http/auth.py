@@ -29,7 +29,14 @@ from ..errors import ApiError, Forbidden, Unauthorized
 from ..models import ApiKey, Portal, PortalUser, implied_roles, utcnow
 from .lifecycle import db_session
 
-__all__ = ["Principal", "current_portal", "current_portal_row", "current_principal", "requires"]
+__all__ = [
+    "Principal",
+    "current_portal",
+    "current_portal_row",
+    "current_principal",
+    "local_read",
+    "requires",
+]
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +163,7 @@ def requires(role: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Authenticate the request and demand `role` (admin implies every role)."""
 
     def decorate(view: Callable[P, R]) -> Callable[P, R]:
-        local = getattr(view, "claims_in_view_transaction", False)
+        local = getattr(view, "works_only_here", False)
 
         @wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -193,6 +200,14 @@ def requires(role: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
         return wrapper
 
     return decorate
+
+
+def local_read(view: Callable[P, R]) -> Callable[P, R]:
+    """For a GET whose whole work is reading this database (no CRM, MIS or other waits): on PostgreSQL
+    `requires` authenticates in the view's own transaction, one BEGIN/COMMIT per request instead of two, as
+    for a `local_mutation`. On SQLite it reads apart, as every view does."""
+    view.works_only_here = True  # type: ignore[attr-defined]
+    return view
 
 
 def _throttle(principal: Principal) -> None:

@@ -265,6 +265,6 @@ def _mutation(
         return response
 
     wrapper.is_mutation = True  # type: ignore[attr-defined]
-    # `requires` then authenticates in the view's transaction too.
-    wrapper.claims_in_view_transaction = claim_in_view_transaction  # type: ignore[attr-defined]
+    # A local mutation works only in this database: `requires` then authenticates in its transaction too.
+    wrapper.works_only_here = claim_in_view_transaction  # type: ignore[attr-defined]
     return wrapper
