@@ -169,8 +169,9 @@ def requires(role: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             # On PostgreSQL a view that works only in this database authenticates in its own transaction
             # (one transaction per request instead of two). On SQLite that transaction holds the one write
-            # lock from its first statement: authenticating (and the rate limit's Redis round trip) in a
-            # read of its own keeps every other writer's wait that much shorter.
+            # lock from its first statement: authenticating (and, outside a web worker, whose throttle
+            # decides locally, the rate limit's Redis round trip) in a read of its own keeps every other
+            # writer's wait that much shorter.
             joined = local and not runtime.current().db.is_sqlite
             if not joined:
                 mark_read_only(db_session())
