@@ -269,11 +269,18 @@ def _report_wrk(label: str, summary: dict[str, int], clients: int, *, expect: in
         f"{ok} × 2xx (expected {expect}), errors {errors or '{}'}"
     )
     p50, p95, p99, worst = (summary[k] / 1000 for k in ("p50", "p95", "p99", "max"))
-    print(f"[{label}] latency: p50 {p50:.1f} ms   p95 {p95:.1f} ms   p99 {p99:.1f} ms   max {worst:.1f} ms")
-    print(f"[{label}] throughput {ok / seconds:.0f} req/s")
+    _print_latency(label, f"latency of {expect}s", p50, p95, p99, worst, ok / seconds)
+    return ok
+
+
+def _print_latency(
+    label: str, heading: str, p50: float, p95: float, p99: float, worst: float, rate: float
+) -> None:
+    """The latency lines of one phase, whichever load drove it, and the verdict against the floor."""
+    print(f"[{label}] {heading}: p50 {p50:.1f} ms   p95 {p95:.1f} ms   p99 {p99:.1f} ms   max {worst:.1f} ms")
+    print(f"[{label}] throughput {rate:.0f} req/s")
     verdict = "meets" if p95 <= FLOOR_P95_MS else "MISSES"
     print(f"[{label}] p95 {p95:.1f} ms {verdict} the ≤ {FLOOR_P95_MS:g} ms floor")
-    return ok
 
 
 def _descendants(root: int) -> list[int]:
@@ -326,13 +333,7 @@ def _report(
     if not ok:
         return 0
     p50, p95, p99 = (percentile(ok, q) for q in (0.50, 0.95, 0.99))
-    print(
-        f"[{label}] latency of {expect}s: p50 {p50:.1f} ms   p95 {p95:.1f} ms   p99 {p99:.1f} ms   "
-        f"max {max(ok):.1f} ms"
-    )
-    print(f"[{label}] throughput {len(ok) / wall:.0f} req/s")
-    verdict = "meets" if p95 <= FLOOR_P95_MS else "MISSES"
-    print(f"[{label}] p95 {p95:.1f} ms {verdict} the ≤ {FLOOR_P95_MS:g} ms floor")
+    _print_latency(label, f"latency of {expect}s", p50, p95, p99, max(ok), len(ok) / wall)
     return len(ok)
 
 
@@ -682,6 +683,7 @@ def main() -> None:
                 f"API_RATE_LIMIT={args.api_rate_limit}/s per key",
                 flush=True,
             )
+
             def phase(tag: str, span: float, *, baseline: bool = False, report: bool = True) -> int:
                 """One timed load; the requests it saw succeed (201s, or 200s for the baseline)."""
                 expect = 200 if baseline else 201
