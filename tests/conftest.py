@@ -171,6 +171,20 @@ def jobs(rt: runtime_module.Runtime):  # type: ignore[no-untyped-def]
     return lambda: run_jobs(rt)
 
 
+@pytest.fixture
+def deferred_redis(monkeypatch):  # type: ignore[no-untyped-def]
+    """This process defers its Redis writes as a web worker does (`background_redis.running()` is true), but
+    no thread sends them: the test decides when `background_redis.flush_now()` happens."""
+    import threading
+
+    from widget_server import background_redis
+
+    class Idle:
+        wake = threading.Event()
+
+    monkeypatch.setattr(background_redis, "_thread", Idle())
+
+
 class Api:
     """A test client bound to one API key (the tutorial's AuthActions idea)."""
 

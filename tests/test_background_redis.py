@@ -3,7 +3,6 @@ thread, arrive all the same, and a failing Redis costs only the wake-up (the swe
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -24,25 +23,13 @@ def deal_id(rt, portal) -> str:
     ).id
 
 
-@pytest.fixture
-def deferred(monkeypatch):
-    """`running()` is true but no thread sends: the test decides when the flush happens."""
-
-    class Idle:
-        wake = threading.Event()
-
-    monkeypatch.setattr(background_redis, "_thread", Idle())
-    yield
-    monkeypatch.setattr(background_redis, "_thread", None)
-
-
 def note(admin, deal_id: str, text: str) -> int:
     response = admin.post(f"/api/v1/deals/{deal_id}/notes", json={"text": text})
     assert response.status_code == 202
     return response.get_json()["id"]
 
 
-def test_a_deferred_wake_up_waits_for_the_flush_and_then_queues_one_drain(admin, deal_id, rt, deferred):
+def test_a_deferred_wake_up_waits_for_the_flush_and_then_queues_one_drain(admin, deal_id, rt, deferred_redis):
     ids = [note(admin, deal_id, f"n{n}") for n in range(3)]
     assert rt.redis.llen(WAKE_LIST) == 0  # the requests did not talk to Redis for it
     assert rt.queue("crm").count == 0
@@ -55,7 +42,7 @@ def test_a_deferred_wake_up_waits_for_the_flush_and_then_queues_one_drain(admin,
     assert rt.redis.llen(WAKE_LIST) == 3 and rt.queue("crm").count == 1
 
 
-def test_the_sweep_is_never_deferred(admin, deal_id, rt, deferred):
+def test_the_sweep_is_never_deferred(admin, deal_id, rt, deferred_redis):
     job_id = note(admin, deal_id, "n")
     rt.redis.set(DRAIN_FLAG, "1")  # a drain that was lost with its queue
     sweep_outbox()
@@ -65,7 +52,7 @@ def test_the_sweep_is_never_deferred(admin, deal_id, rt, deferred):
 
 
 def test_a_flush_that_cannot_reach_redis_loses_only_the_wake_up(
-    admin, deal_id, rt, deferred, monkeypatch, caplog
+    admin, deal_id, rt, deferred_redis, monkeypatch, caplog
 ):
     job_id = note(admin, deal_id, "n")
 

@@ -3,7 +3,6 @@ a web worker from the totals its background flush brings back (every process's a
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -13,14 +12,6 @@ from widget_server import api_throttle, background_redis
 from widget_server.api_throttle import KEY_PREFIX, ApiThrottle
 
 WINDOW_US = 1_000_000
-
-
-@pytest.fixture
-def deferred(monkeypatch):
-    class Idle:
-        wake = threading.Event()
-
-    monkeypatch.setattr(background_redis, "_thread", Idle())
 
 
 def redis_window(client: redis.Redis) -> tuple[int, float]:
@@ -75,7 +66,7 @@ def test_credentials_have_budgets_of_their_own(redis_client):
     assert throttle.admit("3:user:5", 1) == 0
 
 
-def test_deferred_decides_without_redis_and_the_flush_counts_every_admission(redis_client, deferred):
+def test_deferred_decides_without_redis_and_the_flush_counts_every_admission(redis_client, deferred_redis):
     throttle = ApiThrottle(redis_client, clock_us=Clock())
     calls: list[str] = []
     redis_client.evalsha = _spy(redis_client.evalsha, calls)
@@ -87,7 +78,7 @@ def test_deferred_decides_without_redis_and_the_flush_counts_every_admission(red
     assert sum(int(v) for v in redis_client.hgetall(KEY_PREFIX + "k").values()) == 3
 
 
-def test_deferred_processes_learn_each_others_admissions_at_their_next_flush(redis_client, deferred):
+def test_deferred_processes_learn_each_others_admissions_at_their_next_flush(redis_client, deferred_redis):
     first, second = (ApiThrottle(redis_client, clock_us=Clock()) for _ in range(2))
     for _ in range(4):
         assert first.admit("k", 5) == 0
@@ -98,7 +89,7 @@ def test_deferred_processes_learn_each_others_admissions_at_their_next_flush(red
     assert sum(int(v) for v in redis_client.hgetall(KEY_PREFIX + "k").values()) == 5
 
 
-def test_deferred_counts_in_flight_admissions_until_the_flush_brings_them_back(redis_client, deferred):
+def test_deferred_counts_in_flight_admissions_until_the_flush_brings_them_back(redis_client, deferred_redis):
     throttle = ApiThrottle(redis_client, clock_us=Clock())
     assert throttle.admit("k", 2) == 0
     original = throttle._sync_script
@@ -117,7 +108,7 @@ def test_deferred_counts_in_flight_admissions_until_the_flush_brings_them_back(r
     assert throttle.admit("k", 2) > 0
 
 
-def test_deferred_budget_recovers_as_the_window_slides(redis_client, deferred):
+def test_deferred_budget_recovers_as_the_window_slides(redis_client, deferred_redis):
     clock = Clock()
     throttle = ApiThrottle(redis_client, clock_us=clock)
     throttle.flush()  # nothing pending: no round trip, the offset stays 0
@@ -128,7 +119,7 @@ def test_deferred_budget_recovers_as_the_window_slides(redis_client, deferred):
     assert sum(1 for _ in range(20) if throttle.admit("k", 10) == 0) == 10
 
 
-def test_a_failed_flush_forgets_the_batch_and_raises(redis_client, deferred):
+def test_a_failed_flush_forgets_the_batch_and_raises(redis_client, deferred_redis):
     throttle = ApiThrottle(redis_client, clock_us=Clock())
     assert throttle.admit("k", 1) == 0
 
@@ -142,7 +133,7 @@ def test_a_failed_flush_forgets_the_batch_and_raises(redis_client, deferred):
     assert throttle._in_flight == {} and throttle._pending == {}
 
 
-def test_the_web_worker_flush_sends_every_throttle(redis_client, deferred):
+def test_the_web_worker_flush_sends_every_throttle(redis_client, deferred_redis):
     throttle = api_throttle.throttle_for(redis_client)
     assert api_throttle.throttle_for(redis_client) is throttle
     assert throttle.admit("1:apikey:9", 100) == 0
