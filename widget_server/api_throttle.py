@@ -33,9 +33,22 @@ _WINDOW_US = 1_000_000
 _TTL_MS = 3 * _WINDOW_US // 1000
 """A credential's counts vanish once idle for longer than the windows that still matter."""
 
+# Both scripts below: only the current and the previous window count, so older fields go, and the whole
+# hash once the credential is idle.
+_KEEP_RECENT_LUA = """
+local function keep_recent(key, window, ttl)
+  if redis.call('HLEN', key) > 2 then
+    for _, field in ipairs(redis.call('HKEYS', key)) do
+      if tonumber(field) < window - 1 then redis.call('HDEL', key, field) end
+    end
+  end
+  redis.call('PEXPIRE', key, ttl)
+end
+"""
+
 # One hash per credential, field = window number. KEYS[1] the hash; ARGV[1] the limit, ARGV[2] the
 # window in µs, ARGV[3] the hash's TTL in ms. Returns 0 when admitted (and counted), else the wait in µs.
-_ADMIT_LUA = """
+_ADMIT_LUA = _KEEP_RECENT_LUA + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local length = tonumber(ARGV[2])
@@ -55,12 +68,7 @@ if previous * (1 - elapsed) + current + 1 > limit then
   return wait
 end
 redis.call('HINCRBY', KEYS[1], window, 1)
-if redis.call('HLEN', KEYS[1]) > 2 then
-  for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
-    if tonumber(field) < window - 1 then redis.call('HDEL', KEYS[1], field) end
-  end
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+keep_recent(KEYS[1], window, ARGV[3])
 return 0
 """
 
@@ -69,7 +77,7 @@ return 0
 # one (0 or 1: the sender's clock may be off, only its window boundaries are used), and the count. Returns
 # Redis's clock (TIME's seconds and microseconds: a Lua number would lose digits on the way out), then per
 # entry the current and the previous window's totals.
-_SYNC_LUA = """
+_SYNC_LUA = _KEEP_RECENT_LUA + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local window = math.floor(now / tonumber(ARGV[1]))
@@ -79,12 +87,7 @@ for i, key in ipairs(KEYS) do
   if count > 0 then
     redis.call('HINCRBY', key, window - tonumber(ARGV[2 * i + 1]), count)
   end
-  if redis.call('HLEN', key) > 2 then
-    for _, field in ipairs(redis.call('HKEYS', key)) do
-      if tonumber(field) < window - 1 then redis.call('HDEL', key, field) end
-    end
-  end
-  redis.call('PEXPIRE', key, ARGV[2])
+  keep_recent(key, window, ARGV[2])
   out[#out + 1] = tonumber(redis.call('HGET', key, window) or '0')
   out[#out + 1] = tonumber(redis.call('HGET', key, window - 1) or '0')
 end

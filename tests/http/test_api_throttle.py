@@ -147,3 +147,17 @@ def _spy(function, calls: list[str]):
         return function(*args, **kwargs)
 
     return spy
+
+
+def test_both_ways_drop_windows_that_no_longer_count(redis_client, request):
+    window, _ = redis_window(redis_client)
+    for credential in ("inline", "flushed"):
+        redis_client.hset(KEY_PREFIX + credential, mapping={str(window - 5): 40, str(window - 9): 7})
+    throttle = ApiThrottle(redis_client)
+    assert throttle.admit("inline", 10) == 0
+    request.getfixturevalue("deferred_redis")  # from here on, as in a web worker
+    assert throttle.admit("flushed", 10) == 0
+    throttle.flush()
+    for credential in ("inline", "flushed"):
+        fields = {int(k) for k in redis_client.hkeys(KEY_PREFIX + credential)}
+        assert fields and all(field >= window - 1 for field in fields), (credential, fields)
