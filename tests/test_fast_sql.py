@@ -187,3 +187,33 @@ def test_cursor_event_listeners_see_the_statements(rt, portal) -> None:  # type:
     finally:
         event.remove(rt.db.engine, "before_cursor_execute", listener)
     assert any(text.startswith("SELECT count(*)") for text in seen), seen
+
+
+def test_read_alone_reads_beside_a_writer_without_a_transaction_of_its_own(rt, portal) -> None:  # type: ignore[no-untyped-def]
+    if not rt.db.is_sqlite:
+        with pytest.raises(ValueError, match="SQLite"):
+            fast_sql.read_alone(rt.db.engine, _OPEN_ACCOUNTS)
+        return
+    seen: list[str] = []
+
+    def listener(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        seen.append(statement)
+
+    with rt.db.transaction() as session:
+        fast_sql.run(session, _INSERT_JOB, _job(portal.id, "committed"))
+    writer = rt.db.session()
+    event.listen(rt.db.engine, "before_cursor_execute", listener)
+    try:
+        # A writer holds the write lock with an uncommitted row: the lone read neither waits for it nor
+        # sees its row (WAL: the statement reads the last committed state).
+        fast_sql.run(writer, _INSERT_JOB, _job(portal.id, "uncommitted"))
+        count = select(func.count()).select_from(_OUTBOX).where(_OUTBOX.c.portal_id == bindparam("p"))
+        seen.clear()
+        assert fast_sql.read_alone(rt.db.engine, count, {"p": portal.id}).scalar() == 1
+        assert [text.split()[0] for text in seen] == ["SELECT"]  # no BEGIN, no COMMIT
+    finally:
+        event.remove(rt.db.engine, "before_cursor_execute", listener)
+        writer.rollback()
+        writer.close()
+    with pytest.raises(ValueError, match="SELECT"):
+        fast_sql.read_alone(rt.db.engine, _INSERT_JOB, _job(portal.id, "x"))

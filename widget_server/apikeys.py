@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.orm import Session
 
 from . import fast_sql
@@ -110,12 +110,18 @@ class ResolvedKey:
     """A PortalRow."""
 
 
-def resolve_api_key_row(session: Session, plaintext: str) -> ResolvedKey | None:
-    """`resolve_api_key_and_portal` without ORM objects, or None. Constant-time on the secret."""
+def resolve_api_key_row(reader: Session | Engine, plaintext: str) -> ResolvedKey | None:
+    """`resolve_api_key_and_portal` without ORM objects, or None. Constant-time on the secret. `reader`: the
+    session whose transaction the lookup joins, or (SQLite) the engine, for a lookup that is a statement of
+    its own (`fast_sql.read_alone`)."""
     prefix = parse_api_key(plaintext)
     if prefix is None:
         return None
-    row = fast_sql.run(session, _KEY_WITH_PORTAL, {"prefix": prefix}).first()
+    params = {"prefix": prefix}
+    if isinstance(reader, Session):
+        row = fast_sql.run(reader, _KEY_WITH_PORTAL, params).first()
+    else:
+        row = fast_sql.read_alone(reader, _KEY_WITH_PORTAL, params).first()
     if row is None or not hmac.compare_digest(row[1], _hash(plaintext)) or row[3] is not None:
         return None
     return ResolvedKey(key_id=row[0], role=row[2], last_used_at=row[4], portal=PortalRow._make(row[5:]))

@@ -24,11 +24,11 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import exc
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 
-__all__ = ["FastResult", "run"]
+__all__ = ["FastResult", "read_alone", "run"]
 
 _Processor = Callable[[Any], Any] | None
 
@@ -172,7 +172,28 @@ def run(session: Session, statement: ClauseElement, params: Mapping[str, Any] | 
     """Execute a statement built once (a module constant) in the session's transaction."""
     params = params or {}
     session.flush()
-    connection = session.connection()
+    return _execute(session.connection(), statement, params)
+
+
+def read_alone(
+    engine: Engine, statement: ClauseElement, params: Mapping[str, Any] | None = None
+) -> FastResult:
+    """Run one SELECT on its own, outside any transaction we open: on SQLite (our connections are in
+    autocommit; see db.py) a single statement is its own read transaction, so it sees one consistent
+    snapshot. The request's Session is not involved: a whole Session transaction (BEGIN, COMMIT and the
+    session's and pool's bookkeeping) costs ten times what a one-row lookup does, and authentication runs
+    one on every request. PostgreSQL's pooled connections are not in autocommit (a pool checkin would roll
+    the implicit transaction back, which also drops psycopg's prepared statements): SQLite only."""
+    if engine.dialect.name != "sqlite":
+        raise ValueError("read_alone is for SQLite's autocommit connections")
+    if not statement.is_select:  # type: ignore[attr-defined]
+        raise ValueError("read_alone runs only a SELECT")
+    with engine.connect() as connection:
+        # The statement goes to the DBAPI cursor directly, so the Connection never autobegins.
+        return _execute(connection, statement, params or {})
+
+
+def _execute(connection: Connection, statement: ClauseElement, params: Mapping[str, Any]) -> FastResult:
     dialect = connection.dialect
     is_dml = statement.is_dml  # type: ignore[attr-defined]
     cache_key = (statement, dialect.name, tuple(params)) if is_dml else (statement, dialect.name)

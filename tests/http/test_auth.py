@@ -158,3 +158,24 @@ def test_a_get_keeps_the_connections_prepared_statements_on_postgresql(admin, rt
     prepared = [row[0] for row in raw.execute("SELECT statement FROM pg_prepared_statements").fetchall()]
     raw.commit()
     assert any("FROM tariffs" in text for text in prepared), prepared
+
+
+def test_on_sqlite_an_api_key_is_checked_by_one_statement_outside_any_transaction(admin, rt) -> None:
+    """Authentication runs on every request: on SQLite the key and its portal are one lone SELECT, so a GET
+    opens one transaction (its view's read), not two."""
+    from sqlalchemy import event
+
+    if not rt.db.is_sqlite:
+        pytest.skip("SQLite's lone statements")
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        seen.append(" ".join(statement.split()[:2]))
+
+    event.listen(rt.db.engine, "before_cursor_execute", record)
+    try:
+        assert admin.get("/api/v1/tariffs").status_code == 200
+    finally:
+        event.remove(rt.db.engine, "before_cursor_execute", record)
+    assert seen[0].startswith("SELECT api_keys"), seen
+    assert seen.count("BEGIN") == 1, seen  # the view's read only

@@ -58,10 +58,11 @@ class Principal:
         return role in self.roles
 
 
-def _authenticate() -> tuple[Principal, object]:
+def _authenticate(reader: Callable[[], Session]) -> tuple[Principal, object]:
+    """`reader()`: the session authentication reads in (opened on first use)."""
     widget_token = request.headers.get("X-Auth-Token")
     if widget_token is not None:
-        return _authenticate_amo_widget(widget_token), None
+        return _authenticate_amo_widget(widget_token, reader), None
     header = request.headers.get("Authorization", "")
     scheme, _, credential = header.partition(" ")
     if not header:
@@ -71,9 +72,10 @@ def _authenticate() -> tuple[Principal, object]:
             "Authorization must be 'Bearer <api key>'", fields={"Authorization": ["not a bearer credential"]}
         )
     if credential.strip().startswith(PANEL_TOKEN_PREFIX):
-        return _authenticate_bitrix24_panel(credential.strip()), None
-    session = db_session()
-    found = resolve_api_key_row(session, credential.strip())
+        return _authenticate_bitrix24_panel(credential.strip(), reader), None
+    db = runtime.current().db
+    # On SQLite the key and its portal are one statement read on its own: no transaction is opened for it.
+    found = resolve_api_key_row(db.engine if db.is_sqlite else reader(), credential.strip())
     if found is None:
         raise Unauthorized("API key unknown or revoked", fields={"Authorization": ["unknown or revoked key"]})
     portal = found.portal
@@ -86,7 +88,7 @@ def _authenticate() -> tuple[Principal, object]:
     ), found
 
 
-def _authenticate_amo_widget(token: str) -> Principal:
+def _authenticate_amo_widget(token: str, reader: Callable[[], Session]) -> Principal:
     """The amoCRM widget's disposable JWT: portal and user come only from its verified claims."""
     rt = runtime.current()
     settings = rt.settings
@@ -105,7 +107,7 @@ def _authenticate_amo_widget(token: str) -> Principal:
         raise Unauthorized(
             str(exc), fields={"X-Auth-Token": [str(exc).removeprefix("X-Auth-Token: ")]}
         ) from None
-    session = db_session()
+    session = reader()
     portal = session.scalar(
         select(Portal).where(Portal.kind == "amocrm", Portal.external_id == claims.account_id)
     )
@@ -137,14 +139,14 @@ def _authenticate_amo_widget(token: str) -> Principal:
     )
 
 
-def _authenticate_bitrix24_panel(token: str) -> Principal:
+def _authenticate_bitrix24_panel(token: str, reader: Callable[[], Session]) -> Principal:
     """The Bitrix24 deal tab's session token, issued after the frame passed `app.info` (bitrix24_panel)."""
     panel = resolve_panel_token(runtime.current(), token)
     if panel is None:
         raise Unauthorized(
             "panel session unknown or expired", fields={"Authorization": ["unknown or expired"]}
         )
-    portal = db_session().get(Portal, panel.portal_id)
+    portal = reader().get(Portal, panel.portal_id)
     if portal is None or portal.status == "uninstalled":
         raise Unauthorized("portal is uninstalled", fields={"Authorization": ["portal uninstalled"]})
     if not panel.roles:
@@ -159,6 +161,14 @@ def _authenticate_bitrix24_panel(token: str) -> Principal:
     )
 
 
+def _read_apart() -> Session:
+    """The request's session in a read-only transaction of its own (begun now unless already begun)."""
+    session = db_session()
+    if not session.in_transaction():
+        mark_read_only(session)
+    return session
+
+
 def requires(role: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Authenticate the request and demand `role` (admin implies every role)."""
 
@@ -170,18 +180,17 @@ def requires(role: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
             # On PostgreSQL a view that works only in this database authenticates in its own transaction
             # (one transaction per request instead of two). On SQLite that transaction holds the one write
             # lock from its first statement: authenticating (and, outside a web worker, whose throttle
-            # decides locally, the rate limit's Redis round trip) in a read of its own keeps every other
-            # writer's wait that much shorter.
+            # decides locally, the rate limit's Redis round trip) apart keeps every other writer's wait
+            # that much shorter; an API key is then one statement on its own, no transaction at all.
             joined = local and not runtime.current().db.is_sqlite
-            if not joined:
-                mark_read_only(db_session())
-            principal, record = _authenticate()
+            principal, record = _authenticate(db_session if joined else _read_apart)
             g.principal = principal
             if not local and request.method not in ("GET", "HEAD"):
                 # Such a view may call a CRM or the MIS before it writes: its ORM portal is loaded now, in
-                # the authentication's read. Loaded on first use it would begin the view's transaction
-                # (on SQLite the write lock) before that call. A GET's own transaction is a read: it loads
-                # the object there if it asks for it at all.
+                # a read. Loaded on first use it would begin the view's transaction (on SQLite the write
+                # lock) before that call. A GET's own transaction is a read: it loads the object there if
+                # it asks for it at all.
+                _read_apart()
                 current_portal()
             _throttle(principal)
             if not principal.has(role):
@@ -190,11 +199,14 @@ def requires(role: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
                 _touch(record, db_session())
                 return view(*args, **kwargs)
             _touch(record)
-            # End the authentication read so the view's unit of work is a transaction of its own; a
-            # GET's is read-only too (on SQLite: no write lock, so reads never queue behind writers).
-            db_session().commit()
+            # End the authentication read, if it opened one, so the view's unit of work is a transaction
+            # of its own; a GET's is read-only too (on SQLite: no write lock, so reads never queue behind
+            # writers).
+            session = db_session()
+            if session.in_transaction():
+                session.commit()
             if request.method in ("GET", "HEAD"):
-                mark_read_only(db_session())
+                mark_read_only(session)
             return view(*args, **kwargs)
 
         wrapper.required_role = role  # type: ignore[attr-defined]
