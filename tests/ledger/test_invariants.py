@@ -144,7 +144,7 @@ def world(rt, clinic, make_portal, frozen) -> World:
 ENTRY_COLUMNS = (
     "portal_id account_id seq kind sign amount_minor currency entry_date service_date method payer "
     "article_id tariff_id reason reverses_entry_id purchase_request_id overdraft_override "
-    "idempotency_key actor source created_at prev_hash hash"
+    "idempotency_key actor source created_at prev_hash hash balance_after_minor"
 ).split()
 INSERT_ENTRY = text(
     f"INSERT INTO ledger_entries ({', '.join(ENTRY_COLUMNS)}) "
@@ -184,6 +184,7 @@ def entry_row(world: World, **changes: object) -> dict[str, object]:
         "created_at": datetime(2026, 12, 2, 7, 0, tzinfo=UTC),
         "prev_hash": "0" * 64,
         "hash": "f" * 64,
+        "balance_after_minor": 100,
     }
     row.update(changes)
     return row
@@ -684,6 +685,24 @@ def test_editing_a_stored_entry_names_exactly_that_entry(rt, world, how):
     assert verify(rt, world.other_portal_id) == (1, [])  # other portals are not implicated
 
 
+@pytest.mark.parametrize("entry", ["deposit_id", "charge_id", "purchase_id"])
+def test_editing_a_stored_running_balance_names_exactly_that_entry(rt, world, entry):
+    """The running balance is outside the hash (entries hashed before it existed stay valid), so verify
+    recomputes it: the edited entry is named although its hash still matches."""
+    entry_id = getattr(world, entry)
+    with rt.db.transaction() as s:
+        seq = s.get(LedgerEntry, entry_id).seq
+    with rt.db.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE ledger_entries SET balance_after_minor = balance_after_minor + 1 WHERE id = :id"),
+            {"id": entry_id},
+        )
+    checked, breaks = verify(rt)
+    assert checked == world.entries
+    assert [(b.account_id, b.entry_id, b.seq) for b in breaks] == [(world.account_id, entry_id, seq)]
+    assert "stored balance after" in breaks[0].reason and "differs from the running sum" in breaks[0].reason
+
+
 def test_flipping_a_reversals_direction_is_detected(rt, world):
     with rt.db.transaction() as s:
         reversal = s.scalar(select(LedgerEntry).where(LedgerEntry.kind == "reversal"))
@@ -692,9 +711,21 @@ def test_flipping_a_reversals_direction_is_detected(rt, world):
     assert [b.entry_id for b in verify(rt)[1]] == [reversal_id]
 
 
-def test_a_forger_who_rehashes_the_edited_entry_is_caught_at_the_next_one(rt, world):
+def test_a_forger_who_rehashes_the_edited_entry_is_caught_by_its_running_balance(rt, world):
     with rt.db.transaction() as s:
         entry = s.get(LedgerEntry, world.charge_id)
+        entry.amount_minor = 1
+        entry.hash = entry_hash(entry.prev_hash, {n: getattr(entry, n) for n in CHAINED_FIELDS})
+        seq = entry.seq
+    (found,) = verify(rt)[1]
+    assert (found.entry_id, found.seq, found.account_id) == (world.charge_id, seq, world.account_id)
+    assert "differs from the running sum" in found.reason
+
+
+def test_a_forger_who_rehashes_and_fixes_the_running_balance_is_caught_at_the_next_one(rt, world):
+    with rt.db.transaction() as s:
+        entry = s.get(LedgerEntry, world.charge_id)
+        entry.balance_after_minor += entry.sign * (1 - entry.amount_minor)
         entry.amount_minor = 1
         entry.hash = entry_hash(entry.prev_hash, {n: getattr(entry, n) for n in CHAINED_FIELDS})
         successor = s.scalar(

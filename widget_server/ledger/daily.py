@@ -44,7 +44,7 @@ __all__ = ["DailyRun", "post_daily_charges"]
 
 CHUNK = 2000
 SQLITE_ROWS_PER_INSERT = 2000
-"""Rows per multi-row INSERT on SQLite (8 bound parameters a row), fewer if the library's host-parameter
+"""Rows per multi-row INSERT on SQLite (9 bound parameters a row), fewer if the library's host-parameter
 limit is lower (999 before SQLite 3.32)."""
 
 _ONE_DAY = timedelta(days=1)
@@ -63,11 +63,12 @@ _ROW_COLUMNS = (
     "idempotency_key",
     "prev_hash",
     "hash",
+    "balance_after_minor",
 )
-_PG_ARRAY_TYPES = ("int8", "int4", "int8", "varchar", "date", "varchar", "varchar", "varchar")
+_PG_ARRAY_TYPES = ("int8", "int4", "int8", "varchar", "date", "varchar", "varchar", "varchar", "int8")
 _INSERT_COLUMNS = (
-    "portal_id, kind, sign, overdraft_override, actor, source, created_at, "
-    "account_id, seq, amount_minor, currency, entry_date, service_date, idempotency_key, prev_hash, hash"
+    "portal_id, kind, sign, overdraft_override, actor, source, created_at, account_id, seq, amount_minor, "
+    "currency, entry_date, service_date, idempotency_key, prev_hash, hash, balance_after_minor"
 )
 
 
@@ -237,8 +238,9 @@ def _accounts(db: _Db, portal_id: int, after: int, chunk: int) -> list[tuple[int
 
 def _state(
     db: _Db, ids: list[int]
-) -> tuple[dict[int, date], dict[int, tuple[int, str]], dict[int, list[tuple[date, int]]]]:
-    """Per account: the last charged service date, the chain head (seq, hash) and the tariff schedule
+) -> tuple[dict[int, date], dict[int, tuple[int, str, int]], dict[int, list[tuple[date, int]]]]:
+    """Per account: the last charged service date, the chain head (seq, hash, running balance) and the
+    tariff schedule
     ((effective_from, daily rate) by date; for equal dates the latest assignment wins)."""
     where, ids_param = db.among("account_id", ids)
     to_date = db.to_date
@@ -251,9 +253,9 @@ def _state(
         )
     }
     heads = {
-        account_id: (seq, hash_)
-        for account_id, seq, hash_ in db.rows(
-            f"SELECT e.account_id, e.seq, e.hash FROM {_ENTRIES} e JOIN ("
+        account_id: (seq, hash_, balance)
+        for account_id, seq, hash_, balance in db.rows(
+            f"SELECT e.account_id, e.seq, e.hash, e.balance_after_minor FROM {_ENTRIES} e JOIN ("
             f"SELECT account_id, max(seq) AS seq FROM {_ENTRIES} WHERE {where} GROUP BY account_id"
             ") h ON e.account_id = h.account_id AND e.seq = h.seq",
             (ids_param,),
@@ -285,8 +287,8 @@ def _insert(db: _Db, portal_id: int, actor: str, now: datetime, rows: list[tuple
         db.cursor.execute(
             f"INSERT INTO {_ENTRIES} ({_INSERT_COLUMNS}) "
             f"SELECT %s, '{_KIND}', {_SIGN}, %s, %s, '{_SOURCE}', %s, "
-            "v.account_id, v.seq, v.amount_minor, v.currency, v.day, v.day, v.idempotency_key, "
-            f"v.prev_hash, v.hash FROM unnest({arrays}) AS v({', '.join(_ROW_COLUMNS)})",
+            "v.account_id, v.seq, v.amount_minor, v.currency, v.day, v.day, v.idempotency_key, v.prev_hash, "
+            f"v.hash, v.balance_after_minor FROM unnest({arrays}) AS v({', '.join(_ROW_COLUMNS)})",
             constants + tuple(list(column) for column in zip(*rows, strict=True)),
         )
         return
@@ -300,7 +302,7 @@ def _insert(db: _Db, portal_id: int, actor: str, now: datetime, rows: list[tuple
             f"INSERT INTO {_ENTRIES} ({_INSERT_COLUMNS}) "
             f"SELECT ?, '{_KIND}', {_SIGN}, ?, ?, '{_SOURCE}', ?, "
             "v.column1, v.column2, v.column3, v.column4, v.column5, v.column5, v.column6, v.column7, "
-            "v.column8 FROM (VALUES " + ",".join(["(?,?,?,?,?,?,?,?)"] * len(part)) + ") AS v",
+            "v.column8, v.column9 FROM (VALUES " + ",".join(["(?,?,?,?,?,?,?,?,?)"] * len(part)) + ") AS v",
             values,
         )
 
@@ -329,20 +331,21 @@ def _chunk(
         hash_of = hashers.get(currency)
         if hash_of is None:
             hash_of = hashers[currency] = _ChainHasher(_constants(portal_id, currency, actor, now)).hash
-        seq, prev_hash = heads.get(account_id, (0, GENESIS))
+        seq, prev_hash, balance = heads.get(account_id, (0, GENESIS, 0))
         schedule = schedules.get(account_id, [])
         charged = False
         while day <= today:
             rate = _rate(schedule, day)
             if rate > 0:
                 seq += 1
+                balance += _SIGN * rate
                 known = days.get(day)
                 if known is None:
                     known = days[day] = (day.isoformat(), bind_date(day))
                 iso, stored_day = known
                 key = f"daily:{account_id}:{iso}"
                 hash_ = hash_of(prev_hash, account_id, seq, rate, day, iso, key)
-                append((account_id, seq, rate, currency, stored_day, key, prev_hash, hash_))
+                append((account_id, seq, rate, currency, stored_day, key, prev_hash, hash_, balance))
                 prev_hash = hash_
                 charged = True
             day += _ONE_DAY

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import bindparam, func, insert, literal, literal_column, select, true
 from sqlalchemy.orm import Session
 
 from .. import fast_sql
@@ -75,11 +75,15 @@ class EntryDraft:
 # session's autoflush would.
 _ENTRIES = LedgerEntry.__table__
 _ACCOUNT = bindparam("account_id")
-_BALANCE = (
-    select(func.coalesce(func.sum(LedgerEntry.sign * LedgerEntry.amount_minor), 0))
+_HEAD = (
+    select(LedgerEntry.seq, LedgerEntry.hash, LedgerEntry.balance_after_minor)
     .where(LedgerEntry.account_id == _ACCOUNT)
-    .scalar_subquery()
+    .order_by(LedgerEntry.seq.desc())
+    .limit(1)
 )
+# The balance is the head entry's running balance: one probe of the (account_id, seq) index however long
+# the stay, where a SUM over the account's entries grew with every day of it. No entries: 0.
+_BALANCE = func.coalesce(_HEAD.with_only_columns(LedgerEntry.balance_after_minor).scalar_subquery(), 0)
 _HOLDS = (
     select(func.coalesce(func.sum(PurchaseRequest.amount_minor), 0))
     .where(
@@ -89,9 +93,15 @@ _HOLDS = (
     )
     .scalar_subquery()
 )
+# The kind as a literal, not a parameter: the planners (PostgreSQL's generic plan of a prepared statement
+# included) use the partial index of daily charges only when they can see the value; and ORDER BY … LIMIT 1
+# rather than max(), which PostgreSQL may plan as an aggregate over all of the account's daily charges.
+_IS_DAILY = LedgerEntry.kind == literal_column("'daily_charge'")
 _LAST_DAILY = (
-    select(func.max(LedgerEntry.service_date))
-    .where(LedgerEntry.account_id == _ACCOUNT, LedgerEntry.kind == "daily_charge")
+    select(LedgerEntry.service_date)
+    .where(LedgerEntry.account_id == _ACCOUNT, _IS_DAILY)
+    .order_by(LedgerEntry.service_date.desc())
+    .limit(1)
     .scalar_subquery()
 )
 _BALANCE_ONLY = select(_BALANCE)
@@ -101,24 +111,21 @@ _STATE = select(_BALANCE, _HOLDS, _LAST_DAILY)
 _REPLAY = select(LedgerEntry.id).where(
     LedgerEntry.portal_id == bindparam("portal_id"), LedgerEntry.idempotency_key == bindparam("key")
 )
-_HEAD = (
-    select(LedgerEntry.seq, LedgerEntry.hash)
-    .where(LedgerEntry.account_id == _ACCOUNT)
-    .order_by(LedgerEntry.seq.desc())
-    .limit(1)
-)
 _INSERT = insert(_ENTRIES).returning(_ENTRIES.c.id)
 # Everything post_entry reads, in one round trip once the account is locked (on PostgreSQL a statement
 # after the lock sees the entries committed before it): an earlier entry with this key, the chain's head
-# and the available balance a one-off debit is judged against.
+# (seq, hash and running balance, from one probe: the head joined to a one-row FROM, so an empty account
+# still gives a row) and the holds and last daily charge a one-off debit and the summary need.
+_HEAD_ROW = _HEAD.subquery("head")
+_ONE_ROW = select(literal(1).label("one")).subquery("one_row")
 _POSTING = select(
     _REPLAY.scalar_subquery(),
-    _HEAD.with_only_columns(LedgerEntry.seq).scalar_subquery(),
-    _HEAD.with_only_columns(LedgerEntry.hash).scalar_subquery(),
-    _BALANCE,
+    _HEAD_ROW.c.seq,
+    _HEAD_ROW.c.hash,
+    _HEAD_ROW.c.balance_after_minor,
     _HOLDS,
     _LAST_DAILY,
-)
+).select_from(_ONE_ROW.outerjoin(_HEAD_ROW, true()))
 
 
 run = fast_sql.run
@@ -133,7 +140,7 @@ def holds_minor(session: Session, account_id: int, now: datetime | None = None) 
 
 
 def balance_and_holds(session: Session, account_id: int) -> tuple[int, int]:
-    """Both sums in one round trip (the hot path of every charge)."""
+    """Balance and holds in one round trip (the hot path of every charge)."""
     balance, holds = run(session, _SUMS, {"account_id": account_id, "now": utcnow()}).one()
     return int(balance or 0), int(holds or 0)
 
@@ -224,7 +231,7 @@ def post_entry(
         charged = session.scalar(
             select(LedgerEntry.id).where(
                 LedgerEntry.account_id == account.id,
-                LedgerEntry.kind == "daily_charge",
+                _IS_DAILY,
                 LedgerEntry.service_date == draft.service_date,
             )
         )
@@ -240,6 +247,7 @@ def post_entry(
             )
 
     seq, prev_hash = (head_seq + 1, head_hash) if head_seq is not None else (1, GENESIS)
+    balance_after = int(balance or 0) + sign * draft.amount_minor
     values = {
         "portal_id": account.portal_id,
         "account_id": account.id,
@@ -263,6 +271,7 @@ def post_entry(
         "source": actor.source,
         "created_at": utcnow(),
         "prev_hash": prev_hash,
+        "balance_after_minor": balance_after,
     }
     values["hash"] = entry_hash(prev_hash, values)
     # A Core INSERT rather than the ORM's unit of work (several times the cost of the statement itself),
@@ -273,7 +282,7 @@ def post_entry(
     # summary of a request whose last write this is needs no second read (`account_state`'s three values).
     if draft.kind == "daily_charge" and (last_daily is None or draft.service_date > last_daily):
         last_daily = draft.service_date
-    state_after = (int(balance or 0) + sign * draft.amount_minor, int(holds or 0), last_daily)
+    state_after = (balance_after, int(holds or 0), last_daily)
     return PostedEntry(entry_id, values, state_after, account)
 
 

@@ -55,22 +55,17 @@ def _description(entry: LedgerEntry, articles: dict[int, str]) -> str:
 def statement_rows(
     session: Session, account: StayAccount, kinds: set[str] | None = None
 ) -> list[StatementRow]:
-    """The running balance counts every entry; `kinds` only filters which rows are shown."""
-    entries = list(
-        session.scalars(
-            select(LedgerEntry).where(LedgerEntry.account_id == account.id).order_by(LedgerEntry.seq)
-        )
-    )
+    """The running balance counts every entry (each stores it); `kinds` only filters which rows are shown."""
+    statement = select(LedgerEntry).where(LedgerEntry.account_id == account.id).order_by(LedgerEntry.seq)
+    if kinds:
+        statement = statement.where(LedgerEntry.kind.in_(sorted(kinds)))
+    entries = list(session.scalars(statement))
     articles = {
         a.id: a.name
         for a in session.scalars(select(ExpenseArticle).where(ExpenseArticle.portal_id == account.portal_id))
     }
     rows: list[StatementRow] = []
-    balance = 0
     for entry in entries:
-        balance += entry.signed_minor
-        if kinds and entry.kind not in kinds:
-            continue
         rows.append(
             StatementRow(
                 entry_id=entry.id,
@@ -80,7 +75,7 @@ def statement_rows(
                 description=_description(entry, articles),
                 credit_minor=entry.amount_minor if entry.sign > 0 else 0,
                 debit_minor=entry.amount_minor if entry.sign < 0 else 0,
-                balance_minor=balance,
+                balance_minor=entry.balance_after_minor,
                 actor=entry.actor,
                 reverses_entry_id=entry.reverses_entry_id,
             )

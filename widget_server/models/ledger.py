@@ -190,6 +190,9 @@ class LedgerEntry(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # The account's balance including this entry, so that the balance is one probe of the chain's head
+    # rather than a sum over the whole stay. Derived, so not hashed (`ledger verify` recomputes it).
+    balance_after_minor: Mapped[int] = mapped_column(BigInteger)
 
     @property
     def signed_minor(self) -> int:
