@@ -151,3 +151,57 @@ def test_outbox_rows_survive_when_redis_is_down(admin, deal_id, rt, monkeypatch)
     assert response.status_code == 202
     with rt.db.transaction() as s:
         assert [j.payload["text"] for j in s.scalars(select(OutboxJob))] == ["kept"]
+
+
+class _NoteBatches:
+    """The sandbox with a note batch (`NoteBatching`), as amoCRM has it: what each batch carried."""
+
+    def __init__(self, inner: SandboxCrm) -> None:
+        self._inner = inner
+        self.batches: list[list[str]] = []
+
+    def add_notes(self, notes):  # type: ignore[no-untyped-def]
+        self.batches.append([n.text for n in notes])
+        return [self._inner.add_note(n.deal_id, n.text, idempotency_key=n.idempotency_key) for n in notes]
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._inner, name)
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "note-batch"])
+def test_ledger_notes_are_worded_when_sent_and_old_worded_jobs_still_send(
+    rt, portal, crm, deal_id, monkeypatch, batched
+):
+    from widget_server.outbox import enqueue_outbox_id
+
+    facts = {
+        "kind": "charge", "amount_minor": 150_000, "currency": "RUB", "locale": "ru_RU",
+        "article": "Перевязочный материал", "service_date": None, "method": None, "payer": None,
+        "reason": "перевязка", "reversed_seq": None, "balance_after_minor": 1_230_000,
+        "paid_through": "2026-12-14",
+    }  # fmt: skip
+    queued = [
+        # Queued before notes were kept as facts: worded at the time, sent as it is.
+        {"deal_id": deal_id, "text": "Пополнение 5 000,00 ₽. Баланс: 13 800,00 ₽"},
+        {"deal_id": deal_id, "ledger_note": facts},
+    ]
+    with rt.db.transaction() as s:
+        ids = [
+            enqueue_outbox_id(
+                s, portal_id=portal.id, operation="add_note", payload=payload,
+                idempotency_key=f"ledger-note:{n}", deal_id=deal_id,
+            )
+            for n, payload in enumerate(queued)
+        ]  # fmt: skip
+    if batched:
+        wrapped = _NoteBatches(crm)
+        monkeypatch.setattr(mirror, "crm_for", lambda _portal, _rt=None: wrapped)
+        assert mirror.mirror_outbox_jobs(ids) == "done,done"
+        assert len(wrapped.batches) == 1
+    else:
+        assert [mirror_outbox_job(job_id) for job_id in ids] == ["done", "done"]
+    assert [n.replace("\xa0", " ") for n in crm.notes_for(deal_id)] == [
+        "Пополнение 5 000,00 ₽. Баланс: 13 800,00 ₽",
+        "Списание 1 500,00 ₽ — Перевязочный материал. Основание: перевязка. Баланс: 12 300,00 ₽. "
+        "Оплачено по 14.12.2026",
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import pytest
@@ -144,3 +145,128 @@ def test_low_balance_task_once_per_crossing(roles, catalogue, frozen, crm, deal,
     assert charged.status_code == 201, charged.get_json()
     jobs()
     assert len(crm.tasks_for(deal)) == 2
+
+
+def _ledger_notes(rt) -> list[dict]:
+    with rt.db.transaction() as s:
+        return [
+            j.payload
+            for j in s.scalars(
+                select(OutboxJob)
+                .where(OutboxJob.idempotency_key.like("ledger-note:%"))
+                .order_by(OutboxJob.id)
+            )
+        ]
+
+
+def test_every_entry_kind_is_queued_as_facts_and_worded_as_before(
+    roles, catalogue, frozen, crm, deal, jobs, rt, monkeypatch
+):
+    from widget_server.ledger import notes
+
+    worded: list[str] = []
+    real = notes.format_minor
+    monkeypatch.setattr(notes, "format_minor", lambda *a: worded.append("x") or real(*a))
+    finance, admin = roles["finance"], roles["admin"]
+    frozen.set_local("2026-12-01 10:00")
+    admitted = finance.post(f"/api/v1/deals/{deal}/stay", json={
+        "admission_date": "2026-12-01", "tariff_id": catalogue["standard"],
+        "representative": {"name": "Петрова Ольга"},
+        "deposit": {"amount": "35000.00", "method": "cash", "payer": "Петрова Ольга"}})  # fmt: skip
+    assert admitted.status_code == 201
+    charged = finance.post(f"/api/v1/deals/{deal}/stay/charges", json={
+        "amount": "1500.00", "article_id": catalogue["dressing"], "reason": "перевязка"})  # fmt: skip
+    bought = finance.post(f"/api/v1/deals/{deal}/stay/purchases", json={
+        "amount": "800.00", "article_id": catalogue["drugs"], "description": "Бинты"})  # fmt: skip
+    assert bought.get_json()["entry"] is not None  # below the threshold: charged at once
+    reversed_ = admin.post(
+        f"/api/v1/deals/{deal}/stay/entries/{charged.get_json()['entry']['id']}/reversal",
+        json={"reason": "не тому пациенту"},
+    )
+    assert reversed_.status_code == 201
+    frozen.set_local("2026-12-03 12:00")
+    discharged = finance.post(f"/api/v1/deals/{deal}/stay/discharge", json={
+        "discharge_date": "2026-12-03", "refund_method": "transfer"})  # fmt: skip
+    assert discharged.status_code == 200, discharged.get_json()
+
+    assert worded == []  # the requests queued facts; no Babel inside the account's write transaction
+    payloads = _ledger_notes(rt)
+    assert all(set(p) == {"deal_id", "ledger_note"} for p in payloads)
+    assert json.loads(json.dumps(payloads)) == payloads  # plain JSON, nothing the job must re-read
+    texts = [notes.note_text(p).replace("\xa0", " ") for p in payloads]
+    assert texts == [
+        "Пополнение 35 000,00 ₽. Способ: наличные. Плательщик: Петрова Ольга. Баланс: 35 000,00 ₽. "
+        "Оплачено по 10.12.2026",
+        "Списание 1 500,00 ₽ — Перевязочный материал. Основание: перевязка. Баланс: 33 500,00 ₽. "
+        "Оплачено по 09.12.2026",
+        "Закупка 800,00 ₽ — Дополнительные лекарства. Основание: Бинты. Баланс: 32 700,00 ₽. "
+        "Оплачено по 09.12.2026",
+        "Сторно записи №2 1 500,00 ₽ — Перевязочный материал. Основание: не тому пациенту. "
+        "Баланс: 34 200,00 ₽. Оплачено по 09.12.2026",
+        # Written in one transaction: only the last could carry a forecast, and the stay is closed.
+        "Ежедневное списание 3 500,00 ₽ за 01.12.2026. Баланс: 30 700,00 ₽",
+        "Ежедневное списание 3 500,00 ₽ за 02.12.2026. Баланс: 27 200,00 ₽",
+        "Возврат остатка 27 200,00 ₽. Способ: перевод. Основание: возврат остатка при выписке. "
+        "Баланс: 0,00 ₽",
+    ]
+    jobs()
+    assert [n.replace("\xa0", " ") for n in crm.notes_for(deal)] == texts  # worded by the job, as sent
+    assert worded
+
+
+def test_what_an_edit_could_change_is_captured_when_the_entry_is_posted(
+    roles, catalogue, frozen, clinic, crm, deal, jobs, rt
+):
+    from widget_server.models import ExpenseArticle
+
+    frozen.set_local("2026-12-01 10:00")
+    _admit(roles, catalogue, deal)
+    roles["finance"].post(f"/api/v1/deals/{deal}/stay/charges", json={
+        "amount": "1500.00", "article_id": catalogue["dressing"], "reason": "перевязка"})  # fmt: skip
+    with rt.db.transaction() as s:
+        s.get(ExpenseArticle, catalogue["dressing"]).name = "Расходники"
+        s.get(Portal, clinic.id).locale = "en_US"
+    jobs()
+    assert crm.notes_for(deal)[-1].replace("\xa0", " ") == (
+        "Списание 1 500,00 ₽ — Перевязочный материал. Основание: перевязка. Баланс: 33 500,00 ₽. "
+        "Оплачено по 09.12.2026"
+    )
+
+
+def test_only_the_latest_entry_of_an_open_stay_carries_the_forecast(
+    roles, catalogue, frozen, clinic, deal, rt
+):
+    from widget_server.ledger.mirror import entry_note
+    from widget_server.ledger.summary import stay_summary
+    from widget_server.models import LedgerEntry, StayAccount
+
+    frozen.set_local("2026-12-01 10:00")
+    _admit(roles, catalogue, deal)
+    roles["finance"].post(
+        f"/api/v1/deals/{deal}/stay/deposits", json={"amount": "7000.00", "method": "card", "payer": "Петров"}
+    )
+    with rt.db.transaction() as s:
+        portal = s.get(Portal, clinic.id)
+        account = s.scalar(select(StayAccount).where(StayAccount.deal_id == deal))
+        summary = stay_summary(s, portal, account)
+        first, second = s.scalars(select(LedgerEntry).order_by(LedgerEntry.seq)).all()
+        older = entry_note(s, portal, first, summary, latest=False)
+        latest = entry_note(s, portal, second, summary, latest=True)
+    assert (older["balance_after_minor"], older["paid_through"]) == (3_500_000, None)
+    assert (latest["balance_after_minor"], latest["paid_through"]) == (4_200_000, "2026-12-12")
+    assert (latest["method"], latest["payer"], latest["currency"], latest["locale"]) == (
+        "card", "Петров", "RUB", "ru_RU"
+    )  # fmt: skip
+
+
+def test_a_stay_the_balance_does_not_limit_is_worded_so():
+    from widget_server.ledger.notes import UNLIMITED, word_ledger_note
+
+    facts = {
+        "kind": "deposit", "amount_minor": 100_000, "currency": "RUB", "locale": "ru_RU", "article": None,
+        "service_date": None, "method": "insurance", "payer": None, "reason": None, "reversed_seq": None,
+        "balance_after_minor": 100_000, "paid_through": UNLIMITED,
+    }  # fmt: skip
+    assert word_ledger_note(facts).replace("\xa0", " ") == (
+        "Пополнение 1 000,00 ₽. Способ: страховая. Баланс: 1 000,00 ₽. Срок пребывания не ограничен балансом"
+    )

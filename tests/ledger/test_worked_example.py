@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from widget_server.jobs.ledger import run_daily_charges
 from widget_server.ledger import verify_chains
+from widget_server.ledger.notes import note_text
 from widget_server.models import LedgerEntry, OutboxJob
 
 
@@ -146,7 +147,7 @@ def test_seed_000_stay_from_admission_to_discharge(rt, roles, catalogue, frozen,
     with rt.db.transaction() as s:
         checked, breaks = verify_chains(s)
         notes = [
-            j.payload["text"].replace("\xa0", " ")
+            note_text(j.payload).replace("\xa0", " ")
             for j in s.scalars(select(OutboxJob).where(OutboxJob.operation == "add_note"))
         ]
     assert breaks == [] and checked == len(statement)

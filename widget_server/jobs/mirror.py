@@ -19,6 +19,7 @@ from connectors.errors import ReauthRequired, Rejected, RetryLater
 from connectors.types import DealUpdate, NewNote
 
 from .. import runtime
+from ..ledger.notes import note_text
 from ..models import OutboxJob, Portal, utcnow
 from ..outbox import DRAIN_FLAG, DRAIN_FLAG_TTL_S, WAKE_LIST, queue_outbox_drain
 from ..registry import UnsupportedPortal, crm_for
@@ -190,7 +191,7 @@ def _send_notes(crm: CrmClient, jobs: Loaded) -> dict[int, dict] | None:
     if not isinstance(crm, NoteBatching):
         return None
     refs = crm.add_notes(
-        [NewNote(str(payload["deal_id"]), payload["text"], key) for _id, _op, payload, key in jobs]
+        [NewNote(str(payload["deal_id"]), note_text(payload), key) for _id, _op, payload, key in jobs]
     )
     return {job_id: {"note_id": ref.id} for (job_id, *_), ref in zip(jobs, refs, strict=True)}
 

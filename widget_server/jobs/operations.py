@@ -14,6 +14,8 @@ from typing import Any
 from connectors.base import CrmClient
 from connectors.types import DealUpdate, FieldValue, NewTask, StageRef
 
+from ..ledger.notes import note_text
+
 __all__ = [
     "BATCHED_OPERATIONS",
     "LAZY_OPERATIONS",
@@ -35,7 +37,7 @@ def _field_value(value: Any) -> FieldValue:
 
 
 def _add_note(crm: CrmClient, payload: dict[str, Any], key: str) -> dict[str, Any]:
-    note = crm.add_note(str(payload["deal_id"]), payload["text"], idempotency_key=key)
+    note = crm.add_note(str(payload["deal_id"]), note_text(payload), idempotency_key=key)
     return {"note_id": note.id}
 
 

@@ -14,19 +14,11 @@ from sqlalchemy.orm import Session
 from ..models import ExpenseArticle, LedgerEntry, OutboxJob, Portal, StayAccount
 from ..money import format_minor
 from ..outbox import enqueue_outbox_id
+from .notes import LEDGER_NOTE, UNLIMITED, feed_date
 from .posting import Entry, run
 from .summary import StaySummary
 
 __all__ = ["deal_field_map", "entry_note", "mirror_entries", "queue_low_balance_alert", "queue_stay_sync"]
-
-_TITLES = {
-    "deposit": "Пополнение",
-    "daily_charge": "Ежедневное списание",
-    "charge": "Списание",
-    "purchase": "Закупка",
-    "refund": "Возврат остатка",
-}
-_METHODS = {"cash": "наличные", "card": "карта", "transfer": "перевод", "insurance": "страховая"}
 
 
 def deal_field_map(portal: Portal) -> dict[str, str]:
@@ -35,37 +27,26 @@ def deal_field_map(portal: Portal) -> dict[str, str]:
     return {name: str(field_id) for name, field_id in mapping.items() if field_id}
 
 
-def _date(value) -> str:  # type: ignore[no-untyped-def]
-    return value.strftime("%d.%m.%Y")
+def _iso(value: date | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 def entry_note(
     session: Session, portal: Portal, entry: Entry, summary: StaySummary, *, latest: bool = True
-) -> str:
-    """The feed note for one entry: what, how much, why, and the balance right after it. The forecast
-    is added only for the latest entry, where it is true."""
-    money = lambda minor: format_minor(minor, entry.currency, portal.locale)  # noqa: E731
+) -> dict[str, Any]:
+    """The facts of one entry's feed note, as they are now: the article's name, the reversed entry's
+    number, the balance right after it and, for the latest entry of an open stay, the forecast (only
+    there is it true). `notes.word_ledger_note` words them when the job sends the note."""
+    reversed_seq = None
     if entry.kind == "reversal":
         original = session.get(LedgerEntry, entry.reverses_entry_id)
-        title = f"Сторно записи №{original.seq if original else entry.reverses_entry_id}"
-    else:
-        title = _TITLES[entry.kind]
-    parts = [f"{title} {money(entry.amount_minor)}"]
+        reversed_seq = original.seq if original else entry.reverses_entry_id
+    article = None
     if entry.article_id is not None:
-        name = getattr(entry, "article_name", None)
-        if name is None:
-            article = session.get(ExpenseArticle, entry.article_id)
-            name = article.name if article is not None else None
-        if name is not None:
-            parts[0] += f" — {name}"
-    if entry.kind == "daily_charge" and entry.service_date:
-        parts[0] += f" за {_date(entry.service_date)}"
-    if entry.method:
-        parts.append(f"Способ: {_METHODS.get(entry.method, entry.method)}")
-    if entry.payer:
-        parts.append(f"Плательщик: {entry.payer}")
-    if entry.reason:
-        parts.append(f"Основание: {entry.reason}")
+        article = getattr(entry, "article_name", None)
+        if article is None:
+            found = session.get(ExpenseArticle, entry.article_id)
+            article = found.name if found is not None else None
     if latest:
         balance_after = summary.balance_minor
     else:
@@ -74,14 +55,24 @@ def entry_note(
                 LedgerEntry.account_id == entry.account_id, LedgerEntry.seq <= entry.seq
             )
         )
-    parts.append(f"Баланс: {money(int(balance_after or 0))}")
-    forecast = summary.forecast
+    paid_through = None
     if latest and summary.account.status == "open":
-        if forecast.unlimited:
-            parts.append("Срок пребывания не ограничен балансом")
-        elif forecast.paid_through is not None:
-            parts.append(f"Оплачено по {_date(forecast.paid_through)}")
-    return ". ".join(parts)
+        forecast = summary.forecast
+        paid_through = UNLIMITED if forecast.unlimited else _iso(forecast.paid_through)
+    return {
+        "kind": entry.kind,
+        "amount_minor": entry.amount_minor,
+        "currency": entry.currency,
+        "locale": portal.locale,
+        "article": article,
+        "service_date": _iso(entry.service_date),
+        "method": entry.method,
+        "payer": entry.payer,
+        "reason": entry.reason,
+        "reversed_seq": reversed_seq,
+        "balance_after_minor": int(balance_after or 0),
+        "paid_through": paid_through,
+    }
 
 
 _PENDING_SYNC = (
@@ -149,7 +140,7 @@ def queue_low_balance_alert(session: Session, portal: Portal, summary: StaySumma
         debt = format_minor(-summary.available_minor, account.currency, portal.locale)
         text = f"Долг по депозиту пациента: {debt}. Свяжитесь с представителем для пополнения."
     else:
-        until = _date(forecast.paid_through) if forecast.paid_through else "—"
+        until = feed_date(forecast.paid_through) if forecast.paid_through else "—"
         text = (
             f"Депозит пациента заканчивается: оплачено по {until}. Свяжитесь с представителем "
             f"{account.representative_name or ''} для пополнения."
@@ -189,7 +180,7 @@ def mirror_entries(session: Session, portal: Portal, summary: StaySummary, entri
                 operation="add_note",
                 payload={
                     "deal_id": account.deal_id,
-                    "text": entry_note(session, portal, entry, summary, latest=entry.seq == newest),
+                    LEDGER_NOTE: entry_note(session, portal, entry, summary, latest=entry.seq == newest),
                 },
                 idempotency_key=f"ledger-note:{entry.id}",
                 deal_id=account.deal_id,
