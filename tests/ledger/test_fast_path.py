@@ -10,6 +10,7 @@ import widget_server.http.api_stay as api_stay
 from widget_server.db import READ_ONLY
 from widget_server.http.schemas_ledger import StaySummarySchema
 from widget_server.jobs.ledger import run_daily_charges
+from widget_server.ledger.notes import note_text
 from widget_server.models import ApiKey, IdempotencyRecord, LedgerEntry, OutboxJob, PurchaseRequest
 
 
@@ -190,7 +191,7 @@ def test_rows_written_by_core_statements_read_back_as_the_request_saw_them(roles
         note = s.scalar(select(OutboxJob).where(OutboxJob.idempotency_key == f"ledger-note:{entry.id}"))
         assert note is not None
         assert (note.state, note.attempts, note.max_attempts, note.lease_until) == ("pending", 0, 12, None)
-        assert note.payload["text"].startswith("Списание 10,00\xa0₽ — Перевязочный материал")
+        assert note_text(note.payload).startswith("Списание 10,00\xa0₽ — Перевязочный материал")
         assert s.scalar(select(func.count()).select_from(PurchaseRequest)) == 0
 
 
