@@ -25,7 +25,7 @@ from typing import Any, ParamSpec
 
 from flask import Response, g, jsonify, make_response, request
 from marshmallow import Schema
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -83,24 +83,30 @@ _CLAIMS = {
     for dialect, insert_ in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
 }
 _FINISH = update(_RECORDS).where(_RECORDS.c.id == bindparam("record_id"))
+_EXISTING = select(_RECORDS.c.id).where(
+    _RECORDS.c.portal_id == bindparam("portal_id"), _RECORDS.c.key == bindparam("key")
+)
+_RECORD = insert(_RECORDS)
 
 
-def _claim(session: Session, portal_id: int, key: str, request_hash: str, actor: str) -> int | Response:
+def _claim(
+    session: Session, portal_id: int, key: str, request_hash: str, actor: str, *, deferred: bool = False
+) -> int | Response | None:
     """Claim the key inside the view's own transaction (the id of our record), or answer from the
-    existing one. The usual path is one INSERT … ON CONFLICT DO NOTHING, not a transaction of its own."""
-    claim = _CLAIMS[session.get_bind().dialect.name]
-    values = {
-        "portal_id": portal_id,
-        "key": key,
-        "method": request.method,
-        "path": request.path,
-        "request_hash": request_hash,
-        "principal": actor,
-    }
+    existing one. The usual path is one INSERT … ON CONFLICT DO NOTHING, not a transaction of its own.
+    `deferred` (only inside a transaction that holds SQLite's write lock, which no other request can
+    enter until it ends): a free key is only looked up, None is returned, and `_finish` inserts the record
+    complete — one write of the row instead of an INSERT and an UPDATE of it."""
+    statement = _CLAIMS[session.get_bind().dialect.name]
+    values = _claim_values(portal_id, key, request_hash, actor)
     for _ in range(2):
-        record_id = fast_sql.run(session, claim, values).scalar()
-        if record_id is not None:
-            return record_id
+        if deferred:
+            if fast_sql.run(session, _EXISTING, {"portal_id": portal_id, "key": key}).scalar() is None:
+                return None
+        else:
+            record_id = fast_sql.run(session, statement, values).scalar()
+            if record_id is not None:
+                return record_id
         record = session.scalar(
             select(IdempotencyRecord).where(
                 IdempotencyRecord.portal_id == portal_id, IdempotencyRecord.key == key
@@ -129,25 +135,49 @@ def _claim(session: Session, portal_id: int, key: str, request_hash: str, actor:
     raise Conflict("could not claim the Idempotency-Key", code="idempotency_in_progress")
 
 
-def _remember_refusal(
-    session: Session, portal_id: int, key: str, request_hash: str, actor: str, response: Response
-) -> None:
-    """After the rollback of a refused request: complete its claim with the refusal, or, where the claim
-    was in the rolled-back transaction, store the refusal afresh."""
-    outcome = {
+def _claim_values(portal_id: int, key: str, request_hash: str, actor: str) -> dict[str, Any]:
+    return {
+        "portal_id": portal_id,
+        "key": key,
+        "method": request.method,
+        "path": request.path,
+        "request_hash": request_hash,
+        "principal": actor,
+    }
+
+
+def _outcome(response: Response) -> dict[str, Any]:
+    return {
         "state": "completed",
         "response_status": response.status_code,
         "response_body": response.get_data(as_text=True),
         "completed_at": utcnow(),
     }
+
+
+def _finish(
+    session: Session,
+    record_id: int | None,
+    claim: tuple[int, str, str, str],
+    response: Response,
+) -> None:
+    """Store the response with the key, in the view's transaction: completing our claim, or (a deferred
+    claim) inserting the record whole."""
+    outcome = _outcome(response)
+    if record_id is None:
+        fast_sql.run(session, _RECORD, {**_claim_values(*claim), **outcome})
+    else:
+        fast_sql.run(session, _FINISH, {"record_id": record_id, **outcome})
+
+
+def _remember_refusal(
+    session: Session, portal_id: int, key: str, request_hash: str, actor: str, response: Response
+) -> None:
+    """After the rollback of a refused request: complete its claim with the refusal, or, where the claim
+    was in the rolled-back transaction, store the refusal afresh."""
+    outcome = _outcome(response)
     statement = _upsert(session)(_RECORDS).values(
-        portal_id=portal_id,
-        key=key,
-        method=request.method,
-        path=request.path,
-        request_hash=request_hash,
-        principal=actor,
-        **outcome,
+        **_claim_values(portal_id, key, request_hash, actor), **outcome
     )
     # An abandoned claim taken over by this request is still there (the takeover was rolled back too).
     session.execute(
@@ -191,7 +221,7 @@ def local_mutation(view: Callable[P, Any] | None = None, *, body: Schema | None 
     return _mutation(view, claim_in_view_transaction=True, body=body)
 
 
-def _claim_apart(portal_id: int, key: str, request_hash: str, actor: str) -> int | Response:
+def _claim_apart(portal_id: int, key: str, request_hash: str, actor: str) -> int | Response | None:
     with runtime.current().db.transaction() as session:
         return _claim(session, portal_id, key, request_hash, actor)
 
@@ -225,14 +255,15 @@ def _mutation(
             )
         principal = g.principal
         request_hash = _request_hash()
+        claim = (principal.portal_id, key, request_hash, principal.actor)
         if claim_in_view_transaction:
             try:
-                claimed = _claim(session, principal.portal_id, key, request_hash, principal.actor)
+                claimed = _claim(session, *claim, deferred=runtime.current().db.is_sqlite)
             except BaseException:
                 session.rollback()
                 raise
         else:
-            claimed = _claim_apart(principal.portal_id, key, request_hash, principal.actor)
+            claimed = _claim_apart(*claim)
         if isinstance(claimed, Response):
             session.rollback()  # a replay wrote nothing: end the transaction the claim may have opened
             return claimed
@@ -248,19 +279,10 @@ def _mutation(
             return response
         except BaseException:
             session.rollback()
-            _release(record_id)
+            if record_id is not None:  # a deferred claim wrote nothing
+                _release(record_id)
             raise
-        fast_sql.run(
-            session,
-            _FINISH,
-            {
-                "record_id": record_id,
-                "state": "completed",
-                "response_status": response.status_code,
-                "response_body": response.get_data(as_text=True),
-                "completed_at": utcnow(),
-            },
-        )
+        _finish(session, record_id, claim, response)
         session.commit()
         return response
 
