@@ -8,7 +8,7 @@ from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, literal_column, select, update
+from sqlalchemy import bindparam, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from ..models import ExpenseArticle, LedgerEntry, OutboxJob, Portal, StayAccount
@@ -35,7 +35,7 @@ def entry_note(
     session: Session, portal: Portal, entry: Entry, summary: StaySummary, *, latest: bool = True
 ) -> dict[str, Any]:
     """The facts of one entry's feed note, as they are now: the article's name, the reversed entry's
-    number, the balance right after it and, for the latest entry of an open stay, the forecast (only
+    number, the balance the entry stored and, for the latest entry of an open stay, the forecast (only
     there is it true). `notes.word_ledger_note` words them when the job sends the note."""
     reversed_seq = None
     if entry.kind == "reversal":
@@ -47,14 +47,6 @@ def entry_note(
         if article is None:
             found = session.get(ExpenseArticle, entry.article_id)
             article = found.name if found is not None else None
-    if latest:
-        balance_after = summary.balance_minor
-    else:
-        balance_after = session.scalar(
-            select(func.sum(LedgerEntry.sign * LedgerEntry.amount_minor)).where(
-                LedgerEntry.account_id == entry.account_id, LedgerEntry.seq <= entry.seq
-            )
-        )
     paid_through = None
     if latest and summary.account.status == "open":
         forecast = summary.forecast
@@ -70,7 +62,7 @@ def entry_note(
         "payer": entry.payer,
         "reason": entry.reason,
         "reversed_seq": reversed_seq,
-        "balance_after_minor": int(balance_after or 0),
+        "balance_after_minor": entry.balance_after_minor,
         "paid_through": paid_through,
     }
 
