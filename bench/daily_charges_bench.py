@@ -1,5 +1,6 @@
 """Figures for the daily tariff run: `post_daily_charges` for one day over N open stays, against a single
-`INSERT … SELECT` that writes the same rows (same columns; constant hash strings), on SQLite and PostgreSQL.
+`INSERT … SELECT` that writes the same rows (same columns, running balance included; constant hash strings),
+on SQLite and PostgreSQL.
 
 Run: .venv/bin/python bench/daily_charges_bench.py [--accounts 100000] [--only sqlite|postgres] [--repeat 3]
      [--no-verify] [--profile] [--chunk N]
@@ -11,8 +12,8 @@ already have a chain head. Timed: the run for `today` (exactly N entries, one pe
 entries are deleted and the baseline INSERT … SELECT writes the same N rows. Each side runs --repeat times
 (today's rows deleted in between, untimed) and the medians are compared. The issue's floor: the run takes at
 most 2× the INSERT … SELECT. The first run's chains are checked with verify_chains (untimed). For reference
-only, a second INSERT … SELECT that reads each account's last seq (as a statement that does not know the
-data set must) is timed once. Nothing is asserted.
+only, a second INSERT … SELECT that reads each account's last seq and running balance (as a statement that
+does not know the data set must) is timed once. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -47,26 +48,32 @@ RATE_MINOR = 350_000
 FLOOR_RATIO = 2.0
 INSERT_BATCH = 20_000
 
-# The seq is what the run computes for this data set (accounts admitted yesterday already hold yesterday's
-# entry), the hashes are constants: the baseline is the database's cost of writing the rows, nothing more.
+# The seq and running balance are what the run computes for this data set (accounts admitted yesterday
+# already hold yesterday's entry at the same rate), the hashes are constants: the baseline is the database's
+# cost of writing the rows, nothing more.
 BASELINE_SQL = """
 INSERT INTO ledger_entries (
     portal_id, account_id, seq, kind, sign, amount_minor, currency, entry_date, service_date, method, payer,
     article_id, tariff_id, reason, reverses_entry_id, purchase_request_id, overdraft_override,
-    idempotency_key, actor, source, created_at, prev_hash, hash)
+    idempotency_key, actor, source, created_at, prev_hash, hash, balance_after_minor)
 SELECT a.portal_id, a.id, CASE WHEN a.admission_date < :today THEN 2 ELSE 1 END,
     'daily_charge', -1, t.daily_rate_minor, a.currency, :today, :today, NULL, NULL,
     NULL, NULL, NULL, NULL, NULL, :false,
-    'daily:' || a.id || ':' || :today_iso, 'scheduler', 'scheduler', :now, :hash, :hash
+    'daily:' || a.id || ':' || :today_iso, 'scheduler', 'scheduler', :now, :hash, :hash,
+    -t.daily_rate_minor * CASE WHEN a.admission_date < :today THEN 2 ELSE 1 END
 FROM stay_accounts a JOIN tariff_assignments t ON t.account_id = a.id
 WHERE a.portal_id = :portal AND a.status = 'open'
 """
 
 
-# What a set-based statement must do without knowing the data set: read each account's last seq.
+# What a set-based statement must do without knowing the data set: read each account's ledger head.
 GENERIC_SQL = BASELINE_SQL.replace(
-    "CASE WHEN a.admission_date < :today THEN 2 ELSE 1 END",
-    "COALESCE((SELECT MAX(e.seq) FROM ledger_entries e WHERE e.account_id = a.id), 0) + 1",
+    "CASE WHEN a.admission_date < :today THEN 2 ELSE 1 END,\n",
+    "COALESCE((SELECT MAX(e.seq) FROM ledger_entries e WHERE e.account_id = a.id), 0) + 1,\n",
+).replace(
+    "-t.daily_rate_minor * CASE WHEN a.admission_date < :today THEN 2 ELSE 1 END",
+    "COALESCE((SELECT e.balance_after_minor FROM ledger_entries e WHERE e.account_id = a.id "
+    "ORDER BY e.seq DESC LIMIT 1), 0) - t.daily_rate_minor",
 )
 
 
@@ -261,7 +268,7 @@ def bench(
         _reset_today(db, today)
         generic_s, _ = _baseline(db, portal_id, today, GENERIC_SQL)
         print(
-            f"[{label}] for reference, INSERT … SELECT taking seq from each account's ledger head: "
+            f"[{label}] for reference, INSERT … SELECT taking seq and balance from each account's head: "
             f"{generic_s:.3f} s (run / that = {run_s / generic_s:.2f}×)"
         )
         _reset_today(db, today)
