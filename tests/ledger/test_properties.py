@@ -5,13 +5,15 @@ purchases below and above the consent threshold, approvals and refusals, reversa
 nurse, tariff changes, days passing with the daily job, and a discharge at the end). They run through the
 domain functions (and, in the second test, through the HTTP API with decimal strings). After every step:
 
-* balance (`balance_minor`) == Σ sign·amount of the entries == the statement's last running balance ==
-  what the model expects;
+* balance (`balance_minor`, the head entry's stored running balance) == Σ sign·amount of the entries ==
+  the statement's last running balance == what the model expects, and every entry's stored running
+  balance is the sum of the entries up to it;
 * holds == the model's pending, unexpired purchase requests, and available == balance − holds;
 * a refused operation changed nothing (entries, balance, holds, purchase statuses, tariff history);
 * the hash chains verify, and sequence numbers run 1..n.
 
-At the end, editing any one stored entry makes `verify_chains` name exactly that entry.
+At the end, editing any one stored entry (its running balance included, which is outside the hash) makes
+`verify_chains` name exactly that entry.
 """
 
 from __future__ import annotations
@@ -210,6 +212,9 @@ def check_invariants(rt, stay: Stay, model: Model, now: datetime) -> None:
         _checked, breaks = verify_chains(s, stay.portal_id)
     assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
     assert balance == sum(e.sign * e.amount_minor for e in entries) == model.balance
+    running = list(itertools.accumulate(e.sign * e.amount_minor for e in entries))
+    assert [e.balance_after_minor for e in entries] == running
+    assert [r.balance_minor for r in rows] == running
     assert (rows[-1].balance_minor if rows else 0) == balance
     assert holds == model.holds(now) == summary.holds_minor
     assert summary.balance_minor == balance
@@ -406,7 +411,7 @@ def finish(rt, stay: Stay, model: Model, frozen) -> None:
         assert snapshot(rt, stay) == before
 
 
-TAMPERABLE = ["amount_minor", "reason", "actor", "created_at"]
+TAMPERABLE = ["amount_minor", "reason", "actor", "created_at", "balance_after_minor"]
 
 
 def tamper_and_verify(rt, stay: Stay, index: int, column: str) -> None:
@@ -423,6 +428,7 @@ def tamper_and_verify(rt, stay: Stay, index: int, column: str) -> None:
         "reason": lambda value: (value or "") + " (исправлено)",
         "actor": lambda value: value + "-forged",
         "created_at": lambda value: value + timedelta(seconds=1),
+        "balance_after_minor": lambda value: value - 1,
     }
     new = forge[column](old)
     statement = text(f"UPDATE ledger_entries SET {column} = :value WHERE id = :id")
@@ -437,7 +443,9 @@ def tamper_and_verify(rt, stay: Stay, index: int, column: str) -> None:
         assert [(b.account_id, b.entry_id, b.seq) for b in breaks] == [
             (stay.account_id, target.id, target.seq)
         ]
-        assert "edited" in breaks[0].reason
+        # The running balance is derived and not hashed: verify recomputes it instead.
+        expected = "differs from the running sum" if column == "balance_after_minor" else "edited"
+        assert expected in breaks[0].reason
     finally:
         with rt.db.engine.begin() as conn:
             conn.execute(statement, {"value": old, "id": target.id})
