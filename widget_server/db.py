@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -74,6 +74,23 @@ class Database:
         self.engine.dispose()
 
 
+def _begin(connection: Connection, sql: str) -> None:
+    """BEGIN on the DBAPI cursor: `exec_driver_sql` costs twenty times the statement (an execution context
+    for a statement with no parameters and no result), and every transaction runs one. Cursor listeners
+    (SQL tracing, statement counts) still see it; driver errors are raised as SQLAlchemy's, as there."""
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        for listener in connection.dispatch.before_cursor_execute:
+            listener(connection, cursor, sql, (), None, False)
+        cursor.execute(sql)
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise exc.DBAPIError.instance(
+            sql, (), error, connection.dialect.loaded_dbapi.Error, dialect=connection.dialect
+        ) from error
+    finally:
+        cursor.close()
+
+
 def _install_sqlite_hooks(engine: Engine, gate: WriterGate | None) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -90,14 +107,14 @@ def _install_sqlite_hooks(engine: Engine, gate: WriterGate | None) -> None:
         # Readers marked read_only (authentication, GET requests) take no write lock: in WAL mode they
         # run beside the one writer instead of queueing behind it.
         if connection.get_execution_options().get(READ_ONLY):
-            connection.exec_driver_sql("BEGIN")
+            _begin(connection, "BEGIN")
             return
         if gate is None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            _begin(connection, "BEGIN IMMEDIATE")
             return
         gate.enter(connection.connection)
         try:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            _begin(connection, "BEGIN IMMEDIATE")
         except BaseException:
             gate.leave(connection.connection)
             raise
