@@ -806,3 +806,18 @@ def test_cli_ledger_verify_passes_an_intact_ledger_and_names_a_tampered_entry(rt
     assert other.exit_code == 0 and "1 entries checked" in other.output
     unknown = CliRunner().invoke(cli, ["ledger", "verify", "--portal", "nowhere"])
     assert unknown.exit_code != 0 and "--portal" in unknown.output
+
+
+def test_cli_ledger_verify_names_an_entry_whose_stored_running_balance_is_wrong(rt, world):
+    from click.testing import CliRunner
+
+    cli = _ledger_cli()
+    with rt.db.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE ledger_entries SET balance_after_minor = 0 WHERE id = :id"),
+            {"id": world.purchase_id},
+        )
+    broken = CliRunner().invoke(cli, ["ledger", "verify"], catch_exceptions=False)
+    assert broken.exit_code == 1
+    assert f"account {world.account_id}: entry {world.purchase_id} (seq" in broken.output
+    assert "stored balance after 0 differs from the running sum" in broken.output

@@ -194,10 +194,6 @@ class LedgerEntry(Base):
     # rather than a sum over the whole stay. Derived, so not hashed (`ledger verify` recomputes it).
     balance_after_minor: Mapped[int] = mapped_column(BigInteger)
 
-    @property
-    def signed_minor(self) -> int:
-        return self.sign * self.amount_minor
-
 
 class PurchaseRequest(Base):
     """Согласование закупки: a hold on the balance until the representative consents or refuses."""
