@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -27,7 +27,16 @@ from .accounts import (
     tariff_for,
 )
 from .errors import LedgerConflict, LedgerError, LedgerForbidden
-from .posting import Actor, Entry, EntryDraft, available_minor, balance_minor, post_entry, run
+from .posting import (
+    Actor,
+    Entry,
+    EntryDraft,
+    available_minor,
+    balance_minor,
+    last_daily_charge,
+    post_entry,
+    run,
+)
 from .settings import ledger_settings
 
 __all__ = [
@@ -285,11 +294,7 @@ def reverse(
 
 
 def first_uncharged_day(session: Session, account: StayAccount) -> date:
-    last = session.scalar(
-        select(func.max(LedgerEntry.service_date)).where(
-            LedgerEntry.account_id == account.id, LedgerEntry.kind == "daily_charge"
-        )
-    )
+    last = last_daily_charge(session, account.id)
     return account.admission_date if last is None else last + timedelta(days=1)
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "balance_and_holds",
     "balance_minor",
     "holds_minor",
+    "last_daily_charge",
     "post_entry",
     "run",
 ]
@@ -105,6 +106,7 @@ _LAST_DAILY = (
     .scalar_subquery()
 )
 _BALANCE_ONLY = select(_BALANCE)
+_LAST_DAILY_ONLY = select(_LAST_DAILY)
 _HOLDS_ONLY = select(_HOLDS)
 _SUMS = select(_BALANCE, _HOLDS)
 _STATE = select(_BALANCE, _HOLDS, _LAST_DAILY)
@@ -133,6 +135,11 @@ run = fast_sql.run
 
 def balance_minor(session: Session, account_id: int) -> int:
     return int(run(session, _BALANCE_ONLY, {"account_id": account_id}).scalar() or 0)
+
+
+def last_daily_charge(session: Session, account_id: int) -> date | None:
+    """The service date of the account's last daily charge (one probe of the daily charges' index)."""
+    return run(session, _LAST_DAILY_ONLY, {"account_id": account_id}).scalar()
 
 
 def holds_minor(session: Session, account_id: int, now: datetime | None = None) -> int:
