@@ -23,7 +23,6 @@ from sqlalchemy.orm import Session
 
 from widget_server.db import Database
 from widget_server.ledger import (
-    Actor,
     Admission,
     admit,
     balance_minor,
@@ -37,23 +36,19 @@ from widget_server.ledger import (
 from widget_server.ledger.daily import post_daily_charges
 from widget_server.ledger.statement import statement_rows
 from widget_server.migrations import alembic_config, upgrade
-from widget_server.models import ExpenseArticle, LedgerEntry, Portal, StayAccount, Tariff, implied_roles
+from widget_server.models import LedgerEntry, Portal, StayAccount
 from widget_server.portals import create_portal
 
 from ..test_migrations import scratch_database
+from .test_invariants import ADMIN, FINANCE
+from .test_invariants import _catalogue as catalogue_in
 
-FINANCE = Actor("test:finance", "api", implied_roles(["finance"]))
-ADMIN = Actor("test:admin", "api", implied_roles(["admin"]))
-RATE = 350_000
+RATE = 350_000  # the rate of test_invariants' catalogue
 
 
 def _catalogue(rt, portal_id: int) -> tuple[int, int]:
     with rt.db.transaction() as s:
-        tariff = Tariff(portal_id=portal_id, name="Стандарт", daily_rate_minor=RATE)
-        article = ExpenseArticle(portal_id=portal_id, name="Перевязочный материал")
-        s.add_all([tariff, article])
-        s.flush()
-        return tariff.id, article.id
+        return catalogue_in(s, portal_id)
 
 
 def _admit(rt, portal_id: int, deal: str, admitted: date, tariff_id: int, opening: int) -> int:
