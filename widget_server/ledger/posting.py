@@ -2,7 +2,11 @@
 
 `post_entry` runs inside the caller's transaction with the account already locked (`lock_account`): it
 checks the draft in Python first so that refusals name the field, then assigns the next sequence number,
-chains the hash and inserts. The database constraints repeat the same rules as a last line of defence.
+chains the hash, carries the running balance on from the chain's head and inserts. The database
+constraints repeat the same rules as a last line of defence.
+
+The balance is the head entry's `balance_after_minor`: every read here probes the head of the account's
+chain, so a posting costs the same on the first day of a stay as after a year of daily charges.
 """
 
 from __future__ import annotations
