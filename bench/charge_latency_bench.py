@@ -528,7 +528,7 @@ def _profile(env: dict, fixture: dict, count: int, top: int = 0, dump: str | Non
         ("posting.py", "post_entry", "  post_entry (key, head and balance in one read; insert)"),
         ("api_stay.py", "find_account", "find_account again after the charge"),
         ("mirror.py", "mirror_entries", "mirror_entries: summary, note, sync, low-balance"),
-        ("mirror.py", "entry_note", "  entry_note (article, balance after)"),
+        ("mirror.py", "entry_note", "  entry_note (the note's facts; worded by the job)"),
         ("mirror.py", "queue_stay_sync", "  queue_stay_sync"),
         ("outbox.py", "enqueue_outbox", "  enqueue_outbox (insert + flush)"),
         ("summary.py", "stay_summary", "stay_summary (once: mirror and response share it)"),

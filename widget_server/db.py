@@ -8,7 +8,7 @@ PostgreSQL uses row locks (SELECT … FOR UPDATE) in the code that needs them.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from .sqlite_checkpoints import DEFAULT_INTERVAL_S, Checkpointer
 from .sqlite_writer_gate import WriterGate
 
 __all__ = ["READ_ONLY", "Database", "mark_read_only"]
@@ -37,6 +38,8 @@ class Database:
         self.url = url
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self._file: Path | None = None
+        self._checkpointer: Checkpointer | None = None
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -45,8 +48,9 @@ class Database:
             )
             gate = None
             if parsed.database and parsed.database != ":memory:":
-                gate = WriterGate(Path(parsed.database), SQLITE_BUSY_TIMEOUT_S)
-            _install_sqlite_hooks(self.engine, gate)
+                self._file = Path(parsed.database)
+                gate = WriterGate(self._file, SQLITE_BUSY_TIMEOUT_S)
+            _install_sqlite_hooks(self.engine, gate, lambda: self._checkpointer is not None)
         else:
             # pool_recycle instead of pre_ping: a ping is a round trip on every checkout, i.e. every request.
             self.engine = create_engine(url, echo=echo, pool_recycle=1800, pool_size=10, max_overflow=20)
@@ -55,7 +59,28 @@ class Database:
         os.register_at_fork(after_in_child=self._after_fork)
 
     def _after_fork(self) -> None:
+        # The checkpoint thread does not survive a fork: the child's connections checkpoint themselves.
+        self._checkpointer = None
         self.engine.dispose(close=False)
+
+    def checkpoint_in_background(self, interval_s: float = DEFAULT_INTERVAL_S) -> bool:
+        """On a SQLite file: take WAL checkpoints in a thread of this process rather than in the COMMIT of
+        whichever of its writers fills the log (`sqlite_checkpoints`). For a web worker, after fork. Whether
+        it is on."""
+        if not self.is_sqlite or self._file is None:
+            return False
+        if self._checkpointer is None:
+            checkpointer = Checkpointer(self._file, interval_s)
+            checkpointer.start()
+            self._checkpointer = checkpointer
+            # Connections opened so far still checkpoint in their COMMIT; new ones will not.
+            self.engine.dispose(close=False)
+        return True
+
+    def stop_background_checkpoints(self) -> None:
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.stop()
 
     @property
     def backend(self) -> str:
@@ -71,6 +96,7 @@ class Database:
             yield session
 
     def dispose(self) -> None:
+        self.stop_background_checkpoints()
         self.engine.dispose()
 
 
@@ -91,7 +117,9 @@ def _begin(connection: Connection, sql: str) -> None:
         cursor.close()
 
 
-def _install_sqlite_hooks(engine: Engine, gate: WriterGate | None) -> None:
+def _install_sqlite_hooks(
+    engine: Engine, gate: WriterGate | None, checkpoints_in_background: Callable[[], bool]
+) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
         # Take transaction control away from pysqlite so that our BEGIN IMMEDIATE is the only BEGIN.
@@ -100,6 +128,8 @@ def _install_sqlite_hooks(engine: Engine, gate: WriterGate | None) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        if checkpoints_in_background():
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -29,7 +29,7 @@ accesslog = None
 def post_worker_init(worker: object) -> None:
     # Report PNGs: matplotlib and its font load in each web worker after fork, before its first request
     # (a first 12-month PNG stays under 1 s); rq workers and the CLI, which never draw, skip it (≈ 0.16 s).
-    from widget_server import background_redis, sqlite_writer_gate
+    from widget_server import background_redis, runtime, sqlite_writer_gate
     from widget_server.reports.render import warm_up
 
     warm_up()
@@ -37,6 +37,8 @@ def post_worker_init(worker: object) -> None:
     background_redis.start()
     # Requests run on this thread: it waits for SQLite's writer gate in the kernel (handed over at once).
     sqlite_writer_gate.wait_blocking()
+    # WAL checkpoints (a copy and two fsyncs, every ~75 charges) leave the requests' COMMITs for a thread.
+    runtime.current().db.checkpoint_in_background()
 
 
 def worker_exit(server: object, worker: object) -> None:

@@ -1,0 +1,55 @@
+"""A web worker's SQLite checkpoints run in a thread: its connections never checkpoint inside a COMMIT,
+and the thread folds the write-ahead log back into the database while writers go on."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import text
+
+from widget_server.db import Database
+
+
+def _autocheckpoint(db: Database) -> int:
+    with db.engine.connect() as connection:
+        return connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one()
+
+
+@pytest.fixture
+def db(tmp_path):  # type: ignore[no-untyped-def]
+    database = Database(f"sqlite:///{tmp_path / 'wal.sqlite3'}")
+    with database.transaction() as session:
+        session.execute(text("CREATE TABLE t (x INTEGER, pad TEXT)"))
+    yield database
+    database.dispose()
+
+
+def test_a_web_worker_checkpoints_in_a_thread_not_in_its_commits(db) -> None:  # type: ignore[no-untyped-def]
+    assert _autocheckpoint(db) == 1000  # SQLite's default: the COMMIT that fills the log checkpoints
+    assert db.checkpoint_in_background(interval_s=0.02)
+    assert _autocheckpoint(db) == 0  # connections opened since leave it to the thread
+    checkpointer = db._checkpointer
+    assert checkpointer is not None and checkpointer.is_alive()
+    for n in range(60):
+        with db.transaction() as session:
+            session.execute(text("INSERT INTO t VALUES (:x, :pad)"), {"x": n, "pad": "x" * 3000})
+    deadline = time.monotonic() + 10
+    while checkpointer.checkpointed_pages < 60 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert checkpointer.checkpointed_pages >= 60  # every commit's pages reached the database file
+    db.stop_background_checkpoints()
+    assert not checkpointer.is_alive()
+    other = Database(db.url)  # another process's (or another database's) connections are unchanged
+    try:
+        assert _autocheckpoint(other) == 1000
+    finally:
+        other.dispose()
+
+
+def test_only_a_sqlite_file_checkpoints_in_the_background(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    memory = Database("sqlite://")
+    try:
+        assert not memory.checkpoint_in_background()
+    finally:
+        memory.dispose()
