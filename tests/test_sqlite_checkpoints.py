@@ -53,3 +53,35 @@ def test_only_a_sqlite_file_checkpoints_in_the_background(tmp_path) -> None:  # 
         assert not memory.checkpoint_in_background()
     finally:
         memory.dispose()
+
+
+def test_a_long_log_is_folded_back_whole_under_the_writer_gate_and_starts_over(db) -> None:  # type: ignore[no-untyped-def]
+    """A PASSIVE checkpoint beside writers never lets the log restart under sustained writes; past
+    `restart_pages` the remainder is copied with the writer gate held, and the next writer rewinds the log."""
+    from widget_server.sqlite_checkpoints import Checkpointer
+
+    def write(n: int) -> None:
+        for x in range(n):
+            with db.transaction() as session:
+                session.execute(text("INSERT INTO t VALUES (:x, :pad)"), {"x": x, "pad": "x" * 3000})
+
+    gate = db._gate
+    held: list[bool] = []
+    checkpointer = Checkpointer(db._file, gate, restart_pages=40)
+    real_once = checkpointer.checkpoint_once
+
+    def once() -> tuple[int, int, int]:
+        held.append(getattr(gate._local, "owner", None) is not None)
+        return real_once()
+
+    checkpointer.checkpoint_once = once  # type: ignore[method-assign]
+    write(10)
+    checkpointer.round()  # a short log: one checkpoint beside the writers, the gate left alone
+    assert (held, checkpointer.restarts) == ([False], 0)
+    write(60)
+    checkpointer.round()
+    assert (held[1:], checkpointer.restarts) == ([False, True], 1)
+    write(1)  # this writer finds the whole log copied back: it starts the log over
+    _busy, pages, _copied = checkpointer.checkpoint_once()
+    checkpointer.close()
+    assert pages < 10

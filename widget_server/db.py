@@ -39,6 +39,7 @@ class Database:
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         self._file: Path | None = None
+        self._gate: WriterGate | None = None
         self._checkpointer: Checkpointer | None = None
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
@@ -49,7 +50,7 @@ class Database:
             gate = None
             if parsed.database and parsed.database != ":memory:":
                 self._file = Path(parsed.database)
-                gate = WriterGate(self._file, SQLITE_BUSY_TIMEOUT_S)
+                gate = self._gate = WriterGate(self._file, SQLITE_BUSY_TIMEOUT_S)
             _install_sqlite_hooks(self.engine, gate, lambda: self._checkpointer is not None)
         else:
             # pool_recycle instead of pre_ping: a ping is a round trip on every checkout, i.e. every request.
@@ -70,7 +71,7 @@ class Database:
         if not self.is_sqlite or self._file is None:
             return False
         if self._checkpointer is None:
-            checkpointer = Checkpointer(self._file, interval_s)
+            checkpointer = Checkpointer(self._file, self._gate, interval_s)
             checkpointer.start()
             self._checkpointer = checkpointer
             # Connections opened so far still checkpoint in their COMMIT; new ones will not.
