@@ -217,3 +217,22 @@ def test_read_alone_reads_beside_a_writer_without_a_transaction_of_its_own(rt, p
         writer.close()
     with pytest.raises(ValueError, match="SELECT"):
         fast_sql.read_alone(rt.db.engine, _INSERT_JOB, _job(portal.id, "x"))
+
+
+def test_run_follows_the_session_from_one_transaction_to_the_next(rt, portal) -> None:  # type: ignore[no-untyped-def]
+    count = select(func.count()).select_from(_OUTBOX).where(_OUTBOX.c.portal_id == bindparam("p"))
+    session = rt.db.session()
+    try:
+        fast_sql.run(session, _INSERT_JOB, _job(portal.id, "first"))
+        first = session.connection()
+        session.commit()
+        # A new transaction: run must not reuse the connection the committed one returned to the pool.
+        fast_sql.run(session, _INSERT_JOB, _job(portal.id, "second"))
+        assert session.connection() is not first
+        with session.begin_nested():
+            fast_sql.run(session, _INSERT_JOB, _job(portal.id, "nested"))
+            assert fast_sql.run(session, count, {"p": portal.id}).scalar() == 3
+        session.rollback()
+        assert fast_sql.run(session, count, {"p": portal.id}).scalar() == 1
+    finally:
+        session.close()

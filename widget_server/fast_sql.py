@@ -166,13 +166,23 @@ class _Compiled:
 
 
 _COMPILED: dict[tuple[Any, ...], _Compiled] = {}
+_CONNECTION = "fast_sql.connection"
+"""session.info key: (the session's transaction, its connection)."""
 
 
 def run(session: Session, statement: ClauseElement, params: Mapping[str, Any] | None = None) -> FastResult:
     """Execute a statement built once (a module constant) in the session's transaction."""
-    params = params or {}
     session.flush()
-    return _execute(session.connection(), statement, params)
+    # The transaction's connection, asked of the session once per transaction: `session.connection()`
+    # walks the session's state machine every time, and a charge runs a dozen statements.
+    transaction = session.get_transaction()
+    known = session.info.get(_CONNECTION)
+    if transaction is not None and known is not None and known[0] is transaction:
+        connection = known[1]
+    else:
+        connection = session.connection()
+        session.info[_CONNECTION] = (session.get_transaction(), connection)
+    return _execute(connection, statement, params or {})
 
 
 def read_alone(
