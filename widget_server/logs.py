@@ -10,6 +10,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 __all__ = ["configure_logging", "log_context", "scrub"]
 
 log_context: ContextVar[dict[str, Any] | None] = ContextVar("log_context", default=None)
@@ -43,7 +45,11 @@ class JsonFormatter(logging.Formatter):
             document.update(extra)
         if record.exc_info:
             document["exc"] = scrub(self.formatException(record.exc_info))
-        return json.dumps(document, ensure_ascii=False, default=str)
+        try:
+            # orjson: a tenth of json.dumps's time, on a line written for every request.
+            return orjson.dumps(document, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        except TypeError:  # what orjson refuses outright (an int beyond 64 bits): the standard encoder
+            return json.dumps(document, ensure_ascii=False, default=str)
 
 
 _base_factory = logging.getLogRecordFactory()

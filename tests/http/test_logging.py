@@ -35,3 +35,25 @@ def test_scrub_masks_json_secrets_and_our_key_format():
     text = '{"refresh_token": "r-123", "client_secret": "s3"} key cb_AbCdEfGh_' + "z" * 43
     cleaned = scrub(text)
     assert "r-123" not in cleaned and "s3" not in cleaned and "zzzz" not in cleaned
+
+
+def test_a_line_with_odd_values_is_still_one_json_line() -> None:
+    import logging
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    record = logging.LogRecord("widget_server.job", logging.INFO, __file__, 1, "job %s done", ("x",), None)
+    record.fields = {  # type: ignore[attr-defined]
+        "at": datetime(2026, 11, 24, 9, 30, tzinfo=UTC),
+        "amount": Decimal("1500.00"),
+        "huge": 2**70,  # beyond what orjson encodes: the standard encoder takes over
+        7: "a non-string key",
+    }
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    document = json.loads(line)
+    assert document["msg"] == "job x done"
+    assert document["amount"] == "1500.00"
+    assert document["huge"] == 2**70
+    assert document["7"] == "a non-string key"
+    assert document["at"].startswith("2026-11-24")
