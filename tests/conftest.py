@@ -216,6 +216,17 @@ class Api:
 
 
 @pytest.fixture
+def scratch_sqlite(tmp_path) -> Iterator[Database]:  # type: ignore[no-untyped-def]
+    """A SQLite file of its own with one table `t (x INTEGER, pad TEXT)`, for tests of the engine's hooks
+    (BEGIN, the writer gate, checkpoints) that must not touch the shared test database."""
+    database = Database(f"sqlite:///{tmp_path / 'scratch.sqlite3'}")
+    with database.transaction() as session:
+        session.execute(text("CREATE TABLE t (x INTEGER, pad TEXT)"))
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
 def make_portal(rt: runtime_module.Runtime):  # type: ignore[no-untyped-def]
     def make(**overrides: object) -> Portal:
         values: dict = {

@@ -4,18 +4,14 @@ once, reads do not, cursor listeners see the BEGIN, and a failing BEGIN raises S
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event, exc, text
+from sqlalchemy import event, exc
 
-from widget_server.db import Database, _begin, mark_read_only
+from widget_server.db import _begin, mark_read_only
 
 
 @pytest.fixture
-def db(tmp_path):  # type: ignore[no-untyped-def]
-    database = Database(f"sqlite:///{tmp_path / 'begin.sqlite3'}")
-    with database.transaction() as session:
-        session.execute(text("CREATE TABLE t (x INTEGER)"))
-    yield database
-    database.dispose()
+def db(scratch_sqlite):  # type: ignore[no-untyped-def]
+    return scratch_sqlite
 
 
 def test_a_write_transaction_holds_the_write_lock_from_its_begin_and_a_read_does_not(db) -> None:  # type: ignore[no-untyped-def]

@@ -17,12 +17,8 @@ def _autocheckpoint(db: Database) -> int:
 
 
 @pytest.fixture
-def db(tmp_path):  # type: ignore[no-untyped-def]
-    database = Database(f"sqlite:///{tmp_path / 'wal.sqlite3'}")
-    with database.transaction() as session:
-        session.execute(text("CREATE TABLE t (x INTEGER, pad TEXT)"))
-    yield database
-    database.dispose()
+def db(scratch_sqlite):  # type: ignore[no-untyped-def]
+    return scratch_sqlite
 
 
 def test_a_web_worker_checkpoints_in_a_thread_not_in_its_commits(db) -> None:  # type: ignore[no-untyped-def]

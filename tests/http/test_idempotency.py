@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from tests.support.failures import fail_first_call
 from widget_server.models import IdempotencyRecord, OutboxJob, utcnow
 
 
@@ -137,16 +138,7 @@ def test_keys_are_scoped_per_portal(make_portal, make_api, rt):
 def test_an_unexpected_failure_releases_the_key(app, admin, rt, monkeypatch):
     import widget_server.http.api_deals as api_deals
 
-    calls = {"n": 0}
-    real = api_deals.enqueue_outbox
-
-    def flaky(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise RuntimeError("database hiccup")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(api_deals, "enqueue_outbox", flaky)
+    fail_first_call(monkeypatch, api_deals, "enqueue_outbox", RuntimeError("database hiccup"))
     app.config["PROPAGATE_EXCEPTIONS"] = False
     assert admin.post("/api/v1/deals/1/notes", json={"text": "x"}, key="retry-me").status_code == 500
     assert admin.post("/api/v1/deals/1/notes", json={"text": "x"}, key="retry-me").status_code == 202

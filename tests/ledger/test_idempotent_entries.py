@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from sqlalchemy import event, func, select
 
+from tests.support.failures import fail_first_call
 from widget_server.models import IdempotencyRecord, LedgerEntry, utcnow
 
 CHARGES = "/api/v1/deals/700/stay/charges"
@@ -85,16 +86,7 @@ def test_a_charge_that_crashes_leaves_no_record_and_the_key_works_again(
 
     _admit(roles, catalogue)
     body = {"amount": "10.00", "article_id": catalogue["dressing"]}
-    real = api_stay._entry_response
-    calls = {"n": 0}
-
-    def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise RuntimeError("disk hiccup")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(api_stay, "_entry_response", flaky)
+    fail_first_call(monkeypatch, api_stay, "_entry_response", RuntimeError("disk hiccup"))
     app.config["PROPAGATE_EXCEPTIONS"] = False
     records, entries = _count(rt, IdempotencyRecord), _count(rt, LedgerEntry)
     assert roles["finance"].post(CHARGES, key="retry-me", json=body).status_code == 500
