@@ -117,7 +117,7 @@ class _Compiled:
                 self.defaults[name] = _constant(generator.arg)
             else:
                 self.defaults[name] = _called(generator.arg)
-        self.reader: tuple[Callable[[tuple[Any, ...]], Any], list[_Processor]] | None = None
+        self.reader: Callable[[tuple[Any, ...]], Any] | None = None
 
     def parameters(self, params: Mapping[str, Any]) -> Any:
         processors, defaults = self.processors, self.defaults
@@ -151,18 +151,23 @@ class _Compiled:
             if len(keys) != len(description):
                 keys = [entry[0] for entry in description]
             row = namedtuple("Row", keys, rename=True)  # type: ignore[misc]
-            self.reader = (row._make, processors)
-        make, processors = self.reader
-        if not any(processors):
-            return make
+            self.reader = _row_reader(row._make, processors)
+        return self.reader
 
-        def convert(raw: tuple[Any, ...]) -> Any:
-            return make(
-                value if processor is None else processor(value)
-                for value, processor in zip(raw, processors, strict=True)
-            )
 
-        return convert
+def _row_reader(make: Callable[[Any], Any], processors: list[_Processor]) -> Callable[[tuple[Any, ...]], Any]:
+    # Only the columns that have a processor are touched (on SQLite most values come back as they are).
+    converted = [(index, processor) for index, processor in enumerate(processors) if processor is not None]
+    if not converted:
+        return make
+
+    def convert(raw: tuple[Any, ...]) -> Any:
+        values = list(raw)
+        for index, processor in converted:
+            values[index] = processor(values[index])
+        return make(values)
+
+    return convert
 
 
 _COMPILED: dict[tuple[Any, ...], _Compiled] = {}
