@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import cache
 
-from babel.numbers import format_currency, get_currency_precision
+from babel import Locale
+from babel.numbers import NumberPattern, get_currency_precision
 
 __all__ = ["AmountError", "format_minor", "minor_to_decimal", "parse_amount", "quantize_minor"]
 
@@ -64,5 +66,13 @@ def quantize_minor(value: Decimal, currency: str) -> int:
 
 
 def format_minor(minor: int, currency: str, locale: str = "ru_RU") -> str:
-    """`1230000, "RUB"` → "12 300,00 ₽" (with non-breaking spaces, as Babel's CLDR data has them)."""
-    return format_currency(minor_to_decimal(minor, currency), currency, locale=locale)
+    """`1230000, "RUB"` → "12 300,00 ₽" (with non-breaking spaces, as Babel's CLDR data has them): what
+    `babel.numbers.format_currency` writes, with the locale and its currency pattern looked up once."""
+    parsed, pattern = _currency_format(locale)
+    return pattern.apply(minor_to_decimal(minor, currency), parsed, currency=currency)
+
+
+@cache
+def _currency_format(locale: str) -> tuple[Locale, NumberPattern]:
+    parsed = Locale.parse(locale)
+    return parsed, parsed.currency_formats["standard"]

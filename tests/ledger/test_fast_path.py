@@ -33,12 +33,15 @@ def test_lean_summary_is_exactly_the_schemas_dump(roles, catalogue, frozen, monk
 
     def checked(portal, summary):  # type: ignore[no-untyped-def]
         result = lean(portal, summary)
-        # The same document with its dates and datetimes left as objects is what the schema dumps.
+        # The same document with its dates and datetimes left as objects is what the schema dumps (built
+        # afresh: the recent entries' documents are kept between requests, with their dates as text).
         monkeypatch.setattr(api_stay, "_iso", lambda value: value)
+        api_stay._stored_entry_document.cache_clear()
         try:
             typed = lean(portal, summary)
         finally:
             monkeypatch.setattr(api_stay, "_iso", iso)
+            api_stay._stored_entry_document.cache_clear()
         assert result == StaySummarySchema().dump(typed)
         seen.append(result)
         return result
@@ -241,3 +244,25 @@ def test_a_charge_body_is_validated_before_its_transaction_and_a_bad_one_is_stil
     assert "amount" in first.get_json()["error"]["fields"]
     assert again.headers["Idempotent-Replayed"] == "true"  # the refusal went through the mutation as before
     assert _count(rt, LedgerEntry) == entries
+
+
+def test_recent_entry_documents_are_kept_by_the_whole_row_and_handed_out_as_copies() -> None:
+    from collections import namedtuple
+    from datetime import UTC, date, datetime
+
+    from widget_server.ledger.summary import _RECENT_COLUMNS
+
+    row_type = namedtuple("Row", _RECENT_COLUMNS)  # type: ignore[misc]
+    values = dict.fromkeys(_RECENT_COLUMNS)
+    values.update(id=41, seq=3, kind="charge", sign=-1, amount_minor=15050, currency="RUB",
+                  entry_date=date(2026, 11, 29), actor="apikey:1", source="api",
+                  created_at=datetime(2026, 11, 29, 7, 0, tzinfo=UTC))  # fmt: skip
+    row = row_type(**values)
+    first = api_stay._recent_entry_document(row)
+    assert first == api_stay.entry_document(row)
+    first["amount"] = "tampered"  # a caller's change stays in its own copy
+    assert api_stay._recent_entry_document(row)["amount"] == "150.50"
+    # SQLite may hand a rolled-back entry's id out again: the same id with other values is another document.
+    other = row._replace(amount_minor=99, reason="другая")
+    assert api_stay._recent_entry_document(other)["amount"] == "0.99"
+    assert api_stay._recent_entry_document(other)["reason"] == "другая"

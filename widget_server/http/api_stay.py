@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -119,6 +120,19 @@ def entry_document(entry: Entry | Row[Any]) -> dict[str, Any]:
     }
 
 
+@lru_cache(maxsize=4096)
+def _stored_entry_document(row: Row[Any]) -> dict[str, Any]:
+    return entry_document(row)
+
+
+def _recent_entry_document(row: Row[Any]) -> dict[str, Any]:
+    """An entry of a summary's recent list: entries never change, and a summary lists the same ten again
+    and again (every charge answers with its account's last ten), so their documents are kept, keyed by
+    the whole row (all its columns: an id SQLite hands out again after a rollback comes with other values).
+    A copy: the cached document itself must never be changed."""
+    return dict(_stored_entry_document(row))
+
+
 def purchase_document(purchase: PurchaseRequest | Row[Any], currency: str) -> dict[str, Any]:
     """A purchase request, or a row with its columns (a summary's pending purchases)."""
     return {
@@ -171,7 +185,7 @@ def summary_document(portal: Portal, summary: StaySummary) -> dict[str, Any]:
                 "available": _amount(summary.available_minor, currency),
                 "daily_rate": _amount(summary.daily_rate_minor, currency),
                 "pending_purchases": [purchase_document(p, currency) for p in summary.pending_purchases],
-                "recent_entries": [entry_document(e) for e in summary.recent_entries],
+                "recent_entries": [_recent_entry_document(e) for e in summary.recent_entries],
             }
         )
     return document
