@@ -266,3 +266,7 @@ def test_recent_entry_documents_are_kept_by_the_whole_row_and_handed_out_as_copi
     other = row._replace(amount_minor=99, reason="другая")
     assert api_stay._recent_entry_document(other)["amount"] == "0.99"
     assert api_stay._recent_entry_document(other)["reason"] == "другая"
+    kept = api_stay._stored_entry_document.cache_info().currsize
+    orm_like = type("Entry", (), {**values, "amount_minor": 1})()  # not a row: built afresh, never kept
+    assert api_stay._recent_entry_document(orm_like)["amount"] == "0.01"
+    assert api_stay._stored_entry_document.cache_info().currsize == kept

@@ -129,7 +129,10 @@ def _recent_entry_document(row: Row[Any]) -> dict[str, Any]:
     """An entry of a summary's recent list: entries never change, and a summary lists the same ten again
     and again (every charge answers with its account's last ten), so their documents are kept, keyed by
     the whole row (all its columns: an id SQLite hands out again after a rollback comes with other values).
-    A copy: the cached document itself must never be changed."""
+    A copy: the cached document itself must never be changed. Only plain rows are kept: an ORM object
+    hashes by identity, which a later object may reuse."""
+    if not isinstance(row, tuple):
+        return entry_document(row)
     return dict(_stored_entry_document(row))
 
 
