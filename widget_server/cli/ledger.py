@@ -1,4 +1,4 @@
-"""Ledger maintenance: verify the hash chains, run the daily charges by hand."""
+"""Ledger maintenance: verify the hash chains and running balances, run the daily charges by hand."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ def ledger() -> None:
 @ledger.command("verify")
 @click.option("--portal", "portal_ref", help="Only this portal (slug or id).")
 def ledger_verify(portal_ref: str | None) -> None:
-    """Recompute every account's hash chain; exit 1 naming the first broken entry of each account."""
+    """Recompute every account's hash chain and running balance; exit 1 naming the first broken entry of
+    each account."""
     from ..ledger.verify import verify_chains
     from ..portals import find_portal
 
