@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 
@@ -27,6 +27,7 @@ from widget_server.ledger import (
     admit,
     balance_minor,
     charge,
+    daily,
     deposit,
     posting,
     reverse,
@@ -129,9 +130,9 @@ def test_an_account_without_entries_has_a_zero_balance(rt, clinic, frozen):
 # --- 2. the posting path's reads do not grow with the stay ----------------------------------------------
 
 
-def _reads(session: Session, statement, params: dict[str, object]) -> int:
-    """What one execution of `statement` costs the database in work that would grow with the entries it
-    visits: SQLite's VM instructions; PostgreSQL's ledger_entries rows fetched (by index or scan)."""
+def _reads(session: Session, work: Callable[[], object]) -> int:
+    """What one call of `work` costs the database in work that would grow with the entries it visits:
+    SQLite's VM instructions; PostgreSQL's ledger_entries rows fetched (by index or scan)."""
     raw = session.connection().connection.driver_connection
     if session.bind.dialect.name == "sqlite":
         steps = [0]
@@ -142,7 +143,7 @@ def _reads(session: Session, statement, params: dict[str, object]) -> int:
 
         raw.set_progress_handler(count, 1)
         try:
-            posting.run(session, statement, params).all()
+            work()
         finally:
             raw.set_progress_handler(None, 1)
         return steps[0]
@@ -156,7 +157,7 @@ def _reads(session: Session, statement, params: dict[str, object]) -> int:
         ).scalar_one()
 
     before = tuples()
-    posting.run(session, statement, params).all()
+    work()
     return int(tuples() - before)
 
 
@@ -179,13 +180,41 @@ def test_the_posting_paths_balance_reads_cost_the_same_for_a_long_stay(rt, clini
             params = {"portal_id": clinic.id, "key": "nothing", "account_id": account_id, "now": frozen.now}
             for _ in range(6):  # past psycopg's prepare threshold
                 posting.run(s, statement, params).all()
-            costs[label] = _reads(s, statement, params)
+            costs[label] = _reads(s, lambda params=params: posting.run(s, statement, params).all())
     # A sum over the entries would read the long stay's 367 entries rather than the short one's three.
     assert costs["long"] <= costs["short"] + 5, costs
     if not rt.db.is_sqlite:
         # At most the head, the last daily charge and an earlier entry with the key: never the whole table,
         # which the generic plan of a sum over the entries reads for the short stay as well.
         assert costs["long"] <= 3, costs
+
+
+def test_the_daily_runs_read_of_last_charges_and_heads_costs_the_same_for_a_long_stay(rt, clinic, frozen):
+    """The daily run reads each account's last charged day and chain head by a probe per account: a
+    year-long stay costs what a new one does (a GROUP BY over the entries read all 367 of them)."""
+    frozen.set_local("2026-12-01 10:00")
+    tariff_id, _ = _catalogue(rt, clinic.id)
+    short = _admit(rt, clinic.id, "903", date(2026, 11, 30), tariff_id, 1_000_000)
+    long = _admit(rt, clinic.id, "904", date(2025, 12, 1), tariff_id, 1_000_000)
+    post_daily_charges(rt.db.sessions, clinic.id, date(2026, 12, 1))
+    costs, states = {}, {}
+    with rt.db.transaction() as s:
+        if not rt.db.is_sqlite:
+            s.execute(text("ANALYZE ledger_entries"))
+        db = daily._Db(s)
+        try:
+            for label, account_id in (("short", short), ("long", long)):
+                states[label] = daily._state(db, [account_id])
+                costs[label] = _reads(s, lambda account_id=account_id: daily._state(db, [account_id]))
+        finally:
+            db.close()
+    entries = {label: _entries(rt, account) for label, account in (("short", short), ("long", long))}
+    for label, account_id in (("short", short), ("long", long)):
+        last_charged, heads, _schedules = states[label]
+        head = entries[label][-1]
+        assert last_charged[account_id] == date(2026, 12, 1)
+        assert heads[account_id] == (head.seq, head.hash, head.balance_after_minor)
+    assert costs["long"] <= costs["short"] + 5, costs
 
 
 # --- 3. migration 0022 ----------------------------------------------------------------------------------

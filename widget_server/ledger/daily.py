@@ -240,27 +240,39 @@ def _state(
     db: _Db, ids: list[int]
 ) -> tuple[dict[int, date], dict[int, tuple[int, str, int]], dict[int, list[tuple[date, int]]]]:
     """Per account: the last charged service date, the chain head (seq, hash, running balance) and the
-    tariff schedule
-    ((effective_from, daily rate) by date; for equal dates the latest assignment wins)."""
-    where, ids_param = db.among("account_id", ids)
+    tariff schedule ((effective_from, daily rate) by date; for equal dates the latest assignment wins).
+
+    The last charge and the head are probes per account (the newest entry of an index whose leading column
+    is the account; ORDER BY … LIMIT 1, which PostgreSQL plans as one index probe where it may plan max() as
+    an aggregate), not a GROUP BY over the accounts' entries, which read every entry of every stay in the
+    chunk — a year-long stay's 365 daily charges for one row."""
+    where, ids_param = db.among("a.id", ids)
     to_date = db.to_date
-    last_charged = {
-        account_id: to_date(day)
-        for account_id, day in db.rows(
-            f"SELECT account_id, max(service_date) FROM {_ENTRIES} "
-            f"WHERE {where} AND kind = '{_KIND}' GROUP BY account_id",
-            (ids_param,),
+    last_charged: dict[int, date] = {}
+    heads: dict[int, tuple[int, str, int]] = {}
+    if db.pg:
+        # LATERAL: the head's three columns from one probe of the (account_id, seq) index.
+        sql = (
+            f"SELECT a.id, d.service_date, h.seq, h.hash, h.balance_after_minor FROM {_ACCOUNTS} a "
+            f"LEFT JOIN LATERAL (SELECT service_date FROM {_ENTRIES} WHERE account_id = a.id "
+            f"AND kind = '{_KIND}' ORDER BY service_date DESC LIMIT 1) d ON true "
+            f"LEFT JOIN LATERAL (SELECT seq, hash, balance_after_minor FROM {_ENTRIES} "
+            f"WHERE account_id = a.id ORDER BY seq DESC LIMIT 1) h ON true WHERE {where}"
         )
-    }
-    heads = {
-        account_id: (seq, hash_, balance)
-        for account_id, seq, hash_, balance in db.rows(
-            f"SELECT e.account_id, e.seq, e.hash, e.balance_after_minor FROM {_ENTRIES} e JOIN ("
-            f"SELECT account_id, max(seq) AS seq FROM {_ENTRIES} WHERE {where} GROUP BY account_id"
-            ") h ON e.account_id = h.account_id AND e.seq = h.seq",
-            (ids_param,),
+    else:
+        sql = (
+            f"SELECT a.id, (SELECT d.service_date FROM {_ENTRIES} d WHERE d.account_id = a.id "
+            f"AND d.kind = '{_KIND}' ORDER BY d.service_date DESC LIMIT 1), h.seq, h.hash, "
+            f"h.balance_after_minor FROM {_ACCOUNTS} a LEFT JOIN {_ENTRIES} h ON h.account_id = a.id "
+            f"AND h.seq = (SELECT s.seq FROM {_ENTRIES} s WHERE s.account_id = a.id ORDER BY s.seq DESC "
+            f"LIMIT 1) WHERE {where}"
         )
-    }
+    for account_id, day, seq, hash_, balance in db.rows(sql, (ids_param,)):
+        if day is not None:
+            last_charged[account_id] = to_date(day)
+        if seq is not None:
+            heads[account_id] = (seq, hash_, balance)
+    where, ids_param = db.among("account_id", ids)
     schedules: dict[int, list[tuple[date, int]]] = {}
     for account_id, effective_from, rate in db.rows(
         f"SELECT account_id, effective_from, daily_rate_minor FROM {_ASSIGNMENTS} "
