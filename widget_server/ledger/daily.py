@@ -250,23 +250,13 @@ def _state(
     to_date = db.to_date
     last_charged: dict[int, date] = {}
     heads: dict[int, tuple[int, str, int]] = {}
-    if db.pg:
-        # LATERAL: the head's three columns from one probe of the (account_id, seq) index.
-        sql = (
-            f"SELECT a.id, d.service_date, h.seq, h.hash, h.balance_after_minor FROM {_ACCOUNTS} a "
-            f"LEFT JOIN LATERAL (SELECT service_date FROM {_ENTRIES} WHERE account_id = a.id "
-            f"AND kind = '{_KIND}' ORDER BY service_date DESC LIMIT 1) d ON true "
-            f"LEFT JOIN LATERAL (SELECT seq, hash, balance_after_minor FROM {_ENTRIES} "
-            f"WHERE account_id = a.id ORDER BY seq DESC LIMIT 1) h ON true WHERE {where}"
-        )
-    else:
-        sql = (
-            f"SELECT a.id, (SELECT d.service_date FROM {_ENTRIES} d WHERE d.account_id = a.id "
-            f"AND d.kind = '{_KIND}' ORDER BY d.service_date DESC LIMIT 1), h.seq, h.hash, "
-            f"h.balance_after_minor FROM {_ACCOUNTS} a LEFT JOIN {_ENTRIES} h ON h.account_id = a.id "
-            f"AND h.seq = (SELECT s.seq FROM {_ENTRIES} s WHERE s.account_id = a.id ORDER BY s.seq DESC "
-            f"LIMIT 1) WHERE {where}"
-        )
+    sql = (
+        f"SELECT a.id, (SELECT d.service_date FROM {_ENTRIES} d WHERE d.account_id = a.id "
+        f"AND d.kind = '{_KIND}' ORDER BY d.service_date DESC LIMIT 1), h.seq, h.hash, "
+        f"h.balance_after_minor FROM {_ACCOUNTS} a LEFT JOIN {_ENTRIES} h ON h.account_id = a.id "
+        f"AND h.seq = (SELECT s.seq FROM {_ENTRIES} s WHERE s.account_id = a.id ORDER BY s.seq DESC "
+        f"LIMIT 1) WHERE {where}"
+    )
     for account_id, day, seq, hash_, balance in db.rows(sql, (ids_param,)):
         if day is not None:
             last_charged[account_id] = to_date(day)
